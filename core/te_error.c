@@ -1,0 +1,60 @@
+#include "te_error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+te_status te_errf(te_err *err, te_status code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        err->code = code;
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+te_status te_err_wrap(te_err *err, const char *fmt, ...)
+{
+    if (!err)
+        return TE_EINVAL;
+    char prefix[TE_ERR_MSG_MAX], old[TE_ERR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, err->msg, sizeof old);
+    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    return err->code;
+}
+
+void te_err_clear(te_err *err)
+{
+    if (err) {
+        err->code = TE_OK;
+        err->msg[0] = '\0';
+    }
+}
+
+const char *te_status_name(te_status code)
+{
+    switch (code) {
+    case TE_OK: return "ok";
+    case TE_EINVAL: return "invalid argument";
+    case TE_ENOMEM: return "out of memory";
+    case TE_EIO: return "i/o error";
+    case TE_EFORMAT: return "format error";
+    case TE_EUNSUPPORTED: return "unsupported";
+    case TE_ESHAPE: return "shape error";
+    case TE_EINTEGRITY: return "integrity failure";
+    case TE_EOVERFLOW: return "overflow";
+    case TE_ETRANSPORT: return "transport error";
+    case TE_EAUTH: return "authentication refused";
+    case TE_EPLUGIN: return "plugin error";
+    case TE_ECOUNTER: return "counter error";
+    case TE_ESERVER: return "server error";
+    }
+    return "unknown error";
+}

@@ -1,0 +1,172 @@
+/* The compiled model: twinedge's intermediate representation.
+ *
+ * The owner tool builds a te_model from ONNX (static shapes, every value's
+ * shape known), the device bundle stores the device's half of it and the
+ * edge bundle stores the linear layers' integer weights.  The executor in the
+ * device SDK interprets the node list in order.
+ *
+ * Values are float32 tensors in NCHW / row-major layout.  A value with
+ * data != NULL is a constant (initializer).  Every node has exactly one
+ * output value.
+ */
+#ifndef TE_MODEL_H
+#define TE_MODEL_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#define TE_MAX_DIMS 8
+
+typedef struct te_shape {
+    int ndim;
+    int64_t d[TE_MAX_DIMS];
+} te_shape;
+
+int64_t te_shape_numel(const te_shape *s);
+
+typedef enum te_op {
+    TE_OP_INVALID = 0,
+    TE_OP_LINEAR = 1,        /* Conv / Gemm / MatMul: node.layer indexes model.layers */
+    TE_OP_RELU = 2,
+    TE_OP_LEAKY_RELU = 3,    /* alpha */
+    TE_OP_PRELU = 4,         /* in[1] = slope (constant, broadcast like ONNX) */
+    TE_OP_CLIP = 5,          /* fmin, fmax */
+    TE_OP_SIGMOID = 6,
+    TE_OP_TANH = 7,
+    TE_OP_HARD_SIGMOID = 8,  /* alpha, beta */
+    TE_OP_HARD_SWISH = 9,
+    TE_OP_MAXPOOL = 10,      /* kernel, stride, pads, dilation, ceil_mode (output shape already computed) */
+    TE_OP_AVGPOOL = 11,      /* kernel, stride, pads, count_include_pad, ceil_mode */
+    TE_OP_GLOBAL_AVGPOOL = 12,
+    TE_OP_LRN = 13,          /* size, alpha, beta, bias */
+    TE_OP_RESHAPE = 14,      /* Flatten, Reshape, Identity, Dropout, Squeeze, Unsqueeze: copy data, new shape */
+    TE_OP_CONCAT = 15,       /* axis, n_in inputs */
+    TE_OP_ADD = 16,          /* binary ops: numpy-style broadcasting, either input may be constant */
+    TE_OP_SUB = 17,
+    TE_OP_MUL = 18,
+    TE_OP_DIV = 19,
+    TE_OP_SOFTMAX = 20,      /* axis (ONNX opset >= 13 semantics: along one axis) */
+    TE_OP_PAD = 21,          /* ints = pads in ONNX order (begin..., end...), pad_mode, pad_value */
+    TE_OP_LPNORM = 22,       /* axis, p (1 or 2): x / ||x||_p along axis */
+    TE_OP_REDUCE_L2 = 23,    /* ints = axes (normalised, >= 0), keepdims */
+    TE_OP_TRANSPOSE = 24,    /* ints = perm */
+    TE_OP_FLOAT_LINEAR = 25, /* reserved: a linear op kept on the device in float (unused for now) */
+    TE_OP_SQRT = 26,
+    TE_OP_COUNT_
+} te_op;
+
+typedef enum te_pad_mode {
+    TE_PAD_CONSTANT = 0,
+    TE_PAD_REFLECT = 1,
+    TE_PAD_EDGE = 2
+} te_pad_mode;
+
+typedef struct te_node {
+    te_op op;
+    char *name;          /* ONNX node name (or a generated one), for messages */
+    int n_in;
+    int *in;             /* value ids */
+    int out;             /* value id */
+
+    int64_t axis;
+    int64_t kernel[2], stride[2], dilation[2];
+    int64_t pads[4];     /* pooling pads: top, left, bottom, right */
+    int ceil_mode;
+    int count_include_pad;
+    float alpha, beta, bias;
+    int64_t size;        /* LRN */
+    int64_t p;           /* LpNormalization */
+    float fmin, fmax;    /* Clip */
+    int n_ints;
+    int64_t *ints;       /* Pad pads, Transpose perm, ReduceL2 axes */
+    int pad_mode;        /* te_pad_mode */
+    float pad_value;
+    int keepdims;
+    int layer;           /* TE_OP_LINEAR: index into te_model.layers */
+} te_node;
+
+typedef struct te_value {
+    char *name;
+    te_shape shape;
+    float *data;         /* constant data (numel floats) or NULL */
+} te_value;
+
+typedef enum te_lin_kind {
+    TE_LIN_FC = 1,       /* y[b][o] = sum_k W[o][k] x[b][k]; rows = batch */
+    TE_LIN_CONV = 2      /* 2-D convolution, NCHW, weights [out_c][in_c/group][k_h][k_w] */
+} te_lin_kind;
+
+/* Geometry of one linear layer.  For FC: in_c = K, out_c = N, all of
+ * in_h, in_w, out_h, out_w, k_h, k_w, stride, dil, group = 1 and pads 0;
+ * batch = number of rows.  For CONV: batch = N of the NCHW input. */
+typedef struct te_linear_geom {
+    te_lin_kind kind;
+    int64_t batch;
+    int64_t in_c, in_h, in_w;
+    int64_t out_c, out_h, out_w;
+    int64_t k_h, k_w;
+    int64_t stride_h, stride_w;
+    int64_t pad_t, pad_l, pad_b, pad_r;
+    int64_t dil_h, dil_w;
+    int64_t group;
+} te_linear_geom;
+
+/* Per-sample input / output element counts and weight count. */
+int64_t te_geom_in_len(const te_linear_geom *g);
+int64_t te_geom_out_len(const te_linear_geom *g);
+int64_t te_geom_weight_len(const te_linear_geom *g);
+/* Multiply-accumulates per sample (the layer's FLOPs are 2x this). */
+int64_t te_geom_macs(const te_linear_geom *g);
+/* Length of each output's dot product: (in_c/group)*k_h*k_w for conv, K for FC. */
+int64_t te_geom_dot_len(const te_linear_geom *g);
+
+/* One linear layer.  The device sees geom, frac_bits, ring_bits, w_scale,
+ * bias, r, s.  The edges see geom and w.  w_float exists only in the owner. */
+typedef struct te_layer {
+    char *name;              /* the ONNX node's name */
+    te_linear_geom geom;
+    int frac_bits;           /* activation x is encoded as round(x * 2^frac_bits) */
+    int ring_bits;           /* l: results are computed in Z_2^l */
+    int weight_bits;         /* W_int fits in weight_bits signed bits */
+    float *w_scale;          /* [out_c]: W_real[o][.] ~= W_int[o][.] * w_scale[o] */
+    float *bias;             /* [out_c] or NULL */
+    uint64_t *r;             /* [out_len]: integrity key over F_p, p = 2^61 - 1 */
+    uint64_t *s;             /* [in_len]:  s = W_int^T r mod p */
+    int32_t *w;              /* [weight_len] integer weights (owner, edges) */
+    float *w_float;          /* [weight_len] float weights after BN folding (owner only) */
+    double calib_max_abs_x;  /* owner calibration statistics (not stored) */
+    double calib_max_abs_y;
+} te_layer;
+
+/* Input preprocessing recorded in the deployment (used for image inputs):
+ * x = (pixel/255 - mean[c]) / std[c], resized to the model's input H x W. */
+typedef struct te_preprocess {
+    int present;
+    int channels;
+    float mean[4], std[4];
+} te_preprocess;
+
+typedef struct te_model {
+    char *name;
+    char deployment_id[33];  /* 32 hex chars + NUL */
+    int n_values;
+    te_value *values;
+    int n_nodes;
+    te_node *nodes;
+    int n_layers;
+    te_layer *layers;
+    int input;               /* value id of the single model input */
+    int output;              /* value id of the single model output */
+    te_preprocess pre;
+} te_model;
+
+/* Allocation helpers: every pointer inside a te_model is owned by it. */
+te_model *te_model_new(void);
+void te_model_free(te_model *m);
+/* Append a value / node / layer; return its index or -1 on ENOMEM. */
+int te_model_add_value(te_model *m, const char *name, const te_shape *shape, float *data_owned);
+int te_model_add_node(te_model *m, const te_node *node_template /* in/name/ints are copied */);
+int te_model_add_layer(te_model *m, const te_layer *layer_template /* arrays are taken over */);
+const char *te_op_name(te_op op);
+
+#endif

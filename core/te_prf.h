@@ -1,0 +1,37 @@
+/* The masking PRF shared by the device and EdgeB.
+ *
+ * AES-256-CTR (OpenSSL EVP) keyed with the device's 32-byte key K.  The
+ * 16-byte initial counter block is
+ *     bytes 0..7   request counter t (big-endian)
+ *     bytes 8..10  linear layer index i (big-endian, < 2^24)
+ *     byte  11     purpose (mask, out)
+ *     bytes 12..15 block counter, starting at 0
+ * so every (t, i, purpose) gets its own keystream.  K is drawn per device at
+ * provisioning, which binds the stream to the device id.  Security rests on
+ * (t, i) never repeating under one K: the device persists t before use.
+ *
+ * Element j of the output is keystream bytes [8j, 8j+8) read little-endian
+ * and reduced mod 2^l, so the first n elements do not depend on l's width
+ * beyond the reduction and are uniform in Z_2^l.
+ */
+#ifndef TE_PRF_H
+#define TE_PRF_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include "te_error.h"
+
+#define TE_KEY_BYTES 32
+
+typedef enum te_prf_purpose {
+    TE_PRF_MASK = 1, /* M: blinds the device's input to EdgeA */
+    TE_PRF_OUT = 2   /* Z: blinds EdgeB's share on its way through EdgeA (relay) */
+} te_prf_purpose;
+
+te_status te_prf_ring(const uint8_t key[TE_KEY_BYTES], uint64_t counter, uint32_t layer,
+                      te_prf_purpose purpose, unsigned l, uint64_t *out, size_t n, te_err *err);
+
+/* Fill buf with n bytes from the OS CSPRNG (OpenSSL RAND_bytes). */
+te_status te_random_bytes(uint8_t *buf, size_t n, te_err *err);
+
+#endif

@@ -1,0 +1,41 @@
+/* The model executor: runs a te_model's node list in order.
+ *
+ * Non-linear nodes run here in float32.  Every TE_OP_LINEAR node is handed
+ * to a caller-supplied te_linear_fn, which is how one interpreter serves the
+ * float path (owner calibration, local baseline), the plaintext fixed-point
+ * reference and the private protocol. */
+#ifndef TE_EXEC_H
+#define TE_EXEC_H
+
+#include <stddef.h>
+#include "te_error.h"
+#include "te_model.h"
+
+/* Compute y (batch * out_len floats, bias included) from x (batch * in_len). */
+typedef te_status (*te_linear_fn)(void *ctx, const te_model *m, int layer, const float *x, float *y,
+                                  te_err *err);
+
+typedef struct te_exec te_exec;
+
+te_status te_exec_new(const te_model *m, te_exec **ex, te_err *err);
+void te_exec_free(te_exec *ex);
+/* input: numel(model input) floats. */
+te_status te_exec_run(te_exec *ex, const float *input, size_t n_input, te_linear_fn fn, void *fn_ctx,
+                      te_err *err);
+/* The model output of the last successful run. */
+const float *te_exec_output(const te_exec *ex, te_shape *shape);
+
+/* Run one non-linear node: in[k] points at the data of node->in[k] (with the
+ * shapes in m->values), out at numel(out shape) floats.  Exposed for unit tests. */
+te_status te_op_run(const te_model *m, const te_node *node, const float *const *in, float *out,
+                    te_err *err);
+
+/* Built-in linear functions (ctx unused). */
+/* Float weights (w_float) + bias: the owner's calibration and the local baseline. */
+te_status te_linear_fn_float(void *ctx, const te_model *m, int layer, const float *x, float *y, te_err *err);
+/* Plaintext fixed-point reference of the deployment: encode x with frac_bits,
+ * W_int . x mod 2^ring_bits with the reference kernel, verify, decode.  The
+ * private protocol must be bit-identical to this. */
+te_status te_linear_fn_fixed(void *ctx, const te_model *m, int layer, const float *x, float *y, te_err *err);
+
+#endif
