@@ -20,13 +20,22 @@ te_status te_err_wrap(te_err *err, const char *fmt, ...)
 {
     if (!err)
         return TE_EINVAL;
-    char prefix[TE_ERR_MSG_MAX], old[TE_ERR_MSG_MAX];
+    char old[TE_ERR_MSG_MAX];
+    memcpy(old, err->msg, sizeof old);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    int n = vsnprintf(err->msg, sizeof err->msg, fmt, ap);
     va_end(ap);
-    memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    size_t used = n < 0 ? 0 : (size_t)n >= sizeof err->msg ? sizeof err->msg - 1 : (size_t)n;
+    size_t room = sizeof err->msg - used;
+    if (room > 2) {
+        memcpy(err->msg + used, ": ", 2);
+        size_t take = strnlen(old, sizeof old);
+        if (take > room - 3)
+            take = room - 3;
+        memcpy(err->msg + used + 2, old, take);
+        err->msg[used + 2 + take] = '\0';
+    }
     return err->code;
 }
 

@@ -1,1 +1,732 @@
-/* placeholder: being written */
+/* Non-linear operators of the executor, float32 with ONNX semantics.
+ *
+ * Shapes come from m->values; every op checks that its input and output
+ * shapes are consistent before touching the data. */
+#include "te_exec.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int64_t numel_of(const te_shape *s)
+{
+    int64_t n = 1;
+    for (int i = 0; i < s->ndim; i++)
+        n *= s->d[i];
+    return n;
+}
+
+static const char *shape_str(const te_shape *s, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    used += (size_t)snprintf(buf + used, len - used, "[");
+    for (int i = 0; i < s->ndim && used < len; i++)
+        used += (size_t)snprintf(buf + used, len - used, i ? ",%lld" : "%lld", (long long)s->d[i]);
+    if (used < len)
+        snprintf(buf + used, len - used, "]");
+    return buf;
+}
+
+static int64_t prod_range(const te_shape *s, int from, int to)
+{
+    int64_t n = 1;
+    for (int i = from; i < to; i++)
+        n *= s->d[i];
+    return n;
+}
+
+/* Normalise an ONNX axis (negative counts from the end) into [0, ndim). */
+static te_status norm_axis(int64_t axis, int ndim, int *out, te_err *err)
+{
+    int64_t a = axis < 0 ? axis + ndim : axis;
+    if (a < 0 || a >= ndim || ndim == 0)
+        return te_errf(err, TE_EINVAL, "axis %lld out of range for a %d-d tensor", (long long)axis, ndim);
+    *out = (int)a;
+    return TE_OK;
+}
+
+static te_status same_numel(const te_shape *in, const te_shape *out, te_err *err)
+{
+    if (numel_of(in) != numel_of(out)) {
+        char a[128], b[128];
+        return te_errf(err, TE_ESHAPE, "input shape %s and output shape %s differ in size", shape_str(in, a, sizeof a),
+                       shape_str(out, b, sizeof b));
+    }
+    return TE_OK;
+}
+
+/* ---- element-wise unary ---------------------------------------------- */
+
+static float sigmoidf_stable(float x)
+{
+    if (x >= 0.0f)
+        return 1.0f / (1.0f + expf(-x));
+    float e = expf(x);
+    return e / (1.0f + e);
+}
+
+static void run_unary(const te_node *nd, const float *x, float *y, int64_t n)
+{
+    switch (nd->op) {
+    case TE_OP_RELU:
+        for (int64_t i = 0; i < n; i++)
+            y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        break;
+    case TE_OP_LEAKY_RELU:
+        for (int64_t i = 0; i < n; i++)
+            y[i] = x[i] >= 0.0f ? x[i] : x[i] * nd->alpha;
+        break;
+    case TE_OP_CLIP:
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i] < nd->fmin ? nd->fmin : x[i];
+            y[i] = v > nd->fmax ? nd->fmax : v;
+        }
+        break;
+    case TE_OP_SIGMOID:
+        for (int64_t i = 0; i < n; i++)
+            y[i] = sigmoidf_stable(x[i]);
+        break;
+    case TE_OP_TANH:
+        for (int64_t i = 0; i < n; i++)
+            y[i] = tanhf(x[i]);
+        break;
+    case TE_OP_HARD_SIGMOID:
+        for (int64_t i = 0; i < n; i++) {
+            float v = nd->alpha * x[i] + nd->beta;
+            y[i] = v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
+        }
+        break;
+    case TE_OP_HARD_SWISH:
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i] / 6.0f + 0.5f;
+            v = v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
+            y[i] = x[i] * v;
+        }
+        break;
+    case TE_OP_SQRT:
+        for (int64_t i = 0; i < n; i++)
+            y[i] = sqrtf(x[i]);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- broadcasting binary ops ------------------------------------------ */
+
+/* Strides of `in` when broadcast (right-aligned) onto `out`; 0 on broadcast dims. */
+static te_status bcast_strides(const te_shape *in, const te_shape *out, int64_t *st, const char *what, te_err *err)
+{
+    char a[128], b[128];
+    if (in->ndim > out->ndim)
+        return te_errf(err, TE_ESHAPE, "%s shape %s has more dimensions than output %s", what,
+                       shape_str(in, a, sizeof a), shape_str(out, b, sizeof b));
+    int64_t stride = 1;
+    for (int i = out->ndim - 1; i >= 0; i--) {
+        int j = i - (out->ndim - in->ndim);
+        if (j < 0) {
+            st[i] = 0;
+            continue;
+        }
+        if (in->d[j] == out->d[i])
+            st[i] = in->d[j] == 1 ? 0 : stride;
+        else if (in->d[j] == 1)
+            st[i] = 0;
+        else
+            return te_errf(err, TE_ESHAPE, "%s shape %s does not broadcast to %s", what, shape_str(in, a, sizeof a),
+                           shape_str(out, b, sizeof b));
+        stride *= in->d[j];
+    }
+    return TE_OK;
+}
+
+/* The numpy broadcast of a and b must be exactly out. */
+static te_status check_bcast_shape(const te_shape *sa, const te_shape *sb, const te_shape *out, te_err *err)
+{
+    int nd = sa->ndim > sb->ndim ? sa->ndim : sb->ndim;
+    int ok = nd == out->ndim;
+    for (int i = 0; ok && i < nd; i++) {
+        int ja = i - (nd - sa->ndim), jb = i - (nd - sb->ndim);
+        int64_t da = ja >= 0 ? sa->d[ja] : 1, db = jb >= 0 ? sb->d[jb] : 1;
+        int64_t d = da == 1 ? db : da;
+        if ((da != 1 && db != 1 && da != db) || d != out->d[i])
+            ok = 0;
+    }
+    if (!ok) {
+        char a[128], b[128], c[128];
+        return te_errf(err, TE_ESHAPE, "cannot broadcast %s and %s to output %s", shape_str(sa, a, sizeof a),
+                       shape_str(sb, b, sizeof b), shape_str(out, c, sizeof c));
+    }
+    return TE_OK;
+}
+
+static void binary_inner(te_op op, const float *a, int64_t sa, const float *b, int64_t sb, float *y, int64_t n)
+{
+    switch (op) {
+    case TE_OP_ADD:
+        for (int64_t k = 0; k < n; k++)
+            y[k] = a[k * sa] + b[k * sb];
+        break;
+    case TE_OP_SUB:
+        for (int64_t k = 0; k < n; k++)
+            y[k] = a[k * sa] - b[k * sb];
+        break;
+    case TE_OP_MUL:
+        for (int64_t k = 0; k < n; k++)
+            y[k] = a[k * sa] * b[k * sb];
+        break;
+    case TE_OP_DIV:
+        for (int64_t k = 0; k < n; k++)
+            y[k] = a[k * sa] / b[k * sb];
+        break;
+    case TE_OP_PRELU:
+        for (int64_t k = 0; k < n; k++) {
+            float x = a[k * sa];
+            y[k] = x >= 0.0f ? x : x * b[k * sb];
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+static te_status run_binary(te_op op, const te_shape *sha, const float *a, const te_shape *shb, const float *b,
+                            const te_shape *sho, float *y, te_err *err)
+{
+    int64_t sta[TE_MAX_DIMS], stb[TE_MAX_DIMS], idx[TE_MAX_DIMS] = {0};
+    te_shape one = {1, {1}};
+    const te_shape *out = sho->ndim ? sho : &one;
+    te_status st;
+    if ((st = bcast_strides(sha, out, sta, op == TE_OP_PRELU ? "input" : "first input", err)) != TE_OK ||
+        (st = bcast_strides(shb, out, stb, op == TE_OP_PRELU ? "slope" : "second input", err)) != TE_OK)
+        return st;
+    int nd = out->ndim;
+    int64_t total = numel_of(out), inner = out->d[nd - 1];
+    if (total == 0)
+        return TE_OK;
+    int64_t oa = 0, ob = 0;
+    for (int64_t o = 0; o < total; o += inner) {
+        binary_inner(op, a + oa, sta[nd - 1], b + ob, stb[nd - 1], y + o, inner);
+        for (int d = nd - 2; d >= 0; d--) {
+            idx[d]++;
+            oa += sta[d];
+            ob += stb[d];
+            if (idx[d] < out->d[d])
+                break;
+            oa -= sta[d] * out->d[d];
+            ob -= stb[d] * out->d[d];
+            idx[d] = 0;
+        }
+    }
+    return TE_OK;
+}
+
+/* ---- pooling ----------------------------------------------------------- */
+
+/* Taps i in [0, k) with lo <= start + i*d < hi form the range [*a, *b). */
+static void tap_range(int64_t start, int64_t k, int64_t d, int64_t lo, int64_t hi, int64_t *a, int64_t *b)
+{
+    int64_t first = start >= lo ? 0 : (lo - start + d - 1) / d;
+    int64_t last = hi - 1 - start < 0 ? 0 : (hi - 1 - start) / d + 1;
+    if (last > k)
+        last = k;
+    if (first > last)
+        first = last;
+    *a = first;
+    *b = last;
+}
+
+static te_status run_pool(const te_node *nd, const te_shape *si, const float *x, const te_shape *so, float *y,
+                          te_err *err)
+{
+    char a[128], b[128];
+    if (si->ndim != 4 || so->ndim != 4 || si->d[0] != so->d[0] || si->d[1] != so->d[1])
+        return te_errf(err, TE_ESHAPE, "2-D pooling needs NCHW input and output with equal N, C; got %s -> %s",
+                       shape_str(si, a, sizeof a), shape_str(so, b, sizeof b));
+    int64_t kh = nd->kernel[0], kw = nd->kernel[1];
+    int64_t sh = nd->stride[0] > 0 ? nd->stride[0] : 1, sw = nd->stride[1] > 0 ? nd->stride[1] : 1;
+    int64_t dh = nd->dilation[0] > 0 ? nd->dilation[0] : 1, dw = nd->dilation[1] > 0 ? nd->dilation[1] : 1;
+    int64_t pt = nd->pads[0], pl = nd->pads[1], pb = nd->pads[2], pr = nd->pads[3];
+    if (kh < 1 || kw < 1 || pt < 0 || pl < 0 || pb < 0 || pr < 0)
+        return te_errf(err, TE_EINVAL, "invalid pooling kernel %lldx%lld or pads (%lld,%lld,%lld,%lld)",
+                       (long long)kh, (long long)kw, (long long)pt, (long long)pl, (long long)pb, (long long)pr);
+    int64_t H = si->d[2], W = si->d[3], OH = so->d[2], OW = so->d[3];
+    int64_t planes = si->d[0] * si->d[1];
+    int is_max = nd->op == TE_OP_MAXPOOL;
+    for (int64_t p = 0; p < planes; p++) {
+        const float *xp = x + p * H * W;
+        float *yp = y + p * OH * OW;
+        for (int64_t oh = 0; oh < OH; oh++) {
+            int64_t hs = oh * sh - pt, ha, hb, hpa, hpb;
+            tap_range(hs, kh, dh, 0, H, &ha, &hb);
+            tap_range(hs, kh, dh, -pt, H + pb, &hpa, &hpb);
+            for (int64_t ow = 0; ow < OW; ow++) {
+                int64_t ws = ow * sw - pl, wa, wb, wpa, wpb;
+                tap_range(ws, kw, dw, 0, W, &wa, &wb);
+                tap_range(ws, kw, dw, -pl, W + pr, &wpa, &wpb);
+                float *dst = yp + oh * OW + ow;
+                if (is_max) {
+                    /* a window holding only padding (possible only with an
+                     * unusual output shape) gives the lowest float, as onnxruntime */
+                    float mx = -FLT_MAX;
+                    for (int64_t i = ha; i < hb; i++) {
+                        const float *row = xp + (hs + i * dh) * W + ws;
+                        for (int64_t j = wa; j < wb; j++)
+                            if (row[j * dw] > mx)
+                                mx = row[j * dw];
+                    }
+                    *dst = mx;
+                } else {
+                    double sum = 0.0;
+                    for (int64_t i = ha; i < hb; i++) {
+                        const float *row = xp + (hs + i * dh) * W + ws;
+                        for (int64_t j = wa; j < wb; j++)
+                            sum += row[j * dw];
+                    }
+                    /* count_include_pad counts declared padding but not the
+                     * ceil-mode overhang beyond it (ONNX / PyTorch) */
+                    int64_t cnt = nd->count_include_pad ? (hpb - hpa) * (wpb - wpa) : (hb - ha) * (wb - wa);
+                    *dst = cnt > 0 ? (float)(sum / (double)cnt) : 0.0f;
+                }
+            }
+        }
+    }
+    return TE_OK;
+}
+
+static te_status run_global_avgpool(const te_shape *si, const float *x, const te_shape *so, float *y, te_err *err)
+{
+    char a[128], b[128];
+    if (si->ndim < 3 || so->ndim != si->ndim || so->d[0] != si->d[0] || so->d[1] != si->d[1] ||
+        numel_of(so) != si->d[0] * si->d[1])
+        return te_errf(err, TE_ESHAPE, "GlobalAveragePool: bad shapes %s -> %s", shape_str(si, a, sizeof a),
+                       shape_str(so, b, sizeof b));
+    int64_t planes = si->d[0] * si->d[1], inner = prod_range(si, 2, si->ndim);
+    for (int64_t p = 0; p < planes; p++) {
+        double sum = 0.0;
+        for (int64_t i = 0; i < inner; i++)
+            sum += x[p * inner + i];
+        y[p] = inner > 0 ? (float)(sum / (double)inner) : 0.0f;
+    }
+    return TE_OK;
+}
+
+static te_status run_lrn(const te_node *nd, const te_shape *si, const float *x, const te_shape *so, float *y,
+                         te_err *err)
+{
+    char a[128];
+    te_status st = same_numel(si, so, err);
+    if (st != TE_OK)
+        return st;
+    if (si->ndim < 2 || nd->size < 1)
+        return te_errf(err, TE_EINVAL, "LRN needs an [N,C,...] input and size >= 1 (shape %s, size %lld)",
+                       shape_str(si, a, sizeof a), (long long)nd->size);
+    int64_t N = si->d[0], C = si->d[1], inner = prod_range(si, 2, si->ndim);
+    int64_t before = (nd->size - 1) / 2, after = nd->size - 1 - before; /* floor / ceil of (size-1)/2 */
+    double scale = (double)nd->alpha / (double)nd->size;
+    for (int64_t n = 0; n < N; n++) {
+        const float *xn = x + n * C * inner;
+        float *yn = y + n * C * inner;
+        for (int64_t c = 0; c < C; c++) {
+            int64_t c0 = c - before < 0 ? 0 : c - before, c1 = c + after >= C ? C - 1 : c + after;
+            for (int64_t i = 0; i < inner; i++) {
+                double ss = 0.0;
+                for (int64_t k = c0; k <= c1; k++) {
+                    double v = xn[k * inner + i];
+                    ss += v * v;
+                }
+                yn[c * inner + i] = (float)(xn[c * inner + i] / pow((double)nd->bias + scale * ss, (double)nd->beta));
+            }
+        }
+    }
+    return TE_OK;
+}
+
+/* ---- layout ops -------------------------------------------------------- */
+
+static te_status run_concat(const te_model *m, const te_node *nd, const float *const *in, float *y, te_err *err)
+{
+    const te_shape *so = &m->values[nd->out].shape;
+    char a[128], b[128];
+    int ax = 0;
+    te_status st = norm_axis(nd->axis, so->ndim, &ax, err);
+    if (st != TE_OK)
+        return st;
+    int64_t total_axis = 0;
+    for (int k = 0; k < nd->n_in; k++) {
+        const te_shape *si = &m->values[nd->in[k]].shape;
+        int ok = si->ndim == so->ndim;
+        for (int d = 0; ok && d < so->ndim; d++)
+            if (d != ax && si->d[d] != so->d[d])
+                ok = 0;
+        if (!ok)
+            return te_errf(err, TE_ESHAPE, "Concat input %d shape %s does not match output %s on axis %d", k,
+                           shape_str(si, a, sizeof a), shape_str(so, b, sizeof b), ax);
+        total_axis += si->d[ax];
+    }
+    if (total_axis != so->d[ax])
+        return te_errf(err, TE_ESHAPE, "Concat inputs sum to %lld along axis %d, output has %lld",
+                       (long long)total_axis, ax, (long long)so->d[ax]);
+    int64_t outer = prod_range(so, 0, ax), inner = prod_range(so, ax + 1, so->ndim);
+    int64_t out_chunk = so->d[ax] * inner, off = 0;
+    for (int k = 0; k < nd->n_in; k++) {
+        int64_t chunk = m->values[nd->in[k]].shape.d[ax] * inner;
+        for (int64_t o = 0; o < outer; o++)
+            memcpy(y + o * out_chunk + off, in[k] + o * chunk, (size_t)chunk * sizeof(float));
+        off += chunk;
+    }
+    return TE_OK;
+}
+
+static te_status run_softmax(const te_node *nd, const te_shape *si, const float *x, const te_shape *so, float *y,
+                             te_err *err)
+{
+    int ax = 0;
+    te_status st = same_numel(si, so, err);
+    if (st != TE_OK || (st = norm_axis(nd->axis, si->ndim, &ax, err)) != TE_OK)
+        return st;
+    int64_t outer = prod_range(si, 0, ax), L = si->d[ax], inner = prod_range(si, ax + 1, si->ndim);
+    for (int64_t o = 0; o < outer; o++) {
+        for (int64_t i = 0; i < inner; i++) {
+            const float *xs = x + o * L * inner + i;
+            float *ys = y + o * L * inner + i;
+            float mx = -INFINITY;
+            for (int64_t k = 0; k < L; k++)
+                if (xs[k * inner] > mx)
+                    mx = xs[k * inner];
+            double sum = 0.0;
+            for (int64_t k = 0; k < L; k++)
+                sum += exp((double)xs[k * inner] - mx);
+            for (int64_t k = 0; k < L; k++)
+                ys[k * inner] = (float)(exp((double)xs[k * inner] - mx) / sum);
+        }
+    }
+    return TE_OK;
+}
+
+static int64_t reflect_index(int64_t c, int64_t n)
+{
+    if (n == 1)
+        return 0;
+    int64_t period = 2 * (n - 1);
+    c %= period;
+    if (c < 0)
+        c += period;
+    return c >= n ? period - c : c;
+}
+
+static te_status run_pad(const te_node *nd, const te_shape *si, const float *x, const te_shape *so, float *y,
+                         te_err *err)
+{
+    char a[128], b[128];
+    int r = si->ndim;
+    if (so->ndim != r || nd->n_ints != 2 * r)
+        return te_errf(err, TE_ESHAPE, "Pad: %d pads for input %s -> output %s (need %d)", nd->n_ints,
+                       shape_str(si, a, sizeof a), shape_str(so, b, sizeof b), 2 * r);
+    if (nd->pad_mode != TE_PAD_CONSTANT && nd->pad_mode != TE_PAD_REFLECT && nd->pad_mode != TE_PAD_EDGE)
+        return te_errf(err, TE_EUNSUPPORTED, "Pad: unknown mode %d", nd->pad_mode);
+    int64_t total_out = 0;
+    for (int d = 0; d < r; d++) {
+        if (si->d[d] + nd->ints[d] + nd->ints[r + d] != so->d[d])
+            return te_errf(err, TE_ESHAPE, "Pad: input %s with pads does not give output %s",
+                           shape_str(si, a, sizeof a), shape_str(so, b, sizeof b));
+        if (si->d[d] == 0 && so->d[d] > 0 && nd->pad_mode != TE_PAD_CONSTANT)
+            return te_errf(err, TE_EINVAL, "Pad: cannot reflect or extend an empty axis %d", d);
+        total_out += so->d[d];
+    }
+    if (numel_of(so) == 0)
+        return TE_OK;
+    if (r == 0) {
+        y[0] = x[0];
+        return TE_OK;
+    }
+    /* per axis: output coordinate -> input coordinate, or -1 for the constant */
+    int64_t *map = malloc((size_t)total_out * sizeof *map);
+    if (!map)
+        return te_errf(err, TE_ENOMEM, "Pad: out of memory");
+    int64_t *mp[TE_MAX_DIMS], ist[TE_MAX_DIMS], idx[TE_MAX_DIMS] = {0};
+    int64_t off = 0, stride = 1;
+    for (int d = r - 1; d >= 0; d--) {
+        ist[d] = stride;
+        stride *= si->d[d];
+    }
+    for (int d = 0; d < r; d++) {
+        mp[d] = map + off;
+        off += so->d[d];
+        for (int64_t o = 0; o < so->d[d]; o++) {
+            int64_t c = o - nd->ints[d], n = si->d[d];
+            if (c < 0 || c >= n) {
+                if (nd->pad_mode == TE_PAD_CONSTANT)
+                    c = -1;
+                else if (nd->pad_mode == TE_PAD_EDGE)
+                    c = c < 0 ? 0 : n - 1;
+                else
+                    c = reflect_index(c, n);
+            }
+            mp[d][o] = c;
+        }
+    }
+    int64_t total = numel_of(so), inner = so->d[r - 1];
+    for (int64_t o = 0; o < total; o += inner) {
+        int64_t base = 0;
+        int outside = 0;
+        for (int d = 0; d < r - 1; d++) {
+            if (mp[d][idx[d]] < 0)
+                outside = 1;
+            base += mp[d][idx[d]] * ist[d];
+        }
+        for (int64_t k = 0; k < inner; k++) {
+            int64_t c = mp[r - 1][k];
+            y[o + k] = outside || c < 0 ? nd->pad_value : x[base + c];
+        }
+        for (int d = r - 2; d >= 0; d--) {
+            if (++idx[d] < so->d[d])
+                break;
+            idx[d] = 0;
+        }
+    }
+    free(map);
+    return TE_OK;
+}
+
+static te_status run_lpnorm(const te_node *nd, const te_shape *si, const float *x, const te_shape *so, float *y,
+                            te_err *err)
+{
+    int ax = 0;
+    te_status st = same_numel(si, so, err);
+    if (st != TE_OK || (st = norm_axis(nd->axis, si->ndim, &ax, err)) != TE_OK)
+        return st;
+    if (nd->p != 1 && nd->p != 2)
+        return te_errf(err, TE_EUNSUPPORTED, "LpNormalization: p must be 1 or 2, got %lld", (long long)nd->p);
+    int64_t outer = prod_range(si, 0, ax), L = si->d[ax], inner = prod_range(si, ax + 1, si->ndim);
+    for (int64_t o = 0; o < outer; o++) {
+        for (int64_t i = 0; i < inner; i++) {
+            const float *xs = x + o * L * inner + i;
+            float *ys = y + o * L * inner + i;
+            double acc = 0.0;
+            for (int64_t k = 0; k < L; k++) {
+                double v = xs[k * inner];
+                acc += nd->p == 1 ? fabs(v) : v * v;
+            }
+            double norm = nd->p == 1 ? acc : sqrt(acc);
+            /* a zero vector stays zero instead of becoming NaN */
+            for (int64_t k = 0; k < L; k++)
+                ys[k * inner] = norm > 0.0 ? (float)(xs[k * inner] / norm) : 0.0f;
+        }
+    }
+    return TE_OK;
+}
+
+static te_status run_reduce_l2(const te_node *nd, const te_shape *si, const float *x, const te_shape *so, float *y,
+                               te_err *err)
+{
+    char a[128], b[128];
+    int r = si->ndim, reduced[TE_MAX_DIMS] = {0};
+    for (int k = 0; k < nd->n_ints; k++) {
+        int ax = 0;
+        te_status st = norm_axis(nd->ints[k], r, &ax, err);
+        if (st != TE_OK)
+            return st;
+        reduced[ax] = 1;
+    }
+    if (nd->n_ints == 0) /* ONNX: no axes means reduce everything */
+        for (int d = 0; d < r; d++)
+            reduced[d] = 1;
+    /* expected output shape */
+    te_shape want = {0, {0}};
+    for (int d = 0; d < r; d++) {
+        if (!reduced[d])
+            want.d[want.ndim++] = si->d[d];
+        else if (nd->keepdims)
+            want.d[want.ndim++] = 1;
+    }
+    int ok = want.ndim == so->ndim || (want.ndim == 0 && numel_of(so) == 1);
+    for (int d = 0; ok && d < want.ndim; d++)
+        ok = want.d[d] == so->d[d];
+    if (!ok)
+        return te_errf(err, TE_ESHAPE, "ReduceL2: input %s does not reduce to output %s", shape_str(si, a, sizeof a),
+                       shape_str(so, b, sizeof b));
+    int64_t nout = numel_of(so), total = numel_of(si);
+    double *acc = calloc((size_t)(nout > 0 ? nout : 1), sizeof *acc);
+    if (!acc)
+        return te_errf(err, TE_ENOMEM, "ReduceL2: out of memory");
+    int64_t ost[TE_MAX_DIMS], idx[TE_MAX_DIMS] = {0}, stride = 1;
+    for (int d = r - 1; d >= 0; d--) {
+        ost[d] = reduced[d] ? 0 : stride;
+        if (!reduced[d])
+            stride *= si->d[d];
+    }
+    int64_t o = 0;
+    for (int64_t i = 0; i < total; i++) {
+        double v = x[i];
+        acc[o] += v * v;
+        for (int d = r - 1; d >= 0; d--) {
+            o += ost[d];
+            if (++idx[d] < si->d[d])
+                break;
+            o -= ost[d] * si->d[d];
+            idx[d] = 0;
+        }
+    }
+    for (int64_t k = 0; k < nout; k++)
+        y[k] = (float)sqrt(acc[k]);
+    free(acc);
+    return TE_OK;
+}
+
+static te_status run_transpose(const te_node *nd, const te_shape *si, const float *x, const te_shape *so, float *y,
+                               te_err *err)
+{
+    char a[128], b[128];
+    int r = si->ndim, perm[TE_MAX_DIMS], seen[TE_MAX_DIMS] = {0};
+    if (nd->n_ints != 0 && nd->n_ints != r)
+        return te_errf(err, TE_EINVAL, "Transpose: perm has %d entries for a %d-d input", nd->n_ints, r);
+    for (int d = 0; d < r; d++) {
+        int64_t p = nd->n_ints ? nd->ints[d] : r - 1 - d;
+        if (p < 0)
+            p += r;
+        if (p < 0 || p >= r || seen[p])
+            return te_errf(err, TE_EINVAL, "Transpose: perm is not a permutation of 0..%d", r - 1);
+        seen[p] = 1;
+        perm[d] = (int)p;
+    }
+    int ok = so->ndim == r;
+    for (int d = 0; ok && d < r; d++)
+        ok = so->d[d] == si->d[perm[d]];
+    if (!ok)
+        return te_errf(err, TE_ESHAPE, "Transpose: input %s permuted does not give output %s",
+                       shape_str(si, a, sizeof a), shape_str(so, b, sizeof b));
+    int64_t total = numel_of(so);
+    if (total == 0)
+        return TE_OK;
+    if (r == 0) {
+        y[0] = x[0];
+        return TE_OK;
+    }
+    int64_t ist[TE_MAX_DIMS], st[TE_MAX_DIMS], idx[TE_MAX_DIMS] = {0}, stride = 1;
+    for (int d = r - 1; d >= 0; d--) {
+        ist[d] = stride;
+        stride *= si->d[d];
+    }
+    for (int d = 0; d < r; d++)
+        st[d] = ist[perm[d]];
+    int64_t inner = so->d[r - 1], sin = st[r - 1], off = 0;
+    for (int64_t o = 0; o < total; o += inner) {
+        for (int64_t k = 0; k < inner; k++)
+            y[o + k] = x[off + k * sin];
+        for (int d = r - 2; d >= 0; d--) {
+            off += st[d];
+            if (++idx[d] < so->d[d])
+                break;
+            off -= st[d] * so->d[d];
+            idx[d] = 0;
+        }
+    }
+    return TE_OK;
+}
+
+/* ---- dispatch ---------------------------------------------------------- */
+
+static int min_inputs(te_op op)
+{
+    switch (op) {
+    case TE_OP_PRELU:
+    case TE_OP_ADD:
+    case TE_OP_SUB:
+    case TE_OP_MUL:
+    case TE_OP_DIV:
+        return 2;
+    default:
+        return 1;
+    }
+}
+
+te_status te_op_run(const te_model *m, const te_node *node, const float *const *in, float *out, te_err *err)
+{
+    if (!m || !node || !in || !out)
+        return te_errf(err, TE_EINVAL, "te_op_run: NULL argument");
+    if (node->n_in < min_inputs(node->op))
+        return te_errf(err, TE_EINVAL, "%s needs %d inputs, node has %d", te_op_name(node->op),
+                       min_inputs(node->op), node->n_in);
+    if (node->out < 0 || node->out >= m->n_values)
+        return te_errf(err, TE_EINVAL, "output value id %d out of range", node->out);
+    for (int k = 0; k < node->n_in; k++) {
+        if (node->in[k] < 0 || node->in[k] >= m->n_values)
+            return te_errf(err, TE_EINVAL, "input value id %d out of range", node->in[k]);
+        if (!in[k])
+            return te_errf(err, TE_EINVAL, "input %d has no data", k);
+    }
+    const te_shape *so = &m->values[node->out].shape;
+    const te_shape *s0 = &m->values[node->in[0]].shape;
+    const float *x = in[0];
+    te_status st;
+
+    switch (node->op) {
+    case TE_OP_RELU:
+    case TE_OP_LEAKY_RELU:
+    case TE_OP_CLIP:
+    case TE_OP_SIGMOID:
+    case TE_OP_TANH:
+    case TE_OP_HARD_SIGMOID:
+    case TE_OP_HARD_SWISH:
+    case TE_OP_SQRT:
+        if ((st = same_numel(s0, so, err)) != TE_OK)
+            return st;
+        run_unary(node, x, out, numel_of(so));
+        return TE_OK;
+    case TE_OP_RESHAPE:
+        if ((st = same_numel(s0, so, err)) != TE_OK)
+            return st;
+        if (out != x)
+            memmove(out, x, (size_t)numel_of(so) * sizeof(float));
+        return TE_OK;
+    case TE_OP_PRELU: {
+        /* the slope broadcasts onto the input (unidirectionally) */
+        char a[128], b[128];
+        int same = s0->ndim == so->ndim;
+        for (int d = 0; same && d < so->ndim; d++)
+            same = s0->d[d] == so->d[d];
+        if (!same)
+            return te_errf(err, TE_ESHAPE, "PRelu: input %s and output %s differ", shape_str(s0, a, sizeof a),
+                           shape_str(so, b, sizeof b));
+        return run_binary(node->op, so, x, &m->values[node->in[1]].shape, in[1], so, out, err);
+    }
+    case TE_OP_ADD:
+    case TE_OP_SUB:
+    case TE_OP_MUL:
+    case TE_OP_DIV: {
+        const te_shape *s1 = &m->values[node->in[1]].shape;
+        if ((st = check_bcast_shape(s0, s1, so, err)) != TE_OK)
+            return st;
+        return run_binary(node->op, s0, x, s1, in[1], so, out, err);
+    }
+    case TE_OP_MAXPOOL:
+    case TE_OP_AVGPOOL:
+        return run_pool(node, s0, x, so, out, err);
+    case TE_OP_GLOBAL_AVGPOOL:
+        return run_global_avgpool(s0, x, so, out, err);
+    case TE_OP_LRN:
+        return run_lrn(node, s0, x, so, out, err);
+    case TE_OP_CONCAT:
+        return run_concat(m, node, in, out, err);
+    case TE_OP_SOFTMAX:
+        return run_softmax(node, s0, x, so, out, err);
+    case TE_OP_PAD:
+        return run_pad(node, s0, x, so, out, err);
+    case TE_OP_LPNORM:
+        return run_lpnorm(node, s0, x, so, out, err);
+    case TE_OP_REDUCE_L2:
+        return run_reduce_l2(node, s0, x, so, out, err);
+    case TE_OP_TRANSPOSE:
+        return run_transpose(node, s0, x, so, out, err);
+    case TE_OP_LINEAR:
+    case TE_OP_FLOAT_LINEAR:
+        return te_errf(err, TE_EINVAL, "%s is not a non-linear op (run it through a te_linear_fn)",
+                       te_op_name(node->op));
+    default:
+        return te_errf(err, TE_EUNSUPPORTED, "unsupported op %d", (int)node->op);
+    }
+}

@@ -1,0 +1,278 @@
+/* Non-linear ops against reference vectors from tests/unit/gen_ops_vectors.py
+ * (PyTorch / NumPy in float64), plus hand-computed and error cases. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "te_exec.h"
+#include "te_npy.h"
+
+#define MAX_IN 4
+
+static int parse_list(const char *s, int64_t *out, int max)
+{
+    if (strcmp(s, "-") == 0)
+        return 0;
+    int n = 0;
+    while (n < max) {
+        char *end;
+        out[n++] = strtoll(s, &end, 10);
+        if (*end != ',')
+            break;
+        s = end + 1;
+    }
+    return n;
+}
+
+/* Fill node attributes from "key=value" tokens of one manifest line. */
+static void parse_attrs(char *tok, te_node *nd, int64_t *ints)
+{
+    for (; tok; tok = strtok(NULL, " \n")) {
+        char *eq = strchr(tok, '=');
+        assert_non_null(eq);
+        *eq = '\0';
+        const char *k = tok, *v = eq + 1;
+        if (!strcmp(k, "axis"))
+            nd->axis = strtoll(v, NULL, 10);
+        else if (!strcmp(k, "kernel"))
+            assert_int_equal(parse_list(v, nd->kernel, 2), 2);
+        else if (!strcmp(k, "stride"))
+            assert_int_equal(parse_list(v, nd->stride, 2), 2);
+        else if (!strcmp(k, "dilation"))
+            assert_int_equal(parse_list(v, nd->dilation, 2), 2);
+        else if (!strcmp(k, "pads"))
+            assert_int_equal(parse_list(v, nd->pads, 4), 4);
+        else if (!strcmp(k, "ceil"))
+            nd->ceil_mode = atoi(v);
+        else if (!strcmp(k, "cip"))
+            nd->count_include_pad = atoi(v);
+        else if (!strcmp(k, "alpha"))
+            nd->alpha = strtof(v, NULL);
+        else if (!strcmp(k, "beta"))
+            nd->beta = strtof(v, NULL);
+        else if (!strcmp(k, "bias"))
+            nd->bias = strtof(v, NULL);
+        else if (!strcmp(k, "size"))
+            nd->size = strtoll(v, NULL, 10);
+        else if (!strcmp(k, "p"))
+            nd->p = strtoll(v, NULL, 10);
+        else if (!strcmp(k, "fmin"))
+            nd->fmin = strtof(v, NULL);
+        else if (!strcmp(k, "fmax"))
+            nd->fmax = strtof(v, NULL);
+        else if (!strcmp(k, "ints")) {
+            nd->n_ints = parse_list(v, ints, 2 * TE_MAX_DIMS);
+            nd->ints = ints;
+        } else if (!strcmp(k, "mode"))
+            nd->pad_mode = atoi(v);
+        else if (!strcmp(k, "pad_value"))
+            nd->pad_value = strtof(v, NULL);
+        else if (!strcmp(k, "keepdims"))
+            nd->keepdims = atoi(v);
+        else
+            fail_msg("unknown manifest key '%s'", k);
+    }
+}
+
+/* Run one manifest case; returns the number of mismatching elements. */
+static int run_case(const char *dir, char *line, int *n_checked)
+{
+    char *name = strtok(line, " \n");
+    if (!name)
+        return 0;
+    int op = atoi(strtok(NULL, " \n"));
+    int n_in = atoi(strtok(NULL, " \n"));
+    assert_true(n_in >= 1 && n_in <= MAX_IN);
+
+    te_node nd;
+    memset(&nd, 0, sizeof nd);
+    int64_t ints[2 * TE_MAX_DIMS];
+    int in_ids[MAX_IN];
+    nd.op = (te_op)op;
+    nd.name = name;
+    nd.n_in = n_in;
+    nd.in = in_ids;
+    nd.out = n_in;
+    parse_attrs(strtok(NULL, " \n"), &nd, ints);
+
+    te_value vals[MAX_IN + 1];
+    float *data[MAX_IN + 1];
+    char path[1024];
+    te_err err = {0};
+    memset(vals, 0, sizeof vals);
+    for (int k = 0; k <= n_in; k++) {
+        if (k < n_in)
+            snprintf(path, sizeof path, "%s/%s_in%d.npy", dir, name, k);
+        else
+            snprintf(path, sizeof path, "%s/%s_out.npy", dir, name);
+        te_status st = te_npy_read(path, &vals[k].shape, &data[k], &err);
+        if (st != TE_OK)
+            fail_msg("%s: %s", path, err.msg);
+        if (k < n_in)
+            in_ids[k] = k;
+    }
+    te_model m;
+    memset(&m, 0, sizeof m);
+    m.values = vals;
+    m.n_values = n_in + 1;
+
+    int64_t n = te_shape_numel(&vals[n_in].shape);
+    float *y = malloc((size_t)(n > 0 ? n : 1) * sizeof *y);
+    assert_non_null(y);
+    for (int64_t i = 0; i < n; i++)
+        y[i] = NAN;
+    const float *in[MAX_IN];
+    for (int k = 0; k < n_in; k++)
+        in[k] = data[k];
+    te_status st = te_op_run(&m, &nd, in, y, &err);
+    int bad = 0;
+    if (st != TE_OK) {
+        print_error("case %s: te_op_run failed: %s\n", name, err.msg);
+        bad = 1;
+    }
+    for (int64_t i = 0; st == TE_OK && i < n; i++) {
+        float want = data[n_in][i];
+        double tol = 1e-6 + 1e-5 * fabs(want);
+        if (!(fabs((double)y[i] - want) <= tol)) {
+            if (bad < 5)
+                print_error("case %s: element %lld: got %.9g, want %.9g\n", name, (long long)i, y[i], want);
+            bad++;
+        }
+    }
+    free(y);
+    for (int k = 0; k <= n_in; k++)
+        free(data[k]);
+    (*n_checked)++;
+    return bad;
+}
+
+static void test_reference_vectors(void **state)
+{
+    (void)state;
+    const char *base = getenv("TE_TEST_DATA");
+    assert_non_null(base);
+    char dir[900], path[1024], line[1024];
+    snprintf(dir, sizeof dir, "%s/ops", base);
+    snprintf(path, sizeof path, "%s/manifest.txt", dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        fail_msg("cannot open %s (generated by gen_ops_vectors.py at build time)", path);
+    int failed_cases = 0, checked = 0;
+    while (fgets(line, sizeof line, f))
+        if (run_case(dir, line, &checked) != 0)
+            failed_cases++;
+    fclose(f);
+    assert_true(checked >= 90); /* the generator writes ~95 cases */
+    assert_int_equal(failed_cases, 0);
+}
+
+/* ---- hand-computed cases ------------------------------------------------ */
+
+static void set_shape(te_shape *s, int nd, const int64_t *d)
+{
+    s->ndim = nd;
+    for (int i = 0; i < nd; i++)
+        s->d[i] = d[i];
+}
+
+/* 3x3 input 1..9, 2x2 kernel, stride 2, ceil mode: the overhang is never
+ * counted, with or without count_include_pad. */
+static void test_avgpool_ceil_by_hand(void **state)
+{
+    (void)state;
+    float x[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, y[4];
+    te_value v[2];
+    memset(v, 0, sizeof v);
+    set_shape(&v[0].shape, 4, (int64_t[]){1, 1, 3, 3});
+    set_shape(&v[1].shape, 4, (int64_t[]){1, 1, 2, 2});
+    te_model m = {.values = v, .n_values = 2};
+    int in_id = 0;
+    te_node nd = {.op = TE_OP_AVGPOOL, .n_in = 1, .in = &in_id, .out = 1, .kernel = {2, 2}, .stride = {2, 2},
+                  .ceil_mode = 1};
+    const float *in[1] = {x};
+    for (int cip = 0; cip < 2; cip++) {
+        nd.count_include_pad = cip;
+        te_err err = {0};
+        assert_int_equal(te_op_run(&m, &nd, in, y, &err), TE_OK);
+        assert_float_equal(y[0], 3.0f, 1e-6);
+        assert_float_equal(y[1], 4.5f, 1e-6);
+        assert_float_equal(y[2], 7.5f, 1e-6);
+        assert_float_equal(y[3], 9.0f, 1e-6);
+    }
+    /* with one pixel of declared padding on every side: 1x1 kernel-3 windows */
+    float y2[4];
+    nd.kernel[0] = nd.kernel[1] = 3;
+    nd.pads[0] = nd.pads[1] = nd.pads[2] = nd.pads[3] = 1;
+    nd.count_include_pad = 1;
+    te_err err = {0};
+    assert_int_equal(te_op_run(&m, &nd, in, y2, &err), TE_OK);
+    assert_float_equal(y2[0], (1 + 2 + 4 + 5) / 9.0f, 1e-6);
+    assert_float_equal(y2[3], (5 + 6 + 8 + 9) / 9.0f, 1e-6);
+    nd.count_include_pad = 0;
+    assert_int_equal(te_op_run(&m, &nd, in, y2, &err), TE_OK);
+    assert_float_equal(y2[0], (1 + 2 + 4 + 5) / 4.0f, 1e-6);
+    assert_float_equal(y2[1], (2 + 3 + 5 + 6) / 4.0f, 1e-6);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    float a[6] = {0}, b[6] = {1, 1, 1, 1, 1, 1}, y[12];
+    te_value v[3];
+    memset(v, 0, sizeof v);
+    set_shape(&v[0].shape, 2, (int64_t[]){2, 3});
+    set_shape(&v[1].shape, 2, (int64_t[]){3, 2});
+    set_shape(&v[2].shape, 2, (int64_t[]){2, 3});
+    te_model m = {.values = v, .n_values = 3};
+    int ids[2] = {0, 1};
+    const float *in[2] = {a, b};
+    te_err err = {0};
+
+    te_node add = {.op = TE_OP_ADD, .n_in = 2, .in = ids, .out = 2};
+    assert_int_equal(te_op_run(&m, &add, in, y, &err), TE_ESHAPE);
+    assert_non_null(strstr(err.msg, "broadcast"));
+
+    /* an output shape that is not the broadcast shape */
+    set_shape(&v[1].shape, 1, (int64_t[]){3});
+    set_shape(&v[2].shape, 2, (int64_t[]){4, 3});
+    assert_int_equal(te_op_run(&m, &add, in, y, &err), TE_ESHAPE);
+
+    te_node relu = {.op = TE_OP_RELU, .n_in = 1, .in = ids, .out = 2};
+    assert_int_equal(te_op_run(&m, &relu, in, y, &err), TE_ESHAPE);
+
+    set_shape(&v[2].shape, 2, (int64_t[]){2, 3});
+    te_node lp = {.op = TE_OP_LPNORM, .n_in = 1, .in = ids, .out = 2, .axis = 1, .p = 3};
+    assert_int_equal(te_op_run(&m, &lp, in, y, &err), TE_EUNSUPPORTED);
+
+    te_node sm = {.op = TE_OP_SOFTMAX, .n_in = 1, .in = ids, .out = 2, .axis = 2};
+    assert_int_equal(te_op_run(&m, &sm, in, y, &err), TE_EINVAL);
+
+    te_node lin = {.op = TE_OP_LINEAR, .n_in = 1, .in = ids, .out = 2};
+    assert_int_not_equal(te_op_run(&m, &lin, in, y, &err), TE_OK);
+
+    te_node pool = {.op = TE_OP_MAXPOOL, .n_in = 1, .in = ids, .out = 2, .kernel = {2, 2}};
+    assert_int_equal(te_op_run(&m, &pool, in, y, &err), TE_ESHAPE);
+
+    /* a zero norm gives zeros, not NaN */
+    lp.p = 2;
+    assert_int_equal(te_op_run(&m, &lp, in, y, &err), TE_OK);
+    for (int i = 0; i < 6; i++)
+        assert_true(y[i] == 0.0f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reference_vectors),
+        cmocka_unit_test(test_avgpool_ceil_by_hand),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
