@@ -1,0 +1,54 @@
+/* The transport interface: how a party's requests reach EdgeA and EdgeB.
+ *
+ * A transport moves opaque serialized messages (proto/wire.proto): one
+ * request out, one response back.  The in-process transport (host/) calls
+ * the hosts directly; the gRPC transport carries the same bytes over the
+ * network.  Both count bytes per party the same way, so test and benchmark
+ * numbers agree.  The math never changes for the network. */
+#ifndef TE_TRANSPORT_H
+#define TE_TRANSPORT_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include "te_error.h"
+
+typedef enum te_party {
+    TE_PARTY_EDGE_A = 0,
+    TE_PARTY_EDGE_B = 1
+} te_party;
+
+/* Bytes on the wire, message payloads (the serialized protobuf), by party. */
+typedef struct te_traffic {
+    uint64_t device_up;     /* sent by the device, to either host */
+    uint64_t device_down;   /* received by the device */
+    uint64_t edge_a_in;     /* received by EdgeA (from the device and from EdgeB) */
+    uint64_t edge_a_out;
+    uint64_t edge_b_in;     /* received by EdgeB (from the device or from EdgeA) */
+    uint64_t edge_b_out;
+    uint64_t messages;
+} te_traffic;
+
+typedef struct te_transport te_transport;
+
+typedef struct te_transport_ops {
+    /* Send one serialized LayerRequest to `to`, receive its serialized
+     * LayerResponse in *resp (malloc'd, caller frees).  A failure here is a
+     * transport failure (TE_ETRANSPORT, TE_EAUTH); an error the host reports
+     * travels inside the response. */
+    te_status (*call)(te_transport *t, te_party to, const uint8_t *req, size_t req_len,
+                      uint8_t **resp, size_t *resp_len, te_err *err);
+    void (*destroy)(te_transport *t);
+} te_transport_ops;
+
+struct te_transport {
+    const te_transport_ops *ops;
+    void *impl;
+};
+
+static inline te_status te_transport_call(te_transport *t, te_party to, const uint8_t *req, size_t req_len,
+                                          uint8_t **resp, size_t *resp_len, te_err *err)
+{
+    return t->ops->call(t, to, req, req_len, resp, resp_len, err);
+}
+
+#endif

@@ -1,0 +1,90 @@
+/* twinedge device SDK: private inference from an IoT application.
+ *
+ *     twinedge_device *dev;
+ *     if (twinedge_open("/etc/myapp/device", &dev) != TWINEDGE_OK) {
+ *         fprintf(stderr, "%s\n", twinedge_errmsg(dev));  // dev may be NULL: "out of memory"
+ *         ...
+ *     }
+ *     twinedge_connect(dev, ...);   // or twinedge_use_transport() in-process
+ *     twinedge_infer(dev, TWINEDGE_RELAY, input, n_in, output, n_out);
+ *     twinedge_close(dev);
+ *
+ * A handle holds everything (no global state), so one process can drive
+ * several devices; one handle must not be used from two threads at once.
+ * Every linear layer's result is verified before it is used; an inference
+ * that fails returns an error and writes nothing to the output buffer. */
+#ifndef TWINEDGE_DEVICE_H
+#define TWINEDGE_DEVICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Status codes (same values as te_status inside twinedge). */
+enum {
+    TWINEDGE_OK = 0,
+    TWINEDGE_EINVAL = 1,
+    TWINEDGE_ENOMEM = 2,
+    TWINEDGE_EIO = 3,
+    TWINEDGE_EFORMAT = 4,
+    TWINEDGE_EUNSUPPORTED = 5,
+    TWINEDGE_ESHAPE = 6,
+    TWINEDGE_EINTEGRITY = 7,  /* a host's result failed verification; nothing returned */
+    TWINEDGE_EOVERFLOW = 8,
+    TWINEDGE_ETRANSPORT = 9,  /* host unreachable or timed out */
+    TWINEDGE_EAUTH = 10,      /* credentials refused / device unknown to EdgeB */
+    TWINEDGE_EPLUGIN = 11,
+    TWINEDGE_ECOUNTER = 12,   /* the request counter could not be persisted */
+    TWINEDGE_ESERVER = 13     /* a host reported an error */
+};
+
+typedef enum twinedge_mode {
+    TWINEDGE_RELAY = 0,    /* EdgeB's share reaches the device through EdgeA */
+    TWINEDGE_MEDIATED = 1  /* the device asks both hosts and combines */
+} twinedge_mode;
+
+typedef struct twinedge_device twinedge_device;
+struct te_transport;
+
+/* Open a provisioned device directory (device.bundle, device.key, counter). */
+int twinedge_open(const char *device_dir, twinedge_device **dev);
+void twinedge_close(twinedge_device *dev);
+
+/* Route requests through a transport (not owned).  The network transport
+ * is attached by twinedge_connect(); tests use the in-process one. */
+int twinedge_use_transport(twinedge_device *dev, struct te_transport *t);
+
+/* Model input / output shapes (ndim <= 8). */
+int twinedge_input_shape(const twinedge_device *dev, int64_t dims[8], int *ndim);
+int twinedge_output_shape(const twinedge_device *dev, int64_t dims[8], int *ndim);
+
+/* One private inference.  n_in / n_out are element counts. */
+int twinedge_infer(twinedge_device *dev, twinedge_mode mode, const float *input, size_t n_in, float *output,
+                   size_t n_out);
+
+/* Figures about the last inference. */
+typedef struct twinedge_report {
+    uint64_t counter;          /* request counter t of the attempt that succeeded */
+    int linear_layers;         /* linear layers outsourced */
+    int layers_checked;        /* integrity checks that passed */
+    int retries;               /* attempts repeated with a wider ring */
+    uint64_t bytes_up;         /* bytes the device sent (message payloads) */
+    uint64_t bytes_down;
+} twinedge_report;
+int twinedge_last_report(const twinedge_device *dev, twinedge_report *r);
+
+/* Called before each outsourced layer (progress, tests). */
+typedef void (*twinedge_layer_hook)(void *ctx, int layer, uint64_t counter);
+void twinedge_set_layer_hook(twinedge_device *dev, twinedge_layer_hook fn, void *ctx);
+
+/* The last error's code and message ("" when none).  dev may be NULL. */
+int twinedge_errcode(const twinedge_device *dev);
+const char *twinedge_errmsg(const twinedge_device *dev);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

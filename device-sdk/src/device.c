@@ -1,0 +1,259 @@
+/* The device's side of the protocol: mask, outsource, unmask, verify. */
+#include "twinedge_device.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "counter.h"
+#include "te_bundle.h"
+#include "te_exec.h"
+#include "te_linear.h"
+#include "te_prf.h"
+#include "te_ring.h"
+#include "te_transport.h"
+#include "wire.pb-c.h"
+
+struct twinedge_device {
+    te_model *model;
+    te_device_key key;
+    te_counter counter;
+    te_exec *exec;
+    te_transport *transport;
+    unsigned char *widened;      /* per layer: ring widened to 64 after an overflow */
+    twinedge_layer_hook hook;
+    void *hook_ctx;
+    twinedge_report report;
+    te_err err;
+    /* per-inference state */
+    twinedge_mode mode;
+    uint64_t t;
+    int failed_layer;            /* layer whose check failed, -1 if none */
+};
+
+/* The out-of-memory message for a handle that could not be allocated. */
+static const char te_nomem_msg[] = "out of memory";
+
+int twinedge_errcode(const twinedge_device *dev) { return dev ? (int)dev->err.code : TWINEDGE_ENOMEM; }
+const char *twinedge_errmsg(const twinedge_device *dev) { return dev ? dev->err.msg : te_nomem_msg; }
+
+int twinedge_open(const char *dir, twinedge_device **out)
+{
+    twinedge_device *dev = calloc(1, sizeof *dev);
+    *out = dev;
+    if (!dev)
+        return TWINEDGE_ENOMEM;
+    dev->failed_layer = -1;
+    char path[4096];
+    te_status st;
+    if ((size_t)snprintf(path, sizeof path, "%s/device.bundle", dir) >= sizeof path)
+        return te_errf(&dev->err, TE_EINVAL, "device directory path too long");
+    if ((st = te_device_bundle_read(path, &dev->model, &dev->err)) != TE_OK)
+        return te_err_wrap(&dev->err, "%s", path);
+    snprintf(path, sizeof path, "%s/device.key", dir);
+    if ((st = te_device_key_read(path, &dev->key, &dev->err)) != TE_OK)
+        return te_err_wrap(&dev->err, "%s", path);
+    if (strcmp(dev->key.deployment_id, dev->model->deployment_id) != 0)
+        return te_errf(&dev->err, TE_EFORMAT, "device key belongs to deployment %s, bundle is deployment %s",
+                       dev->key.deployment_id, dev->model->deployment_id);
+    if ((st = te_counter_open(&dev->counter, dir, &dev->err)) != TE_OK)
+        return st;
+    if ((st = te_exec_new(dev->model, &dev->exec, &dev->err)) != TE_OK)
+        return st;
+    dev->widened = calloc((size_t)dev->model->n_layers + 1, 1);
+    if (!dev->widened)
+        return te_errf(&dev->err, TE_ENOMEM, "out of memory");
+    return TWINEDGE_OK;
+}
+
+void twinedge_close(twinedge_device *dev)
+{
+    if (!dev)
+        return;
+    te_exec_free(dev->exec);
+    te_model_free(dev->model);
+    free(dev->widened);
+    memset(&dev->key, 0, sizeof dev->key);
+    free(dev);
+}
+
+int twinedge_use_transport(twinedge_device *dev, struct te_transport *t)
+{
+    dev->transport = t;
+    te_err_clear(&dev->err);
+    return TWINEDGE_OK;
+}
+
+void twinedge_set_layer_hook(twinedge_device *dev, twinedge_layer_hook fn, void *ctx)
+{
+    dev->hook = fn;
+    dev->hook_ctx = ctx;
+}
+
+static int shape_of(const twinedge_device *dev, int value, int64_t dims[8], int *ndim)
+{
+    if (!dev || !dev->model)
+        return TWINEDGE_EINVAL;
+    const te_shape *s = &dev->model->values[value].shape;
+    *ndim = s->ndim;
+    for (int i = 0; i < s->ndim && i < 8; i++)
+        dims[i] = s->d[i];
+    return TWINEDGE_OK;
+}
+
+int twinedge_input_shape(const twinedge_device *dev, int64_t dims[8], int *ndim)
+{
+    return shape_of(dev, dev ? dev->model->input : 0, dims, ndim);
+}
+
+int twinedge_output_shape(const twinedge_device *dev, int64_t dims[8], int *ndim)
+{
+    return shape_of(dev, dev ? dev->model->output : 0, dims, ndim);
+}
+
+int twinedge_last_report(const twinedge_device *dev, twinedge_report *r)
+{
+    *r = dev->report;
+    return TWINEDGE_OK;
+}
+
+/* One round trip; returns the unpacked response data (n elements, width l). */
+static te_status call_host(twinedge_device *dev, te_party to, Twinedge__LayerRequest *q, size_t n, unsigned l,
+                           uint64_t *out, te_err *err)
+{
+    size_t len = twinedge__layer_request__get_packed_size(q);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf)
+        return te_errf(err, TE_ENOMEM, "out of memory");
+    twinedge__layer_request__pack(q, buf);
+    uint8_t *resp = NULL;
+    size_t resp_len = 0;
+    te_status st = te_transport_call(dev->transport, to, buf, len, &resp, &resp_len, err);
+    free(buf);
+    char who = to == TE_PARTY_EDGE_A ? 'A' : 'B';
+    if (st != TE_OK)
+        return te_err_wrap(err, "Edge%c", who);
+    dev->report.bytes_up += len;
+    dev->report.bytes_down += resp_len;
+    Twinedge__LayerResponse *r = twinedge__layer_response__unpack(NULL, resp_len, resp);
+    free(resp);
+    if (!r)
+        return te_errf(err, TE_EFORMAT, "Edge%c sent a malformed response", who);
+    if (r->status != TE_OK)
+        st = te_errf(err, r->status == TE_EAUTH ? TE_EAUTH : TE_ESERVER, "Edge%c: %s", who,
+                     r->error ? r->error : "error");
+    else if ((st = te_unpack(r->data.data, r->data.len, n, l, out, err)) != TE_OK)
+        /* A short, long or badly padded result is a faulty result. */
+        st = te_errf(err, TE_EINTEGRITY, "Edge%c returned a result of the wrong size for layer %u", who, q->layer);
+    twinedge__layer_response__free_unpacked(r, NULL);
+    return st;
+}
+
+/* The private linear layer: y = W.x via the two hosts, verified. */
+static te_status private_linear(void *ctx, const te_model *m, int layer, const float *x, float *y, te_err *err)
+{
+    twinedge_device *dev = ctx;
+    const te_layer *L = &m->layers[layer];
+    unsigned l = dev->widened[layer] ? 64 : (unsigned)L->ring_bits;
+    size_t n_in = (size_t)(L->geom.batch * te_geom_in_len(&L->geom));
+    size_t n_out = (size_t)(L->geom.batch * te_geom_out_len(&L->geom));
+    uint64_t *xr = malloc(n_in * sizeof *xr), *a = malloc(n_in * sizeof *a);
+    uint64_t *yr = malloc(n_out * sizeof *yr), *share = malloc(n_out * sizeof *share);
+    uint8_t *packed = malloc(te_pack_bytes(n_in, l) + 1);
+    te_status st = TE_OK;
+    if (!xr || !a || !yr || !share || !packed) {
+        st = te_errf(err, TE_ENOMEM, "out of memory");
+        goto done;
+    }
+    if (dev->hook)
+        dev->hook(dev->hook_ctx, layer, dev->t);
+    if ((st = te_layer_encode(L, l, x, xr, err)) != TE_OK) {
+        dev->failed_layer = layer;
+        goto done;
+    }
+    /* A = x + M: uniform in Z_2^l to EdgeA since M is a fresh PRF output. */
+    if ((st = te_prf_ring(dev->key.key, dev->t, (uint32_t)layer, TE_PRF_MASK, l, a, n_in, err)) != TE_OK)
+        goto done;
+    te_ring_vadd(a, a, xr, n_in, l);
+    te_pack(a, n_in, l, packed);
+
+    Twinedge__LayerRequest q = TWINEDGE__LAYER_REQUEST__INIT;
+    q.deployment_id = dev->model->deployment_id;
+    q.device_id = dev->key.device_id;
+    q.counter = dev->t;
+    q.layer = (uint32_t)layer;
+    q.ring_bits = l;
+    q.batch = (uint64_t)L->geom.batch;
+    q.mode = dev->mode == TWINEDGE_RELAY ? TWINEDGE__MODE__MODE_RELAY : TWINEDGE__MODE__MODE_MEDIATED;
+    q.data.data = packed;
+    q.data.len = te_pack_bytes(n_in, l);
+    if ((st = call_host(dev, TE_PARTY_EDGE_A, &q, n_out, l, yr, err)) != TE_OK)
+        goto done;
+    if (dev->mode == TWINEDGE_RELAY) {
+        /* EdgeA returned W.A - (W.M + Z) = W.x - Z */
+        if ((st = te_prf_ring(dev->key.key, dev->t, (uint32_t)layer, TE_PRF_OUT, l, share, n_out, err)) != TE_OK)
+            goto done;
+        te_ring_vadd(yr, yr, share, n_out, l);
+    } else {
+        q.data.data = NULL;
+        q.data.len = 0;
+        if ((st = call_host(dev, TE_PARTY_EDGE_B, &q, n_out, l, share, err)) != TE_OK)
+            goto done;
+        te_ring_vsub(yr, yr, share, n_out, l);
+    }
+    /* Nothing a host returned is used before this check passes. */
+    if ((st = te_layer_verify(L, l, xr, yr, err)) != TE_OK) {
+        dev->failed_layer = layer;
+        goto done;
+    }
+    dev->report.layers_checked++;
+    te_layer_decode(L, l, yr, y);
+done:
+    free(xr);
+    free(a);
+    free(yr);
+    free(share);
+    free(packed);
+    return st;
+}
+
+int twinedge_infer(twinedge_device *dev, twinedge_mode mode, const float *input, size_t n_in, float *output,
+                   size_t n_out)
+{
+    te_err_clear(&dev->err);
+    memset(&dev->report, 0, sizeof dev->report);
+    if (!dev->transport)
+        return te_errf(&dev->err, TE_EINVAL, "no transport: connect the device to its edge hosts first");
+    if (mode != TWINEDGE_RELAY && mode != TWINEDGE_MEDIATED)
+        return te_errf(&dev->err, TE_EINVAL, "unknown mode %d", (int)mode);
+    int64_t want = te_shape_numel(&dev->model->values[dev->model->output].shape);
+    if ((int64_t)n_out != want)
+        return te_errf(&dev->err, TE_ESHAPE, "output buffer has %zu elements, model output has %lld", n_out,
+                       (long long)want);
+    dev->mode = mode;
+    dev->report.linear_layers = dev->model->n_layers;
+    /* A check that fails on a layer still below 64 bits may be a ring
+     * overflow rather than a faulty host: widen that layer and run the whole
+     * inference again under a fresh counter (never re-mask under an old one). */
+    for (int attempt = 0; attempt <= dev->model->n_layers; attempt++) {
+        te_status st = te_counter_take(&dev->counter, &dev->t, &dev->err);
+        if (st != TE_OK)
+            return st;
+        dev->failed_layer = -1;
+        dev->report.layers_checked = 0;
+        dev->report.counter = dev->t;
+        st = te_exec_run(dev->exec, input, n_in, private_linear, dev, &dev->err);
+        if (st == TE_OK) {
+            te_shape shape;
+            memcpy(output, te_exec_output(dev->exec, &shape), n_out * sizeof *output);
+            return TWINEDGE_OK;
+        }
+        int fl = dev->failed_layer;
+        if ((st != TE_EINTEGRITY && st != TE_EOVERFLOW) || fl < 0 || dev->widened[fl] ||
+            dev->model->layers[fl].ring_bits >= 64)
+            return st;
+        dev->widened[fl] = 1;
+        dev->report.retries++;
+    }
+    return te_errf(&dev->err, TE_EINTEGRITY, "inference failed after widening every layer");
+}

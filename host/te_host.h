@@ -1,0 +1,109 @@
+/* The host core: one edge server's half of the protocol, independent of the
+ * network.  A host holds a deployment's linear layers in a compute plugin
+ * and answers LayerRequests as role A or role B (DESIGN.md).
+ *
+ * te_host_handle is safe to call from several threads at once once the
+ * deployment is loaded; deploy and register_device take an internal lock. */
+#ifndef TE_HOST_H
+#define TE_HOST_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include "te_error.h"
+#include "te_model.h"
+#include "te_bundle.h"
+#include "te_transport.h"
+
+typedef enum te_role {
+    TE_ROLE_A = 1,  /* computes W.(x + M) on the blinded input */
+    TE_ROLE_B = 2   /* holds device keys, computes W.M (+ Z in relay mode) */
+} te_role;
+
+/* Who is calling, as authenticated by the transport (mTLS in the network
+ * service, construction in-process).  EdgeB refuses to hand W.M to anyone
+ * but the device it belongs to: W.M in EdgeA's hands unmasks W.x. */
+typedef enum te_caller_kind {
+    TE_CALLER_DEVICE = 1,
+    TE_CALLER_EDGE_A = 2
+} te_caller_kind;
+
+typedef struct te_caller {
+    te_caller_kind kind;
+    const char *name;   /* device id for TE_CALLER_DEVICE */
+} te_caller;
+
+typedef struct te_host_config {
+    te_role role;
+    const char *plugin;         /* "cpu", "opencl" or a path */
+    const char *plugin_config;  /* passed to the plugin's create() */
+    uint64_t max_batch;         /* 0: 64 */
+} te_host_config;
+
+typedef struct te_host te_host;
+
+te_status te_host_new(const te_host_config *cfg, te_host **h, te_err *err);
+void te_host_free(te_host *h);
+
+/* Load an edge bundle's layers into the plugin (replacing any previous
+ * deployment with the same id).  The model is copied. */
+te_status te_host_deploy(te_host *h, const te_model *edge, te_err *err);
+te_status te_host_deploy_file(te_host *h, const char *edge_bundle_path, te_err *err);
+
+/* Role B: learn a device's mask key. */
+te_status te_host_register_device(te_host *h, const te_device_key *key, te_err *err);
+
+/* Role A, relay mode: how to reach EdgeB.  Not owned. */
+void te_host_set_peer(te_host *h, te_transport *peer);
+
+/* Answer one serialized LayerRequest with a serialized LayerResponse
+ * (malloc'd).  Errors in the request are reported inside the response;
+ * only a failure to build any response returns non-OK. */
+te_status te_host_handle(te_host *h, const te_caller *caller, const uint8_t *req, size_t req_len,
+                         uint8_t **resp, size_t *resp_len, te_err *err);
+
+te_role te_host_role(const te_host *h);
+
+/* The in-process transport: device and both hosts in one process.  Counts
+ * bytes into *traffic (may be NULL).  `tap`, if set, sees every message a
+ * host receives (requests from the device or EdgeA, EdgeB's responses to
+ * EdgeA), for tests that check what each party learns. */
+typedef void (*te_tap_fn)(void *ctx, te_party receiver, int is_response, const uint8_t *msg, size_t len);
+typedef struct te_inproc_config {
+    te_host *edge_a;
+    te_host *edge_b;
+    const char *device_id;      /* the caller identity presented to the hosts */
+    te_traffic *traffic;
+    te_tap_fn tap;
+    void *tap_ctx;
+} te_inproc_config;
+
+te_status te_inproc_transport_new(const te_inproc_config *cfg, te_transport **t, te_err *err);
+/* The link EdgeA uses to reach EdgeB in-process (caller = EDGE_A). */
+te_status te_inproc_peer_new(const te_inproc_config *cfg, te_transport **t, te_err *err);
+void te_transport_free(te_transport *t);
+
+/* A whole edge pair in this process, for tools and tests: EdgeA and EdgeB
+ * with their plugins, DEPLOY_DIR/edge.bundle deployed on both, the device
+ * key registered with EdgeB, EdgeA linked to EdgeB, and a device-side
+ * transport.  traffic counts every byte. */
+typedef struct te_local_pair {
+    te_host *a, *b;
+    te_transport *device_link;  /* give this to twinedge_use_transport() */
+    te_transport *peer_link;    /* EdgeA -> EdgeB */
+    te_traffic traffic;
+} te_local_pair;
+
+typedef struct te_local_config {
+    const char *deploy_dir;     /* holds edge.bundle */
+    const char *device_key;     /* a device.key to register with EdgeB */
+    const char *plugin_a;       /* NULL: "cpu" */
+    const char *plugin_b;
+    const char *plugin_config;
+    te_tap_fn tap;
+    void *tap_ctx;
+} te_local_config;
+
+te_status te_local_pair_start(const te_local_config *cfg, te_local_pair **pair, te_err *err);
+void te_local_pair_stop(te_local_pair *pair);
+
+#endif

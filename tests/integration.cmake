@@ -1,0 +1,23 @@
+# In-process integration tests: the device and both hosts in one process.
+add_library(te_harness STATIC ${CMAKE_CURRENT_SOURCE_DIR}/integration/harness.c)
+target_include_directories(te_harness PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/integration)
+target_link_libraries(te_harness PUBLIC twinedge_owner twinedge_runlib twinedge_host twinedge_device_static
+                      PkgConfig::CMOCKA m)
+
+foreach(t privacy integrity counter)
+  te_add_unit_test(test_${t} SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_${t}.c LIBS te_harness
+                   TIMEOUT 600)
+  add_dependencies(test_${t} twinedge-plugin-cpu)
+  set_tests_properties(test_${t} PROPERTIES FIXTURES_REQUIRED testdata)
+endforeach()
+
+# Exactness and accuracy, one test per architecture (reduced input sizes).
+add_executable(test_exact ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_exact.c)
+target_link_libraries(test_exact PRIVATE te_harness)
+add_dependencies(test_exact twinedge-plugin-cpu)
+set(TE_EXACT_MODELS lenet5 alexnet vgg16 resnet18 resnet50 mobilenetv2 squeezenet facenet)
+foreach(m ${TE_EXACT_MODELS})
+  add_test(NAME exact_${m} COMMAND test_exact ${m})
+  set_tests_properties(exact_${m} PROPERTIES FIXTURES_REQUIRED testdata TIMEOUT 900
+    ENVIRONMENT "TE_TEST_DATA=${TE_TEST_DATA};TWINEDGE_PLUGIN_DIR=${TE_PLUGIN_BUILD_DIR}")
+endforeach()

@@ -1,0 +1,124 @@
+#include "harness.h"
+
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "owner.h"
+#include "runlib.h"
+#include "te_bundle.h"
+#include "te_npy.h"
+
+const char *fx_data(char *out, size_t cap, const char *file)
+{
+    const char *d = getenv("TE_TEST_DATA");
+    snprintf(out, cap, "%s/%s", d ? d : ".", file);
+    return out;
+}
+
+static void must(te_status st, const te_err *err, const char *what)
+{
+    if (st != TE_OK)
+        fail_msg("%s: %s", what, err->msg);
+}
+
+static float *load_npy(const char *path, size_t *n)
+{
+    te_shape s;
+    float *data = NULL;
+    te_err err;
+    must(te_npy_read(path, &s, &data, &err), &err, path);
+    *n = (size_t)te_shape_numel(&s);
+    return data;
+}
+
+void fx_setup(te_fixture *f, const char *name, te_tap_fn tap, void *tap_ctx)
+{
+    memset(f, 0, sizeof *f);
+    te_err err;
+    char onnx[512], calib[512], in[512], ref[512];
+    snprintf(f->name, sizeof f->name, "%s", name);
+    snprintf(f->dir, sizeof f->dir, "/tmp/te-test-%s-XXXXXX", name);
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->deploy, sizeof f->deploy, "%s/deploy", f->dir);
+    snprintf(f->device, sizeof f->device, "%s/device", f->dir);
+    fx_data(onnx, sizeof onnx, name);
+    strncat(onnx, ".onnx", sizeof onnx - strlen(onnx) - 1);
+    snprintf(calib, sizeof calib, "%.*s.calib.npy", (int)(strlen(onnx) - 5), onnx);
+    snprintf(in, sizeof in, "%.*s.input.npy", (int)(strlen(onnx) - 5), onnx);
+    snprintf(ref, sizeof ref, "%.*s.ref.npy", (int)(strlen(onnx) - 5), onnx);
+
+    must(te_owner_compile(onnx, calib, NULL, f->deploy, &err), &err, "compile");
+    char devname[80];
+    snprintf(devname, sizeof devname, "dev-%s", name);
+    must(te_owner_provision(f->deploy, devname, f->device, &err), &err, "provision");
+
+    char key[700];
+    snprintf(key, sizeof key, "%s/device.key", f->device);
+    te_local_config lc = {f->deploy, key, NULL, NULL, NULL, tap, tap_ctx};
+    must(te_local_pair_start(&lc, &f->pair, &err), &err, "start hosts");
+    fx_reopen_device(f);
+    f->input = load_npy(in, &f->n_in);
+    f->ref = load_npy(ref, &f->n_ref);
+    int64_t dims[8];
+    int nd = 0;
+    twinedge_output_shape(f->dev, dims, &nd);
+    f->n_out = 1;
+    for (int i = 0; i < nd; i++)
+        f->n_out *= (size_t)dims[i];
+    assert_int_equal(f->n_out, f->n_ref);
+}
+
+void fx_reopen_device(te_fixture *f)
+{
+    twinedge_close(f->dev);
+    f->dev = NULL;
+    if (twinedge_open(f->device, &f->dev) != TWINEDGE_OK)
+        fail_msg("open device: %s", twinedge_errmsg(f->dev));
+    twinedge_use_transport(f->dev, f->pair->device_link);
+}
+
+void fx_teardown(te_fixture *f)
+{
+    twinedge_close(f->dev);
+    te_local_pair_stop(f->pair);
+    free(f->input);
+    free(f->ref);
+    te_err err;
+    te_rm_rf(f->dir, &err);
+    memset(f, 0, sizeof *f);
+}
+
+void fx_reference_fixed(te_fixture *f, const float *input, float *out)
+{
+    te_err err;
+    must(te_reference_fixed(f->deploy, input, f->n_in, out, f->n_out, &err), &err, "fixed-point reference");
+}
+
+void fx_set_counter(te_fixture *f, uint64_t value)
+{
+    char path[700], text[32];
+    snprintf(path, sizeof path, "%s/counter", f->device);
+    int n = snprintf(text, sizeof text, "%llu\n", (unsigned long long)value);
+    te_err err;
+    must(te_file_write_atomic(path, (const uint8_t *)text, (size_t)n, &err), &err, "set counter");
+    fx_reopen_device(f);
+}
+
+double fx_cosine(const float *a, const float *b, size_t n)
+{
+    double ab = 0, aa = 0, bb = 0;
+    for (size_t i = 0; i < n; i++) {
+        ab += (double)a[i] * b[i];
+        aa += (double)a[i] * a[i];
+        bb += (double)b[i] * b[i];
+    }
+    return ab / (sqrt(aa) * sqrt(bb) + 1e-300);
+}

@@ -1,0 +1,271 @@
+/* twinedge-run: compile, provision and run one private inference with the
+ * device and both edge hosts in this process (the in-process transport). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "owner.h"
+#include "runlib.h"
+#include "te_host.h"
+#include "te_npy.h"
+#include "twinedge_device.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: twinedge-run MODEL.onnx INPUT.npy -o OUTPUT.npy [options]\n"
+            "\n"
+            "Compiles MODEL.onnx, provisions a device, starts EdgeA and EdgeB and runs\n"
+            "one private inference of INPUT.npy, verified layer by layer.\n"
+            "\n"
+            "  -o, --output FILE        output tensor (.npy, float32)\n"
+            "      --mode relay|mediated  protocol mode (default relay)\n"
+            "      --report FILE        write figures as JSON\n"
+            "      --calibration FILE   calibration inputs (.npy, stacked on axis 0);\n"
+            "                           default: calibrate on INPUT.npy itself\n"
+            "      --reference FILE     also write the plaintext fixed-point reference\n"
+            "      --plugin NAME        compute plugin of both hosts (default cpu)\n"
+            "      --workdir DIR        keep the deployment and device in DIR\n"
+            "      --in-process         run the hosts in this process (the only transport so far)\n"
+            "  -h, --help\n");
+}
+
+static double now_s(clockid_t clk)
+{
+    struct timespec ts;
+    clock_gettime(clk, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Wraps the device's transport to measure the thread CPU time spent inside
+ * the hosts, so the device's own CPU time can be told apart in-process. */
+typedef struct timed {
+    te_transport self;
+    te_transport *inner;
+    double host_cpu_s;
+} timed;
+
+static te_status timed_call(te_transport *t, te_party to, const uint8_t *req, size_t req_len, uint8_t **resp,
+                            size_t *resp_len, te_err *err)
+{
+    timed *tt = t->impl;
+    double c0 = now_s(CLOCK_THREAD_CPUTIME_ID);
+    te_status st = te_transport_call(tt->inner, to, req, req_len, resp, resp_len, err);
+    tt->host_cpu_s += now_s(CLOCK_THREAD_CPUTIME_ID) - c0;
+    return st;
+}
+
+static void timed_destroy(te_transport *t) { (void)t; }
+static const te_transport_ops timed_ops = {timed_call, timed_destroy};
+
+typedef struct run_args {
+    const char *model, *input, *output, *report, *calib, *reference, *plugin, *workdir;
+    twinedge_mode mode;
+} run_args;
+
+static int fail(const char *msg)
+{
+    fprintf(stderr, "twinedge-run: error: %s\n", msg);
+    return 1;
+}
+
+static int run(const run_args *a)
+{
+    te_err err;
+    te_err_clear(&err);
+    char work[4096], deploy[4200], device[4200], key[4300];
+    int rc = 1, made_tmp = 0;
+    te_local_pair *pair = NULL;
+    twinedge_device *dev = NULL;
+    float *x = NULL, *y = NULL, *ref = NULL;
+    te_shape in_shape;
+    te_model *dm = NULL;
+
+    if (te_npy_read(a->input, &in_shape, &x, &err) != TE_OK)
+        return fail(err.msg);
+    if (a->workdir) {
+        snprintf(work, sizeof work, "%s", a->workdir);
+        if (mkdir(work, 0700) != 0 && errno != EEXIST) {
+            fprintf(stderr, "twinedge-run: error: cannot create %s: %s\n", work, strerror(errno));
+            goto out;
+        }
+    } else {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(work, sizeof work, "%s/twinedge-run-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(work)) {
+            fprintf(stderr, "twinedge-run: error: cannot create a scratch directory: %s\n", strerror(errno));
+            goto out;
+        }
+        made_tmp = 1;
+    }
+    snprintf(deploy, sizeof deploy, "%s/deploy", work);
+    snprintf(device, sizeof device, "%s/device", work);
+    snprintf(key, sizeof key, "%s/device.key", device);
+    if (a->workdir) {
+        te_rm_rf(deploy, &err);
+        te_rm_rf(device, &err);
+    }
+
+    double w0 = now_s(CLOCK_MONOTONIC);
+    if (te_owner_compile(a->model, a->calib ? a->calib : a->input, NULL, deploy, &err) != TE_OK ||
+        te_owner_provision(deploy, "run-device", device, &err) != TE_OK) {
+        fail(err.msg);
+        goto out;
+    }
+    te_local_config lc = {deploy, key, a->plugin, a->plugin, NULL, NULL, NULL};
+    if (te_local_pair_start(&lc, &pair, &err) != TE_OK) {
+        fail(err.msg);
+        goto out;
+    }
+    if (twinedge_open(device, &dev) != TWINEDGE_OK) {
+        fail(twinedge_errmsg(dev));
+        goto out;
+    }
+    timed tt = {{&timed_ops, NULL}, pair->device_link, 0};
+    tt.self.impl = &tt;
+    twinedge_use_transport(dev, &tt.self);
+
+    int64_t dims[8];
+    int nd = 0;
+    twinedge_input_shape(dev, dims, &nd);
+    int64_t n_in = 1, n_out = 1;
+    for (int i = 0; i < nd; i++)
+        n_in *= dims[i];
+    if (n_in != te_shape_numel(&in_shape)) {
+        char msg[512];
+        int off = snprintf(msg, sizeof msg, "%s has %lld elements; the model's input has shape [", a->input,
+                           (long long)te_shape_numel(&in_shape));
+        for (int i = 0; i < nd && off < (int)sizeof msg; i++)
+            off += snprintf(msg + off, sizeof msg - (size_t)off, "%s%lld", i ? "," : "", (long long)dims[i]);
+        snprintf(msg + off, sizeof msg - (size_t)(off < (int)sizeof msg ? off : (int)sizeof msg - 1), "]");
+        fail(msg);
+        goto out;
+    }
+    te_shape out_shape;
+    twinedge_output_shape(dev, out_shape.d, &out_shape.ndim);
+    n_out = te_shape_numel(&out_shape);
+    y = calloc((size_t)n_out, sizeof *y);
+    if (!y) {
+        fail("out of memory");
+        goto out;
+    }
+    double setup_s = now_s(CLOCK_MONOTONIC) - w0;
+    double t0 = now_s(CLOCK_MONOTONIC), c0 = now_s(CLOCK_THREAD_CPUTIME_ID);
+    if (twinedge_infer(dev, a->mode, x, (size_t)n_in, y, (size_t)n_out) != TWINEDGE_OK) {
+        fail(twinedge_errmsg(dev));
+        goto out;
+    }
+    double wall = now_s(CLOCK_MONOTONIC) - t0;
+    double dev_cpu = now_s(CLOCK_THREAD_CPUTIME_ID) - c0 - tt.host_cpu_s;
+    twinedge_report rep;
+    twinedge_last_report(dev, &rep);
+
+    if (te_npy_write(a->output, &out_shape, y, &err) != TE_OK) {
+        fail(err.msg);
+        goto out;
+    }
+    if (a->reference) {
+        ref = calloc((size_t)n_out, sizeof *ref);
+        if (!ref || te_reference_fixed(deploy, x, (size_t)n_in, ref, (size_t)n_out, &err) != TE_OK ||
+            te_npy_write(a->reference, &out_shape, ref, &err) != TE_OK) {
+            fail(ref ? err.msg : "out of memory");
+            goto out;
+        }
+    }
+
+    char dpath[4300];
+    snprintf(dpath, sizeof dpath, "%s/device.bundle", deploy);
+    te_owner_report orep;
+    memset(&orep, 0, sizeof orep);
+    if (te_device_bundle_read(dpath, &dm, &err) == TE_OK)
+        te_owner_report_compute(dm, &orep);
+    const te_traffic *tr = &pair->traffic;
+    printf("private inference (%s): %d linear layers outsourced, %d verified, %.3f s, device up %llu B, "
+           "down %llu B\n",
+           a->mode == TWINEDGE_RELAY ? "relay" : "mediated", rep.linear_layers, rep.layers_checked, wall,
+           (unsigned long long)tr->device_up, (unsigned long long)tr->device_down);
+    if (a->report) {
+        FILE *f = fopen(a->report, "w");
+        if (!f) {
+            fprintf(stderr, "twinedge-run: error: cannot write %s: %s\n", a->report, strerror(errno));
+            goto out;
+        }
+        fprintf(f,
+                "{\n  \"model\": \"%s\",\n  \"mode\": \"%s\",\n  \"transport\": \"in-process\",\n"
+                "  \"bytes_device_up\": %llu,\n  \"bytes_device_down\": %llu,\n"
+                "  \"bytes_edge_a_in\": %llu,\n  \"bytes_edge_b_in\": %llu,\n"
+                "  \"bytes_edge_a_out\": %llu,\n  \"bytes_edge_b_out\": %llu,\n"
+                "  \"wall_s\": %.6f,\n  \"setup_s\": %.6f,\n  \"device_cpu_s\": %.6f,\n"
+                "  \"linear_layers\": %d,\n  \"layers_checked\": %d,\n  \"retries\": %d,\n"
+                "  \"counter\": %llu,\n  \"edge_flops\": %.0f,\n  \"device_flops\": %.0f,\n"
+                "  \"outsourced_flops_fraction\": %.6f\n}\n",
+                a->model, a->mode == TWINEDGE_RELAY ? "relay" : "mediated", (unsigned long long)tr->device_up,
+                (unsigned long long)tr->device_down, (unsigned long long)tr->edge_a_in,
+                (unsigned long long)tr->edge_b_in, (unsigned long long)tr->edge_a_out,
+                (unsigned long long)tr->edge_b_out, wall, setup_s, dev_cpu, rep.linear_layers, rep.layers_checked,
+                rep.retries, (unsigned long long)rep.counter, orep.edge_flops, orep.device_flops,
+                orep.outsourcing_rate / 100.0);
+        if (fclose(f) != 0) {
+            fprintf(stderr, "twinedge-run: error: cannot write %s\n", a->report);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    twinedge_close(dev);
+    te_local_pair_stop(pair);
+    te_model_free(dm);
+    if (made_tmp)
+        te_rm_rf(work, &err);
+    free(x);
+    free(y);
+    free(ref);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    run_args a;
+    memset(&a, 0, sizeof a);
+    a.mode = TWINEDGE_RELAY;
+    enum { O_MODE = 256, O_REPORT, O_CALIB, O_REF, O_PLUGIN, O_WORK, O_INPROC };
+    static const struct option opts[] = {
+        {"output", required_argument, NULL, 'o'},      {"mode", required_argument, NULL, O_MODE},
+        {"report", required_argument, NULL, O_REPORT}, {"calibration", required_argument, NULL, O_CALIB},
+        {"reference", required_argument, NULL, O_REF}, {"plugin", required_argument, NULL, O_PLUGIN},
+        {"workdir", required_argument, NULL, O_WORK},  {"in-process", no_argument, NULL, O_INPROC},
+        {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': a.output = optarg; break;
+        case O_MODE:
+            if (strcmp(optarg, "relay") == 0)
+                a.mode = TWINEDGE_RELAY;
+            else if (strcmp(optarg, "mediated") == 0)
+                a.mode = TWINEDGE_MEDIATED;
+            else
+                return fail("--mode must be relay or mediated");
+            break;
+        case O_REPORT: a.report = optarg; break;
+        case O_CALIB: a.calib = optarg; break;
+        case O_REF: a.reference = optarg; break;
+        case O_PLUGIN: a.plugin = optarg; break;
+        case O_WORK: a.workdir = optarg; break;
+        case O_INPROC: break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (argc - optind != 2 || !a.output) {
+        usage(stderr);
+        return 2;
+    }
+    a.model = argv[optind];
+    a.input = argv[optind + 1];
+    return run(&a);
+}
