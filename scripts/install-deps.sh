@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install twinedge's build and test dependencies from Debian 12's packages.
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+PKGS=(
+  build-essential cmake pkg-config
+  libssl-dev libprotobuf-c-dev protobuf-c-compiler libgrpc-dev libbrotli-dev
+  opencl-headers ocl-icd-opencl-dev pocl-opencl-icd libclblast-dev
+  libcmocka-dev libopenblas-dev libstb-dev libonnx-dev
+  python3 python3-torch python3-onnx python3-numpy
+  dataset-fashion-mnist
+)
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${PKGS[@]}"
