@@ -1,0 +1,471 @@
+/* te_linear: reference ring arithmetic, transpose over F_p, encode / decode /
+ * verify.  Checked against an independently written reference (scatter form,
+ * exact __int128 over signed lifts) and hand-computed values. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+#include <cmocka.h>
+
+#include "te_linear.h"
+#include "te_ring.h"
+
+typedef struct rng {
+    uint64_t s;
+} rng;
+
+static uint64_t rnd(rng *r)
+{
+    uint64_t z = (r->s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static int64_t rnd_signed(rng *r, unsigned bits) /* uniform in [-2^(bits-1), 2^(bits-1)) */
+{
+    return te_ring_to_signed(rnd(r) & te_ring_mask(bits), bits);
+}
+
+static int64_t in_len(const te_linear_geom *g)
+{
+    return g->kind == TE_LIN_FC ? g->in_c : g->in_c * g->in_h * g->in_w;
+}
+static int64_t out_len(const te_linear_geom *g)
+{
+    return g->kind == TE_LIN_FC ? g->out_c : g->out_c * g->out_h * g->out_w;
+}
+static int64_t w_len(const te_linear_geom *g)
+{
+    return g->kind == TE_LIN_FC ? g->in_c * g->out_c : g->out_c * (g->in_c / g->group) * g->k_h * g->k_w;
+}
+
+static te_linear_geom conv(int64_t batch, int64_t in_c, int64_t h, int64_t w, int64_t out_c, int64_t kh, int64_t kw,
+                           int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t pb, int64_t pr, int64_t dh,
+                           int64_t dw, int64_t group)
+{
+    te_linear_geom g = { TE_LIN_CONV, batch, in_c, h, w, out_c, 0, 0, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw, group };
+    g.out_h = (h + pt + pb - dh * (kh - 1) - 1) / sh + 1;
+    g.out_w = (w + pl + pr - dw * (kw - 1) - 1) / sw + 1;
+    return g;
+}
+
+static te_linear_geom fc(int64_t rows, int64_t k, int64_t n)
+{
+    te_linear_geom g = { TE_LIN_FC, rows, k, 1, 1, n, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1 };
+    return g;
+}
+
+/* Independent reference: scatter every input element through every kernel
+ * tap onto the outputs it reaches, exact in __int128 over signed values. */
+static void indep_int128(const te_linear_geom *g, const int32_t *w, const int64_t *x, __int128 *y)
+{
+    int64_t ni = in_len(g), no = out_len(g);
+    for (int64_t b = 0; b < g->batch; b++) {
+        const int64_t *xb = x + b * ni;
+        __int128 *yb = y + b * no;
+        for (int64_t o = 0; o < no; o++)
+            yb[o] = 0;
+        if (g->kind == TE_LIN_FC) {
+            for (int64_t k = 0; k < g->in_c; k++)
+                for (int64_t o = 0; o < g->out_c; o++)
+                    yb[o] += (__int128)w[o * g->in_c + k] * xb[k];
+            continue;
+        }
+        int64_t icg = g->in_c / g->group, ocg = g->out_c / g->group;
+        for (int64_t ic = 0; ic < g->in_c; ic++) {
+            int64_t grp = ic / icg, ci = ic % icg;
+            for (int64_t ih = 0; ih < g->in_h; ih++)
+                for (int64_t iw = 0; iw < g->in_w; iw++) {
+                    int64_t v = xb[(ic * g->in_h + ih) * g->in_w + iw];
+                    for (int64_t kh = 0; kh < g->k_h; kh++) {
+                        int64_t th = ih + g->pad_t - kh * g->dil_h;
+                        if (th < 0 || th % g->stride_h)
+                            continue;
+                        int64_t oh = th / g->stride_h;
+                        if (oh >= g->out_h)
+                            continue;
+                        for (int64_t kw = 0; kw < g->k_w; kw++) {
+                            int64_t tw = iw + g->pad_l - kw * g->dil_w;
+                            if (tw < 0 || tw % g->stride_w)
+                                continue;
+                            int64_t ow = tw / g->stride_w;
+                            if (ow >= g->out_w)
+                                continue;
+                            for (int64_t oo = 0; oo < ocg; oo++) {
+                                int64_t oc = grp * ocg + oo;
+                                int32_t wv = w[((oc * icg + ci) * g->k_h + kh) * g->k_w + kw];
+                                yb[(oc * g->out_h + oh) * g->out_w + ow] += (__int128)wv * v;
+                            }
+                        }
+                    }
+                }
+        }
+    }
+}
+
+static const te_linear_geom *test_geoms(size_t *n)
+{
+    static te_linear_geom gs[16];
+    size_t k = 0;
+    gs[k++] = conv(1, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1);
+    gs[k++] = conv(2, 4, 9, 8, 6, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 2);  /* groups 2, stride 2 */
+    gs[k++] = conv(1, 5, 8, 8, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 5);  /* depthwise */
+    gs[k++] = conv(1, 3, 11, 10, 2, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 1); /* dilation 2 */
+    gs[k++] = conv(1, 2, 9, 7, 3, 3, 2, 2, 1, 0, 2, 1, 0, 1, 1, 1);  /* asymmetric pads, rectangular kernel */
+    gs[k++] = conv(3, 2, 12, 12, 3, 5, 5, 4, 4, 2, 2, 2, 2, 1, 1, 1); /* 5x5 stride 4 */
+    gs[k++] = conv(1, 6, 5, 5, 8, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 2);  /* 1x1 grouped */
+    gs[k++] = conv(2, 4, 6, 6, 8, 3, 3, 1, 2, 0, 1, 2, 0, 1, 2, 4);  /* mixed everything, channel multiplier 2 */
+    gs[k++] = fc(1, 17, 5);
+    gs[k++] = fc(3, 9, 4);
+    *n = k;
+    return gs;
+}
+
+static void test_hand_example(void **state)
+{
+    (void)state;
+    /* 3x3 input 1..9, 2x2 kernel [[1,2],[3,4]], pad 1, stride 2. */
+    te_linear_geom g = conv(1, 1, 3, 3, 1, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1);
+    assert_int_equal(g.out_h, 2);
+    assert_int_equal(g.out_w, 2);
+    int32_t w[4] = { 1, 2, 3, 4 };
+    uint64_t x[9];
+    for (int i = 0; i < 9; i++)
+        x[i] = (uint64_t)(i + 1);
+    uint64_t y[4];
+    te_linear_ref_ring(&g, w, 16, x, y);
+    assert_int_equal(y[0], 4);
+    assert_int_equal(y[1], 18);
+    assert_int_equal(y[2], 36);
+    assert_int_equal(y[3], 77);
+    float wf[4] = { 1, 2, 3, 4 }, xf[9], yf[4];
+    for (int i = 0; i < 9; i++)
+        xf[i] = (float)(i + 1);
+    te_linear_float(&g, wf, xf, yf);
+    assert_true(yf[0] == 4.0f && yf[1] == 18.0f && yf[2] == 36.0f && yf[3] == 77.0f);
+    /* negative weights wrap: -1 * 1 mod 2^5 = 31 */
+    w[3] = -1;
+    te_linear_ref_ring(&g, w, 5, x, y);
+    assert_int_equal(y[0], 31);
+    assert_int_equal(te_linear_out_channel(&g, 3), 0);
+    te_linear_geom g2 = conv(2, 2, 4, 4, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1);
+    assert_int_equal(te_linear_out_channel(&g2, 15), 0);
+    assert_int_equal(te_linear_out_channel(&g2, 16), 1);
+    assert_int_equal(te_linear_out_channel(&g2, 47), 2);
+    te_linear_geom f = fc(2, 4, 3);
+    assert_int_equal(te_linear_out_channel(&f, 2), 2);
+}
+
+static void test_ref_ring_vs_int128(void **state)
+{
+    (void)state;
+    rng r = { 42 };
+    static const unsigned ls[] = { 1, 5, 8, 16, 31, 32, 33, 47, 63, 64 };
+    size_t ng;
+    const te_linear_geom *gs = test_geoms(&ng);
+    for (size_t gi = 0; gi < ng; gi++) {
+        const te_linear_geom *g = &gs[gi];
+        size_t ni = (size_t)(in_len(g) * g->batch), no = (size_t)(out_len(g) * g->batch), nw = (size_t)w_len(g);
+        int32_t *w = malloc(nw * sizeof *w);
+        int64_t *xs = malloc(ni * sizeof *xs);
+        uint64_t *xr = malloc(ni * sizeof *xr), *y = malloc(no * sizeof *y);
+        __int128 *yi = malloc(no * sizeof *yi);
+        assert_non_null(w);
+        assert_non_null(xs);
+        assert_non_null(xr);
+        assert_non_null(y);
+        assert_non_null(yi);
+        for (size_t li = 0; li < sizeof ls / sizeof ls[0]; li++) {
+            unsigned l = ls[li];
+            for (size_t i = 0; i < nw; i++)
+                w[i] = (int32_t)rnd_signed(&r, li % 3 == 2 ? 32 : 16);
+            /* uniform ring elements, lifted to signed for the independent reference */
+            for (size_t i = 0; i < ni; i++) {
+                xr[i] = rnd(&r) & te_ring_mask(l);
+                xs[i] = te_ring_to_signed(xr[i], l);
+            }
+            te_linear_ref_ring(g, w, l, xr, y);
+            indep_int128(g, w, xs, yi);
+            for (size_t i = 0; i < no; i++) {
+                uint64_t want = (uint64_t)(unsigned __int128)yi[i] & te_ring_mask(l);
+                if (y[i] != want)
+                    fail_msg("geom %zu l=%u out %zu: got %llu want %llu", gi, l, i, (unsigned long long)y[i],
+                             (unsigned long long)want);
+            }
+        }
+        free(w);
+        free(xs);
+        free(xr);
+        free(y);
+        free(yi);
+    }
+}
+
+static void test_float_matches_exact(void **state)
+{
+    (void)state;
+    rng r = { 7 };
+    size_t ng;
+    const te_linear_geom *gs = test_geoms(&ng);
+    for (size_t gi = 0; gi < ng; gi++) {
+        const te_linear_geom *g = &gs[gi];
+        size_t ni = (size_t)(in_len(g) * g->batch), no = (size_t)(out_len(g) * g->batch), nw = (size_t)w_len(g);
+        int32_t *w = malloc(nw * sizeof *w);
+        float *wf = malloc(nw * sizeof *wf), *xf = malloc(ni * sizeof *xf), *yf = malloc(no * sizeof *yf);
+        int64_t *xs = malloc(ni * sizeof *xs);
+        __int128 *yi = malloc(no * sizeof *yi);
+        assert_true(w && wf && xf && yf && xs && yi);
+        for (size_t i = 0; i < nw; i++) {
+            w[i] = (int32_t)rnd_signed(&r, 8);
+            wf[i] = (float)w[i];
+        }
+        for (size_t i = 0; i < ni; i++) {
+            xs[i] = rnd_signed(&r, 8);
+            xf[i] = (float)xs[i];
+        }
+        te_linear_float(g, wf, xf, yf);
+        indep_int128(g, w, xs, yi);
+        for (size_t i = 0; i < no; i++) /* |y| < 2^24: exact in float */
+            assert_true(yf[i] == (float)(int64_t)yi[i]);
+        free(w);
+        free(wf);
+        free(xf);
+        free(yf);
+        free(xs);
+        free(yi);
+    }
+}
+
+static uint64_t modp(__int128 v)
+{
+    __int128 m = v % (__int128)TE_P61;
+    if (m < 0)
+        m += TE_P61;
+    return (uint64_t)m;
+}
+
+static uint64_t mulmodp(uint64_t a, uint64_t b)
+{
+    return (uint64_t)(((unsigned __int128)a * b) % TE_P61);
+}
+
+static void test_transpose_identity(void **state)
+{
+    (void)state;
+    rng r = { 99 };
+    size_t ng;
+    const te_linear_geom *gs = test_geoms(&ng);
+    for (size_t gi = 0; gi < ng; gi++) {
+        te_linear_geom g = gs[gi];
+        g.batch = 1;
+        size_t ni = (size_t)in_len(&g), no = (size_t)out_len(&g), nw = (size_t)w_len(&g);
+        int32_t *w = malloc(nw * sizeof *w);
+        int64_t *x = malloc(ni * sizeof *x);
+        uint64_t *rr = malloc(no * sizeof *rr), *s = malloc(ni * sizeof *s);
+        __int128 *y = malloc(no * sizeof *y);
+        assert_true(w && x && rr && s && y);
+        for (int trial = 0; trial < 3; trial++) {
+            for (size_t i = 0; i < nw; i++)
+                w[i] = (int32_t)rnd_signed(&r, trial == 2 ? 32 : 12);
+            for (size_t i = 0; i < ni; i++)
+                x[i] = rnd_signed(&r, trial == 0 ? 20 : 64);
+            for (size_t i = 0; i < no; i++)
+                rr[i] = rnd(&r) % TE_P61;
+            te_linear_transpose_fp(&g, w, rr, s);
+            indep_int128(&g, w, x, y);
+            uint64_t lhs = 0, rhs = 0;
+            for (size_t i = 0; i < no; i++)
+                lhs = (lhs + mulmodp(rr[i], modp(y[i]))) % TE_P61;
+            for (size_t i = 0; i < ni; i++) {
+                assert_true(s[i] < TE_P61);
+                rhs = (rhs + mulmodp(s[i], modp(x[i]))) % TE_P61;
+            }
+            assert_true(lhs == rhs);
+            /* and an explicit entry: s[j] for FC is sum_o W[o][j] r[o] */
+            if (g.kind == TE_LIN_FC) {
+                uint64_t want = 0;
+                for (int64_t o = 0; o < g.out_c; o++)
+                    want = (want + mulmodp(modp(w[o * g.in_c + 1]), rr[o])) % TE_P61;
+                assert_true(s[1] == want);
+            }
+        }
+        free(w);
+        free(x);
+        free(rr);
+        free(s);
+        free(y);
+    }
+}
+
+/* A complete te_layer around a geometry, with random weights and keys. */
+typedef struct layer_fix {
+    te_layer L;
+    int32_t w[4096];
+    float scale[64], bias[64];
+    uint64_t r[4096], s[4096];
+} layer_fix;
+
+static void make_layer(layer_fix *f, const te_linear_geom *g, int frac_bits, rng *r)
+{
+    memset(f, 0, sizeof *f);
+    f->L.name = (char *)"conv2";
+    f->L.geom = *g;
+    f->L.frac_bits = frac_bits;
+    f->L.ring_bits = 32;
+    f->L.weight_bits = 8;
+    f->L.w_scale = f->scale;
+    f->L.bias = f->bias;
+    f->L.r = f->r;
+    f->L.s = f->s;
+    f->L.w = f->w;
+    assert_true(w_len(g) <= 4096 && out_len(g) <= 4096 && in_len(g) <= 4096 && g->out_c <= 64);
+    for (int64_t i = 0; i < w_len(g); i++)
+        f->w[i] = (int32_t)rnd_signed(r, 8);
+    for (int64_t o = 0; o < g->out_c; o++) {
+        f->scale[o] = 0.01f * (float)(o + 1);
+        f->bias[o] = 0.5f - 0.25f * (float)o;
+    }
+    for (int64_t i = 0; i < out_len(g); i++)
+        f->r[i] = rnd(r) % TE_P61;
+    te_linear_transpose_fp(g, f->w, f->r, f->s);
+}
+
+static void test_encode_decode_verify(void **state)
+{
+    (void)state;
+    rng r = { 5 };
+    static layer_fix f;
+    te_linear_geom g = conv(2, 3, 6, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1);
+    make_layer(&f, &g, 8, &r);
+    const unsigned l = 32;
+    size_t ni = (size_t)(in_len(&g) * g.batch), no = (size_t)(out_len(&g) * g.batch);
+    float x[2 * 108];
+    uint64_t xe[2 * 108], y[2 * 144], y2[2 * 144];
+    float out[2 * 144];
+    assert_true(ni <= 216 && no <= 288);
+    for (size_t i = 0; i < ni; i++)
+        x[i] = (float)rnd_signed(&r, 12) / 256.0f; /* exact at frac_bits 8 */
+    x[0] = 1.00390625f * 0.5f;                      /* 128.5 / 256 encodes to 129 (half away from zero) */
+    x[1] = -x[0];
+    te_err err;
+    te_err_clear(&err);
+    assert_int_equal(te_layer_encode(&f.L, l, x, xe, &err), TE_OK);
+    assert_int_equal(xe[0], 129);
+    assert_int_equal(xe[1], te_ring_from_signed(-129, l));
+    for (size_t i = 2; i < ni; i++)
+        assert_int_equal(xe[i], te_ring_from_signed((int64_t)lround((double)x[i] * 256.0), l));
+
+    te_linear_ref_ring(&g, f.w, l, xe, y);
+    assert_int_equal(te_layer_verify(&f.L, l, xe, y, &err), TE_OK);
+
+    /* decode: signed(y) * scale * 2^-8 + bias */
+    te_layer_decode(&f.L, l, y, out);
+    for (size_t i = 0; i < no; i++) {
+        int64_t o = ((int64_t)i % out_len(&g)) / 36;
+        double want = (double)te_ring_to_signed(y[i], l) * (double)f.scale[o] / 256.0 + (double)f.bias[o];
+        assert_true(fabs((double)out[i] - want) <= 1e-6 * (1.0 + fabs(want)));
+    }
+    /* decode against the float reference: W_int * scale applied to x */
+    {
+        float wf[108];
+        float yf[2 * 144], xq[2 * 108];
+        for (int64_t i = 0; i < w_len(&g); i++)
+            wf[i] = (float)f.w[i];
+        for (size_t i = 0; i < ni; i++) /* the encoded (rounded) input */
+            xq[i] = (float)te_ring_to_signed(xe[i], l) / 256.0f;
+        te_linear_float(&g, wf, xq, yf);
+        for (size_t i = 0; i < no; i++) {
+            int64_t o = ((int64_t)i % out_len(&g)) / 36;
+            double want = (double)yf[i] * (double)f.scale[o] + (double)f.bias[o];
+            assert_true(fabs((double)out[i] - want) <= 1e-4 * (1.0 + fabs(want)));
+        }
+    }
+
+    /* any single corruption is caught, in either sample */
+    for (size_t pos = 0; pos < no; pos += 37) {
+        memcpy(y2, y, no * sizeof *y);
+        y2[pos] = te_ring_add(y2[pos], 1, l);
+        te_err_clear(&err);
+        assert_int_equal(te_layer_verify(&f.L, l, xe, y2, &err), TE_EINTEGRITY);
+        assert_non_null(strstr(err.msg, "conv2"));
+        assert_non_null(strstr(err.msg, "integrity check failed"));
+        memcpy(y2, y, no * sizeof *y);
+        y2[pos] ^= (uint64_t)1 << (pos % l);
+        assert_int_equal(te_layer_verify(&f.L, l, xe, y2, &err), TE_EINTEGRITY);
+    }
+    /* a corrupted input (x and y inconsistent) is caught too */
+    xe[ni - 1] = te_ring_add(xe[ni - 1], 1, l);
+    assert_int_equal(te_layer_verify(&f.L, l, xe, y, &err), TE_EINTEGRITY);
+}
+
+static void test_verify_catches_ring_overflow(void **state)
+{
+    (void)state;
+    rng r = { 11 };
+    static layer_fix f;
+    te_linear_geom g = fc(1, 64, 8);
+    make_layer(&f, &g, 0, &r);
+    for (int i = 0; i < 64 * 8; i++)
+        f.w[i] = 100;
+    te_linear_transpose_fp(&g, f.w, f.r, f.s);
+    uint64_t x[64], y[8];
+    for (int i = 0; i < 64; i++)
+        x[i] = 100; /* true y = 640000 needs 21 bits: wraps in 16 */
+    te_linear_ref_ring(&g, f.w, 16, x, y);
+    te_err err;
+    assert_int_equal(te_layer_verify(&f.L, 16, x, y, &err), TE_EINTEGRITY);
+    te_linear_ref_ring(&g, f.w, 24, x, y);
+    assert_int_equal(te_layer_verify(&f.L, 24, x, y, &err), TE_OK);
+}
+
+static void test_encode_overflow(void **state)
+{
+    (void)state;
+    rng r = { 3 };
+    static layer_fix f;
+    te_linear_geom g = fc(1, 4, 2);
+    make_layer(&f, &g, 8, &r);
+    float x[4] = { 0.5f, -127.99f, 127.99f, 1.0f };
+    uint64_t xe[4];
+    te_err err;
+    /* 127.99 * 256 = 32765 fits 16 bits; 128 * 256 = 32768 does not; -128 does */
+    assert_int_equal(te_layer_encode(&f.L, 16, x, xe, &err), TE_OK);
+    x[2] = 128.0f;
+    te_err_clear(&err);
+    assert_int_equal(te_layer_encode(&f.L, 16, x, xe, &err), TE_EOVERFLOW);
+    assert_non_null(strstr(err.msg, "conv2"));
+    x[2] = -128.0f;
+    assert_int_equal(te_layer_encode(&f.L, 16, x, xe, &err), TE_OK);
+    assert_int_equal(xe[2], 0x8000);
+    x[2] = -128.01f;
+    assert_int_equal(te_layer_encode(&f.L, 16, x, xe, &err), TE_EOVERFLOW);
+    x[2] = 1e30f;
+    assert_int_equal(te_layer_encode(&f.L, 64, x, xe, &err), TE_EOVERFLOW);
+    x[2] = NAN;
+    assert_int_not_equal(te_layer_encode(&f.L, 64, x, xe, &err), TE_OK);
+    /* l = 1: only -1 and 0 fit */
+    float y1[4] = { 0.0f, -1.0f / 256.0f, 0.0f, 0.0f };
+    assert_int_equal(te_layer_encode(&f.L, 1, y1, xe, &err), TE_OK);
+    assert_int_equal(xe[1], 1);
+    y1[2] = 1.0f / 256.0f;
+    assert_int_equal(te_layer_encode(&f.L, 1, y1, xe, &err), TE_EOVERFLOW);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hand_example),
+        cmocka_unit_test(test_ref_ring_vs_int128),
+        cmocka_unit_test(test_float_matches_exact),
+        cmocka_unit_test(test_transpose_identity),
+        cmocka_unit_test(test_encode_decode_verify),
+        cmocka_unit_test(test_verify_catches_ring_overflow),
+        cmocka_unit_test(test_encode_overflow),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,131 @@
+/* The plugin loader: name resolution, ABI checks, error messages. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "te_plugin.h"
+
+static void test_cpu_by_name_and_path(void **state)
+{
+    (void)state;
+    te_err err;
+    te_err_clear(&err);
+    te_plugin *p = NULL;
+    assert_int_equal(te_plugin_open("cpu", NULL, &p, &err), TE_OK);
+    assert_non_null(p);
+    const te_plugin_ops *ops = te_plugin_get_ops(p);
+    assert_non_null(ops);
+    assert_int_equal(ops->abi_version, TE_PLUGIN_ABI_VERSION);
+    assert_string_equal(ops->name, "cpu");
+    assert_non_null(te_plugin_get_ctx(p));
+    te_plugin_caps caps;
+    assert_int_equal(ops->caps(te_plugin_get_ctx(p), &caps, &err), TE_OK);
+    assert_non_null(strstr(caps.device_name, "CPU"));
+    te_plugin_close(p);
+
+    p = NULL;
+    assert_int_equal(te_plugin_open(TE_TEST_CPU_PLUGIN, "threads=1", &p, &err), TE_OK);
+    assert_string_equal(te_plugin_get_ops(p)->name, "cpu");
+    te_plugin_close(p);
+    te_plugin_close(NULL);
+    assert_null(te_plugin_get_ops(NULL));
+}
+
+static void test_old_abi_refused(void **state)
+{
+    (void)state;
+    te_err err;
+    te_err_clear(&err);
+    te_plugin *p = (te_plugin *)&err; /* must be reset to NULL */
+    assert_int_equal(te_plugin_open(TE_TEST_OLD_ABI_PLUGIN, NULL, &p, &err), TE_EPLUGIN);
+    assert_null(p);
+    /* names the file, its ABI version and ours */
+    assert_non_null(strstr(err.msg, TE_TEST_OLD_ABI_PLUGIN));
+    assert_non_null(strstr(err.msg, "ABI version 0"));
+    char ours[64];
+    snprintf(ours, sizeof ours, "version %u", (unsigned)TE_PLUGIN_ABI_VERSION);
+    assert_non_null(strstr(err.msg, ours));
+}
+
+static void test_null_function_refused(void **state)
+{
+    (void)state;
+    te_err err;
+    te_plugin *p = NULL;
+    assert_int_equal(te_plugin_open(TE_TEST_NULL_FN_PLUGIN, NULL, &p, &err), TE_EPLUGIN);
+    assert_null(p);
+    assert_non_null(strstr(err.msg, "destroy"));
+}
+
+static void test_missing_plugin_lists_paths(void **state)
+{
+    (void)state;
+    te_err err;
+    te_plugin *p = NULL;
+    assert_int_equal(te_plugin_open("nosuch", NULL, &p, &err), TE_EPLUGIN);
+    assert_null(p);
+    assert_non_null(strstr(err.msg, "nosuch"));
+    assert_non_null(strstr(err.msg, "libtwinedge-plugin-nosuch.so"));
+    assert_non_null(strstr(err.msg, TE_TEST_PLUGIN_BUILD_DIR));
+
+    /* $TWINEDGE_PLUGIN_DIR is searched first, and may list several dirs */
+    const char *old = getenv("TWINEDGE_PLUGIN_DIR");
+    char *saved = old ? strdup(old) : NULL;
+    assert_int_equal(setenv("TWINEDGE_PLUGIN_DIR", "/nonexistent/a:/nonexistent/b", 1), 0);
+    assert_int_equal(te_plugin_open("nosuch", NULL, &p, &err), TE_EPLUGIN);
+    char *a = strstr(err.msg, "/nonexistent/a/libtwinedge-plugin-nosuch.so");
+    char *b = strstr(err.msg, "/nonexistent/b/libtwinedge-plugin-nosuch.so");
+    char *bd = strstr(err.msg, TE_TEST_PLUGIN_BUILD_DIR);
+    assert_true(a && b && bd && a < b && b < bd);
+    /* the build tree is still found after the env dirs */
+    assert_int_equal(te_plugin_open("cpu", NULL, &p, &err), TE_OK);
+    te_plugin_close(p);
+    if (saved) {
+        setenv("TWINEDGE_PLUGIN_DIR", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("TWINEDGE_PLUGIN_DIR");
+    }
+
+    assert_int_equal(te_plugin_open("/nonexistent/libx.so", NULL, &p, &err), TE_EPLUGIN);
+    assert_non_null(strstr(err.msg, "/nonexistent/libx.so"));
+    assert_int_equal(te_plugin_open("../evil name", NULL, &p, &err), TE_EPLUGIN);
+    assert_int_equal(te_plugin_open("bad name", NULL, &p, &err), TE_EPLUGIN);
+}
+
+static void test_not_a_plugin(void **state)
+{
+    (void)state;
+    te_err err;
+    te_plugin *p = NULL;
+    /* a file that is not a shared object: dlopen's error text is reported */
+    char path[] = "/tmp/te_not_a_plugin_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *fp = fdopen(fd, "w");
+    assert_non_null(fp);
+    fputs("not an ELF file\n", fp);
+    fclose(fp);
+    assert_int_equal(te_plugin_open(path, NULL, &p, &err), TE_EPLUGIN);
+    assert_non_null(strstr(err.msg, path));
+    remove(path);
+    assert_null(p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cpu_by_name_and_path),
+        cmocka_unit_test(test_old_abi_refused),
+        cmocka_unit_test(test_null_function_refused),
+        cmocka_unit_test(test_missing_plugin_lists_paths),
+        cmocka_unit_test(test_not_a_plugin),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
