@@ -1,0 +1,17 @@
+/* Integrity keys and deployment ids. */
+#ifndef TE_OWNER_KEYS_H
+#define TE_OWNER_KEYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "te_error.h"
+#include "te_model.h"
+
+/* n uniform elements of F_p, p = 2^61 - 1 (rejection sampling). */
+te_status te_owner_random_fp(uint64_t *out, size_t n, te_err *err);
+/* Per layer: r uniform over F_p (out_len), s = W_int^T r mod p (in_len).  Needs w. */
+te_status te_owner_make_keys(te_model *m, te_err *err);
+/* 32 random lowercase hex chars + NUL. */
+te_status te_owner_deployment_id(char out[33], te_err *err);
+
+#endif

@@ -1,0 +1,204 @@
+/* twinedge-owner: compile an ONNX model into a deployment, provision devices. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "owner.h"
+
+static const char usage[] =
+    "usage:\n"
+    "  twinedge-owner compile MODEL.onnx -o DEPLOY_DIR [--calibration INPUTS.npy]\n"
+    "                 [--weight-bits N] [--act-bits N] [--headroom N] [--quiet]\n"
+    "  twinedge-owner provision DEPLOY_DIR --device NAME -o DEVICE_DIR\n"
+    "  twinedge-owner --help\n"
+    "\n"
+    "compile: imports the ONNX model (opsets 10..21), folds BatchNormalization into\n"
+    "  the preceding Conv/Gemm/MatMul, quantises every linear layer's weights per\n"
+    "  output channel to N signed bits (--weight-bits, default 12), draws the\n"
+    "  integrity keys and writes DEPLOY_DIR/device.bundle and DEPLOY_DIR/edge.bundle.\n"
+    "  On error nothing is written.\n"
+    "  --calibration INPUTS.npy: float inputs stacked on axis 0, each of the model's\n"
+    "    input shape.  Per layer, frac_bits = act_bits - ceil(log2 max|x|) (clamped to\n"
+    "    0..40, --act-bits default 16) and ring_bits = bits of the largest encoded\n"
+    "    input / exact integer output + 1 sign bit + headroom (--headroom, default 3),\n"
+    "    at most 64.\n"
+    "  Without calibration data every layer uses frac_bits 16 and ring_bits 64.\n"
+    "  Prints per-op counts, the FLOPs on the edges and on the device and the\n"
+    "  outsourcing rate (edge / total), and per linear layer its bits (--quiet: no table).\n"
+    "\n"
+    "provision: draws a 32-byte key for device NAME ([A-Za-z0-9_.-]{1,63}), writes\n"
+    "  DEVICE_DIR/device.bundle and DEVICE_DIR/device.key, and registers the key for\n"
+    "  EdgeB as DEPLOY_DIR/hosts/b/devices/NAME.key.\n";
+
+static int fail(const char *msg)
+{
+    fprintf(stderr, "twinedge-owner: error: %s\n", msg);
+    return 1;
+}
+
+static int parse_int(const char *opt, const char *s, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = s ? strtol(s, &end, 10) : 0;
+    if (!s || errno || *end || end == s || v < -1000 || v > 1000) {
+        fprintf(stderr, "twinedge-owner: error: %s needs an integer\n", opt);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static void print_report(const te_model *m)
+{
+    te_owner_report r;
+    te_owner_report_compute(m, &r);
+    printf("model %s  deployment %s\n\n", m->name ? m->name : "?", m->deployment_id);
+    printf("%-20s %8s %16s\n", "op", "count", "device FLOPs");
+    int nonlin = 0;
+    for (int op = 1; op < TE_OP_COUNT_; op++) {
+        if (!r.op_count[op] || op == TE_OP_LINEAR)
+            continue;
+        nonlin += r.op_count[op];
+        printf("%-20s %8d %16.0f\n", te_op_name((te_op)op), r.op_count[op], r.op_device_flops[op]);
+    }
+    printf("%-20s %8d %16.0f   (encode/mask/unmask/check/decode)\n", "linear (on device)", r.op_count[TE_OP_LINEAR],
+           r.device_linear_flops);
+    printf("\nlinear ops (outsourced): %d (%d conv, %d fc)   non-linear ops (device): %d\n",
+           r.op_count[TE_OP_LINEAR], r.n_conv, r.n_fc, nonlin);
+    printf("edge FLOPs:   %.0f\ndevice FLOPs: %.0f\noutsourcing rate: %.3f%%\n\n", r.edge_flops, r.device_flops,
+           r.outsourcing_rate);
+    printf("%-32s %-4s %-34s %5s %5s %5s\n", "layer", "kind", "shape (in -> out, weights)", "wbits", "frac",
+           "ring");
+    for (int i = 0; i < m->n_layers; i++) {
+        const te_layer *L = &m->layers[i];
+        const te_linear_geom *g = &L->geom;
+        char shape[128];
+        if (g->kind == TE_LIN_CONV)
+            snprintf(shape, sizeof shape, "%lldx%lldx%lld -> %lldx%lldx%lld k%lldx%lld/%lld g%lld",
+                     (long long)g->in_c, (long long)g->in_h, (long long)g->in_w, (long long)g->out_c,
+                     (long long)g->out_h, (long long)g->out_w, (long long)g->k_h, (long long)g->k_w,
+                     (long long)g->stride_h, (long long)g->group);
+        else
+            snprintf(shape, sizeof shape, "%lld rows: %lld -> %lld", (long long)g->batch, (long long)g->in_c,
+                     (long long)g->out_c);
+        printf("%-32.32s %-4s %-34s %5d %5d %5d\n", L->name, g->kind == TE_LIN_CONV ? "conv" : "fc", shape,
+               L->weight_bits, L->frac_bits, L->ring_bits);
+    }
+}
+
+static int cmd_compile(int argc, char **argv)
+{
+    const char *model = NULL, *out = NULL, *calib = NULL;
+    int quiet = 0;
+    te_owner_options opt;
+    te_owner_options_init(&opt);
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+            if (!v)
+                return fail("-o needs a directory");
+            out = v;
+            i++;
+        } else if (!strcmp(a, "--calibration")) {
+            if (!v)
+                return fail("--calibration needs a file");
+            calib = v;
+            i++;
+        } else if (!strcmp(a, "--weight-bits")) {
+            if (parse_int(a, v, &opt.weight_bits))
+                return 1;
+            i++;
+        } else if (!strcmp(a, "--act-bits")) {
+            if (parse_int(a, v, &opt.act_bits))
+                return 1;
+            i++;
+        } else if (!strcmp(a, "--headroom")) {
+            if (parse_int(a, v, &opt.headroom))
+                return 1;
+            i++;
+        } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
+            quiet = 1;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "twinedge-owner: error: unknown option '%s'\n", a);
+            return 1;
+        } else if (!model) {
+            model = a;
+        } else {
+            fprintf(stderr, "twinedge-owner: error: unexpected argument '%s'\n", a);
+            return 1;
+        }
+    }
+    if (!model || !out)
+        return fail("usage: twinedge-owner compile MODEL.onnx -o DEPLOY_DIR [options] (see --help)");
+    te_err err = {0};
+    te_model *m = NULL;
+    if (te_owner_build(model, calib, &opt, &m, &err) != TE_OK)
+        return fail(err.msg);
+    if (te_owner_write(m, out, &err) != TE_OK) {
+        te_model_free(m);
+        return fail(err.msg);
+    }
+    if (!quiet) {
+        print_report(m);
+        printf("\nwrote %s/device.bundle and %s/edge.bundle\n", out, out);
+    }
+    te_model_free(m);
+    return 0;
+}
+
+static int cmd_provision(int argc, char **argv)
+{
+    const char *deploy = NULL, *name = NULL, *out = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--device")) {
+            if (!v) {
+                fprintf(stderr, "twinedge-owner: error: %s needs a value\n", a);
+                return 1;
+            }
+            if (!strcmp(a, "--device"))
+                name = v;
+            else
+                out = v;
+            i++;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "twinedge-owner: error: unknown option '%s'\n", a);
+            return 1;
+        } else if (!deploy) {
+            deploy = a;
+        } else {
+            fprintf(stderr, "twinedge-owner: error: unexpected argument '%s'\n", a);
+            return 1;
+        }
+    }
+    if (!deploy || !name || !out)
+        return fail("usage: twinedge-owner provision DEPLOY_DIR --device NAME -o DEVICE_DIR");
+    te_err err = {0};
+    if (te_owner_provision(deploy, name, out, &err) != TE_OK)
+        return fail(err.msg);
+    printf("provisioned device '%s': %s/device.key, registered as %s/hosts/b/devices/%s.key\n", name, out, deploy,
+           name);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return 1;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "compile"))
+        return cmd_compile(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "provision"))
+        return cmd_provision(argc - 2, argv + 2);
+    fprintf(stderr, "twinedge-owner: error: unknown command '%s' (see --help)\n", argv[1]);
+    return 1;
+}

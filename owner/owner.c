@@ -1,0 +1,334 @@
+/* Deployment assembly: build, write, provision, work report. */
+#include "owner.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "compile.h"
+#include "keys.h"
+#include "onnx_import.h"
+#include "te_bundle.h"
+#include "te_npy.h"
+
+#define BUNDLE_MAX_FILE ((size_t)4 << 30)
+
+void te_owner_options_init(te_owner_options *o)
+{
+    o->weight_bits = 12;
+    o->act_bits = 16;
+    o->headroom = 3;
+    o->default_frac_bits = 16;
+    o->default_ring_bits = 64;
+}
+
+static te_status check_options(const te_owner_options *o, te_err *err)
+{
+    if (o->weight_bits < 2 || o->weight_bits > 24)
+        return te_errf(err, TE_EINVAL, "--weight-bits must be in 2..24, got %d", o->weight_bits);
+    if (o->act_bits < 1 || o->act_bits > 40)
+        return te_errf(err, TE_EINVAL, "--act-bits must be in 1..40, got %d", o->act_bits);
+    if (o->headroom < 0 || o->headroom > 32)
+        return te_errf(err, TE_EINVAL, "--headroom must be in 0..32, got %d", o->headroom);
+    if (o->default_frac_bits < 0 || o->default_frac_bits > 40 || o->default_ring_bits < 2 ||
+        o->default_ring_bits > 64)
+        return te_errf(err, TE_EINVAL, "default frac bits must be in 0..40 and ring bits in 2..64");
+    return TE_OK;
+}
+
+/* Samples in a calibration array: [S, *input] or [S*N, *input[1:]]. */
+static te_status calib_samples(const te_shape *in, const te_shape *cs, int64_t *n, te_err *err)
+{
+    int ok = 0;
+    if (cs->ndim == in->ndim + 1) {
+        ok = 1;
+        for (int j = 0; j < in->ndim; j++)
+            ok &= cs->d[j + 1] == in->d[j];
+    } else if (cs->ndim == in->ndim && in->ndim >= 1 && in->d[0] > 0 && cs->d[0] % in->d[0] == 0) {
+        ok = 1;
+        for (int j = 1; j < in->ndim; j++)
+            ok &= cs->d[j] == in->d[j];
+    }
+    int64_t ni = te_shape_numel(in), nc = te_shape_numel(cs);
+    if (!ok || ni <= 0 || nc <= 0 || nc % ni) {
+        char a[160] = "", b[160] = "";
+        size_t oa = 0, ob = 0;
+        for (int j = 0; j < in->ndim; j++)
+            oa += (size_t)snprintf(a + oa, sizeof a - oa, "%s%lld", j ? "," : "", (long long)in->d[j]);
+        for (int j = 0; j < cs->ndim && ob < sizeof b; j++)
+            ob += (size_t)snprintf(b + ob, sizeof b - ob, "%s%lld", j ? "," : "", (long long)cs->d[j]);
+        return te_errf(err, TE_ESHAPE,
+                       "calibration data of shape [%s] does not hold inputs of shape [%s] stacked on axis 0", b, a);
+    }
+    *n = nc / ni;
+    return TE_OK;
+}
+
+te_status te_owner_build(const char *onnx_path, const char *calib_npy, const te_owner_options *opt_in,
+                         te_model **out, te_err *err)
+{
+    te_owner_options opt;
+    if (opt_in)
+        opt = *opt_in;
+    else
+        te_owner_options_init(&opt);
+    *out = NULL;
+    te_status st = check_options(&opt, err);
+    if (st != TE_OK)
+        return st;
+    te_model *m = NULL;
+    if ((st = te_onnx_import(onnx_path, &m, err)) != TE_OK)
+        return st;
+    if (m->n_layers == 0) {
+        te_model_free(m);
+        return te_errf(err, TE_EUNSUPPORTED, "%s: the model has no Conv/Gemm/MatMul layer to outsource", onnx_path);
+    }
+    if ((st = te_owner_quantize(m, opt.weight_bits, err)) != TE_OK)
+        goto fail;
+    te_owner_default_bits(m, &opt);
+    if (calib_npy) {
+        te_shape cs;
+        float *data = NULL;
+        int64_t n = 0;
+        if ((st = te_npy_read(calib_npy, &cs, &data, err)) != TE_OK)
+            goto fail;
+        st = calib_samples(&m->values[m->input].shape, &cs, &n, err);
+        if (st == TE_OK)
+            st = te_owner_calibrate(m, data, n, &opt, err);
+        free(data);
+        if (st != TE_OK) {
+            te_err_wrap(err, "calibration with %s", calib_npy);
+            goto fail;
+        }
+    }
+    if ((st = te_owner_make_keys(m, err)) != TE_OK || (st = te_owner_deployment_id(m->deployment_id, err)) != TE_OK)
+        goto fail;
+    *out = m;
+    return TE_OK;
+fail:
+    te_model_free(m);
+    return st;
+}
+
+static te_status join(char *buf, size_t cap, const char *a, const char *b, te_err *err)
+{
+    int n = snprintf(buf, cap, "%s/%s", a, b);
+    if (n < 0 || (size_t)n >= cap)
+        return te_errf(err, TE_EINVAL, "path too long: %s/%s", a, b);
+    return TE_OK;
+}
+
+static te_status write_bundles(const te_model *m, const char *dir, te_err *err)
+{
+    char p[PATH_MAX];
+    te_status st;
+    if ((st = join(p, sizeof p, dir, "device.bundle", err)) || (st = te_device_bundle_write(p, m, err)))
+        return st;
+    if ((st = join(p, sizeof p, dir, "edge.bundle", err)) || (st = te_edge_bundle_write(p, m, err)))
+        return st;
+    return TE_OK;
+}
+
+static void remove_tmp(const char *tmp)
+{
+    char p[PATH_MAX];
+    static const char *files[] = {"device.bundle", "edge.bundle"};
+    for (int k = 0; k < 2; k++)
+        if (snprintf(p, sizeof p, "%s/%s", tmp, files[k]) < (int)sizeof p)
+            unlink(p);
+    rmdir(tmp);
+}
+
+te_status te_owner_write(const te_model *m, const char *out_dir, te_err *err)
+{
+    struct stat sb;
+    int exists = stat(out_dir, &sb) == 0;
+    if (exists && !S_ISDIR(sb.st_mode))
+        return te_errf(err, TE_EIO, "%s exists and is not a directory", out_dir);
+    char tmp[PATH_MAX];
+    size_t len = strlen(out_dir);
+    while (len > 1 && out_dir[len - 1] == '/')
+        len--;
+    if (snprintf(tmp, sizeof tmp, "%.*s.tmp-XXXXXX", (int)len, out_dir) >= (int)sizeof tmp)
+        return te_errf(err, TE_EINVAL, "path too long: %s", out_dir);
+    if (!mkdtemp(tmp))
+        return te_errf(err, TE_EIO, "cannot create a directory next to %s: %s", out_dir, strerror(errno));
+    te_status st = write_bundles(m, tmp, err);
+    if (st != TE_OK) {
+        remove_tmp(tmp);
+        return st;
+    }
+    if (rename(tmp, out_dir) == 0)
+        return TE_OK;
+    if (!exists) {
+        st = te_errf(err, TE_EIO, "cannot rename %s to %s: %s", tmp, out_dir, strerror(errno));
+        remove_tmp(tmp);
+        return st;
+    }
+    /* out_dir exists and is not empty (e.g. registered devices): replace the
+     * two bundles one by one, each atomically */
+    char a[PATH_MAX], b[PATH_MAX];
+    static const char *files[] = {"device.bundle", "edge.bundle"};
+    for (int k = 0; k < 2 && st == TE_OK; k++) {
+        if ((st = join(a, sizeof a, tmp, files[k], err)) || (st = join(b, sizeof b, out_dir, files[k], err)))
+            break;
+        if (rename(a, b) != 0)
+            st = te_errf(err, TE_EIO, "cannot rename %s to %s: %s", a, b, strerror(errno));
+    }
+    remove_tmp(tmp);
+    return st;
+}
+
+te_status te_owner_compile(const char *onnx_path, const char *calib_npy, const te_owner_options *opt,
+                           const char *out_dir, te_err *err)
+{
+    te_model *m = NULL;
+    te_status st = te_owner_build(onnx_path, calib_npy, opt, &m, err);
+    if (st == TE_OK)
+        st = te_owner_write(m, out_dir, err);
+    te_model_free(m);
+    return st;
+}
+
+int te_owner_device_name_ok(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n < 1 || n > 63 || !strcmp(name, ".") || !strcmp(name, ".."))
+        return 0;
+    for (size_t k = 0; k < n; k++) {
+        char c = name[k];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                 c == '.' || c == '-';
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+static te_status mkdir_p(const char *path, te_err *err)
+{
+    char p[PATH_MAX];
+    if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p)
+        return te_errf(err, TE_EINVAL, "path too long: %s", path);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(p, 0755) != 0 && errno != EEXIST)
+            return te_errf(err, TE_EIO, "cannot create %s: %s", p, strerror(errno));
+        *s = '/';
+    }
+    if (mkdir(p, 0755) != 0 && errno != EEXIST)
+        return te_errf(err, TE_EIO, "cannot create %s: %s", p, strerror(errno));
+    struct stat sb;
+    if (stat(p, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return te_errf(err, TE_EIO, "%s is not a directory", p);
+    return TE_OK;
+}
+
+static te_status write_key(const char *path, const te_device_key *k, te_err *err)
+{
+    te_status st = te_device_key_write(path, k, err);
+    if (st == TE_OK && chmod(path, 0600) != 0)
+        return te_errf(err, TE_EIO, "cannot restrict the permissions of %s: %s", path, strerror(errno));
+    return st;
+}
+
+te_status te_owner_provision(const char *deploy_dir, const char *device_name, const char *device_dir,
+                             te_err *err)
+{
+    if (!te_owner_device_name_ok(device_name))
+        return te_errf(err, TE_EINVAL, "invalid device name '%s' (allowed: [A-Za-z0-9_.-]{1,63})",
+                       device_name ? device_name : "");
+    char p[PATH_MAX];
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    te_model *m = NULL;
+    te_device_key key;
+    memset(&key, 0, sizeof key);
+    te_status st;
+    if ((st = join(p, sizeof p, deploy_dir, "device.bundle", err)) ||
+        (st = te_file_read(p, BUNDLE_MAX_FILE, &buf, &len, err)))
+        return st;
+    if ((st = te_device_bundle_parse(buf, len, &m, err)) != TE_OK) {
+        te_err_wrap(err, "%s", p);
+        goto out;
+    }
+    snprintf(key.device_id, sizeof key.device_id, "%s", device_name);
+    memcpy(key.deployment_id, m->deployment_id, sizeof key.deployment_id);
+    key.deployment_id[32] = '\0';
+    if ((st = te_random_bytes(key.key, sizeof key.key, err)) != TE_OK)
+        goto out;
+    if ((st = mkdir_p(device_dir, err)) || (st = join(p, sizeof p, device_dir, "device.bundle", err)) ||
+        (st = te_file_write_atomic(p, buf, len, err)) || (st = join(p, sizeof p, device_dir, "device.key", err)) ||
+        (st = write_key(p, &key, err)))
+        goto out;
+    char dev_dir[PATH_MAX], name[80];
+    snprintf(name, sizeof name, "%s.key", device_name);
+    if ((st = join(dev_dir, sizeof dev_dir, deploy_dir, "hosts/b/devices", err)) || (st = mkdir_p(dev_dir, err)) ||
+        (st = join(p, sizeof p, dev_dir, name, err)) || (st = write_key(p, &key, err)))
+        goto out;
+out:
+    memset(key.key, 0, sizeof key.key);
+    te_model_free(m);
+    free(buf);
+    return st;
+}
+
+/* ---- work estimate ---- */
+
+/* Device FLOPs per output element of a non-linear op (documented in docs/owner.md). */
+static double per_elem_cost(const te_node *n)
+{
+    switch (n->op) {
+    case TE_OP_RELU: return 1;
+    case TE_OP_LEAKY_RELU: case TE_OP_PRELU: case TE_OP_CLIP: return 2;
+    case TE_OP_SIGMOID: case TE_OP_TANH: case TE_OP_HARD_SWISH: return 4;
+    case TE_OP_HARD_SIGMOID: return 3;
+    case TE_OP_MAXPOOL: case TE_OP_AVGPOOL: return (double)(n->kernel[0] * n->kernel[1]);
+    case TE_OP_LRN: return (double)(2 * n->size + 4);
+    case TE_OP_ADD: case TE_OP_SUB: case TE_OP_MUL: case TE_OP_DIV: case TE_OP_SQRT: return 1;
+    case TE_OP_SOFTMAX: return 5;
+    case TE_OP_LPNORM: return 3;
+    default: return 0; /* data movement: reshape, concat, pad, transpose */
+    }
+}
+
+void te_owner_report_compute(const te_model *m, te_owner_report *r)
+{
+    memset(r, 0, sizeof *r);
+    for (int i = 0; i < m->n_nodes; i++) {
+        const te_node *n = &m->nodes[i];
+        if (n->op <= TE_OP_INVALID || n->op >= TE_OP_COUNT_)
+            continue;
+        r->op_count[n->op]++;
+        double f;
+        if (n->op == TE_OP_LINEAR) {
+            if (n->layer < 0 || n->layer >= m->n_layers)
+                continue;
+            const te_linear_geom *g = &m->layers[n->layer].geom;
+            double in = (double)(g->batch * te_geom_in_len(g)), out = (double)(g->batch * te_geom_out_len(g));
+            r->edge_flops += 2.0 * (double)te_geom_macs(g) * (double)g->batch;
+            /* encode 2 + mask 1 + check 2 per input; unmask 1 + check 2 + decode/bias 2 per output */
+            f = 5 * in + 5 * out;
+            r->device_linear_flops += f;
+            if (g->kind == TE_LIN_CONV)
+                r->n_conv++;
+            else
+                r->n_fc++;
+        } else if (n->op == TE_OP_GLOBAL_AVGPOOL || n->op == TE_OP_REDUCE_L2) {
+            double in = n->n_in > 0 ? (double)te_shape_numel(&m->values[n->in[0]].shape) : 0;
+            f = (n->op == TE_OP_REDUCE_L2 ? 2 : 1) * in;
+        } else {
+            f = per_elem_cost(n) * (double)te_shape_numel(&m->values[n->out].shape);
+        }
+        r->op_device_flops[n->op] += f;
+        r->device_flops += f;
+    }
+    double total = r->edge_flops + r->device_flops;
+    r->outsourcing_rate = total > 0 ? 100.0 * r->edge_flops / total : 0;
+}

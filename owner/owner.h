@@ -1,0 +1,54 @@
+/* The model owner's tool as a library: compile an ONNX model into a
+ * deployment (device.bundle + edge.bundle) and provision devices.
+ * Used by twinedge-owner and, in-process, by twinedge-run. */
+#ifndef TE_OWNER_H
+#define TE_OWNER_H
+
+#include "te_error.h"
+#include "te_model.h"
+
+typedef struct te_owner_options {
+    int weight_bits;       /* signed bits of the integer weights (default 12, 2..24) */
+    int act_bits;          /* calibration: bits for the largest |x| of a layer (default 16, 1..40) */
+    int headroom;          /* calibration: extra ring bits above the largest seen value (default 3, 0..32) */
+    int default_frac_bits; /* without calibration data (default 16) */
+    int default_ring_bits; /* without calibration data (default 64) */
+} te_owner_options;
+
+void te_owner_options_init(te_owner_options *o);
+
+/* Import, quantise, calibrate (calib_npy may be NULL) and draw the integrity
+ * keys and the deployment id.  The model keeps w_float for reporting. */
+te_status te_owner_build(const char *onnx_path, const char *calib_npy, const te_owner_options *opt,
+                         te_model **m, te_err *err);
+
+/* Write out_dir/device.bundle and out_dir/edge.bundle.  When out_dir does
+ * not exist it appears only once both files are complete. */
+te_status te_owner_write(const te_model *m, const char *out_dir, te_err *err);
+
+/* te_owner_build + te_owner_write; on failure nothing is written. opt may be NULL. */
+te_status te_owner_compile(const char *onnx_path, const char *calib_npy, const te_owner_options *opt,
+                           const char *out_dir, te_err *err);
+
+/* Device names: [A-Za-z0-9_.-]{1,63}, not "." or "..". */
+int te_owner_device_name_ok(const char *name);
+
+/* Draw a device key and write device_dir/device.bundle (a copy),
+ * device_dir/device.key and deploy_dir/hosts/b/devices/<name>.key. */
+te_status te_owner_provision(const char *deploy_dir, const char *device_name, const char *device_dir,
+                             te_err *err);
+
+/* Work estimate of a compiled model (see docs/owner.md for the per-op costs). */
+typedef struct te_owner_report {
+    int op_count[TE_OP_COUNT_];          /* device-side nodes per op (LINEAR: outsourced) */
+    double op_device_flops[TE_OP_COUNT_];
+    int n_conv, n_fc;
+    double edge_flops;                   /* 2 * MACs * batch over linear layers (each edge) */
+    double device_linear_flops;          /* encode/mask/unmask/check/decode around linear layers */
+    double device_flops;                 /* all device work (non-linear ops + linear overhead) */
+    double outsourcing_rate;             /* 100 * edge / (edge + device) */
+} te_owner_report;
+
+void te_owner_report_compute(const te_model *m, te_owner_report *r);
+
+#endif

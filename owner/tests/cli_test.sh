@@ -1,0 +1,39 @@
+#!/bin/sh
+# End-to-end checks of the twinedge-owner command line.
+# usage: cli_test.sh TWINEDGE_OWNER DATA_DIR
+set -u
+BIN=$1
+DATA=$2
+WORK=$(mktemp -d "${DATA}/cli.XXXXXX") || exit 1
+trap 'rm -rf "$WORK"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+"$BIN" --help | grep -q "frac_bits 16 and ring_bits 64" || fail "--help lacks the defaults"
+
+# unsupported op: non-zero exit, op and node named, no output directory
+if "$BIN" compile "$DATA/unsupported.onnx" -o "$WORK/bad" 2>"$WORK/err" >/dev/null; then
+    fail "compile of an unsupported model succeeded"
+fi
+grep -q "^twinedge-owner: error: .*'Erf'.*'my_unsupported_node'" "$WORK/err" || fail "message: $(cat "$WORK/err")"
+[ ! -e "$WORK/bad" ] || fail "output directory created on error"
+ls "$WORK" | grep -q "bad" && fail "temporary directory left behind"
+
+"$BIN" compile "$DATA/malformed.onnx" -o "$WORK/bad" 2>/dev/null && fail "malformed model accepted"
+[ ! -e "$WORK/bad" ] || fail "output directory created for a malformed model"
+
+# compile with calibration, provision, read back
+"$BIN" compile "$DATA/torch_cnn.onnx" -o "$WORK/dep" --calibration "$DATA/torch_cnn.calib.npy" \
+    --weight-bits 10 >"$WORK/out" || fail "compile failed"
+grep -q "outsourcing rate" "$WORK/out" || fail "no report"
+grep -q "/fc/Gemm" "$WORK/out" || fail "no per-layer table"
+[ -s "$WORK/dep/device.bundle" ] && [ -s "$WORK/dep/edge.bundle" ] || fail "bundles missing"
+"$BIN" compile "$DATA/torch_cnn.onnx" -o "$WORK/q" --quiet >"$WORK/out2" || fail "quiet compile failed"
+[ ! -s "$WORK/out2" ] || fail "--quiet printed something"
+
+"$BIN" provision "$WORK/dep" --device "bad name" -o "$WORK/dev" 2>/dev/null && fail "bad device name accepted"
+"$BIN" provision "$WORK/dep" --device cam-01 -o "$WORK/dev" >/dev/null || fail "provision failed"
+[ -s "$WORK/dev/device.key" ] && [ -s "$WORK/dev/device.bundle" ] || fail "device files missing"
+cmp -s "$WORK/dev/device.key" "$WORK/dep/hosts/b/devices/cam-01.key" || fail "registered key differs"
+cmp -s "$WORK/dev/device.bundle" "$WORK/dep/device.bundle" || fail "device bundle copy differs"
+"$BIN" compile 2>/dev/null && fail "missing arguments accepted"
+echo "cli ok"
