@@ -1,0 +1,964 @@
+/* The OpenCL compute plugin: out = W . in mod 2^l over blinded inputs.
+ *
+ * All arithmetic on the device is unsigned 64-bit (ulong), which wraps mod
+ * 2^64; since 2^l divides 2^64 the results masked to l bits are exact for
+ * every l in 1..64 (see kernels-cl/ and docs/opencl.md).
+ *
+ * One context, one in-order command queue and one program per plugin
+ * context, built in create().  Weights stay on the device from load_layer()
+ * to release_layer().  run() serialises on a mutex: kernel arguments and the
+ * shared input/output buffers belong to the queue, not to the caller. */
+#include "te_plugin.h"
+
+#include <CL/cl.h>
+#include <CL/cl_ext.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "te_ocl_kernels.h" /* generated: te_ocl_sources[], te_ocl_source_names[] */
+#include "te_ring.h"
+
+#ifndef CL_PLATFORM_NOT_FOUND_KHR
+#define CL_PLATFORM_NOT_FOUND_KHR -1001
+#endif
+
+#define OCL_MAX_BATCH ((uint64_t)1 << 20)
+#define OCL_PATH_MAX 1024
+#define OCL_FC_GEMV_MAX_BATCH 4 /* FC with at most this many rows: matrix-vector kernel */
+#define GEMM_TM 32              /* must match kernels-cl/te_gemm.cl */
+#define GEMM_TN 32
+#define GEMM_LX 8
+#define GEMM_LY 8
+#define FC_WG 64                /* must match kernels-cl/te_fc.cl */
+#define DW_WG 64
+
+typedef struct ocl_config {
+    char platform[128];     /* "" = first platform with a matching device */
+    long device;            /* -1 = first matching device */
+    cl_device_type type;
+    const char *type_name;
+    char cache_dir[OCL_PATH_MAX];
+    char kernel_dir[OCL_PATH_MAX];
+} ocl_config;
+
+struct te_plugin_ctx {
+    cl_platform_id platform;
+    cl_device_id device;
+    cl_context context;
+    cl_command_queue queue;
+    cl_program program;
+    cl_kernel k_gemm, k_dw, k_fc;
+    pthread_mutex_t lock;
+    int lock_init;
+    cl_mem in_buf, out_buf;    /* grown on demand, guarded by lock */
+    size_t in_cap, out_cap;
+    uint64_t global_mem, max_alloc;
+    char device_name[128];
+};
+
+enum { PATH_GEMM = 0, PATH_DEPTHWISE = 1 };
+
+struct te_plugin_layer {
+    te_linear_geom g;
+    int64_t icg, ocg, K, P, in_len, out_len;
+    int path;
+    cl_mem w_buf;       /* int32 [out_c][K] */
+    cl_mem ktab_buf;    /* int4 [K] (GEMM path) */
+};
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static const char *cl_err_name(cl_int rc)
+{
+    switch (rc) {
+    case CL_SUCCESS: return "CL_SUCCESS";
+    case CL_DEVICE_NOT_FOUND: return "CL_DEVICE_NOT_FOUND";
+    case CL_DEVICE_NOT_AVAILABLE: return "CL_DEVICE_NOT_AVAILABLE";
+    case CL_COMPILER_NOT_AVAILABLE: return "CL_COMPILER_NOT_AVAILABLE";
+    case CL_MEM_OBJECT_ALLOCATION_FAILURE: return "CL_MEM_OBJECT_ALLOCATION_FAILURE";
+    case CL_OUT_OF_RESOURCES: return "CL_OUT_OF_RESOURCES";
+    case CL_OUT_OF_HOST_MEMORY: return "CL_OUT_OF_HOST_MEMORY";
+    case CL_BUILD_PROGRAM_FAILURE: return "CL_BUILD_PROGRAM_FAILURE";
+    case CL_INVALID_VALUE: return "CL_INVALID_VALUE";
+    case CL_INVALID_DEVICE: return "CL_INVALID_DEVICE";
+    case CL_INVALID_BINARY: return "CL_INVALID_BINARY";
+    case CL_INVALID_BUILD_OPTIONS: return "CL_INVALID_BUILD_OPTIONS";
+    case CL_INVALID_KERNEL_NAME: return "CL_INVALID_KERNEL_NAME";
+    case CL_INVALID_KERNEL_ARGS: return "CL_INVALID_KERNEL_ARGS";
+    case CL_INVALID_ARG_SIZE: return "CL_INVALID_ARG_SIZE";
+    case CL_INVALID_WORK_GROUP_SIZE: return "CL_INVALID_WORK_GROUP_SIZE";
+    case CL_INVALID_WORK_ITEM_SIZE: return "CL_INVALID_WORK_ITEM_SIZE";
+    case CL_INVALID_GLOBAL_WORK_SIZE: return "CL_INVALID_GLOBAL_WORK_SIZE";
+    case CL_INVALID_BUFFER_SIZE: return "CL_INVALID_BUFFER_SIZE";
+    case CL_INVALID_COMMAND_QUEUE: return "CL_INVALID_COMMAND_QUEUE";
+    case CL_INVALID_MEM_OBJECT: return "CL_INVALID_MEM_OBJECT";
+    case CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST: return "CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST";
+    case CL_PLATFORM_NOT_FOUND_KHR: return "CL_PLATFORM_NOT_FOUND_KHR";
+    default: return "OpenCL error";
+    }
+}
+
+static te_status cl_fail(te_err *err, const char *what, cl_int rc)
+{
+    te_status code = (rc == CL_OUT_OF_HOST_MEMORY) ? TE_ENOMEM : TE_EPLUGIN;
+    return te_errf(err, code, "opencl plugin: %s failed: %s (%d)", what, cl_err_name(rc), (int)rc);
+}
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n'))
+        *--e = '\0';
+    return s;
+}
+
+/* Case-insensitive substring test. */
+static int contains_ci(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (; *hay; hay++) {
+        size_t i = 0;
+        while (i < n && hay[i] && tolower((unsigned char)hay[i]) == tolower((unsigned char)needle[i]))
+            i++;
+        if (i == n)
+            return 1;
+    }
+    return n == 0;
+}
+
+static int parse_index(const char *s, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 0)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+static void platform_str(cl_platform_id p, cl_platform_info what, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    if (clGetPlatformInfo(p, what, cap, buf, NULL) != CL_SUCCESS)
+        snprintf(buf, cap, "?");
+    buf[cap - 1] = '\0';
+    char *t = trim(buf);
+    memmove(buf, t, strlen(t) + 1);
+}
+
+static void device_str(cl_device_id d, cl_device_info what, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    if (clGetDeviceInfo(d, what, cap, buf, NULL) != CL_SUCCESS)
+        snprintf(buf, cap, "?");
+    buf[cap - 1] = '\0';
+    char *t = trim(buf);
+    memmove(buf, t, strlen(t) + 1);
+}
+
+/* Append printf-style text to buf (truncating silently). */
+__attribute__((format(printf, 3, 4))) static void appendf(char *buf, size_t cap, const char *fmt, ...)
+{
+    size_t used = strlen(buf);
+    if (used + 1 >= cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + used, cap - used, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- config ------------------------------------------------------------ */
+
+static te_status parse_config(const char *config, ocl_config *cfg, te_err *err)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->device = -1;
+    cfg->type = CL_DEVICE_TYPE_ALL;
+    cfg->type_name = "all";
+    if (!config)
+        return TE_OK;
+    const char *p = config;
+    while (*p) {
+        const char *end = strchr(p, ';');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char item[OCL_PATH_MAX + 32];
+        if (len >= sizeof item)
+            return te_errf(err, TE_EINVAL, "opencl plugin: config item too long: %.40s...", p);
+        memcpy(item, p, len);
+        item[len] = '\0';
+        char *s = trim(item);
+        if (*s) {
+            char *eq = strchr(s, '=');
+            if (!eq)
+                return te_errf(err, TE_EINVAL, "opencl plugin: config item '%s' is not key=value", s);
+            *eq = '\0';
+            s = trim(s);
+            const char *val = trim(eq + 1);
+            if (strcmp(s, "platform") == 0) {
+                if (strlen(val) >= sizeof cfg->platform)
+                    return te_errf(err, TE_EINVAL, "opencl plugin: platform=%.40s... is too long", val);
+                snprintf(cfg->platform, sizeof cfg->platform, "%s", val);
+            } else if (strcmp(s, "device") == 0) {
+                if (!parse_index(val, &cfg->device))
+                    return te_errf(err, TE_EINVAL, "opencl plugin: device=%s is not a device index (0, 1, ...)",
+                                   val);
+            } else if (strcmp(s, "device_type") == 0) {
+                if (strcmp(val, "cpu") == 0) {
+                    cfg->type = CL_DEVICE_TYPE_CPU;
+                    cfg->type_name = "cpu";
+                } else if (strcmp(val, "gpu") == 0) {
+                    cfg->type = CL_DEVICE_TYPE_GPU;
+                    cfg->type_name = "gpu";
+                } else if (strcmp(val, "accelerator") == 0) {
+                    cfg->type = CL_DEVICE_TYPE_ACCELERATOR;
+                    cfg->type_name = "accelerator";
+                } else if (strcmp(val, "all") == 0) {
+                    cfg->type = CL_DEVICE_TYPE_ALL;
+                    cfg->type_name = "all";
+                } else {
+                    return te_errf(err, TE_EINVAL,
+                                   "opencl plugin: device_type=%s: use cpu, gpu, accelerator or all", val);
+                }
+            } else if (strcmp(s, "cache_dir") == 0 || strcmp(s, "kernel_dir") == 0) {
+                char *dst = s[0] == 'c' ? cfg->cache_dir : cfg->kernel_dir;
+                if (strlen(val) >= OCL_PATH_MAX)
+                    return te_errf(err, TE_EINVAL, "opencl plugin: %s is too long", s);
+                snprintf(dst, OCL_PATH_MAX, "%s", val);
+            } else {
+                return te_errf(err, TE_EINVAL,
+                               "opencl plugin: unknown config key '%s' (known keys: platform, device, "
+                               "device_type, cache_dir, kernel_dir)", s);
+            }
+        }
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return TE_OK;
+}
+
+/* ---- platform and device selection ------------------------------------- */
+
+/* Devices of cfg->type on platform p (caller frees *devs); 0 if none. */
+static cl_uint platform_devices(cl_platform_id p, cl_device_type type, cl_device_id **devs)
+{
+    *devs = NULL;
+    cl_uint nd = 0;
+    if (clGetDeviceIDs(p, type, 0, NULL, &nd) != CL_SUCCESS || nd == 0)
+        return 0;
+    *devs = calloc(nd, sizeof **devs);
+    if (!*devs)
+        return 0;
+    if (clGetDeviceIDs(p, type, nd, *devs, NULL) != CL_SUCCESS) {
+        free(*devs);
+        *devs = NULL;
+        return 0;
+    }
+    return nd;
+}
+
+/* "[0] name (2 devices: [0] a, [1] b); [1] ..." for error messages. */
+static void describe_platforms(const cl_platform_id *plats, cl_uint np, const ocl_config *cfg, char *buf,
+                               size_t cap)
+{
+    buf[0] = '\0';
+    for (cl_uint i = 0; i < np; i++) {
+        char name[96];
+        platform_str(plats[i], CL_PLATFORM_NAME, name, sizeof name);
+        cl_device_id *devs;
+        cl_uint nd = platform_devices(plats[i], cfg->type, &devs);
+        appendf(buf, cap, "%s[%u] %s (%u %s device%s", i ? "; " : "", i, name, nd,
+                cfg->type == CL_DEVICE_TYPE_ALL ? "OpenCL" : cfg->type_name, nd == 1 ? "" : "s");
+        for (cl_uint j = 0; j < nd; j++) {
+            char dn[96];
+            device_str(devs[j], CL_DEVICE_NAME, dn, sizeof dn);
+            appendf(buf, cap, "%s[%u] %s", j ? ", " : ": ", j, dn);
+        }
+        appendf(buf, cap, ")");
+        free(devs);
+    }
+}
+
+static te_status select_device(const ocl_config *cfg, te_plugin_ctx *ctx, te_err *err)
+{
+    cl_uint np = 0;
+    cl_int rc = clGetPlatformIDs(0, NULL, &np);
+    if (rc == CL_PLATFORM_NOT_FOUND_KHR || (rc == CL_SUCCESS && np == 0))
+        return te_errf(err, TE_EPLUGIN,
+                       "opencl plugin: no OpenCL platform found (is an ICD such as pocl-opencl-icd installed?)");
+    if (rc != CL_SUCCESS)
+        return cl_fail(err, "listing OpenCL platforms (clGetPlatformIDs)", rc);
+    cl_platform_id *plats = calloc(np, sizeof *plats);
+    if (!plats)
+        return te_errf(err, TE_ENOMEM, "opencl plugin: out of memory");
+    rc = clGetPlatformIDs(np, plats, NULL);
+    if (rc != CL_SUCCESS) {
+        free(plats);
+        return cl_fail(err, "listing OpenCL platforms (clGetPlatformIDs)", rc);
+    }
+
+    te_status st = TE_OK;
+    char list[TE_ERR_MSG_MAX];
+    long pidx = -1;
+    int by_index = cfg->platform[0] && parse_index(cfg->platform, &pidx);
+    if (by_index && pidx >= (long)np) {
+        describe_platforms(plats, np, cfg, list, sizeof list);
+        st = te_errf(err, TE_EPLUGIN, "opencl plugin: OpenCL platform index %ld out of range: %u platform%s: %s",
+                     pidx, np, np == 1 ? "" : "s", list);
+        goto out;
+    }
+    int matched_platform = 0;
+    for (cl_uint i = 0; i < np; i++) {
+        if (by_index && (long)i != pidx)
+            continue;
+        if (!by_index && cfg->platform[0]) {
+            char name[128], vendor[128];
+            platform_str(plats[i], CL_PLATFORM_NAME, name, sizeof name);
+            platform_str(plats[i], CL_PLATFORM_VENDOR, vendor, sizeof vendor);
+            if (!contains_ci(name, cfg->platform) && !contains_ci(vendor, cfg->platform))
+                continue;
+        }
+        matched_platform = 1;
+        cl_device_id *devs;
+        cl_uint nd = platform_devices(plats[i], cfg->type, &devs);
+        if (nd == 0 && !by_index)
+            continue; /* platform not fixed by index: look at the next match */
+        long d = cfg->device < 0 ? 0 : cfg->device;
+        if (d >= (long)nd) {
+            free(devs);
+            describe_platforms(plats, np, cfg, list, sizeof list);
+            if (cfg->device < 0)
+                st = te_errf(err, TE_EPLUGIN, "opencl plugin: OpenCL platform %u has no device of type %s; present: %s",
+                             i, cfg->type_name, list);
+            else
+                st = te_errf(err, TE_EPLUGIN,
+                             "opencl plugin: OpenCL device index %ld out of range on platform %u (device_type=%s); "
+                             "present: %s", d, i, cfg->type_name, list);
+            goto out;
+        }
+        ctx->platform = plats[i];
+        ctx->device = devs[d];
+        free(devs);
+        goto out;
+    }
+    describe_platforms(plats, np, cfg, list, sizeof list);
+    if (!matched_platform)
+        st = te_errf(err, TE_EPLUGIN, "opencl plugin: no OpenCL platform matches platform=%s; present: %s",
+                     cfg->platform, list);
+    else
+        st = te_errf(err, TE_EPLUGIN, "opencl plugin: no OpenCL device of type %s found; present: %s", cfg->type_name,
+                     list);
+out:
+    free(plats);
+    return st;
+}
+
+/* ---- program ----------------------------------------------------------- */
+
+static te_status read_file(const char *path, char **data, size_t *len, te_err *err)
+{
+    *data = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return te_errf(err, TE_EIO, "opencl plugin: cannot open %s: %s", path, strerror(errno));
+    te_status st = TE_OK;
+    long n = -1;
+    if (fseek(f, 0, SEEK_END) == 0)
+        n = ftell(f);
+    if (n < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        st = te_errf(err, TE_EIO, "opencl plugin: cannot read %s", path);
+        goto done;
+    }
+    *data = malloc((size_t)n + 1);
+    if (!*data) {
+        st = te_errf(err, TE_ENOMEM, "opencl plugin: out of memory reading %s", path);
+        goto done;
+    }
+    if (fread(*data, 1, (size_t)n, f) != (size_t)n) {
+        free(*data);
+        *data = NULL;
+        st = te_errf(err, TE_EIO, "opencl plugin: cannot read %s", path);
+        goto done;
+    }
+    (*data)[n] = '\0';
+    *len = (size_t)n;
+done:
+    fclose(f);
+    return st;
+}
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ c[i]) * 0x100000001B3ULL;
+    return h;
+}
+
+/* Binary cache file name: a hash of the sources and of the device, driver
+ * and platform identity, so a driver update invalidates it. */
+static void cache_path(te_plugin_ctx *ctx, const ocl_config *cfg, const char *const *srcs, char *path, size_t cap)
+{
+    uint64_t h = 0xCBF29CE484222325ULL;
+    for (int i = 0; i < TE_OCL_NUM_SOURCES; i++)
+        h = fnv1a(h, srcs[i], strlen(srcs[i]) + 1);
+    char s[256];
+    device_str(ctx->device, CL_DEVICE_NAME, s, sizeof s);
+    h = fnv1a(h, s, strlen(s) + 1);
+    device_str(ctx->device, CL_DEVICE_VERSION, s, sizeof s);
+    h = fnv1a(h, s, strlen(s) + 1);
+    device_str(ctx->device, CL_DRIVER_VERSION, s, sizeof s);
+    h = fnv1a(h, s, strlen(s) + 1);
+    platform_str(ctx->platform, CL_PLATFORM_VERSION, s, sizeof s);
+    h = fnv1a(h, s, strlen(s) + 1);
+    snprintf(path, cap, "%s/twinedge-ocl-%016llx.bin", cfg->cache_dir, (unsigned long long)h);
+}
+
+/* Try a cached binary; leaves ctx->program NULL when there is none usable. */
+static void load_cached(te_plugin_ctx *ctx, const char *path)
+{
+    char *bin;
+    size_t len;
+    te_err ignored;
+    if (read_file(path, &bin, &len, &ignored) != TE_OK)
+        return;
+    const unsigned char *b = (const unsigned char *)bin;
+    cl_int bstat = CL_SUCCESS, rc;
+    cl_program prog = clCreateProgramWithBinary(ctx->context, 1, &ctx->device, &len, &b, &bstat, &rc);
+    free(bin);
+    if (rc != CL_SUCCESS || bstat != CL_SUCCESS) {
+        if (prog)
+            clReleaseProgram(prog);
+        return;
+    }
+    if (clBuildProgram(prog, 1, &ctx->device, "", NULL, NULL) != CL_SUCCESS) {
+        clReleaseProgram(prog);
+        return;
+    }
+    ctx->program = prog;
+}
+
+/* Best effort: a cache that cannot be written only costs a rebuild. */
+static void save_cached(te_plugin_ctx *ctx, const char *path)
+{
+    size_t len = 0;
+    if (clGetProgramInfo(ctx->program, CL_PROGRAM_BINARY_SIZES, sizeof len, &len, NULL) != CL_SUCCESS || len == 0)
+        return;
+    unsigned char *bin = malloc(len);
+    if (!bin)
+        return;
+    if (clGetProgramInfo(ctx->program, CL_PROGRAM_BINARIES, sizeof bin, &bin, NULL) == CL_SUCCESS) {
+        char tmp[OCL_PATH_MAX + 96];
+        int n = snprintf(tmp, sizeof tmp, "%s.tmp", path);
+        FILE *f = (n > 0 && (size_t)n < sizeof tmp) ? fopen(tmp, "wb") : NULL;
+        if (f) {
+            int ok = fwrite(bin, 1, len, f) == len;
+            ok = (fclose(f) == 0) && ok;
+            if (!ok || rename(tmp, path) != 0)
+                remove(tmp);
+        }
+    }
+    free(bin);
+}
+
+static te_status build_program(te_plugin_ctx *ctx, const ocl_config *cfg, te_err *err)
+{
+    const char *srcs[TE_OCL_NUM_SOURCES];
+    char *loaded[TE_OCL_NUM_SOURCES] = { 0 };
+    te_status st = TE_OK;
+    cl_int rc;
+    char cpath[OCL_PATH_MAX + 64];
+    for (int i = 0; i < TE_OCL_NUM_SOURCES; i++) {
+        srcs[i] = te_ocl_sources[i];
+        if (cfg->kernel_dir[0]) {
+            char path[OCL_PATH_MAX + 64];
+            size_t len;
+            snprintf(path, sizeof path, "%s/%s", cfg->kernel_dir, te_ocl_source_names[i]);
+            st = read_file(path, &loaded[i], &len, err);
+            if (st != TE_OK)
+                goto done;
+            srcs[i] = loaded[i];
+        }
+    }
+    if (cfg->cache_dir[0]) {
+        cache_path(ctx, cfg, srcs, cpath, sizeof cpath);
+        load_cached(ctx, cpath);
+    }
+    if (!ctx->program) {
+        ctx->program = clCreateProgramWithSource(ctx->context, TE_OCL_NUM_SOURCES, srcs, NULL, &rc);
+        if (rc != CL_SUCCESS) {
+            ctx->program = NULL;
+            st = cl_fail(err, "creating the OpenCL program", rc);
+            goto done;
+        }
+        rc = clBuildProgram(ctx->program, 1, &ctx->device, "", NULL, NULL);
+        if (rc != CL_SUCCESS) {
+            char log[TE_ERR_MSG_MAX] = "";
+            size_t n = 0;
+            if (clGetProgramBuildInfo(ctx->program, ctx->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &n) == CL_SUCCESS &&
+                n > 0) {
+                char *full = malloc(n + 1);
+                if (full && clGetProgramBuildInfo(ctx->program, ctx->device, CL_PROGRAM_BUILD_LOG, n, full, NULL) ==
+                                CL_SUCCESS) {
+                    full[n] = '\0';
+                    snprintf(log, sizeof log, "%s", trim(full));
+                }
+                free(full);
+            }
+            st = te_errf(err, TE_EPLUGIN, "opencl plugin: building the kernels for %s failed (%s); build log: %s",
+                         ctx->device_name, cl_err_name(rc), log[0] ? log : "(empty)");
+            goto done;
+        }
+        if (cfg->cache_dir[0])
+            save_cached(ctx, cpath);
+    }
+    static const char *const names[3] = { "te_gemm_conv", "te_depthwise", "te_fc_gemv" };
+    cl_kernel *ks[3] = { &ctx->k_gemm, &ctx->k_dw, &ctx->k_fc };
+    for (int i = 0; i < 3; i++) {
+        *ks[i] = clCreateKernel(ctx->program, names[i], &rc);
+        if (rc != CL_SUCCESS) {
+            *ks[i] = NULL;
+            st = te_errf(err, TE_EPLUGIN, "opencl plugin: kernel %s missing from the program: %s", names[i],
+                         cl_err_name(rc));
+            goto done;
+        }
+        size_t wg = 0;
+        rc = clGetKernelWorkGroupInfo(*ks[i], ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
+        if (rc == CL_SUCCESS && wg < 64) {
+            st = te_errf(err, TE_EPLUGIN, "opencl plugin: device %s allows only %zu work items per group for %s "
+                         "(64 needed)", ctx->device_name, wg, names[i]);
+            goto done;
+        }
+    }
+done:
+    for (int i = 0; i < TE_OCL_NUM_SOURCES; i++)
+        free(loaded[i]);
+    return st;
+}
+
+/* ---- create / destroy / caps ------------------------------------------- */
+
+static void ocl_destroy(te_plugin_ctx *ctx)
+{
+    if (!ctx)
+        return;
+    if (ctx->in_buf)
+        clReleaseMemObject(ctx->in_buf);
+    if (ctx->out_buf)
+        clReleaseMemObject(ctx->out_buf);
+    if (ctx->k_gemm)
+        clReleaseKernel(ctx->k_gemm);
+    if (ctx->k_dw)
+        clReleaseKernel(ctx->k_dw);
+    if (ctx->k_fc)
+        clReleaseKernel(ctx->k_fc);
+    if (ctx->program)
+        clReleaseProgram(ctx->program);
+    if (ctx->queue)
+        clReleaseCommandQueue(ctx->queue);
+    if (ctx->context)
+        clReleaseContext(ctx->context);
+    if (ctx->lock_init)
+        pthread_mutex_destroy(&ctx->lock);
+    free(ctx);
+}
+
+static te_status ocl_create(const char *config, te_plugin_ctx **out, te_err *err)
+{
+    *out = NULL;
+    ocl_config cfg;
+    te_status st = parse_config(config, &cfg, err);
+    if (st != TE_OK)
+        return st;
+    te_plugin_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return te_errf(err, TE_ENOMEM, "opencl plugin: out of memory");
+    if (pthread_mutex_init(&ctx->lock, NULL) != 0) {
+        free(ctx);
+        return te_errf(err, TE_ENOMEM, "opencl plugin: cannot create a mutex");
+    }
+    ctx->lock_init = 1;
+    st = select_device(&cfg, ctx, err);
+    if (st != TE_OK)
+        goto fail;
+
+    char dname[80], pname[36];
+    device_str(ctx->device, CL_DEVICE_NAME, dname, sizeof dname);
+    platform_str(ctx->platform, CL_PLATFORM_NAME, pname, sizeof pname);
+    snprintf(ctx->device_name, sizeof ctx->device_name, "%s (OpenCL: %s)", dname, pname);
+    cl_ulong gm = 0, ma = 0;
+    clGetDeviceInfo(ctx->device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof gm, &gm, NULL);
+    clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof ma, &ma, NULL);
+    ctx->global_mem = gm;
+    ctx->max_alloc = ma ? ma : gm;
+
+    cl_int rc;
+    cl_context_properties props[] = { CL_CONTEXT_PLATFORM, (cl_context_properties)ctx->platform, 0 };
+    ctx->context = clCreateContext(props, 1, &ctx->device, NULL, NULL, &rc);
+    if (rc != CL_SUCCESS) {
+        ctx->context = NULL;
+        st = cl_fail(err, "creating an OpenCL context", rc);
+        goto fail;
+    }
+    ctx->queue = clCreateCommandQueue(ctx->context, ctx->device, 0, &rc);
+    if (rc != CL_SUCCESS) {
+        ctx->queue = NULL;
+        st = cl_fail(err, "creating an OpenCL command queue", rc);
+        goto fail;
+    }
+    st = build_program(ctx, &cfg, err);
+    if (st != TE_OK)
+        goto fail;
+    *out = ctx;
+    return TE_OK;
+fail:
+    ocl_destroy(ctx);
+    return st;
+}
+
+static te_status ocl_caps(te_plugin_ctx *ctx, te_plugin_caps *caps, te_err *err)
+{
+    memset(caps, 0, sizeof *caps);
+    caps->min_ring_bits = 1;
+    caps->max_ring_bits = 64;
+    caps->max_batch = OCL_MAX_BATCH;
+    caps->device_memory = ctx->global_mem;
+    snprintf(caps->device_name, sizeof caps->device_name, "%s", ctx->device_name);
+    return TE_OK;
+}
+
+/* ---- layers ------------------------------------------------------------ */
+
+static te_status check_geom(const te_linear_geom *g, te_err *err)
+{
+    if (g->kind == TE_LIN_FC) {
+        if (g->in_c < 1 || g->out_c < 1)
+            return te_errf(err, TE_ESHAPE, "opencl plugin: FC layer with %lld inputs and %lld outputs",
+                           (long long)g->in_c, (long long)g->out_c);
+        return TE_OK;
+    }
+    if (g->kind != TE_LIN_CONV)
+        return te_errf(err, TE_EUNSUPPORTED, "opencl plugin: unknown linear layer kind %d", (int)g->kind);
+    if (g->in_c < 1 || g->in_h < 1 || g->in_w < 1 || g->out_c < 1 || g->out_h < 1 || g->out_w < 1 ||
+        g->k_h < 1 || g->k_w < 1 || g->stride_h < 1 || g->stride_w < 1 || g->dil_h < 1 || g->dil_w < 1 ||
+        g->group < 1 || g->pad_t < 0 || g->pad_l < 0 || g->pad_b < 0 || g->pad_r < 0)
+        return te_errf(err, TE_ESHAPE, "opencl plugin: invalid convolution geometry");
+    if (g->in_c % g->group || g->out_c % g->group)
+        return te_errf(err, TE_ESHAPE,
+                       "opencl plugin: %lld input / %lld output channels not divisible by %lld groups",
+                       (long long)g->in_c, (long long)g->out_c, (long long)g->group);
+    /* Every index the kernels compute must fit an int. */
+    int64_t lim = INT_MAX / 4;
+    if (g->in_h > lim || g->in_w > lim || g->out_h > lim || g->out_w > lim || g->k_h > lim || g->k_w > lim ||
+        g->stride_h > lim || g->stride_w > lim || g->dil_h > lim || g->dil_w > lim || g->pad_t > lim ||
+        g->pad_l > lim || g->out_h * g->stride_h + g->k_h * g->dil_h > lim ||
+        g->out_w * g->stride_w + g->k_w * g->dil_w > lim)
+        return te_errf(err, TE_EUNSUPPORTED, "opencl plugin: convolution dimensions too large for the kernels");
+    return TE_OK;
+}
+
+static te_status ocl_load_layer(te_plugin_ctx *ctx, const te_linear_geom *geom, const int32_t *w,
+                                te_plugin_layer **out, te_err *err)
+{
+    *out = NULL;
+    if (!geom || !w)
+        return te_errf(err, TE_EINVAL, "opencl plugin: load_layer() without geometry or weights");
+    te_status st = check_geom(geom, err);
+    if (st != TE_OK)
+        return st;
+    te_plugin_layer *L = calloc(1, sizeof *L);
+    if (!L)
+        return te_errf(err, TE_ENOMEM, "opencl plugin: out of memory loading a layer");
+    L->g = *geom;
+    if (geom->kind == TE_LIN_FC) {
+        /* An FC layer is the 1x1 convolution of an in_c x 1 x 1 input. */
+        L->g.in_h = L->g.in_w = L->g.out_h = L->g.out_w = 1;
+        L->g.k_h = L->g.k_w = L->g.stride_h = L->g.stride_w = L->g.dil_h = L->g.dil_w = L->g.group = 1;
+        L->g.pad_t = L->g.pad_l = L->g.pad_b = L->g.pad_r = 0;
+    }
+    const te_linear_geom *g = &L->g;
+    L->icg = g->in_c / g->group;
+    L->ocg = g->out_c / g->group;
+    L->K = L->icg * g->k_h * g->k_w;
+    L->P = g->out_h * g->out_w;
+    L->in_len = g->in_c * g->in_h * g->in_w;
+    L->out_len = g->out_c * L->P;
+    L->path = (geom->kind == TE_LIN_CONV && L->icg == 1) ? PATH_DEPTHWISE : PATH_GEMM;
+    int64_t nw = g->out_c * L->K;
+    if (L->K > INT_MAX || nw > INT_MAX || L->in_len > INT_MAX || L->out_len > INT_MAX ||
+        g->in_c > INT_MAX || g->out_c > INT_MAX) {
+        free(L);
+        return te_errf(err, TE_EUNSUPPORTED, "opencl plugin: layer too large for the kernels (%lld weights)",
+                       (long long)nw);
+    }
+    if ((uint64_t)nw * 4 > ctx->max_alloc) {
+        free(L);
+        return te_errf(err, TE_EPLUGIN, "opencl plugin: %lld weights exceed the device's largest buffer (%llu bytes)",
+                       (long long)nw, (unsigned long long)ctx->max_alloc);
+    }
+    cl_int rc;
+    /* CL_MEM_COPY_HOST_PTR only reads the pointer. */
+    L->w_buf = clCreateBuffer(ctx->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, (size_t)nw * sizeof(cl_int),
+                              (void *)(uintptr_t)w, &rc);
+    if (rc != CL_SUCCESS) {
+        free(L);
+        return cl_fail(err, "uploading the layer's weights", rc);
+    }
+    if (L->path == PATH_GEMM) {
+        cl_int *kt = malloc((size_t)L->K * 4 * sizeof *kt);
+        if (!kt) {
+            clReleaseMemObject(L->w_buf);
+            free(L);
+            return te_errf(err, TE_ENOMEM, "opencl plugin: out of memory loading a layer");
+        }
+        int64_t k = 0, hw = g->in_h * g->in_w;
+        for (int64_t ci = 0; ci < L->icg; ci++)
+            for (int64_t kh = 0; kh < g->k_h; kh++)
+                for (int64_t kw = 0; kw < g->k_w; kw++, k++) {
+                    kt[4 * k] = (cl_int)(ci * hw);
+                    kt[4 * k + 1] = (cl_int)(kh * g->dil_h);
+                    kt[4 * k + 2] = (cl_int)(kw * g->dil_w);
+                    kt[4 * k + 3] = 0;
+                }
+        L->ktab_buf = clCreateBuffer(ctx->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                                     (size_t)L->K * 4 * sizeof *kt, kt, &rc);
+        free(kt);
+        if (rc != CL_SUCCESS) {
+            clReleaseMemObject(L->w_buf);
+            free(L);
+            return cl_fail(err, "uploading the layer's tap table", rc);
+        }
+    }
+    *out = L;
+    return TE_OK;
+}
+
+static void ocl_release_layer(te_plugin_ctx *ctx, te_plugin_layer *L)
+{
+    if (!L)
+        return;
+    if (L->w_buf)
+        clReleaseMemObject(L->w_buf);
+    if (L->ktab_buf)
+        clReleaseMemObject(L->ktab_buf);
+    free(L);
+}
+
+/* ---- run --------------------------------------------------------------- */
+
+static te_status ensure_buf(te_plugin_ctx *ctx, cl_mem *buf, size_t *cap, size_t bytes, cl_mem_flags flags,
+                            te_err *err)
+{
+    if (*buf && *cap >= bytes)
+        return TE_OK;
+    if (*buf)
+        clReleaseMemObject(*buf);
+    *buf = NULL;
+    *cap = 0;
+    cl_int rc;
+    *buf = clCreateBuffer(ctx->context, flags, bytes, NULL, &rc);
+    if (rc != CL_SUCCESS) {
+        *buf = NULL;
+        return cl_fail(err, "allocating a device buffer", rc);
+    }
+    *cap = bytes;
+    return TE_OK;
+}
+
+typedef struct argset {
+    cl_kernel k;
+    cl_uint i;
+    cl_int rc;
+} argset;
+
+static void arg_mem(argset *a, cl_mem m)
+{
+    if (a->rc == CL_SUCCESS)
+        a->rc = clSetKernelArg(a->k, a->i, sizeof m, &m);
+    a->i++;
+}
+
+static void arg_int(argset *a, int64_t v)
+{
+    cl_int x = (cl_int)v;
+    if (a->rc == CL_SUCCESS)
+        a->rc = clSetKernelArg(a->k, a->i, sizeof x, &x);
+    a->i++;
+}
+
+static void arg_ulong(argset *a, uint64_t v)
+{
+    cl_ulong x = v;
+    if (a->rc == CL_SUCCESS)
+        a->rc = clSetKernelArg(a->k, a->i, sizeof x, &x);
+    a->i++;
+}
+
+static size_t round_up(size_t n, size_t m)
+{
+    return (n + m - 1) / m * m;
+}
+
+/* Set the arguments of the kernel for L and enqueue it (lock held). */
+static cl_int enqueue_layer(te_plugin_ctx *ctx, const te_plugin_layer *L, uint64_t batch, uint64_t mask)
+{
+    const te_linear_geom *g = &L->g;
+    size_t gws[3], lws[3];
+    cl_uint dims;
+    argset a = { NULL, 0, CL_SUCCESS };
+    if (g->kind == TE_LIN_FC && batch <= OCL_FC_GEMV_MAX_BATCH) {
+        a.k = ctx->k_fc;
+        arg_mem(&a, L->w_buf);
+        arg_mem(&a, ctx->in_buf);
+        arg_mem(&a, ctx->out_buf);
+        arg_int(&a, g->out_c);
+        arg_int(&a, L->K);
+        arg_ulong(&a, mask);
+        dims = 2;
+        gws[0] = (size_t)g->out_c * FC_WG;
+        gws[1] = (size_t)batch;
+        lws[0] = FC_WG;
+        lws[1] = 1;
+    } else if (L->path == PATH_DEPTHWISE) {
+        int64_t total = (int64_t)batch * L->out_len;
+        a.k = ctx->k_dw;
+        arg_mem(&a, L->w_buf);
+        arg_mem(&a, ctx->in_buf);
+        arg_mem(&a, ctx->out_buf);
+        arg_int(&a, total);
+        arg_int(&a, g->out_c);
+        arg_int(&a, L->ocg);
+        arg_int(&a, L->P);
+        arg_int(&a, g->out_w);
+        arg_int(&a, g->in_h);
+        arg_int(&a, g->in_w);
+        arg_int(&a, g->k_h);
+        arg_int(&a, g->k_w);
+        arg_int(&a, g->stride_h);
+        arg_int(&a, g->stride_w);
+        arg_int(&a, g->pad_t);
+        arg_int(&a, g->pad_l);
+        arg_int(&a, g->dil_h);
+        arg_int(&a, g->dil_w);
+        arg_int(&a, L->in_len);
+        arg_ulong(&a, mask);
+        dims = 1;
+        gws[0] = round_up((size_t)total, DW_WG);
+        lws[0] = DW_WG;
+    } else {
+        int64_t ncols = (int64_t)batch * L->P;
+        a.k = ctx->k_gemm;
+        arg_mem(&a, L->w_buf);
+        arg_mem(&a, L->ktab_buf);
+        arg_mem(&a, ctx->in_buf);
+        arg_mem(&a, ctx->out_buf);
+        arg_int(&a, L->ocg);
+        arg_int(&a, ncols);
+        arg_int(&a, L->K);
+        arg_int(&a, L->P);
+        arg_int(&a, g->out_w);
+        arg_int(&a, g->in_h);
+        arg_int(&a, g->in_w);
+        arg_int(&a, L->in_len);
+        arg_int(&a, L->out_len);
+        arg_int(&a, L->icg * g->in_h * g->in_w);
+        arg_int(&a, g->stride_h);
+        arg_int(&a, g->stride_w);
+        arg_int(&a, g->pad_t);
+        arg_int(&a, g->pad_l);
+        arg_ulong(&a, mask);
+        dims = 3;
+        gws[0] = (size_t)((ncols + GEMM_TN - 1) / GEMM_TN) * GEMM_LX;
+        gws[1] = (size_t)((L->ocg + GEMM_TM - 1) / GEMM_TM) * GEMM_LY;
+        gws[2] = (size_t)g->group;
+        lws[0] = GEMM_LX;
+        lws[1] = GEMM_LY;
+        lws[2] = 1;
+    }
+    if (a.rc != CL_SUCCESS)
+        return a.rc;
+    return clEnqueueNDRangeKernel(ctx->queue, a.k, dims, NULL, gws, lws, 0, NULL, NULL);
+}
+
+static te_status ocl_run(te_plugin_ctx *ctx, te_plugin_layer *L, unsigned ring_bits, uint64_t batch,
+                         const uint64_t *in, uint64_t *out, te_err *err)
+{
+    if (!L || !in || !out)
+        return te_errf(err, TE_EINVAL, "opencl plugin: run() without a layer or buffers");
+    if (ring_bits < 1 || ring_bits > 64)
+        return te_errf(err, TE_EINVAL, "opencl plugin: ring width %u outside 1..64", ring_bits);
+    if (batch > OCL_MAX_BATCH)
+        return te_errf(err, TE_EINVAL, "opencl plugin: batch %llu exceeds the maximum %llu",
+                       (unsigned long long)batch, (unsigned long long)OCL_MAX_BATCH);
+    if (batch == 0)
+        return TE_OK;
+    uint64_t n_in = batch * (uint64_t)L->in_len, n_out = batch * (uint64_t)L->out_len;
+    if (n_in > INT_MAX || n_out > INT_MAX)
+        return te_errf(err, TE_EINVAL, "opencl plugin: batch %llu is too large for this layer (at most %lld samples)",
+                       (unsigned long long)batch,
+                       (long long)(INT_MAX / (L->in_len > L->out_len ? L->in_len : L->out_len)));
+    size_t in_bytes = (size_t)n_in * sizeof(cl_ulong), out_bytes = (size_t)n_out * sizeof(cl_ulong);
+    if (in_bytes > ctx->max_alloc || out_bytes > ctx->max_alloc)
+        return te_errf(err, TE_EINVAL, "opencl plugin: batch %llu needs buffers beyond the device's largest "
+                       "allocation (%llu bytes)", (unsigned long long)batch, (unsigned long long)ctx->max_alloc);
+
+    pthread_mutex_lock(&ctx->lock);
+    te_status st = ensure_buf(ctx, &ctx->in_buf, &ctx->in_cap, in_bytes, CL_MEM_READ_ONLY, err);
+    if (st == TE_OK)
+        st = ensure_buf(ctx, &ctx->out_buf, &ctx->out_cap, out_bytes, CL_MEM_WRITE_ONLY, err);
+    if (st != TE_OK)
+        goto done;
+    cl_int rc = clEnqueueWriteBuffer(ctx->queue, ctx->in_buf, CL_FALSE, 0, in_bytes, in, 0, NULL, NULL);
+    if (rc != CL_SUCCESS) {
+        st = cl_fail(err, "copying the input to the device", rc);
+        goto sync;
+    }
+    rc = enqueue_layer(ctx, L, batch, te_ring_mask(ring_bits));
+    if (rc != CL_SUCCESS) {
+        st = cl_fail(err, "launching the kernel", rc);
+        goto sync;
+    }
+    rc = clEnqueueReadBuffer(ctx->queue, ctx->out_buf, CL_TRUE, 0, out_bytes, out, 0, NULL, NULL);
+    if (rc != CL_SUCCESS)
+        st = cl_fail(err, "running the kernel / reading the result", rc);
+sync:
+    /* Never return while the device may still read `in`. */
+    clFinish(ctx->queue);
+done:
+    pthread_mutex_unlock(&ctx->lock);
+    return st;
+}
+
+static const te_plugin_ops ocl_ops = {
+    .abi_version = TE_PLUGIN_ABI_VERSION,
+    .name = "opencl",
+    .create = ocl_create,
+    .destroy = ocl_destroy,
+    .caps = ocl_caps,
+    .load_layer = ocl_load_layer,
+    .run = ocl_run,
+    .release_layer = ocl_release_layer,
+};
+
+__attribute__((visibility("default"))) te_status te_plugin_entry(uint32_t host_abi_version, const te_plugin_ops **ops,
+                                                                 te_err *err)
+{
+    if (!ops)
+        return te_errf(err, TE_EINVAL, "opencl plugin: no ops pointer");
+    *ops = NULL;
+    if (host_abi_version != TE_PLUGIN_ABI_VERSION)
+        return te_errf(err, TE_EPLUGIN, "opencl plugin speaks plugin ABI version %u, the host version %u",
+                       (unsigned)TE_PLUGIN_ABI_VERSION, (unsigned)host_abi_version);
+    *ops = &ocl_ops;
+    return TE_OK;
+}

@@ -1,0 +1,14 @@
+# The OpenCL compute plugin, on whatever OpenCL implementation is installed
+# (PoCL in CI).  No implementation is a test failure, never a skip.
+
+te_add_unit_test(test_opencl_plugin SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_opencl_plugin.c
+                 LIBS twinedge_plugin_loader twinedge_core Threads::Threads TIMEOUT 300)
+add_dependencies(test_opencl_plugin twinedge-plugin-opencl twinedge-plugin-cpu)
+
+# The same binary with the ICD loader pointed at an empty vendor directory:
+# create() must report that no platform exists.
+set(TE_OCL_EMPTY_ICD_DIR ${CMAKE_CURRENT_BINARY_DIR}/opencl-empty-icd)
+file(MAKE_DIRECTORY ${TE_OCL_EMPTY_ICD_DIR})
+add_test(NAME test_opencl_plugin_no_platform COMMAND test_opencl_plugin --no-platform)
+set_tests_properties(test_opencl_plugin_no_platform PROPERTIES ENVIRONMENT
+  "TE_TEST_DATA=${TE_TEST_DATA};TWINEDGE_PLUGIN_DIR=${TE_PLUGIN_BUILD_DIR};OCL_ICD_VENDORS=${TE_OCL_EMPTY_ICD_DIR};OCL_ICD_FILENAMES=")
