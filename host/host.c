@@ -285,8 +285,10 @@ static te_status relay_from_b(te_host *h, const Twinedge__LayerRequest *q, size_
         st = te_errf(err, TE_ESERVER, "EdgeB: %s", r->error ? r->error : "error");
     } else if (!(wmz = malloc((out_n ? out_n : 1) * sizeof *wmz))) {
         st = te_errf(err, TE_ENOMEM, "out of memory");
-    } else if ((st = te_unpack(r->data.data, r->data.len, out_n, q->ring_bits, wmz, err)) != TE_OK) {
-        te_err_wrap(err, "EdgeB's share");
+    } else if (te_unpack(r->data.data, r->data.len, out_n, q->ring_bits, wmz, err) != TE_OK) {
+        /* a malformed share is a faulty result: the device must see it as one */
+        st = te_errf(err, TE_EINTEGRITY, "EdgeB's share for layer %u has the wrong size (%zu bytes)", q->layer,
+                     r->data.len);
     } else {
         te_ring_vsub(wa, wa, wmz, out_n, q->ring_bits);
     }

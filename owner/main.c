@@ -15,7 +15,7 @@ static const char usage[] =
     "\n"
     "compile: imports the ONNX model (opsets 10..21), folds BatchNormalization into\n"
     "  the preceding Conv/Gemm/MatMul, quantises every linear layer's weights per\n"
-    "  output channel to N signed bits (--weight-bits, default 12), draws the\n"
+    "  output channel to N signed bits (--weight-bits, default 16), draws the\n"
     "  integrity keys and writes DEPLOY_DIR/device.bundle and DEPLOY_DIR/edge.bundle.\n"
     "  On error nothing is written.\n"
     "  --calibration INPUTS.npy: float inputs stacked on axis 0, each of the model's\n"

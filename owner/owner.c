@@ -19,7 +19,7 @@
 
 void te_owner_options_init(te_owner_options *o)
 {
-    o->weight_bits = 12;
+    o->weight_bits = 16;
     o->act_bits = 16;
     o->headroom = 3;
     o->default_frac_bits = 16;

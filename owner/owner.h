@@ -8,7 +8,7 @@
 #include "te_model.h"
 
 typedef struct te_owner_options {
-    int weight_bits;       /* signed bits of the integer weights (default 12, 2..24) */
+    int weight_bits;       /* signed bits of the integer weights (default 16, 2..24) */
     int act_bits;          /* calibration: bits for the largest |x| of a layer (default 16, 1..40) */
     int headroom;          /* calibration: extra ring bits above the largest seen value (default 3, 0..32) */
     int default_frac_bits; /* without calibration data (default 16) */

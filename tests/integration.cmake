@@ -15,7 +15,7 @@ endforeach()
 add_executable(test_exact ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_exact.c)
 target_link_libraries(test_exact PRIVATE te_harness)
 add_dependencies(test_exact twinedge-plugin-cpu)
-set(TE_EXACT_MODELS lenet5 alexnet vgg16 resnet18 resnet50 mobilenetv2 squeezenet facenet)
+set(TE_EXACT_MODELS lenet5 alexnet vgg16 resnet18 resnet50 mobilenetv2 squeezenet11 facenet)
 foreach(m ${TE_EXACT_MODELS})
   add_test(NAME exact_${m} COMMAND test_exact ${m})
   set_tests_properties(exact_${m} PROPERTIES FIXTURES_REQUIRED testdata TIMEOUT 900

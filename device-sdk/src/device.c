@@ -140,8 +140,8 @@ static te_status call_host(twinedge_device *dev, te_party to, Twinedge__LayerReq
     if (!r)
         return te_errf(err, TE_EFORMAT, "Edge%c sent a malformed response", who);
     if (r->status != TE_OK)
-        st = te_errf(err, r->status == TE_EAUTH ? TE_EAUTH : TE_ESERVER, "Edge%c: %s", who,
-                     r->error ? r->error : "error");
+        st = te_errf(err, r->status == TE_EAUTH || r->status == TE_EINTEGRITY ? (te_status)r->status : TE_ESERVER,
+                     "Edge%c: %s", who, r->error ? r->error : "error");
     else if ((st = te_unpack(r->data.data, r->data.len, n, l, out, err)) != TE_OK)
         /* A short, long or badly padded result is a faulty result. */
         st = te_errf(err, TE_EINTEGRITY, "Edge%c returned a result of the wrong size for layer %u", who, q->layer);

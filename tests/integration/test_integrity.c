@@ -51,11 +51,13 @@ static uint64_t rnd(uint64_t *s)
 
 static void replace_data(uint8_t **resp, size_t *len, const uint8_t *data, size_t data_len, Twinedge__LayerResponse *r)
 {
+    ProtobufCBinaryData orig = r->data; /* owned by r: restored before r is freed */
     r->data.data = (uint8_t *)data;
     r->data.len = data_len;
     size_t n = twinedge__layer_response__get_packed_size(r);
     uint8_t *buf = malloc(n);
     twinedge__layer_response__pack(r, buf);
+    r->data = orig;
     free(*resp);
     *resp = buf;
     *len = n;

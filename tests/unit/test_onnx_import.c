@@ -275,7 +275,7 @@ static void test_build_calibrated(void **state)
     assert_int_equal(strlen(m->deployment_id), 32);
     for (int i = 0; i < m->n_layers; i++) {
         te_layer *L = &m->layers[i];
-        assert_int_equal(L->weight_bits, 12);
+        assert_int_equal(L->weight_bits, 16);
         assert_in_range(L->frac_bits, 8, 24);
         assert_in_range(L->ring_bits, 16, 48);
         int64_t oc = L->geom.out_c, per = te_geom_weight_len(&L->geom) / oc;
@@ -288,7 +288,7 @@ static void test_build_calibrated(void **state)
                 double back = (double)L->w[o * per + k] * L->w_scale[o];
                 assert_true(fabs(back - L->w_float[o * per + k]) <= 0.5001 * L->w_scale[o]);
             }
-            assert_int_equal(mx, 2047); /* the largest weight of each row uses the full range */
+            assert_int_equal(mx, 32767); /* the largest weight of each row uses the full range */
         }
         /* integrity keys: r.(W x) == s.x (mod p) for a random integer x */
         int64_t nin = te_geom_in_len(&L->geom), nout = te_geom_out_len(&L->geom);
