@@ -21,3 +21,9 @@ foreach(m ${TE_EXACT_MODELS})
   set_tests_properties(exact_${m} PROPERTIES FIXTURES_REQUIRED testdata TIMEOUT 900
     ENVIRONMENT "TE_TEST_DATA=${TE_TEST_DATA};TWINEDGE_PLUGIN_DIR=${TE_PLUGIN_BUILD_DIR}")
 endforeach()
+
+# Accuracy on real data: Fashion-MNIST LeNet-5, 10,000 private inferences.
+te_add_unit_test(test_fashion SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_fashion.c LIBS te_harness
+                 TIMEOUT 900)
+add_dependencies(test_fashion twinedge-plugin-cpu)
+set_tests_properties(test_fashion PROPERTIES FIXTURES_REQUIRED fashion)
