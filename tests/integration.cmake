@@ -15,12 +15,37 @@ endforeach()
 add_executable(test_exact ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_exact.c)
 target_link_libraries(test_exact PRIVATE te_harness)
 add_dependencies(test_exact twinedge-plugin-cpu)
-set(TE_EXACT_MODELS lenet5 alexnet vgg16 resnet18 resnet50 mobilenetv2 squeezenet11 facenet)
-foreach(m ${TE_EXACT_MODELS})
+set(TE_ARCH_MODELS lenet5 alexnet vgg16 resnet18 resnet50 mobilenetv2 squeezenet11 facenet)
+# the op-coverage models, as the generator lists them (minus the one that must be refused)
+execute_process(COMMAND ${TE_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/models/make_testdata.py ${TE_TEST_DATA} --list
+                OUTPUT_VARIABLE TE_ALL_MODELS RESULT_VARIABLE TE_LIST_RC)
+if(NOT TE_LIST_RC EQUAL 0)
+  message(FATAL_ERROR "cannot list the test models (is python3-torch installed?)")
+endif()
+string(REPLACE "\n" ";" TE_ALL_MODELS "${TE_ALL_MODELS}")
+set(TE_OP_MODELS "")
+foreach(m ${TE_ALL_MODELS})
+  if(m MATCHES "^op_" AND NOT m STREQUAL "op_unsupported")
+    list(APPEND TE_OP_MODELS ${m})
+  endif()
+endforeach()
+foreach(m ${TE_ARCH_MODELS} ${TE_OP_MODELS})
   add_test(NAME exact_${m} COMMAND test_exact ${m})
   set_tests_properties(exact_${m} PROPERTIES FIXTURES_REQUIRED testdata TIMEOUT 900
     ENVIRONMENT "TE_TEST_DATA=${TE_TEST_DATA};TWINEDGE_PLUGIN_DIR=${TE_PLUGIN_BUILD_DIR}")
 endforeach()
+# Full input sizes (224x224 etc.): the slow suite, `scripts/test.sh -L slow`.
+foreach(m ${TE_ARCH_MODELS})
+  add_test(NAME exact_full_${m} COMMAND test_exact ${m})
+  set_tests_properties(exact_full_${m} PROPERTIES FIXTURES_REQUIRED testdata_full TIMEOUT 3600 LABELS slow
+    ENVIRONMENT "TE_TEST_DATA=${TE_TEST_DATA}/full;TWINEDGE_PLUGIN_DIR=${TE_PLUGIN_BUILD_DIR}")
+endforeach()
+
+# End to end through the command-line tool.
+add_test(NAME cli_twinedge_run
+         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/cli_run_test.sh $<TARGET_FILE:twinedge-run> ${TE_TEST_DATA})
+set_tests_properties(cli_twinedge_run PROPERTIES FIXTURES_REQUIRED testdata TIMEOUT 600
+  ENVIRONMENT "TWINEDGE_PLUGIN_DIR=${TE_PLUGIN_BUILD_DIR}")
 
 # Accuracy on real data: Fashion-MNIST LeNet-5, 10,000 private inferences.
 te_add_unit_test(test_fashion SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_fashion.c LIBS te_harness

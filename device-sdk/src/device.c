@@ -49,10 +49,10 @@ int twinedge_open(const char *dir, twinedge_device **out)
     if ((size_t)snprintf(path, sizeof path, "%s/device.bundle", dir) >= sizeof path)
         return te_errf(&dev->err, TE_EINVAL, "device directory path too long");
     if ((st = te_device_bundle_read(path, &dev->model, &dev->err)) != TE_OK)
-        return te_err_wrap(&dev->err, "%s", path);
+        return st;
     snprintf(path, sizeof path, "%s/device.key", dir);
     if ((st = te_device_key_read(path, &dev->key, &dev->err)) != TE_OK)
-        return te_err_wrap(&dev->err, "%s", path);
+        return st;
     if (strcmp(dev->key.deployment_id, dev->model->deployment_id) != 0)
         return te_errf(&dev->err, TE_EFORMAT, "device key belongs to deployment %s, bundle is deployment %s",
                        dev->key.deployment_id, dev->model->deployment_id);

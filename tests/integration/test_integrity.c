@@ -265,12 +265,53 @@ static void test_too_narrow_ring(void **state)
     fx_teardown(&f);
 }
 
+static void flip_byte(const char *path, long where)
+{
+    FILE *fp = fopen(path, "r+b");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, where, SEEK_SET), 0);
+    int c = fgetc(fp);
+    assert_int_equal(fseek(fp, where, SEEK_SET), 0);
+    fputc(c ^ 0x10, fp);
+    fclose(fp);
+}
+
+/* A corrupted bundle is refused with a clear error, on the device and on a host. */
+static void test_corrupted_bundles_refused(void **state)
+{
+    (void)state;
+    te_fixture f;
+    fx_setup(&f, MODEL, NULL, NULL);
+    char path[700];
+    snprintf(path, sizeof path, "%s/device.bundle", f.device);
+    flip_byte(path, 200);
+    twinedge_device *dev = NULL;
+    assert_int_equal(twinedge_open(f.device, &dev), TWINEDGE_EFORMAT);
+    printf("device: %s\n", twinedge_errmsg(dev));
+    assert_non_null(strstr(twinedge_errmsg(dev), "checksum"));
+    assert_non_null(strstr(twinedge_errmsg(dev), "device.bundle"));
+    twinedge_close(dev);
+
+    snprintf(path, sizeof path, "%s/edge.bundle", f.deploy);
+    flip_byte(path, 100);
+    te_host *h = NULL;
+    te_host_config hc = {TE_ROLE_A, "cpu", NULL, 0};
+    te_err err;
+    assert_int_equal(te_host_new(&hc, &h, &err), TE_OK);
+    assert_int_equal(te_host_deploy_file(h, path, &err), TE_EFORMAT);
+    printf("host: %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "checksum"));
+    te_host_free(h);
+    fx_teardown(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_faults_in_edge_a),
         cmocka_unit_test(test_faults_in_edge_b),
         cmocka_unit_test(test_too_narrow_ring),
+        cmocka_unit_test(test_corrupted_bundles_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
