@@ -167,7 +167,9 @@ static void test_edge_b_view_independent_of_input(void **state)
     free(out);
     free(x2);
     free(R.b_view);
-    R.b_view = NULL;
+    free(R.a_words);
+    free(R.ab_words);
+    memset(&R, 0, sizeof R);
     fx_teardown(&f);
 }
 
