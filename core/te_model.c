@@ -1,7 +1,20 @@
 #include "te_model.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+const char *te_shape_str(const te_shape *s, char *buf, size_t len)
+{
+    if (len == 0)
+        return buf;
+    size_t used = (size_t)snprintf(buf, len, "[");
+    for (int i = 0; i < s->ndim && i < TE_MAX_DIMS && used < len; i++)
+        used += (size_t)snprintf(buf + used, len - used, i ? ",%lld" : "%lld", (long long)s->d[i]);
+    if (used < len)
+        snprintf(buf + used, len - used, "]");
+    return buf;
+}
 
 int64_t te_shape_numel(const te_shape *s)
 {

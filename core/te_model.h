@@ -23,6 +23,8 @@ typedef struct te_shape {
 } te_shape;
 
 int64_t te_shape_numel(const te_shape *s);
+/* "[1,3,224,224]" into buf (truncated to len); returns buf. */
+const char *te_shape_str(const te_shape *s, char *buf, size_t len);
 
 typedef enum te_op {
     TE_OP_INVALID = 0,

@@ -16,24 +16,6 @@ struct te_exec {
     int ran;               /* the buffers hold a successful run's results */
 };
 
-static int64_t numel_of(const te_shape *s)
-{
-    int64_t n = 1;
-    for (int i = 0; i < s->ndim; i++)
-        n *= s->d[i];
-    return n;
-}
-
-static const char *shape_str(const te_shape *s, char *buf, size_t len)
-{
-    size_t used = (size_t)snprintf(buf, len, "[");
-    for (int i = 0; i < s->ndim && used < len; i++)
-        used += (size_t)snprintf(buf + used, len - used, i ? ",%lld" : "%lld", (long long)s->d[i]);
-    if (used < len)
-        snprintf(buf + used, len - used, "]");
-    return buf;
-}
-
 static const char *node_name(const te_node *nd)
 {
     return nd->name ? nd->name : "?";
@@ -102,11 +84,11 @@ static te_status validate(const te_model *m, te_err *err)
             const te_linear_geom *g = &m->layers[nd->layer].geom;
             const te_shape *si = &m->values[nd->in[0]].shape, *so = &m->values[nd->out].shape;
             int64_t want_in = g->batch * te_geom_in_len(g), want_out = g->batch * te_geom_out_len(g);
-            if (numel_of(si) != want_in || numel_of(so) != want_out) {
+            if (te_shape_numel(si) != want_in || te_shape_numel(so) != want_out) {
                 st = te_errf(err, TE_ESHAPE,
                              "node '%s' (Linear): input %s / output %s do not match the layer geometry "
                              "(%lld / %lld elements)",
-                             node_name(nd), shape_str(si, a, sizeof a), shape_str(so, b, sizeof b),
+                             node_name(nd), te_shape_str(si, a, sizeof a), te_shape_str(so, b, sizeof b),
                              (long long)want_in, (long long)want_out);
                 break;
             }
@@ -144,7 +126,7 @@ te_status te_exec_new(const te_model *m, te_exec **exp, te_err *err)
     for (int i = 0; i < m->n_values; i++) {
         if (m->values[i].data)
             continue;
-        int64_t n = numel_of(&m->values[i].shape);
+        int64_t n = te_shape_numel(&m->values[i].shape);
         ex->buf[i] = calloc((size_t)(n > 0 ? n : 1), sizeof(float));
         if (!ex->buf[i]) {
             te_exec_free(ex);
@@ -174,12 +156,12 @@ te_status te_exec_run(te_exec *ex, const float *input, size_t n_input, te_linear
         return te_errf(err, TE_EINVAL, "te_exec_run: NULL argument");
     const te_model *m = ex->m;
     const te_shape *ish = &m->values[m->input].shape;
-    int64_t want = numel_of(ish);
+    int64_t want = te_shape_numel(ish);
     ex->ran = 0;
     if ((int64_t)n_input != want) {
         char a[128];
         return te_errf(err, TE_ESHAPE, "input has %zu elements, model expects shape %s (%lld elements)", n_input,
-                       shape_str(ish, a, sizeof a), (long long)want);
+                       te_shape_str(ish, a, sizeof a), (long long)want);
     }
     memcpy(ex->buf[m->input], input, n_input * sizeof(float));
     for (int i = 0; i < m->n_nodes; i++) {

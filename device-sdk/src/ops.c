@@ -10,26 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int64_t numel_of(const te_shape *s)
-{
-    int64_t n = 1;
-    for (int i = 0; i < s->ndim; i++)
-        n *= s->d[i];
-    return n;
-}
-
-static const char *shape_str(const te_shape *s, char *buf, size_t len)
-{
-    size_t used = 0;
-    buf[0] = '\0';
-    used += (size_t)snprintf(buf + used, len - used, "[");
-    for (int i = 0; i < s->ndim && used < len; i++)
-        used += (size_t)snprintf(buf + used, len - used, i ? ",%lld" : "%lld", (long long)s->d[i]);
-    if (used < len)
-        snprintf(buf + used, len - used, "]");
-    return buf;
-}
-
 static int64_t prod_range(const te_shape *s, int from, int to)
 {
     int64_t n = 1;
@@ -50,10 +30,10 @@ static te_status norm_axis(int64_t axis, int ndim, int *out, te_err *err)
 
 static te_status same_numel(const te_shape *in, const te_shape *out, te_err *err)
 {
-    if (numel_of(in) != numel_of(out)) {
+    if (te_shape_numel(in) != te_shape_numel(out)) {
         char a[128], b[128];
-        return te_errf(err, TE_ESHAPE, "input shape %s and output shape %s differ in size", shape_str(in, a, sizeof a),
-                       shape_str(out, b, sizeof b));
+        return te_errf(err, TE_ESHAPE, "input shape %s and output shape %s differ in size", te_shape_str(in, a, sizeof a),
+                       te_shape_str(out, b, sizeof b));
     }
     return TE_OK;
 }
@@ -123,7 +103,7 @@ static te_status bcast_strides(const te_shape *in, const te_shape *out, int64_t 
     char a[128], b[128];
     if (in->ndim > out->ndim)
         return te_errf(err, TE_ESHAPE, "%s shape %s has more dimensions than output %s", what,
-                       shape_str(in, a, sizeof a), shape_str(out, b, sizeof b));
+                       te_shape_str(in, a, sizeof a), te_shape_str(out, b, sizeof b));
     int64_t stride = 1;
     for (int i = out->ndim - 1; i >= 0; i--) {
         int j = i - (out->ndim - in->ndim);
@@ -136,8 +116,8 @@ static te_status bcast_strides(const te_shape *in, const te_shape *out, int64_t 
         else if (in->d[j] == 1)
             st[i] = 0;
         else
-            return te_errf(err, TE_ESHAPE, "%s shape %s does not broadcast to %s", what, shape_str(in, a, sizeof a),
-                           shape_str(out, b, sizeof b));
+            return te_errf(err, TE_ESHAPE, "%s shape %s does not broadcast to %s", what, te_shape_str(in, a, sizeof a),
+                           te_shape_str(out, b, sizeof b));
         stride *= in->d[j];
     }
     return TE_OK;
@@ -157,8 +137,8 @@ static te_status check_bcast_shape(const te_shape *sa, const te_shape *sb, const
     }
     if (!ok) {
         char a[128], b[128], c[128];
-        return te_errf(err, TE_ESHAPE, "cannot broadcast %s and %s to output %s", shape_str(sa, a, sizeof a),
-                       shape_str(sb, b, sizeof b), shape_str(out, c, sizeof c));
+        return te_errf(err, TE_ESHAPE, "cannot broadcast %s and %s to output %s", te_shape_str(sa, a, sizeof a),
+                       te_shape_str(sb, b, sizeof b), te_shape_str(out, c, sizeof c));
     }
     return TE_OK;
 }
@@ -204,7 +184,7 @@ static te_status run_binary(te_op op, const te_shape *sha, const float *a, const
         (st = bcast_strides(shb, out, stb, op == TE_OP_PRELU ? "slope" : "second input", err)) != TE_OK)
         return st;
     int nd = out->ndim;
-    int64_t total = numel_of(out), inner = out->d[nd - 1];
+    int64_t total = te_shape_numel(out), inner = out->d[nd - 1];
     if (total == 0)
         return TE_OK;
     int64_t oa = 0, ob = 0;
@@ -245,7 +225,7 @@ static te_status run_pool(const te_node *nd, const te_shape *si, const float *x,
     char a[128], b[128];
     if (si->ndim != 4 || so->ndim != 4 || si->d[0] != so->d[0] || si->d[1] != so->d[1])
         return te_errf(err, TE_ESHAPE, "2-D pooling needs NCHW input and output with equal N, C; got %s -> %s",
-                       shape_str(si, a, sizeof a), shape_str(so, b, sizeof b));
+                       te_shape_str(si, a, sizeof a), te_shape_str(so, b, sizeof b));
     int64_t kh = nd->kernel[0], kw = nd->kernel[1];
     int64_t sh = nd->stride[0] > 0 ? nd->stride[0] : 1, sw = nd->stride[1] > 0 ? nd->stride[1] : 1;
     int64_t dh = nd->dilation[0] > 0 ? nd->dilation[0] : 1, dw = nd->dilation[1] > 0 ? nd->dilation[1] : 1;
@@ -301,9 +281,9 @@ static te_status run_global_avgpool(const te_shape *si, const float *x, const te
 {
     char a[128], b[128];
     if (si->ndim < 3 || so->ndim != si->ndim || so->d[0] != si->d[0] || so->d[1] != si->d[1] ||
-        numel_of(so) != si->d[0] * si->d[1])
-        return te_errf(err, TE_ESHAPE, "GlobalAveragePool: bad shapes %s -> %s", shape_str(si, a, sizeof a),
-                       shape_str(so, b, sizeof b));
+        te_shape_numel(so) != si->d[0] * si->d[1])
+        return te_errf(err, TE_ESHAPE, "GlobalAveragePool: bad shapes %s -> %s", te_shape_str(si, a, sizeof a),
+                       te_shape_str(so, b, sizeof b));
     int64_t planes = si->d[0] * si->d[1], inner = prod_range(si, 2, si->ndim);
     for (int64_t p = 0; p < planes; p++) {
         double sum = 0.0;
@@ -323,7 +303,7 @@ static te_status run_lrn(const te_node *nd, const te_shape *si, const float *x, 
         return st;
     if (si->ndim < 2 || nd->size < 1)
         return te_errf(err, TE_EINVAL, "LRN needs an [N,C,...] input and size >= 1 (shape %s, size %lld)",
-                       shape_str(si, a, sizeof a), (long long)nd->size);
+                       te_shape_str(si, a, sizeof a), (long long)nd->size);
     int64_t N = si->d[0], C = si->d[1], inner = prod_range(si, 2, si->ndim);
     int64_t before = (nd->size - 1) / 2, after = nd->size - 1 - before; /* floor / ceil of (size-1)/2 */
     double scale = (double)nd->alpha / (double)nd->size;
@@ -364,7 +344,7 @@ static te_status run_concat(const te_model *m, const te_node *nd, const float *c
                 ok = 0;
         if (!ok)
             return te_errf(err, TE_ESHAPE, "Concat input %d shape %s does not match output %s on axis %d", k,
-                           shape_str(si, a, sizeof a), shape_str(so, b, sizeof b), ax);
+                           te_shape_str(si, a, sizeof a), te_shape_str(so, b, sizeof b), ax);
         total_axis += si->d[ax];
     }
     if (total_axis != so->d[ax])
@@ -425,19 +405,19 @@ static te_status run_pad(const te_node *nd, const te_shape *si, const float *x, 
     int r = si->ndim;
     if (so->ndim != r || nd->n_ints != 2 * r)
         return te_errf(err, TE_ESHAPE, "Pad: %d pads for input %s -> output %s (need %d)", nd->n_ints,
-                       shape_str(si, a, sizeof a), shape_str(so, b, sizeof b), 2 * r);
+                       te_shape_str(si, a, sizeof a), te_shape_str(so, b, sizeof b), 2 * r);
     if (nd->pad_mode != TE_PAD_CONSTANT && nd->pad_mode != TE_PAD_REFLECT && nd->pad_mode != TE_PAD_EDGE)
         return te_errf(err, TE_EUNSUPPORTED, "Pad: unknown mode %d", nd->pad_mode);
     int64_t total_out = 0;
     for (int d = 0; d < r; d++) {
         if (si->d[d] + nd->ints[d] + nd->ints[r + d] != so->d[d])
             return te_errf(err, TE_ESHAPE, "Pad: input %s with pads does not give output %s",
-                           shape_str(si, a, sizeof a), shape_str(so, b, sizeof b));
+                           te_shape_str(si, a, sizeof a), te_shape_str(so, b, sizeof b));
         if (si->d[d] == 0 && so->d[d] > 0 && nd->pad_mode != TE_PAD_CONSTANT)
             return te_errf(err, TE_EINVAL, "Pad: cannot reflect or extend an empty axis %d", d);
         total_out += so->d[d];
     }
-    if (numel_of(so) == 0)
+    if (te_shape_numel(so) == 0)
         return TE_OK;
     if (r == 0) {
         y[0] = x[0];
@@ -469,7 +449,7 @@ static te_status run_pad(const te_node *nd, const te_shape *si, const float *x, 
             mp[d][o] = c;
         }
     }
-    int64_t total = numel_of(so), inner = so->d[r - 1];
+    int64_t total = te_shape_numel(so), inner = so->d[r - 1];
     for (int64_t o = 0; o < total; o += inner) {
         int64_t base = 0;
         int outside = 0;
@@ -543,13 +523,13 @@ static te_status run_reduce_l2(const te_node *nd, const te_shape *si, const floa
         else if (nd->keepdims)
             want.d[want.ndim++] = 1;
     }
-    int ok = want.ndim == so->ndim || (want.ndim == 0 && numel_of(so) == 1);
+    int ok = want.ndim == so->ndim || (want.ndim == 0 && te_shape_numel(so) == 1);
     for (int d = 0; ok && d < want.ndim; d++)
         ok = want.d[d] == so->d[d];
     if (!ok)
-        return te_errf(err, TE_ESHAPE, "ReduceL2: input %s does not reduce to output %s", shape_str(si, a, sizeof a),
-                       shape_str(so, b, sizeof b));
-    int64_t nout = numel_of(so), total = numel_of(si);
+        return te_errf(err, TE_ESHAPE, "ReduceL2: input %s does not reduce to output %s", te_shape_str(si, a, sizeof a),
+                       te_shape_str(so, b, sizeof b));
+    int64_t nout = te_shape_numel(so), total = te_shape_numel(si);
     double *acc = calloc((size_t)(nout > 0 ? nout : 1), sizeof *acc);
     if (!acc)
         return te_errf(err, TE_ENOMEM, "ReduceL2: out of memory");
@@ -598,8 +578,8 @@ static te_status run_transpose(const te_node *nd, const te_shape *si, const floa
         ok = so->d[d] == si->d[perm[d]];
     if (!ok)
         return te_errf(err, TE_ESHAPE, "Transpose: input %s permuted does not give output %s",
-                       shape_str(si, a, sizeof a), shape_str(so, b, sizeof b));
-    int64_t total = numel_of(so);
+                       te_shape_str(si, a, sizeof a), te_shape_str(so, b, sizeof b));
+    int64_t total = te_shape_numel(so);
     if (total == 0)
         return TE_OK;
     if (r == 0) {
@@ -675,13 +655,13 @@ te_status te_op_run(const te_model *m, const te_node *node, const float *const *
     case TE_OP_SQRT:
         if ((st = same_numel(s0, so, err)) != TE_OK)
             return st;
-        run_unary(node, x, out, numel_of(so));
+        run_unary(node, x, out, te_shape_numel(so));
         return TE_OK;
     case TE_OP_RESHAPE:
         if ((st = same_numel(s0, so, err)) != TE_OK)
             return st;
         if (out != x)
-            memmove(out, x, (size_t)numel_of(so) * sizeof(float));
+            memmove(out, x, (size_t)te_shape_numel(so) * sizeof(float));
         return TE_OK;
     case TE_OP_PRELU: {
         /* the slope broadcasts onto the input (unidirectionally) */
@@ -690,8 +670,8 @@ te_status te_op_run(const te_model *m, const te_node *node, const float *const *
         for (int d = 0; same && d < so->ndim; d++)
             same = s0->d[d] == so->d[d];
         if (!same)
-            return te_errf(err, TE_ESHAPE, "PRelu: input %s and output %s differ", shape_str(s0, a, sizeof a),
-                           shape_str(so, b, sizeof b));
+            return te_errf(err, TE_ESHAPE, "PRelu: input %s and output %s differ", te_shape_str(s0, a, sizeof a),
+                           te_shape_str(so, b, sizeof b));
         return run_binary(node->op, so, x, &m->values[node->in[1]].shape, in[1], so, out, err);
     }
     case TE_OP_ADD:
