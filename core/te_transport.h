@@ -28,6 +28,11 @@ typedef struct te_traffic {
     uint64_t messages;
 } te_traffic;
 
+/* Account one request/response exchange: sent by the device (from_edge_a
+ * = 0) to `to`, or by EdgeA to EdgeB (from_edge_a = 1).  Every transport
+ * counts through this one function, so their figures agree. */
+void te_traffic_add(te_traffic *t, int from_edge_a, te_party to, size_t req_len, size_t resp_len);
+
 typedef struct te_transport te_transport;
 
 typedef struct te_transport_ops {

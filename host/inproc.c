@@ -30,25 +30,7 @@ static te_status inproc_call(te_transport *t, te_party to, const uint8_t *req, s
         return st;
     if (ip->from_edge_a && ip->cfg.tap)
         ip->cfg.tap(ip->cfg.tap_ctx, TE_PARTY_EDGE_A, 1, *resp, *resp_len);
-    if (tr) {
-        tr->messages++;
-        if (ip->from_edge_a) {
-            tr->edge_a_out += req_len;
-            tr->edge_b_in += req_len;
-            tr->edge_b_out += *resp_len;
-            tr->edge_a_in += *resp_len;
-        } else {
-            tr->device_up += req_len;
-            tr->device_down += *resp_len;
-            if (to == TE_PARTY_EDGE_A) {
-                tr->edge_a_in += req_len;
-                tr->edge_a_out += *resp_len;
-            } else {
-                tr->edge_b_in += req_len;
-                tr->edge_b_out += *resp_len;
-            }
-        }
-    }
+    te_traffic_add(tr, ip->from_edge_a, to, req_len, *resp_len);
     return TE_OK;
 }
 
