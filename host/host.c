@@ -2,6 +2,7 @@
 #include "te_host.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +41,8 @@ struct te_host {
 
 te_role te_host_role(const te_host *h) { return h->role; }
 
+const char *te_host_plugin_name(const te_host *h) { return te_plugin_get_ops(h->plugin)->name; }
+
 te_status te_host_new(const te_host_config *cfg, te_host **out, te_err *err)
 {
     *out = NULL;
@@ -54,7 +57,16 @@ te_status te_host_new(const te_host_config *cfg, te_host **out, te_err *err)
         free(h);
         return te_errf(err, TE_ENOMEM, "cannot create host lock");
     }
-    te_status st = te_plugin_open(cfg->plugin ? cfg->plugin : "cpu", cfg->plugin_config, &h->plugin, err);
+    const char *want = cfg->plugin ? cfg->plugin : "cpu";
+    te_status st = te_plugin_open(want, cfg->plugin_config, &h->plugin, err);
+    if (st != TE_OK && cfg->fallback_plugin) {
+        char msg[TE_ERR_MSG_MAX + 128];
+        snprintf(msg, sizeof msg, "compute plugin '%s' unavailable (%s); falling back to '%s' as configured", want,
+                 err ? err->msg : "error", cfg->fallback_plugin);
+        if (cfg->log)
+            cfg->log(cfg->log_ctx, msg);
+        st = te_plugin_open(cfg->fallback_plugin, NULL, &h->plugin, err);
+    }
     if (st != TE_OK) {
         pthread_rwlock_destroy(&h->lock);
         free(h);

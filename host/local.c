@@ -14,8 +14,8 @@ te_status te_local_pair_start(const te_local_config *cfg, te_local_pair **out, t
     char bundle[4096];
     te_device_key key;
     te_status st;
-    te_host_config ca = {TE_ROLE_A, cfg->plugin_a ? cfg->plugin_a : "cpu", cfg->plugin_config, 0};
-    te_host_config cb = {TE_ROLE_B, cfg->plugin_b ? cfg->plugin_b : "cpu", cfg->plugin_config, 0};
+    te_host_config ca = {.role = TE_ROLE_A, .plugin = cfg->plugin_a ? cfg->plugin_a : "cpu", .plugin_config = cfg->plugin_config};
+    te_host_config cb = {.role = TE_ROLE_B, .plugin = cfg->plugin_b ? cfg->plugin_b : "cpu", .plugin_config = cfg->plugin_config};
     if ((size_t)snprintf(bundle, sizeof bundle, "%s/edge.bundle", cfg->deploy_dir) >= sizeof bundle) {
         st = te_errf(err, TE_EINVAL, "deployment path too long");
         goto fail;

@@ -32,12 +32,20 @@ typedef struct te_caller {
     const char *name;   /* device id for TE_CALLER_DEVICE */
 } te_caller;
 
+typedef void (*te_log_fn)(void *ctx, const char *msg);
+
 typedef struct te_host_config {
     te_role role;
     const char *plugin;         /* "cpu", "opencl" or a path */
     const char *plugin_config;  /* passed to the plugin's create() */
     uint64_t max_batch;         /* 0: 64 */
+    /* If set and `plugin` cannot be loaded or started, use this one instead
+     * (e.g. "cpu" behind "opencl"), and say so through log.  Unset: fail. */
+    const char *fallback_plugin;
+    te_log_fn log;              /* may be NULL */
+    void *log_ctx;
 } te_host_config;
+
 
 typedef struct te_host te_host;
 
@@ -62,6 +70,8 @@ te_status te_host_handle(te_host *h, const te_caller *caller, const uint8_t *req
                          uint8_t **resp, size_t *resp_len, te_err *err);
 
 te_role te_host_role(const te_host *h);
+/* Name of the plugin the host actually runs ("cpu", "opencl", ...). */
+const char *te_host_plugin_name(const te_host *h);
 
 /* The in-process transport: device and both hosts in one process.  Counts
  * bytes into *traffic (may be NULL).  `tap`, if set, sees every message a

@@ -52,3 +52,9 @@ te_add_unit_test(test_fashion SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/integration/te
                  TIMEOUT 900)
 add_dependencies(test_fashion twinedge-plugin-cpu)
 set_tests_properties(test_fashion PROPERTIES FIXTURES_REQUIRED fashion)
+
+# The OpenCL plugin (PoCL in CI) in real deployments, mixed pairs, fallback.
+te_add_unit_test(test_mixed SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_mixed.c LIBS te_harness
+                 TIMEOUT 900)
+add_dependencies(test_mixed twinedge-plugin-cpu twinedge-plugin-opencl)
+set_tests_properties(test_mixed PROPERTIES FIXTURES_REQUIRED testdata)

@@ -39,7 +39,19 @@ static float *load_npy(const char *path, size_t *n)
     return data;
 }
 
+static void setup(te_fixture *f, const char *name, te_tap_fn tap, void *tap_ctx, const char *pa, const char *pb);
+
 void fx_setup(te_fixture *f, const char *name, te_tap_fn tap, void *tap_ctx)
+{
+    setup(f, name, tap, tap_ctx, NULL, NULL);
+}
+
+void fx_setup_plugins(te_fixture *f, const char *name, const char *plugin_a, const char *plugin_b)
+{
+    setup(f, name, NULL, NULL, plugin_a, plugin_b);
+}
+
+static void setup(te_fixture *f, const char *name, te_tap_fn tap, void *tap_ctx, const char *pa, const char *pb)
 {
     memset(f, 0, sizeof *f);
     te_err err;
@@ -62,7 +74,7 @@ void fx_setup(te_fixture *f, const char *name, te_tap_fn tap, void *tap_ctx)
 
     char key[700];
     snprintf(key, sizeof key, "%s/device.key", f->device);
-    te_local_config lc = {f->deploy, key, NULL, NULL, NULL, tap, tap_ctx};
+    te_local_config lc = {f->deploy, key, pa, pb, NULL, tap, tap_ctx};
     must(te_local_pair_start(&lc, &f->pair, &err), &err, "start hosts");
     fx_reopen_device(f);
     f->input = load_npy(in, &f->n_in);

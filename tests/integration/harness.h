@@ -32,6 +32,8 @@ const char *fx_data(char *out, size_t cap, const char *file);
  * provision device "dev-NAME", start the in-process pair with the given tap,
  * open the device and attach the transport.  Fails the cmocka test on error. */
 void fx_setup(te_fixture *f, const char *name, te_tap_fn tap, void *tap_ctx);
+/* The same with chosen compute plugins for EdgeA and EdgeB (NULL: cpu). */
+void fx_setup_plugins(te_fixture *f, const char *name, const char *plugin_a, const char *plugin_b);
 void fx_teardown(te_fixture *f);
 
 /* Re-open the device (after its files changed). */

@@ -295,7 +295,7 @@ static void test_corrupted_bundles_refused(void **state)
     snprintf(path, sizeof path, "%s/edge.bundle", f.deploy);
     flip_byte(path, 100);
     te_host *h = NULL;
-    te_host_config hc = {TE_ROLE_A, "cpu", NULL, 0};
+    te_host_config hc = {.role = TE_ROLE_A, .plugin = "cpu"};
     te_err err;
     assert_int_equal(te_host_new(&hc, &h, &err), TE_OK);
     assert_int_equal(te_host_deploy_file(h, path, &err), TE_EFORMAT);
