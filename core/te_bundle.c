@@ -749,6 +749,33 @@ te_status te_device_key_write(const char *path, const te_device_key *k, te_err *
     return pack_payload(&p.base, TE_KIND_DEVICE_KEY, 0, path, 0600, err);
 }
 
+te_status te_device_key_parse(const uint8_t *buf, size_t len, te_device_key *k, te_err *err)
+{
+    if (!buf || !k)
+        return te_errf(err, TE_EINVAL, "device key: null argument");
+    ProtobufCMessage *msg = NULL;
+    te_status st = unwrap(buf, len, TE_KIND_DEVICE_KEY, &twinedge__device_key__descriptor, &msg, err);
+    if (st != TE_OK)
+        return st;
+    const Twinedge__DeviceKey *p = (const Twinedge__DeviceKey *)msg;
+    if (p->version != TE_PAYLOAD_VERSION)
+        st = te_errf(err, TE_EFORMAT, "device key: unsupported version %u", (unsigned)p->version);
+    else if (strlen(p->device_id) >= sizeof k->device_id || strlen(p->deployment_id) >= sizeof k->deployment_id)
+        st = te_errf(err, TE_EFORMAT, "device key: device id or deployment id too long");
+    else if (p->key.len != TE_KEY_BYTES)
+        st = te_errf(err, TE_EFORMAT, "device key: key has %zu bytes, expected %d", p->key.len, TE_KEY_BYTES);
+    else {
+        memset(k, 0, sizeof *k);
+        memcpy(k->device_id, p->device_id, strlen(p->device_id) + 1);
+        memcpy(k->deployment_id, p->deployment_id, strlen(p->deployment_id) + 1);
+        memcpy(k->key, p->key.data, TE_KEY_BYTES);
+    }
+    if (p->key.len)
+        OPENSSL_cleanse(p->key.data, p->key.len);
+    protobuf_c_message_free_unpacked(msg, NULL);
+    return st;
+}
+
 te_status te_device_key_read(const char *path, te_device_key *k, te_err *err)
 {
     if (!path || !k)
@@ -758,28 +785,9 @@ te_status te_device_key_read(const char *path, te_device_key *k, te_err *err)
     te_status st = te_file_read(path, 1 << 20, &buf, &len, err);
     if (st != TE_OK)
         return st;
-    ProtobufCMessage *msg = NULL;
-    st = unwrap(buf, len, TE_KIND_DEVICE_KEY, &twinedge__device_key__descriptor, &msg, err);
+    st = te_device_key_parse(buf, len, k, err);
     OPENSSL_cleanse(buf, len);
     free(buf);
-    if (st == TE_OK) {
-        const Twinedge__DeviceKey *p = (const Twinedge__DeviceKey *)msg;
-        if (p->version != TE_PAYLOAD_VERSION)
-            st = te_errf(err, TE_EFORMAT, "device key: unsupported version %u", (unsigned)p->version);
-        else if (strlen(p->device_id) >= sizeof k->device_id || strlen(p->deployment_id) >= sizeof k->deployment_id)
-            st = te_errf(err, TE_EFORMAT, "device key: device id or deployment id too long");
-        else if (p->key.len != TE_KEY_BYTES)
-            st = te_errf(err, TE_EFORMAT, "device key: key has %zu bytes, expected %d", p->key.len, TE_KEY_BYTES);
-        else {
-            memset(k, 0, sizeof *k);
-            memcpy(k->device_id, p->device_id, strlen(p->device_id) + 1);
-            memcpy(k->deployment_id, p->deployment_id, strlen(p->deployment_id) + 1);
-            memcpy(k->key, p->key.data, TE_KEY_BYTES);
-        }
-        if (p->key.len)
-            OPENSSL_cleanse(p->key.data, p->key.len);
-        protobuf_c_message_free_unpacked(msg, NULL);
-    }
     if (st != TE_OK)
         te_err_wrap(err, "%s", path);
     return st;

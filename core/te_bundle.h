@@ -54,5 +54,6 @@ typedef struct te_device_key {
 
 te_status te_device_key_write(const char *path, const te_device_key *k, te_err *err);
 te_status te_device_key_read(const char *path, te_device_key *k, te_err *err);
+te_status te_device_key_parse(const uint8_t *buf, size_t len, te_device_key *k, te_err *err);
 
 #endif

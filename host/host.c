@@ -9,6 +9,7 @@
 #include "te_plugin.h"
 #include "te_prf.h"
 #include "te_ring.h"
+#include "te_wire.h"
 #include "wire.pb-c.h"
 
 #define TE_HOST_DEFAULT_MAX_BATCH 64
@@ -288,24 +289,13 @@ static te_status relay_from_b(te_host *h, const Twinedge__LayerRequest *q, size_
     free(buf);
     if (st != TE_OK)
         return te_err_wrap(err, "EdgeA -> EdgeB");
-    Twinedge__LayerResponse *r = twinedge__layer_response__unpack(NULL, resp_len, resp);
-    free(resp);
-    if (!r)
-        return te_errf(err, TE_EFORMAT, "malformed response from EdgeB");
-    uint64_t *wmz = NULL;
-    if (r->status != TE_OK) {
-        st = te_errf(err, TE_ESERVER, "EdgeB: %s", r->error ? r->error : "error");
-    } else if (!(wmz = malloc((out_n ? out_n : 1) * sizeof *wmz))) {
+    uint64_t *wmz = malloc((out_n ? out_n : 1) * sizeof *wmz);
+    if (!wmz)
         st = te_errf(err, TE_ENOMEM, "out of memory");
-    } else if (te_unpack(r->data.data, r->data.len, out_n, q->ring_bits, wmz, err) != TE_OK) {
-        /* a malformed share is a faulty result: the device must see it as one */
-        st = te_errf(err, TE_EINTEGRITY, "EdgeB's share for layer %u has the wrong size (%zu bytes)", q->layer,
-                     r->data.len);
-    } else {
+    else if ((st = te_wire_read_response(resp, resp_len, "EdgeB", q->layer, out_n, q->ring_bits, wmz, err)) == TE_OK)
         te_ring_vsub(wa, wa, wmz, out_n, q->ring_bits);
-    }
+    free(resp);
     free(wmz);
-    twinedge__layer_response__free_unpacked(r, NULL);
     return st;
 }
 

@@ -12,6 +12,7 @@
 #include "te_prf.h"
 #include "te_ring.h"
 #include "te_transport.h"
+#include "te_wire.h"
 #include "wire.pb-c.h"
 
 struct twinedge_device {
@@ -130,22 +131,13 @@ static te_status call_host(twinedge_device *dev, te_party to, Twinedge__LayerReq
     size_t resp_len = 0;
     te_status st = te_transport_call(dev->transport, to, buf, len, &resp, &resp_len, err);
     free(buf);
-    char who = to == TE_PARTY_EDGE_A ? 'A' : 'B';
+    const char *who = to == TE_PARTY_EDGE_A ? "EdgeA" : "EdgeB";
     if (st != TE_OK)
-        return te_err_wrap(err, "Edge%c", who);
+        return te_err_wrap(err, "%s", who);
     dev->report.bytes_up += len;
     dev->report.bytes_down += resp_len;
-    Twinedge__LayerResponse *r = twinedge__layer_response__unpack(NULL, resp_len, resp);
+    st = te_wire_read_response(resp, resp_len, who, q->layer, n, l, out, err);
     free(resp);
-    if (!r)
-        return te_errf(err, TE_EFORMAT, "Edge%c sent a malformed response", who);
-    if (r->status != TE_OK)
-        st = te_errf(err, r->status == TE_EAUTH || r->status == TE_EINTEGRITY ? (te_status)r->status : TE_ESERVER,
-                     "Edge%c: %s", who, r->error ? r->error : "error");
-    else if ((st = te_unpack(r->data.data, r->data.len, n, l, out, err)) != TE_OK)
-        /* A short, long or badly padded result is a faulty result. */
-        st = te_errf(err, TE_EINTEGRITY, "Edge%c returned a result of the wrong size for layer %u", who, q->layer);
-    twinedge__layer_response__free_unpacked(r, NULL);
     return st;
 }
 
