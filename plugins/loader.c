@@ -76,6 +76,19 @@ static te_status resolve(const char *name, char *path, te_err *err)
             d = end + 1;
         }
     }
+    /* beside an installed executable: <prefix>/bin/x -> <prefix>/lib/twinedge,
+     * so an installation can be moved as a whole */
+    char exe[PLUGIN_PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 32);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            strcpy(slash, "/../lib/twinedge");
+            if (try_dir(exe, strlen(exe), name, path, tried, sizeof tried))
+                return TE_OK;
+        }
+    }
     const char *fixed[2] = { TE_PLUGIN_BUILD_DIR, TE_PLUGIN_INSTALL_DIR };
     for (int i = 0; i < 2; i++)
         if (try_dir(fixed[i], strlen(fixed[i]), name, path, tried, sizeof tried))
