@@ -1,0 +1,76 @@
+/* twinedge-host: an edge host served over gRPC with mutual TLS. */
+#ifndef TE_HOSTD_H
+#define TE_HOSTD_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "te_host.h"
+#include "te_net.h"
+
+/* ---- configuration (docs: host/daemon/README.md) ---- */
+
+#define HOSTD_STR 1024
+
+typedef struct hostd_config {
+    char role[8];                 /* "a" or "b" */
+    char listen[HOSTD_STR];       /* HOST:PORT (port 0: any free port) */
+    char peer[HOSTD_STR];         /* EdgeA: EdgeB's HOST:PORT */
+    char plugin[HOSTD_STR];       /* cpu | opencl | path */
+    char plugin_config[HOSTD_STR];
+    char store[HOSTD_STR];        /* deployments and device keys survive restarts here */
+    char credentials[HOSTD_STR];  /* ca.pem, cert.pem, key.pem */
+    char port_file[HOSTD_STR];    /* written with the bound port once serving */
+    int workers;                  /* calls served at once */
+    int max_message_mb;
+    int peer_timeout_ms;          /* EdgeA -> EdgeB calls */
+    int grace_ms;                 /* on SIGTERM: time for calls in flight */
+} hostd_config;
+
+void hostd_config_defaults(hostd_config *c);
+/* Read "key = value" lines (# comments).  Unknown keys are errors. */
+te_status hostd_config_read(const char *path, hostd_config *c, te_err *err);
+/* Set one key (also used for command-line flags). */
+te_status hostd_config_set(hostd_config *c, const char *key, const char *value, te_err *err);
+te_status hostd_config_check(const hostd_config *c, te_err *err);
+
+/* ---- the store ---- */
+
+/* STORE/bundles/<deployment id>.bundle, STORE/devices/<device id>.key */
+te_status hostd_store_init(const char *store, te_err *err);
+te_status hostd_store_put_bundle(const char *store, const char *deployment_id, const uint8_t *buf, size_t len,
+                                 te_err *err);
+te_status hostd_store_put_device(const char *store, const te_device_key *key, te_err *err);
+/* Load everything in the store into h; counts what was loaded. */
+te_status hostd_store_load(const char *store, te_host *h, int *n_bundles, int *n_devices, te_err *err);
+
+/* ---- the service ---- */
+
+typedef void (*hostd_log_fn)(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+typedef struct hostd_layer_stats {
+    char deployment[33];
+    uint32_t layer;
+    uint64_t requests, errors;
+    double total_ms, max_ms;
+} hostd_layer_stats;
+
+typedef struct hostd_service {
+    te_host *host;
+    te_role role;
+    const char *store;
+    hostd_log_fn log;
+    pthread_mutex_t lock;         /* guards the figures below */
+    uint64_t requests, errors, bytes_in, bytes_out;
+    int deployments, devices;
+    hostd_layer_stats *layers;
+    int n_layers;
+} hostd_service;
+
+te_status hostd_service_init(hostd_service *svc, te_host *h, te_role role, const char *store, hostd_log_fn log,
+                             te_err *err);
+void hostd_service_free(hostd_service *svc);
+/* The method table for te_net_server_start (6 entries). */
+int hostd_service_methods(hostd_service *svc, te_net_method *methods, int cap);
+
+#endif

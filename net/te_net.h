@@ -1,0 +1,152 @@
+/* A small synchronous wrapper of the gRPC C core (completion queues) with
+ * mutual TLS, for the twinedge service.
+ *
+ * Server: a pool of worker threads; each owns a completion queue registered
+ * with the server, asks for one call at a time and serves it to the end
+ * (unary, client-streaming or bidi-streaming), so the number of workers is
+ * the number of calls served at once.  Every caller must present a
+ * certificate signed by the configured CA; handlers get the certificate's
+ * common name.
+ *
+ * Client: a channel (thread-safe, one HTTP/2 connection reused by every
+ * call) and blocking calls with a deadline, each on its own completion
+ * queue, so any number of threads may call at once.
+ *
+ * Messages are opaque bytes (serialized protobuf).  Errors come back as
+ * te_status: TE_ETRANSPORT (unreachable, timed out, broken), TE_EAUTH (TLS
+ * handshake refused, or the server said UNAUTHENTICATED/PERMISSION_DENIED),
+ * TE_EINVAL (INVALID_ARGUMENT, message too large), TE_ESERVER otherwise. */
+#ifndef TE_NET_H
+#define TE_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "te_error.h"
+
+/* gRPC status codes used by handlers (same values as grpc_status_code). */
+enum {
+    TE_NET_OK = 0,
+    TE_NET_CANCELLED = 1,
+    TE_NET_UNKNOWN = 2,
+    TE_NET_INVALID_ARGUMENT = 3,
+    TE_NET_DEADLINE_EXCEEDED = 4,
+    TE_NET_NOT_FOUND = 5,
+    TE_NET_FAILED_PRECONDITION = 9,
+    TE_NET_PERMISSION_DENIED = 7,
+    TE_NET_RESOURCE_EXHAUSTED = 8,
+    TE_NET_UNIMPLEMENTED = 12,
+    TE_NET_INTERNAL = 13,
+    TE_NET_UNAVAILABLE = 14,
+    TE_NET_UNAUTHENTICATED = 16
+};
+
+#define TE_NET_DEFAULT_MAX_MESSAGE (64u << 20)
+
+/* PEM credentials: the CA that signs every party, and this party's own
+ * certificate and key (cert/key may be NULL for a client without one). */
+typedef struct te_net_creds {
+    char *ca_pem;
+    char *cert_pem;
+    char *key_pem;
+} te_net_creds;
+
+/* Load dir/ca.pem, dir/cert.pem, dir/key.pem (cert and key: when present). */
+te_status te_net_creds_load(const char *dir, te_net_creds *c, te_err *err);
+void te_net_creds_free(te_net_creds *c);
+
+/* ---- server ---- */
+
+typedef enum te_net_kind {
+    TE_NET_UNARY = 1,          /* one request, one response */
+    TE_NET_CLIENT_STREAM = 2,  /* requests until half-close, one response */
+    TE_NET_BIDI = 3            /* one response per request, until half-close */
+} te_net_kind;
+
+typedef struct te_net_msg {
+    const uint8_t *data;
+    size_t len;
+} te_net_msg;
+
+/* What a handler answers.  data: malloc'd response message (taken over by
+ * the server), sent when code == TE_NET_OK; msg: status details. */
+typedef struct te_net_reply {
+    uint8_t *data;
+    size_t len;
+    int code;
+    char msg[TE_ERR_MSG_MAX + 128];
+} te_net_reply;
+
+/* Called from a worker thread (several at once).  peer: the caller's
+ * certificate common name.  Unary: one message; client-streaming: all of
+ * them; bidi: once per request (a non-OK code ends the stream). */
+typedef void (*te_net_handler)(void *ctx, const char *peer, const te_net_msg *msgs, size_t n_msgs,
+                               te_net_reply *reply);
+
+typedef struct te_net_method {
+    const char *path;          /* "/package.Service/Method" */
+    te_net_kind kind;
+    te_net_handler fn;
+    void *ctx;
+} te_net_method;
+
+/* Optional: one line per finished call (for logs). */
+typedef void (*te_net_call_log)(void *ctx, const char *method, const char *peer, int code, const char *msg,
+                                double ms);
+
+typedef struct te_net_server_config {
+    const char *listen;               /* "HOST:PORT"; port 0 picks a free one */
+    const te_net_creds *creds;        /* cert + key required */
+    const te_net_method *methods;     /* copied */
+    int n_methods;
+    int workers;                      /* calls served at once; 0: 8 */
+    size_t max_message;               /* 0: TE_NET_DEFAULT_MAX_MESSAGE */
+    size_t max_stream_bytes;          /* client-streaming total; 0: 1 GiB */
+    int idle_timeout_ms;              /* a call waiting longer on its client is cancelled; 0: 120 s */
+    te_net_call_log log;
+    void *log_ctx;
+} te_net_server_config;
+
+typedef struct te_net_server te_net_server;
+
+te_status te_net_server_start(const te_net_server_config *cfg, te_net_server **s, te_err *err);
+int te_net_server_port(const te_net_server *s);
+/* Stop accepting calls, let the calls in flight finish for up to grace_ms,
+ * cancel the rest, join the workers and free everything.  NULL is fine. */
+void te_net_server_stop(te_net_server *s, int grace_ms);
+
+/* ---- client ---- */
+
+typedef struct te_net_channel_config {
+    const char *target;           /* "HOST:PORT" */
+    const te_net_creds *creds;    /* ca required; cert/key: the client certificate */
+    const char *server_name;      /* expected name in the server's certificate; NULL: from target */
+    size_t max_message;           /* 0: TE_NET_DEFAULT_MAX_MESSAGE */
+} te_net_channel_config;
+
+typedef struct te_net_channel te_net_channel;
+
+te_status te_net_channel_new(const te_net_channel_config *cfg, te_net_channel **ch, te_err *err);
+void te_net_channel_free(te_net_channel *ch);
+const char *te_net_channel_target(const te_net_channel *ch);
+
+/* Unary call; *resp malloc'd.  timeout_ms > 0. */
+te_status te_net_unary(te_net_channel *ch, const char *method, const uint8_t *req, size_t req_len, uint8_t **resp,
+                       size_t *resp_len, int timeout_ms, te_err *err);
+
+/* Client-streaming call: send n messages, receive one response. */
+te_status te_net_client_stream(te_net_channel *ch, const char *method, const te_net_msg *msgs, size_t n,
+                               uint8_t **resp, size_t *resp_len, int timeout_ms, te_err *err);
+
+/* Bidi stream: open with a deadline for the whole stream, exchange
+ * request/response pairs, then close (half-close and read the status). */
+typedef struct te_net_stream te_net_stream;
+te_status te_net_stream_open(te_net_channel *ch, const char *method, int timeout_ms, te_net_stream **s,
+                             te_err *err);
+te_status te_net_stream_exchange(te_net_stream *s, const uint8_t *req, size_t req_len, uint8_t **resp,
+                                 size_t *resp_len, te_err *err);
+te_status te_net_stream_close(te_net_stream *s, te_err *err);
+/* Cancels the stream if it was not closed; NULL is fine. */
+void te_net_stream_free(te_net_stream *s);
+
+#endif

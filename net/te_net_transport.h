@@ -1,0 +1,39 @@
+/* te_transport over gRPC (the network twin of host/inproc.c).
+ *
+ * Device link: each call opens an Infer stream on the host it is for,
+ * exchanges one LayerRequest/LayerResponse and closes it (the channel, one
+ * TLS connection per host, is kept).  Peer link (EdgeA -> EdgeB): each call
+ * is a MaskShare call.  Bytes are counted exactly as the in-process
+ * transport counts them: the serialized message sizes. */
+#ifndef TE_NET_TRANSPORT_H
+#define TE_NET_TRANSPORT_H
+
+#include "te_net.h"
+#include "te_transport.h"
+
+/* Method paths of the twinedge.EdgeHost service (proto/service.proto). */
+#define TE_SVC_INFER "/twinedge.EdgeHost/Infer"
+#define TE_SVC_MASK_SHARE "/twinedge.EdgeHost/MaskShare"
+#define TE_SVC_DEPLOY "/twinedge.EdgeHost/Deploy"
+#define TE_SVC_REGISTER_DEVICE "/twinedge.EdgeHost/RegisterDevice"
+#define TE_SVC_STATS "/twinedge.EdgeHost/Stats"
+#define TE_SVC_HEALTH_CHECK "/grpc.health.v1.Health/Check"
+
+/* The names the hosts' certificates carry (owner/pki.h). */
+#define TE_CN_EDGE_A "edge-a"
+#define TE_CN_EDGE_B "edge-b"
+#define TE_CN_OWNER "owner"
+#define TE_CN_DEVICE_PREFIX "device:"
+
+typedef struct te_net_transport_config {
+    const char *edge_a;          /* "HOST:PORT"; NULL: none */
+    const char *edge_b;
+    const te_net_creds *creds;   /* this party's credentials */
+    int timeout_ms;              /* per call; 0: 30000 */
+    int peer_link;               /* 1: EdgeA's link to EdgeB (MaskShare) */
+    te_traffic *traffic;         /* may be NULL */
+} te_net_transport_config;
+
+te_status te_net_transport_new(const te_net_transport_config *cfg, te_transport **t, te_err *err);
+
+#endif
