@@ -555,7 +555,8 @@ void te_net_server_stop(te_net_server *s, int grace_ms)
 
 struct te_net_channel {
     grpc_channel *channel;
-    char target[256];
+    char target[1024];
+    uint32_t md_flags;       /* replicas: wait for one to be ready (within the deadline) */
 };
 
 te_status te_net_channel_new(const te_net_channel_config *cfg, te_net_channel **out, te_err *err)
@@ -579,7 +580,7 @@ te_status te_net_channel_new(const te_net_channel_config *cfg, te_net_channel **
         return te_errf(err, TE_EAUTH, "TLS credentials for %s were refused", cfg->target);
     }
     size_t maxmsg = cfg->max_message ? cfg->max_message : TE_NET_DEFAULT_MAX_MESSAGE;
-    grpc_arg args[7];
+    grpc_arg args[8];
     memset(args, 0, sizeof args);
     int n = 0;
     args[n].type = GRPC_ARG_INTEGER;
@@ -601,6 +602,17 @@ te_status te_net_channel_new(const te_net_channel_config *cfg, te_net_channel **
     args[n].type = GRPC_ARG_INTEGER;
     args[n].key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL;
     args[n++].value.integer = 1;
+    /* Several replicas ("ipv4:h:p,h:p" or a DNS name with several
+     * addresses): spread the calls over all of them, not just the first. */
+    /* Calls wait (within their deadline) for a replica to be connected:
+     * round robin fails a call at once while every replica is still in its
+     * first connection attempt, as happens when many clients start. */
+    if (strchr(cfg->target, ',') || strncmp(cfg->target, "dns:", 4) == 0) {
+        ch->md_flags = GRPC_INITIAL_METADATA_WAIT_FOR_READY;
+        args[n].type = GRPC_ARG_STRING;
+        args[n].key = (char *)GRPC_ARG_LB_POLICY_NAME;
+        args[n++].value.string = (char *)"round_robin";
+    }
     if (cfg->server_name && *cfg->server_name) {
         args[n].type = GRPC_ARG_STRING;
         args[n].key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
@@ -748,6 +760,7 @@ static te_status stream_step(te_net_stream *s, const uint8_t *req, size_t req_le
     size_t n = 0;
     grpc_byte_buffer *out = req ? bb_from(req, req_len) : NULL, *in = NULL;
     if (!s->started) {
+        ops[n].flags = s->ch->md_flags;
         ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
     }
     if (out) {
@@ -805,8 +818,10 @@ te_status te_net_stream_close(te_net_stream *s, te_err *err)
         grpc_op ops[3];
         memset(ops, 0, sizeof ops);
         size_t n = 0;
-        if (!s->started)
+        if (!s->started) {
+            ops[n].flags = s->ch->md_flags;
             ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        }
         ops[n++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
         s->started = s->started ? s->started : 1;
         cli_batch(s, ops, n);

@@ -118,7 +118,9 @@ void te_net_server_stop(te_net_server *s, int grace_ms);
 /* ---- client ---- */
 
 typedef struct te_net_channel_config {
-    const char *target;           /* "HOST:PORT" */
+    /* "HOST:PORT"; replicas: "ipv4:H:P,H:P,..." (or "dns:///NAME:PORT" with
+     * several addresses): calls are spread round robin over them */
+    const char *target;
     const te_net_creds *creds;    /* ca required; cert/key: the client certificate */
     const char *server_name;      /* expected name in the server's certificate; NULL: from target */
     size_t max_message;           /* 0: TE_NET_DEFAULT_MAX_MESSAGE */

@@ -43,26 +43,9 @@ static te_status net_call(te_transport *t, te_party to, const uint8_t *req, size
     }
     if (st != TE_OK)
         return st;
-    te_traffic *tr = nt->traffic;
-    if (tr) {
+    if (nt->traffic) {
         pthread_mutex_lock(&nt->lock);
-        tr->messages++;
-        if (nt->peer_link) {
-            tr->edge_a_out += req_len;
-            tr->edge_b_in += req_len;
-            tr->edge_b_out += *resp_len;
-            tr->edge_a_in += *resp_len;
-        } else {
-            tr->device_up += req_len;
-            tr->device_down += *resp_len;
-            if (to == TE_PARTY_EDGE_A) {
-                tr->edge_a_in += req_len;
-                tr->edge_a_out += *resp_len;
-            } else {
-                tr->edge_b_in += req_len;
-                tr->edge_b_out += *resp_len;
-            }
-        }
+        te_traffic_add(nt->traffic, nt->peer_link, to, req_len, *resp_len);
         pthread_mutex_unlock(&nt->lock);
     }
     return TE_OK;

@@ -4,13 +4,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "deploy.h"
 #include "owner.h"
 
 static const char usage[] =
     "usage:\n"
     "  twinedge-owner compile MODEL.onnx -o DEPLOY_DIR [--calibration INPUTS.npy]\n"
     "                 [--weight-bits N] [--act-bits N] [--headroom N] [--quiet]\n"
-    "  twinedge-owner provision DEPLOY_DIR --device NAME -o DEVICE_DIR\n"
+    "  twinedge-owner provision DEPLOY_DIR --device NAME -o DEVICE_DIR [--edge-b HOST:PORT]\n"
+    "  twinedge-owner deploy DEPLOY_DIR --edge-a HOST:PORT --edge-b HOST:PORT\n"
     "  twinedge-owner --help\n"
     "\n"
     "compile: imports the ONNX model (opsets 10..21), folds BatchNormalization into\n"
@@ -26,10 +28,20 @@ static const char usage[] =
     "  Without calibration data every layer uses frac_bits 16 and ring_bits 64.\n"
     "  Prints per-op counts, the FLOPs on the edges and on the device and the\n"
     "  outsourcing rate (edge / total), and per linear layer its bits (--quiet: no table).\n"
+    "  Also creates the deployment's mutual-TLS credentials unless present: a CA in\n"
+    "  DEPLOY_DIR/ca (an existing CA is kept) and certificates for EdgeA\n"
+    "  (DEPLOY_DIR/hosts/a), EdgeB (DEPLOY_DIR/hosts/b) and the owner (DEPLOY_DIR/owner).\n"
     "\n"
     "provision: draws a 32-byte key for device NAME ([A-Za-z0-9_.-]{1,63}), writes\n"
     "  DEVICE_DIR/device.bundle and DEVICE_DIR/device.key, and registers the key for\n"
-    "  EdgeB as DEPLOY_DIR/hosts/b/devices/NAME.key.\n";
+    "  EdgeB as DEPLOY_DIR/hosts/b/devices/NAME.key; issues the device's certificate\n"
+    "  (CN device:NAME) into DEVICE_DIR/tls.  --edge-b HOST:PORT: also registers the key\n"
+    "  with the running EdgeB over gRPC (mutual TLS, DEPLOY_DIR/owner credentials).\n"
+    "\n"
+    "deploy: uploads DEPLOY_DIR/edge.bundle to EdgeA and EdgeB (twinedge-host) over gRPC\n"
+    "  with the owner's credentials (DEPLOY_DIR/owner) and registers every device key in\n"
+    "  DEPLOY_DIR/hosts/b/devices with EdgeB.  Either --edge-a or --edge-b may be left\n"
+    "  out to deploy to one host only.\n";
 
 static int fail(const char *msg)
 {
@@ -151,17 +163,19 @@ static int cmd_compile(int argc, char **argv)
 
 static int cmd_provision(int argc, char **argv)
 {
-    const char *deploy = NULL, *name = NULL, *out = NULL;
+    const char *deploy = NULL, *name = NULL, *out = NULL, *edge_b = NULL;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--device")) {
+        if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--device") || !strcmp(a, "--edge-b")) {
             if (!v) {
                 fprintf(stderr, "twinedge-owner: error: %s needs a value\n", a);
                 return 1;
             }
             if (!strcmp(a, "--device"))
                 name = v;
+            else if (!strcmp(a, "--edge-b"))
+                edge_b = v;
             else
                 out = v;
             i++;
@@ -176,12 +190,56 @@ static int cmd_provision(int argc, char **argv)
         }
     }
     if (!deploy || !name || !out)
-        return fail("usage: twinedge-owner provision DEPLOY_DIR --device NAME -o DEVICE_DIR");
+        return fail("usage: twinedge-owner provision DEPLOY_DIR --device NAME -o DEVICE_DIR [--edge-b HOST:PORT]");
     te_err err = {0};
     if (te_owner_provision(deploy, name, out, &err) != TE_OK)
         return fail(err.msg);
-    printf("provisioned device '%s': %s/device.key, registered as %s/hosts/b/devices/%s.key\n", name, out, deploy,
-           name);
+    printf("provisioned device '%s': %s/device.key, %s/tls; registered as %s/hosts/b/devices/%s.key\n", name, out,
+           out, deploy, name);
+    if (edge_b) {
+        char creds[4200], key[4200];
+        snprintf(creds, sizeof creds, "%s/owner", deploy);
+        snprintf(key, sizeof key, "%s/hosts/b/devices/%s.key", deploy, name);
+        if (te_owner_register_device(creds, edge_b, key, 0, &err) != TE_OK)
+            return fail(err.msg);
+        printf("registered device '%s' with EdgeB at %s\n", name, edge_b);
+    }
+    return 0;
+}
+
+static int cmd_deploy(int argc, char **argv)
+{
+    const char *deploy = NULL, *edge_a = NULL, *edge_b = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--edge-a") || !strcmp(a, "--edge-b")) {
+            if (!v) {
+                fprintf(stderr, "twinedge-owner: error: %s needs HOST:PORT\n", a);
+                return 1;
+            }
+            if (!strcmp(a, "--edge-a"))
+                edge_a = v;
+            else
+                edge_b = v;
+            i++;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "twinedge-owner: error: unknown option '%s'\n", a);
+            return 1;
+        } else if (!deploy) {
+            deploy = a;
+        } else {
+            fprintf(stderr, "twinedge-owner: error: unexpected argument '%s'\n", a);
+            return 1;
+        }
+    }
+    if (!deploy || (!edge_a && !edge_b))
+        return fail("usage: twinedge-owner deploy DEPLOY_DIR --edge-a HOST:PORT --edge-b HOST:PORT");
+    te_err err = {0};
+    if (te_owner_deploy(deploy, edge_a, edge_b, &err) != TE_OK)
+        return fail(err.msg);
+    printf("deployed %s/edge.bundle to%s%s%s%s\n", deploy, edge_a ? " EdgeA at " : "", edge_a ? edge_a : "",
+           edge_b ? " EdgeB at " : "", edge_b ? edge_b : "");
     return 0;
 }
 
@@ -199,6 +257,8 @@ int main(int argc, char **argv)
         return cmd_compile(argc - 2, argv + 2);
     if (!strcmp(argv[1], "provision"))
         return cmd_provision(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "deploy"))
+        return cmd_deploy(argc - 2, argv + 2);
     fprintf(stderr, "twinedge-owner: error: unknown command '%s' (see --help)\n", argv[1]);
     return 1;
 }

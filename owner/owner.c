@@ -1,7 +1,9 @@
 /* Deployment assembly: build, write, provision, work report. */
+#define _XOPEN_SOURCE 700
 #include "owner.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,7 @@
 #include "compile.h"
 #include "keys.h"
 #include "onnx_import.h"
+#include "pki.h"
 #include "te_bundle.h"
 #include "te_npy.h"
 
@@ -143,6 +146,50 @@ static void remove_tmp(const char *tmp)
     rmdir(tmp);
 }
 
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int file_exists(const char *dir, const char *name)
+{
+    char p[PATH_MAX];
+    return snprintf(p, sizeof p, "%s/%s", dir, name) < (int)sizeof p && access(p, F_OK) == 0;
+}
+
+/* The deployment's credentials: a CA in dir/ca unless one is there, and
+ * each party's certificate unless it has one (so a CA or certificates the
+ * operator brought, and the credentials of running hosts, are kept). */
+static te_status ensure_pki(const char *dir, te_err *err)
+{
+    char ca[PATH_MAX], p[PATH_MAX];
+    te_status st;
+    if ((st = join(ca, sizeof ca, dir, "ca", err)) != TE_OK)
+        return st;
+    static const struct { const char *sub, *cn; int host; } parties[] = {
+        {"hosts/a", "edge-a", 1}, {"hosts/b", "edge-b", 1}, {"owner", "owner", 0}};
+    int missing = 0;
+    for (int k = 0; k < 3; k++) {
+        if ((st = join(p, sizeof p, dir, parties[k].sub, err)) != TE_OK)
+            return st;
+        missing |= !file_exists(p, "cert.pem");
+    }
+    if (!missing)
+        return TE_OK;
+    if (!file_exists(ca, "ca.pem") && (st = te_pki_init_ca(ca, err)) != TE_OK)
+        return st;
+    for (int k = 0; k < 3; k++) {
+        if ((st = join(p, sizeof p, dir, parties[k].sub, err)) != TE_OK)
+            return st;
+        if (!file_exists(p, "cert.pem") && (st = te_pki_issue(ca, parties[k].cn, parties[k].host, p, err)) != TE_OK)
+            return te_err_wrap(err, "issuing the %s certificate", parties[k].cn);
+    }
+    return TE_OK;
+}
+
 te_status te_owner_write(const te_model *m, const char *out_dir, te_err *err)
 {
     struct stat sb;
@@ -157,16 +204,20 @@ te_status te_owner_write(const te_model *m, const char *out_dir, te_err *err)
         return te_errf(err, TE_EINVAL, "path too long: %s", out_dir);
     if (!mkdtemp(tmp))
         return te_errf(err, TE_EIO, "cannot create a directory next to %s: %s", out_dir, strerror(errno));
+    /* a new deployment gets its credentials inside the temporary directory,
+     * an existing one keeps its CA */
     te_status st = write_bundles(m, tmp, err);
+    if (st == TE_OK)
+        st = ensure_pki(exists ? out_dir : tmp, err);
     if (st != TE_OK) {
-        remove_tmp(tmp);
+        nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
         return st;
     }
     if (rename(tmp, out_dir) == 0)
         return TE_OK;
     if (!exists) {
         st = te_errf(err, TE_EIO, "cannot rename %s to %s: %s", tmp, out_dir, strerror(errno));
-        remove_tmp(tmp);
+        nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
         return st;
     }
     /* out_dir exists and is not empty (e.g. registered devices): replace the
@@ -272,6 +323,9 @@ te_status te_owner_provision(const char *deploy_dir, const char *device_name, co
     if ((st = join(dev_dir, sizeof dev_dir, deploy_dir, "hosts/b/devices", err)) || (st = mkdir_p(dev_dir, err)) ||
         (st = join(p, sizeof p, dev_dir, name, err)) || (st = write_key(p, &key, err)))
         goto out;
+    /* the device's TLS identity, "device:<name>", signed by the deployment CA */
+    if ((st = ensure_pki(deploy_dir, err)) != TE_OK || (st = te_pki_device(deploy_dir, device_name, device_dir, err)))
+        te_err_wrap(err, "device credentials");
 out:
     memset(key.key, 0, sizeof key.key);
     te_model_free(m);

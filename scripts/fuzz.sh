@@ -7,12 +7,12 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-60}
 BUILD=${TE_FUZZ_BUILD_DIR:-build-fuzz}
 CC=clang cmake -S . -B "$BUILD" -DTE_FUZZ=ON -DTE_BUILD_TESTS=OFF >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" --target fuzz_npy fuzz_bundle fuzz_wire twinedge-plugin-cpu
+cmake --build "$BUILD" -j"$(nproc)" --target fuzz_npy fuzz_bundle fuzz_wire fuzz_image fuzz_service twinedge-plugin-cpu
 export TWINEDGE_PLUGIN_DIR=$PWD/$BUILD/plugins
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-for f in npy bundle wire; do
+for f in npy bundle wire image service; do
   mkdir -p "$scratch/$f"
   echo "== fuzz_$f for ${SECONDS_EACH}s =="
   "$BUILD/tests/fuzz/fuzz_$f" -max_total_time="$SECONDS_EACH" -timeout=20 -rss_limit_mb=2048 \

@@ -3,6 +3,9 @@
 #define TE_RUNLIB_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
 #include "te_error.h"
 #include "te_model.h"
 
@@ -15,5 +18,38 @@ te_status te_reference_fixed(const char *deploy_dir, const float *input, size_t 
 
 /* Remove a directory tree (scratch directories). */
 te_status te_rm_rf(const char *path, te_err *err);
+
+/* ---- two twinedge-host processes on loopback (twinedge-run, twinedge-demo) ---- */
+
+/* The twinedge-host executable: $TWINEDGE_HOST, else beside this executable
+ * (installed bindir), else ../host/twinedge-host (the build tree). */
+te_status te_host_binary(char *buf, size_t cap, te_err *err);
+
+typedef struct te_hostpair {
+    pid_t pid[2];            /* [0] EdgeA, [1] EdgeB; 0: not running */
+    char addr[2][64];        /* "127.0.0.1:PORT" */
+    char log[2][4200];       /* each host's stderr */
+    char owner_creds[4200];  /* DEPLOY_DIR/owner, for deploy, health and stats */
+} te_hostpair;
+
+/* Start EdgeB, then EdgeA (peer: EdgeB) on free loopback ports with the
+ * credentials DEPLOY_DIR/hosts/{a,b}, stores and logs under work_dir, and
+ * wait until both answer the health check; then deploy DEPLOY_DIR to both
+ * (registering every device key provisioned so far).  plugin may be NULL
+ * (cpu).  On failure no host is left running. */
+te_status te_hostpair_start(te_hostpair *hp, const char *deploy_dir, const char *work_dir, const char *plugin,
+                            te_err *err);
+
+/* SIGTERM both hosts and reap them (SIGKILL after a grace period).  Fails
+ * when a host did not exit cleanly.  Safe on a zeroed or stopped pair. */
+te_status te_hostpair_stop(te_hostpair *hp, te_err *err);
+
+/* Figures of one host's Stats call (LayerRequest bytes received and LayerResponse bytes sent). */
+typedef struct te_host_figures {
+    uint64_t requests, bytes_in, bytes_out;
+} te_host_figures;
+
+/* Stats of both hosts ([0] EdgeA, [1] EdgeB). */
+te_status te_hostpair_stats(const te_hostpair *hp, te_host_figures fig[2], te_err *err);
 
 #endif

@@ -1,6 +1,7 @@
 /* twinedge-demo: the README's first command.  A LeNet-5 trained on
  * Fashion-MNIST (trained once, deterministically, then cached) classifies
- * real test images privately through EdgeA and EdgeB; each private
+ * real test images privately through EdgeA and EdgeB, two twinedge-host
+ * processes on loopback reached over gRPC with mutual TLS; each private
  * prediction is printed beside PyTorch's plaintext one. */
 #include <errno.h>
 #include <stdio.h>
@@ -13,9 +14,9 @@
 
 #include "owner.h"
 #include "runlib.h"
-#include "te_host.h"
 #include "te_npy.h"
 #include "twinedge_device.h"
+#include "twinedge_net.h"
 
 #ifndef TE_SOURCE_DIR
 #define TE_SOURCE_DIR "."
@@ -93,7 +94,8 @@ int main(int argc, char **argv)
     int n_show = 12;
     if (argc > 1 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
         printf("usage: twinedge-demo [N]\n\nClassifies N (default 12) Fashion-MNIST test images privately through\n"
-               "two edge hosts and prints each private prediction beside the plaintext one.\n"
+               "two edge hosts (twinedge-host processes on loopback, gRPC with mutual TLS)\n"
+               "and prints each private prediction beside the plaintext one.\n"
                "The model is trained once and cached in $XDG_CACHE_HOME/twinedge/demo.\n");
         return 0;
     }
@@ -121,7 +123,9 @@ int main(int argc, char **argv)
     snprintf(deploy, sizeof deploy, "%s/deploy", cache);
     snprintf(device, sizeof device, "%s/device", cache);
     snprintf(key, sizeof key, "%s/device.key", device);
-    if (!exists(key)) {
+    char tls_cert[4300];
+    snprintf(tls_cert, sizeof tls_cert, "%s/tls/cert.pem", device);
+    if (!exists(key) || !exists(tls_cert)) {
         char onnx[4300], calib[4300];
         snprintf(onnx, sizeof onnx, "%s/fashion_lenet.onnx", cache);
         snprintf(calib, sizeof calib, "%s/fashion_calib.npy", cache);
@@ -150,11 +154,23 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    te_local_pair *pair = NULL;
+    te_hostpair hp;
+    memset(&hp, 0, sizeof hp);
+    twinedge_net *net = NULL;
     twinedge_device *dev = NULL;
     int rc = 1;
-    te_local_config lc = {deploy, key, NULL, NULL, NULL, NULL, NULL};
-    if (te_local_pair_start(&lc, &pair, &err) != TE_OK) {
+    char work[4200], tls[4300];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(work, sizeof work, "%s/twinedge-demo-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    snprintf(tls, sizeof tls, "%s/tls", device);
+    if (!mkdtemp(work)) {
+        fprintf(stderr, "twinedge-demo: error: cannot create a scratch directory: %s\n", strerror(errno));
+        work[0] = '\0';
+        goto out;
+    }
+    printf("Starting EdgeA and EdgeB (twinedge-host, loopback, mutual TLS) and deploying...\n");
+    fflush(stdout);
+    if (te_hostpair_start(&hp, deploy, work, NULL, &err) != TE_OK) {
         fprintf(stderr, "twinedge-demo: error: %s\n", err.msg);
         goto out;
     }
@@ -162,19 +178,31 @@ int main(int argc, char **argv)
         fprintf(stderr, "twinedge-demo: error: %s\n", twinedge_errmsg(dev));
         goto out;
     }
-    twinedge_use_transport(dev, pair->device_link);
+    if (twinedge_connect(dev, hp.addr[0], hp.addr[1], tls, 30000, &net) != TWINEDGE_OK) {
+        fprintf(stderr, "twinedge-demo: error: %s\n", twinedge_net_errmsg(net));
+        goto out;
+    }
     size_t per = (size_t)(te_shape_numel(&si) / si.d[0]);
     if (n_show > si.d[0])
         n_show = (int)si.d[0];
-    printf("\ntwinedge demo: LeNet-5 on Fashion-MNIST, linear layers outsourced to EdgeA and EdgeB\n"
-           "(hosts in this process; every layer verified before use)\n\n");
-    printf("%5s  %-12s %-12s %-12s %8s %10s %10s\n", "image", "true label", "private", "plaintext", "ms",
-           "device B", "hosts B");
+    printf("\ntwinedge demo: LeNet-5 on Fashion-MNIST, linear layers outsourced to EdgeA (%s) and EdgeB (%s)\n"
+           "(separate processes, gRPC with mutual TLS; every layer verified before use)\n\n",
+           hp.addr[0], hp.addr[1]);
+    printf("%5s  %-12s %-12s %-12s %8s %9s %9s %9s %9s\n", "image", "true label", "private", "plaintext", "ms",
+           "dev up B", "dev dn B", "EdgeA in", "EdgeB in");
     int agree = 0;
     double total = 0;
+    twinedge_net_stats ns0, ns1;
+    te_host_figures f0[2], f1[2];
+    twinedge_net_get_stats(net, &ns0);
+    if (te_hostpair_stats(&hp, f0, &err) != TE_OK) {
+        fprintf(stderr, "twinedge-demo: error: %s\n", err.msg);
+        goto out;
+    }
+    const twinedge_net_stats first = ns0;
+    const te_host_figures first_a = f0[0], first_b = f0[1];
     for (int i = 0; i < n_show; i++) {
         float out[10];
-        te_traffic before = pair->traffic;
         double t0 = now_s();
         if (twinedge_infer(dev, TWINEDGE_RELAY, images + (size_t)i * per, per, out, 10) != TWINEDGE_OK) {
             fprintf(stderr, "twinedge-demo: error: image %d: %s\n", i, twinedge_errmsg(dev));
@@ -182,6 +210,11 @@ int main(int argc, char **argv)
         }
         double ms = (now_s() - t0) * 1e3;
         total += ms;
+        twinedge_net_get_stats(net, &ns1);
+        if (te_hostpair_stats(&hp, f1, &err) != TE_OK) {
+            fprintf(stderr, "twinedge-demo: error: %s\n", err.msg);
+            goto out;
+        }
         int p = 0, r = 0;
         for (int k = 1; k < 10; k++) {
             if (out[k] > out[p])
@@ -190,11 +223,16 @@ int main(int argc, char **argv)
                 r = k;
         }
         agree += p == r;
-        uint64_t dev_bytes = pair->traffic.device_up + pair->traffic.device_down - before.device_up -
-                             before.device_down;
-        uint64_t host_bytes = pair->traffic.edge_a_in + pair->traffic.edge_b_in - before.edge_a_in - before.edge_b_in;
-        printf("%5d  %-12s %-12s %-12s %8.2f %10llu %10llu\n", i, classes[(int)labels[i] % 10], classes[p],
-               classes[r], ms, (unsigned long long)dev_bytes, (unsigned long long)host_bytes);
+        /* EdgeA receives the device's requests and, in relay mode, EdgeB's MaskShare answers */
+        uint64_t from_b_to_a = (f1[1].bytes_out - f0[1].bytes_out) - (ns1.bytes_from_b - ns0.bytes_from_b);
+        printf("%5d  %-12s %-12s %-12s %8.2f %9llu %9llu %9llu %9llu\n", i, classes[(int)labels[i] % 10],
+               classes[p], classes[r], ms, (unsigned long long)(ns1.bytes_up - ns0.bytes_up),
+               (unsigned long long)(ns1.bytes_down - ns0.bytes_down),
+               (unsigned long long)(f1[0].bytes_in - f0[0].bytes_in + from_b_to_a),
+               (unsigned long long)(f1[1].bytes_in - f0[1].bytes_in));
+        ns0 = ns1;
+        f0[0] = f1[0];
+        f0[1] = f1[1];
     }
     twinedge_report rep;
     twinedge_last_report(dev, &rep);
@@ -202,12 +240,20 @@ int main(int argc, char **argv)
            "%.2f ms per private inference.\n",
            agree, n_show, rep.layers_checked, rep.linear_layers, total / n_show);
     printf("Per party in total: device sent %llu B and received %llu B; EdgeA received %llu B; EdgeB %llu B.\n",
-           (unsigned long long)pair->traffic.device_up, (unsigned long long)pair->traffic.device_down,
-           (unsigned long long)pair->traffic.edge_a_in, (unsigned long long)pair->traffic.edge_b_in);
+           (unsigned long long)(ns0.bytes_up - first.bytes_up), (unsigned long long)(ns0.bytes_down - first.bytes_down),
+           (unsigned long long)(f0[0].bytes_in - first_a.bytes_in + (f0[1].bytes_out - first_b.bytes_out) -
+                                (ns0.bytes_from_b - first.bytes_from_b)),
+           (unsigned long long)(f0[1].bytes_in - first_b.bytes_in));
     rc = agree == n_show ? 0 : 1;
 out:
     twinedge_close(dev);
-    te_local_pair_stop(pair);
+    twinedge_disconnect(net);
+    if (te_hostpair_stop(&hp, &err) != TE_OK) {
+        fprintf(stderr, "twinedge-demo: error: %s\n", err.msg);
+        rc = 1;
+    }
+    if (work[0])
+        te_rm_rf(work, &err);
     free(images);
     free(labels);
     free(logits);

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "te_bundle.h"
+#include "te_image.h"
 #include "te_npy.h"
 #include "twinedge_device.h"
 #include "twinedge_net.h"
@@ -14,17 +16,58 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: twinedge-infer DEVICE_DIR INPUT.npy -o OUTPUT.npy --edge-a HOST:PORT --edge-b HOST:PORT\n"
+            "usage: twinedge-infer DEVICE_DIR INPUT -o OUTPUT.npy --edge-a TARGET --edge-b TARGET\n"
             "                      [--mode relay|mediated] [--report REPORT.json] [--tls DIR] [--timeout-ms N]\n"
             "\n"
-            "Runs one private inference of INPUT.npy (float32) with the device in DEVICE_DIR,\n"
-            "EdgeA and EdgeB reached over gRPC with mutual TLS (credentials: DEVICE_DIR/tls).\n");
+            "Runs one private inference of INPUT with the device in DEVICE_DIR, EdgeA and EdgeB\n"
+            "reached over gRPC with mutual TLS (credentials: DEVICE_DIR/tls).\n"
+            "INPUT: a float32 .npy tensor, or a PNG/JPEG image (told apart by content), resized\n"
+            "to the model input and normalised with the deployment's preprocessing.\n"
+            "TARGET: HOST:PORT, or several replicas: ipv4:HOST:PORT,HOST:PORT,... (round robin).\n");
 }
 
 static int fail(const char *msg)
 {
     fprintf(stderr, "twinedge-infer: error: %s\n", msg);
     return 1;
+}
+
+/* INPUT by content: a PNG/JPEG becomes the model input (resized, converted,
+ * normalised with the deployment's preprocessing), anything else is read
+ * as .npy. */
+static te_status read_input(const char *dir, const twinedge_device *dev, const char *path, te_shape *shape,
+                            float **x, te_err *err)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    te_status st = te_file_read(path, (size_t)1 << 30, &buf, &len, err);
+    if (st != TE_OK)
+        return st;
+    if (te_image_sniff(buf, len) == TE_IMAGE_UNKNOWN) {
+        st = te_npy_parse(buf, len, shape, x, err);
+        if (st != TE_OK)
+            te_err_wrap(err, "%s (neither .npy nor PNG/JPEG)", path);
+        free(buf);
+        return st;
+    }
+    te_shape in;
+    memset(&in, 0, sizeof in);
+    twinedge_input_shape(dev, in.d, &in.ndim);
+    te_model *m = NULL;
+    char bundle[4200];
+    snprintf(bundle, sizeof bundle, "%s/device.bundle", dir);
+    if (in.ndim != 4 || in.d[0] != 1) {
+        st = te_errf(err, TE_ESHAPE, "%s is an image, but the model input is not (1, C, H, W)", path);
+    } else if ((st = te_device_bundle_read(bundle, &m, err)) == TE_OK) {
+        st = te_image_to_tensor(buf, len, (int)in.d[1], (int)in.d[2], (int)in.d[3], &m->pre, x, err);
+        if (st != TE_OK)
+            te_err_wrap(err, "%s", path);
+        else
+            *shape = in;
+    }
+    te_model_free(m);
+    free(buf);
+    return st;
 }
 
 int main(int argc, char **argv)
@@ -79,10 +122,12 @@ int main(int argc, char **argv)
     twinedge_device *dev = NULL;
     twinedge_net *net = NULL;
     int rc = 1;
-    if (te_npy_read(input, &in_shape, &x, &err) != TE_OK)
-        return fail(err.msg);
     if (twinedge_open(dir, &dev) != TWINEDGE_OK) {
         fail(twinedge_errmsg(dev));
+        goto done;
+    }
+    if (read_input(dir, dev, input, &in_shape, &x, &err) != TE_OK) {
+        fail(err.msg);
         goto done;
     }
     if (twinedge_connect(dev, a, b, tls, timeout_ms, &net) != TWINEDGE_OK) {

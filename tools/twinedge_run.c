@@ -1,5 +1,7 @@
-/* twinedge-run: compile, provision and run one private inference with the
- * device and both edge hosts in this process (the in-process transport). */
+/* twinedge-run: compile, provision and run one private inference.  By
+ * default EdgeA and EdgeB are two twinedge-host processes on loopback and
+ * the device reaches them over gRPC with mutual TLS; --in-process runs the
+ * hosts in this process (the in-process transport). */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -8,19 +10,22 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "deploy.h"
 #include "owner.h"
 #include "runlib.h"
 #include "te_host.h"
 #include "te_npy.h"
 #include "twinedge_device.h"
+#include "twinedge_net.h"
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: twinedge-run MODEL.onnx INPUT.npy -o OUTPUT.npy [options]\n"
             "\n"
-            "Compiles MODEL.onnx, provisions a device, starts EdgeA and EdgeB and runs\n"
-            "one private inference of INPUT.npy, verified layer by layer.\n"
+            "Compiles MODEL.onnx, provisions a device, starts EdgeA and EdgeB as two\n"
+            "twinedge-host processes on loopback (gRPC, mutual TLS), deploys, runs one\n"
+            "private inference of INPUT.npy, verified layer by layer, and stops the hosts.\n"
             "\n"
             "  -o, --output FILE        output tensor (.npy, float32)\n"
             "      --mode relay|mediated  protocol mode (default relay)\n"
@@ -29,8 +34,8 @@ static void usage(FILE *f)
             "                           default: calibrate on INPUT.npy itself\n"
             "      --reference FILE     also write the plaintext fixed-point reference\n"
             "      --plugin NAME        compute plugin of both hosts (default cpu)\n"
-            "      --workdir DIR        keep the deployment and device in DIR\n"
-            "      --in-process         run the hosts in this process (the only transport so far)\n"
+            "      --workdir DIR        keep the deployment, device, host stores and logs in DIR\n"
+            "      --in-process         run the hosts in this process instead (no network)\n"
             "  -h, --help\n");
 }
 
@@ -65,6 +70,7 @@ static const te_transport_ops timed_ops = {timed_call, timed_destroy};
 typedef struct run_args {
     const char *model, *input, *output, *report, *calib, *reference, *plugin, *workdir;
     twinedge_mode mode;
+    int in_process;
 } run_args;
 
 static int fail(const char *msg)
@@ -80,6 +86,9 @@ static int run(const run_args *a)
     char work[4096], deploy[4200], device[4200], key[4300];
     int rc = 1, made_tmp = 0;
     te_local_pair *pair = NULL;
+    te_hostpair hp;
+    memset(&hp, 0, sizeof hp);
+    twinedge_net *net = NULL;
     twinedge_device *dev = NULL;
     float *x = NULL, *y = NULL, *ref = NULL;
     te_shape in_shape;
@@ -111,23 +120,50 @@ static int run(const run_args *a)
     }
 
     double w0 = now_s(CLOCK_MONOTONIC);
-    if (te_owner_compile(a->model, a->calib ? a->calib : a->input, NULL, deploy, &err) != TE_OK ||
-        te_owner_provision(deploy, "run-device", device, &err) != TE_OK) {
+    if (te_owner_compile(a->model, a->calib ? a->calib : a->input, NULL, deploy, &err) != TE_OK) {
         fail(err.msg);
         goto out;
     }
-    te_local_config lc = {deploy, key, a->plugin, a->plugin, NULL, NULL, NULL};
-    if (te_local_pair_start(&lc, &pair, &err) != TE_OK) {
-        fail(err.msg);
-        goto out;
+    if (a->in_process) {
+        te_local_config lc = {deploy, key, a->plugin, a->plugin, NULL, NULL, NULL};
+        if (te_owner_provision(deploy, "run-device", device, &err) != TE_OK ||
+            te_local_pair_start(&lc, &pair, &err) != TE_OK) {
+            fail(err.msg);
+            goto out;
+        }
+    } else {
+        /* real hosts: start, deploy, then provision the device and register it with EdgeB */
+        char hosts[4200], regkey[4300];
+        snprintf(hosts, sizeof hosts, "%s/hosts", work);
+        snprintf(regkey, sizeof regkey, "%s/hosts/b/devices/run-device.key", deploy);
+        te_rm_rf(hosts, &err);
+        if (mkdir(hosts, 0700) != 0) {
+            fprintf(stderr, "twinedge-run: error: cannot create %s: %s\n", hosts, strerror(errno));
+            goto out;
+        }
+        if (te_hostpair_start(&hp, deploy, hosts, a->plugin, &err) != TE_OK ||
+            te_owner_provision(deploy, "run-device", device, &err) != TE_OK ||
+            te_owner_register_device(hp.owner_creds, hp.addr[1], regkey, 0, &err) != TE_OK) {
+            fail(err.msg);
+            goto out;
+        }
     }
     if (twinedge_open(device, &dev) != TWINEDGE_OK) {
         fail(twinedge_errmsg(dev));
         goto out;
     }
-    timed tt = {{&timed_ops, NULL}, pair->device_link, 0};
+    timed tt = {{&timed_ops, NULL}, pair ? pair->device_link : NULL, 0};
     tt.self.impl = &tt;
-    twinedge_use_transport(dev, &tt.self);
+    if (pair) {
+        twinedge_use_transport(dev, &tt.self);
+    } else {
+        char tls[4300];
+        snprintf(tls, sizeof tls, "%s/tls", device);
+        if (twinedge_connect(dev, hp.addr[0], hp.addr[1], tls, 30000, &net) != TWINEDGE_OK) {
+            fail(twinedge_net_errmsg(net));
+            goto out;
+        }
+    }
 
     int64_t dims[8];
     int nd = 0;
@@ -183,7 +219,27 @@ static int run(const run_args *a)
     memset(&orep, 0, sizeof orep);
     if (te_device_bundle_read(dpath, &dm, &err) == TE_OK)
         te_owner_report_compute(dm, &orep);
-    const te_traffic *tr = &pair->traffic;
+    te_traffic net_tr;
+    memset(&net_tr, 0, sizeof net_tr);
+    if (net) {
+        /* the device's own link counts device <-> host bytes; the hosts' Stats
+         * add what crossed between them (relay mode's MaskShare) */
+        twinedge_net_stats ns;
+        te_host_figures fig[2];
+        twinedge_net_get_stats(net, &ns);
+        if (te_hostpair_stats(&hp, fig, &err) != TE_OK) {
+            fail(err.msg);
+            goto out;
+        }
+        net_tr.device_up = ns.bytes_up;
+        net_tr.device_down = ns.bytes_down;
+        net_tr.edge_b_in = fig[1].bytes_in;
+        net_tr.edge_b_out = fig[1].bytes_out;
+        net_tr.edge_a_out = fig[0].bytes_out + (fig[1].bytes_in - ns.bytes_to_b);
+        net_tr.edge_a_in = fig[0].bytes_in + (fig[1].bytes_out - ns.bytes_from_b);
+        net_tr.messages = ns.messages;
+    }
+    const te_traffic *tr = pair ? &pair->traffic : &net_tr;
     printf("private inference (%s): %d linear layers outsourced, %d verified, %.3f s, device up %llu B, "
            "down %llu B\n",
            a->mode == TWINEDGE_RELAY ? "relay" : "mediated", rep.linear_layers, rep.layers_checked, wall,
@@ -195,7 +251,7 @@ static int run(const run_args *a)
             goto out;
         }
         fprintf(f,
-                "{\n  \"model\": \"%s\",\n  \"mode\": \"%s\",\n  \"transport\": \"in-process\",\n"
+                "{\n  \"model\": \"%s\",\n  \"mode\": \"%s\",\n  \"transport\": \"%s\",\n"
                 "  \"bytes_device_up\": %llu,\n  \"bytes_device_down\": %llu,\n"
                 "  \"bytes_edge_a_in\": %llu,\n  \"bytes_edge_b_in\": %llu,\n"
                 "  \"bytes_edge_a_out\": %llu,\n  \"bytes_edge_b_out\": %llu,\n"
@@ -203,7 +259,8 @@ static int run(const run_args *a)
                 "  \"linear_layers\": %d,\n  \"layers_checked\": %d,\n  \"retries\": %d,\n"
                 "  \"counter\": %llu,\n  \"edge_flops\": %.0f,\n  \"device_flops\": %.0f,\n"
                 "  \"outsourced_flops_fraction\": %.6f\n}\n",
-                a->model, a->mode == TWINEDGE_RELAY ? "relay" : "mediated", (unsigned long long)tr->device_up,
+                a->model, a->mode == TWINEDGE_RELAY ? "relay" : "mediated", pair ? "in-process" : "grpc",
+                (unsigned long long)tr->device_up,
                 (unsigned long long)tr->device_down, (unsigned long long)tr->edge_a_in,
                 (unsigned long long)tr->edge_b_in, (unsigned long long)tr->edge_a_out,
                 (unsigned long long)tr->edge_b_out, wall, setup_s, dev_cpu, rep.linear_layers, rep.layers_checked,
@@ -217,7 +274,10 @@ static int run(const run_args *a)
     rc = 0;
 out:
     twinedge_close(dev);
+    twinedge_disconnect(net);
     te_local_pair_stop(pair);
+    if (te_hostpair_stop(&hp, &err) != TE_OK && rc == 0)
+        rc = fail(err.msg);
     te_model_free(dm);
     if (made_tmp)
         te_rm_rf(work, &err);
@@ -256,7 +316,7 @@ int main(int argc, char **argv)
         case O_REF: a.reference = optarg; break;
         case O_PLUGIN: a.plugin = optarg; break;
         case O_WORK: a.workdir = optarg; break;
-        case O_INPROC: break;
+        case O_INPROC: a.in_process = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -54,6 +54,8 @@ te_status hostd_config_set(hostd_config *c, const char *key, const char *v, te_e
         return set_str(c->plugin, sizeof c->plugin, key, v, err);
     if (strcmp(key, "plugin_config") == 0 || strcmp(key, "plugin-config") == 0)
         return set_str(c->plugin_config, sizeof c->plugin_config, key, v, err);
+    if (strcmp(key, "fallback_plugin") == 0 || strcmp(key, "fallback-plugin") == 0)
+        return set_str(c->fallback_plugin, sizeof c->fallback_plugin, key, v, err);
     if (strcmp(key, "store") == 0)
         return set_str(c->store, sizeof c->store, key, v, err);
     if (strcmp(key, "credentials") == 0)

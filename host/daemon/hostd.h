@@ -18,6 +18,7 @@ typedef struct hostd_config {
     char peer[HOSTD_STR];         /* EdgeA: EdgeB's HOST:PORT */
     char plugin[HOSTD_STR];       /* cpu | opencl | path */
     char plugin_config[HOSTD_STR];
+    char fallback_plugin[HOSTD_STR]; /* used when `plugin` cannot be loaded or started; empty: fail */
     char store[HOSTD_STR];        /* deployments and device keys survive restarts here */
     char credentials[HOSTD_STR];  /* ca.pem, cert.pem, key.pem */
     char port_file[HOSTD_STR];    /* written with the bound port once serving */

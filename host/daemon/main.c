@@ -37,6 +37,12 @@ static void call_log(void *ctx, const char *method, const char *peer, int code, 
         log_line("%s from %s: status %d: %s (%.1f ms)", method, peer, code, msg, ms);
 }
 
+static void host_log(void *ctx, const char *msg)
+{
+    (void)ctx;
+    log_line("%s", msg);
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -49,6 +55,7 @@ static void usage(FILE *f)
             "  --peer HOST:PORT        EdgeA only: EdgeB's address (relay mode)\n"
             "  --plugin cpu|opencl|PATH  compute plugin (default cpu)\n"
             "  --plugin-config STR     passed to the plugin\n"
+            "  --fallback-plugin NAME  used when --plugin cannot be loaded or started (e.g. cpu)\n"
             "  --store DIR             deployments and device keys, kept across restarts\n"
             "  --credentials DIR       ca.pem, cert.pem, key.pem of this host\n"
             "  --port-file FILE        write the port once serving\n"
@@ -68,13 +75,15 @@ int main(int argc, char **argv)
     hostd_config_defaults(&cfg);
     te_err err;
     te_err_clear(&err);
-    enum { O_CONFIG = 256, O_ROLE, O_LISTEN, O_PEER, O_PLUGIN, O_PCONF, O_STORE, O_CREDS, O_PORTFILE, O_WORKERS };
+    enum { O_CONFIG = 256, O_ROLE, O_LISTEN, O_PEER, O_PLUGIN, O_PCONF, O_STORE, O_CREDS, O_PORTFILE, O_WORKERS,
+           O_FALLBACK };
     static const struct option opts[] = {
         {"config", required_argument, NULL, O_CONFIG},     {"role", required_argument, NULL, O_ROLE},
         {"listen", required_argument, NULL, O_LISTEN},     {"peer", required_argument, NULL, O_PEER},
         {"plugin", required_argument, NULL, O_PLUGIN},     {"plugin-config", required_argument, NULL, O_PCONF},
         {"store", required_argument, NULL, O_STORE},       {"credentials", required_argument, NULL, O_CREDS},
         {"port-file", required_argument, NULL, O_PORTFILE}, {"workers", required_argument, NULL, O_WORKERS},
+        {"fallback-plugin", required_argument, NULL, O_FALLBACK},
         {"help", no_argument, NULL, 'h'},                  {NULL, 0, NULL, 0}};
     /* The config file first, whatever its position, then the flags. */
     for (int i = 1; i + 1 < argc; i++)
@@ -94,6 +103,7 @@ int main(int argc, char **argv)
         case O_CREDS: key = "credentials"; break;
         case O_PORTFILE: key = "port_file"; break;
         case O_WORKERS: key = "workers"; break;
+        case O_FALLBACK: key = "fallback_plugin"; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -117,7 +127,11 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     te_role role = cfg.role[0] == 'a' ? TE_ROLE_A : TE_ROLE_B;
-    te_host_config hc = {.role = role, .plugin = cfg.plugin, .plugin_config = cfg.plugin_config[0] ? cfg.plugin_config : NULL};
+    te_host_config hc = {.role = role,
+                         .plugin = cfg.plugin,
+                         .plugin_config = cfg.plugin_config[0] ? cfg.plugin_config : NULL,
+                         .fallback_plugin = cfg.fallback_plugin[0] ? cfg.fallback_plugin : NULL,
+                         .log = host_log};
     te_host *host = NULL;
     te_transport *peer = NULL;
     te_net_server *server = NULL;
@@ -136,8 +150,9 @@ int main(int argc, char **argv)
         fail(err.msg);
         goto out;
     }
-    log_line("Edge%c: plugin %s; store %s: %d deployment(s), %d device key(s) loaded", role == TE_ROLE_A ? 'A' : 'B',
-             cfg.plugin, cfg.store, nb, nd);
+    log_line("Edge%c: plugin %s%s%s; store %s: %d deployment(s), %d device key(s) loaded",
+             role == TE_ROLE_A ? 'A' : 'B', cfg.plugin, cfg.fallback_plugin[0] ? ", fallback " : "",
+             cfg.fallback_plugin, cfg.store, nb, nd);
     if (role == TE_ROLE_A && cfg.peer[0]) {
         te_net_transport_config tc = {NULL, cfg.peer, &creds, cfg.peer_timeout_ms, 1, NULL};
         if (te_net_transport_new(&tc, &peer, &err) != TE_OK) {

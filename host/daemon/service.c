@@ -171,7 +171,8 @@ static void deploy_fn(void *ctx, const char *peer, const te_net_msg *msgs, size_
     } else {
         size_t off = 0;
         for (size_t i = 0; i < n; i++) {
-            memcpy(buf + off, chunks[i]->data.data, chunks[i]->data.len);
+            if (chunks[i]->data.len) /* an empty chunk has no data pointer */
+                memcpy(buf + off, chunks[i]->data.data, chunks[i]->data.len);
             off += chunks[i]->data.len;
         }
         if (te_edge_bundle_parse(buf, total, &m, &err) != TE_OK) {

@@ -9,6 +9,8 @@ trap 'rm -rf "$WORK"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 "$BIN" --help | grep -q "frac_bits 16 and ring_bits 64" || fail "--help lacks the defaults"
+"$BIN" --help | grep -q "twinedge-owner deploy DEPLOY_DIR --edge-a HOST:PORT --edge-b HOST:PORT" || fail "--help lacks deploy"
+"$BIN" --help | grep -q "\-\-edge-b HOST:PORT\]" || fail "--help lacks provision --edge-b"
 
 # unsupported op: non-zero exit, op and node named, no output directory
 if "$BIN" compile "$DATA/unsupported.onnx" -o "$WORK/bad" 2>"$WORK/err" >/dev/null; then
@@ -35,5 +37,29 @@ grep -q "/fc/Gemm" "$WORK/out" || fail "no per-layer table"
 [ -s "$WORK/dev/device.key" ] && [ -s "$WORK/dev/device.bundle" ] || fail "device files missing"
 cmp -s "$WORK/dev/device.key" "$WORK/dep/hosts/b/devices/cam-01.key" || fail "registered key differs"
 cmp -s "$WORK/dev/device.bundle" "$WORK/dep/device.bundle" || fail "device bundle copy differs"
+
+# credentials: a CA, the hosts' and the owner's certificates, the device's in DEVICE_DIR/tls
+for f in ca/ca.pem ca/ca.key hosts/a/cert.pem hosts/a/key.pem hosts/b/cert.pem owner/cert.pem; do
+    [ -s "$WORK/dep/$f" ] || fail "compile did not write $f"
+done
+[ -s "$WORK/dev/tls/cert.pem" ] && [ -s "$WORK/dev/tls/key.pem" ] || fail "device certificate missing"
+cmp -s "$WORK/dev/tls/ca.pem" "$WORK/dep/ca/ca.pem" || fail "device trusts another CA"
+if command -v openssl >/dev/null; then
+    openssl x509 -in "$WORK/dev/tls/cert.pem" -noout -subject | grep -q "device:cam-01" || fail "device certificate CN"
+    openssl verify -CAfile "$WORK/dep/ca/ca.pem" "$WORK/dep/hosts/a/cert.pem" >/dev/null || fail "host cert not signed by the CA"
+fi
+# recompiling into the deployment keeps its CA
+cp "$WORK/dep/ca/ca.pem" "$WORK/ca.before"
+"$BIN" compile "$DATA/torch_cnn.onnx" -o "$WORK/dep" --quiet || fail "recompile failed"
+cmp -s "$WORK/ca.before" "$WORK/dep/ca/ca.pem" || fail "recompile replaced the CA"
+[ -s "$WORK/dep/hosts/b/devices/cam-01.key" ] || fail "recompile lost the registered device"
+
+# deploy: argument errors and an unreachable host
+"$BIN" deploy "$WORK/dep" 2>/dev/null && fail "deploy without hosts accepted"
+"$BIN" deploy "$WORK/dep" --edge-a 127.0.0.1:1 2>"$WORK/err" >/dev/null && fail "deploy to nowhere succeeded"
+grep -q "^twinedge-owner: error: .*127.0.0.1:1" "$WORK/err" || fail "deploy error: $(cat "$WORK/err")"
+"$BIN" provision "$WORK/dep" --device cam-02 -o "$WORK/dev2" --edge-b 127.0.0.1:1 2>"$WORK/err" >/dev/null \
+    && fail "registration with an unreachable EdgeB succeeded"
+grep -q "127.0.0.1:1" "$WORK/err" || fail "register error: $(cat "$WORK/err")"
 "$BIN" compile 2>/dev/null && fail "missing arguments accepted"
 echo "cli ok"

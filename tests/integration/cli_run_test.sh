@@ -1,22 +1,51 @@
 #!/usr/bin/env bash
-# twinedge-run end to end: the private output equals the plaintext
+# twinedge-run end to end: over two real twinedge-host processes (the
+# default) and in-process, the private output equals the plaintext
 # fixed-point reference bit for bit, the report has its fields, and bad
-# input gives clear errors (and no output).
+# input gives clear errors (and no output).  Then the owner CLI's deploy and
+# provision --edge-b, the example camera app against hosts started here, and
+# twinedge-host's fallback-plugin.
 set -euo pipefail
 RUN=$1
 DATA=$2
+BUILD=$(cd "$(dirname "$RUN")/.." && pwd)
+HOST=$BUILD/host/twinedge-host
+OWNER=$BUILD/owner/twinedge-owner
+APP=$BUILD/device-sdk/twinedge-camera-app
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+PIDS=""
+cleanup() {
+  for p in $PIDS; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
+no_hosts_left() {  # no twinedge-host whose store lies under $1
+  if pgrep -f -- "--store $1" >/dev/null; then fail "twinedge-host processes left running: $(pgrep -af -- "--store $1")"; fi
+}
 
 for mode in relay mediated; do
+  # network (default): hosts kept under --workdir so we can check they are gone afterwards
   "$RUN" "$DATA/lenet5.onnx" "$DATA/lenet5.input.npy" -o "$WORK/out.npy" --mode $mode \
       --calibration "$DATA/lenet5.calib.npy" --reference "$WORK/ref.npy" --report "$WORK/report.json" \
-      >"$WORK/stdout" || fail "twinedge-run --mode $mode failed"
+      --workdir "$WORK/wd" >"$WORK/stdout" || fail "twinedge-run --mode $mode failed"
   cmp "$WORK/out.npy" "$WORK/ref.npy" || fail "$mode output differs from the fixed-point reference"
-  /usr/bin/python3 - "$WORK/report.json" "$WORK/out.npy" "$DATA/lenet5.ref.npy" <<'PY' || fail "report/output check ($mode)"
+  no_hosts_left "$WORK/wd"
+  grep -q "serving on" "$WORK/wd/hosts/host-a.log" && grep -q "stopped" "$WORK/wd/hosts/host-a.log" \
+    && grep -q "stopped" "$WORK/wd/hosts/host-b.log" || fail "hosts did not serve and stop cleanly"
+  # in-process: the same output bit for bit and the same byte counts
+  "$RUN" "$DATA/lenet5.onnx" "$DATA/lenet5.input.npy" -o "$WORK/inproc.npy" --mode $mode \
+      --calibration "$DATA/lenet5.calib.npy" --report "$WORK/inproc.json" --in-process >/dev/null \
+      || fail "twinedge-run --in-process --mode $mode failed"
+  cmp "$WORK/out.npy" "$WORK/inproc.npy" || fail "$mode: network output differs from --in-process"
+  /usr/bin/python3 - "$WORK/report.json" "$WORK/out.npy" "$DATA/lenet5.ref.npy" "$WORK/inproc.json" <<'PY' || fail "report/output check ($mode)"
 import json, sys, numpy as np
 r = json.load(open(sys.argv[1]))
+ip = json.load(open(sys.argv[4]))
+assert r["transport"] == "grpc" and ip["transport"] == "in-process", (r["transport"], ip["transport"])
+for k in ["bytes_device_up", "bytes_device_down", "bytes_edge_a_in", "bytes_edge_b_in", "bytes_edge_a_out",
+          "bytes_edge_b_out"]:
+    assert r[k] == ip[k], (k, r[k], ip[k])
 for k in ["bytes_device_up", "bytes_device_down", "bytes_edge_a_in", "bytes_edge_b_in", "wall_s",
           "device_cpu_s", "linear_layers", "layers_checked", "outsourced_flops_fraction"]:
     assert k in r, k
@@ -54,4 +83,46 @@ if "$RUN" "$WORK/nope.onnx" "$DATA/lenet5.input.npy" -o "$WORK/bad.npy" 2>"$WORK
   fail "missing model accepted"
 fi
 grep -q "nope.onnx" "$WORK/err" || fail "missing-file error unclear: $(cat "$WORK/err")"
+# the owner's CLI against real hosts: compile (with credentials), start both
+# hosts, deploy, provision with --edge-b, then the example camera app
+"$OWNER" compile "$DATA/lenet5.onnx" -o "$WORK/dep" --calibration "$DATA/lenet5.calib.npy" --quiet \
+  || fail "owner compile"
+for f in ca/ca.pem ca/ca.key hosts/a/cert.pem hosts/b/key.pem owner/cert.pem; do
+  [ -s "$WORK/dep/$f" ] || fail "compile did not write $f"
+done
+start_host() {  # role extra-args...
+  local role=$1; shift
+  rm -f "$WORK/port-$role"
+  "$HOST" --role "$role" --listen 127.0.0.1:0 --store "$WORK/store-$role" --credentials "$WORK/dep/hosts/$role" \
+    --port-file "$WORK/port-$role" "$@" 2>"$WORK/host-$role.log" &
+  PIDS="$PIDS $!"
+  for _ in $(seq 300); do [ -s "$WORK/port-$role" ] && break; sleep 0.05; done
+  [ -s "$WORK/port-$role" ] || fail "twinedge-host $role did not start: $(cat "$WORK/host-$role.log")"
+}
+# EdgeB with an unloadable plugin falls back to cpu and says so in its log
+start_host b --plugin "$WORK/no-such-plugin.so" --fallback-plugin cpu
+B=127.0.0.1:$(cat "$WORK/port-b")
+start_host a --peer "$B"
+A=127.0.0.1:$(cat "$WORK/port-a")
+grep -q "no-such-plugin.so.*falling back to 'cpu'" "$WORK/host-b.log" || fail "fallback not logged: $(cat "$WORK/host-b.log")"
+# without a fallback the same plugin is fatal
+if "$HOST" --role b --listen 127.0.0.1:0 --store "$WORK/store-x" --credentials "$WORK/dep/hosts/b" \
+     --plugin "$WORK/no-such-plugin.so" 2>"$WORK/err"; then fail "host started without its plugin"; fi
+grep -q "no-such-plugin.so" "$WORK/err" || fail "plugin error unclear: $(cat "$WORK/err")"
+"$OWNER" deploy "$WORK/dep" --edge-a "$A" --edge-b "$B" >/dev/null || fail "owner deploy"
+"$OWNER" provision "$WORK/dep" --device cam-1 -o "$WORK/cam" --edge-b "$B" >"$WORK/prov" || fail "provision --edge-b"
+grep -q "registered device 'cam-1' with EdgeB" "$WORK/prov" || fail "provision did not register: $(cat "$WORK/prov")"
+[ -s "$WORK/cam/tls/cert.pem" ] && [ -s "$WORK/cam/tls/ca.pem" ] || fail "device credentials missing"
+"$APP" "$WORK/cam" "$A" "$B" "$DATA/lenet5.input.npy" >"$WORK/app" || fail "camera app failed"
+# its top-1 is the reference's top-1
+want=$(/usr/bin/python3 -c "import numpy as np,sys; print(int(np.argmax(np.load(sys.argv[1]))))" "$DATA/lenet5.ref.npy")
+grep -q "^top-1: class $want " "$WORK/app" || fail "camera app: $(cat "$WORK/app"), expected class $want"
+# an unregistered device is refused by EdgeB
+"$OWNER" provision "$WORK/dep" --device cam-2 -o "$WORK/cam2" >/dev/null || fail "provision cam-2"
+if "$APP" "$WORK/cam2" "$A" "$B" "$DATA/lenet5.input.npy" >/dev/null 2>"$WORK/err"; then
+  fail "unregistered device served"
+fi
+# unreachable host: deploy fails with a clear error
+if "$OWNER" deploy "$WORK/dep" --edge-a 127.0.0.1:1 2>"$WORK/err" >/dev/null; then fail "deploy to nowhere succeeded"; fi
+grep -q "127.0.0.1:1" "$WORK/err" || fail "deploy error unclear: $(cat "$WORK/err")"
 echo "cli_twinedge_run: all checks passed"
