@@ -10,7 +10,7 @@
 static const char usage[] =
     "usage:\n"
     "  twinedge-owner compile MODEL.onnx -o DEPLOY_DIR [--calibration INPUTS.npy]\n"
-    "                 [--weight-bits N] [--act-bits N] [--headroom N] [--quiet]\n"
+    "                 [--weight-bits N] [--act-bits N] [--headroom N] [--mean M,..] [--std S,..] [--quiet]\n"
     "  twinedge-owner provision DEPLOY_DIR --device NAME -o DEVICE_DIR [--edge-b HOST:PORT]\n"
     "  twinedge-owner deploy DEPLOY_DIR --edge-a HOST:PORT --edge-b HOST:PORT\n"
     "  twinedge-owner --help\n"
@@ -26,6 +26,9 @@ static const char usage[] =
     "    input / exact integer output + 1 sign bit + headroom (--headroom, default 3),\n"
     "    at most 64.\n"
     "  Without calibration data every layer uses frac_bits 16 and ring_bits 64.\n"
+    "  --mean M[,M..] --std S[,S..]: image preprocessing recorded in the deployment,\n"
+    "    x = (pixel/255 - mean[c]) / std[c] (one value, or one per input channel);\n"
+    "    used when a device is given a PNG/JPEG.  Default: x = pixel/255.\n"
     "  Prints per-op counts, the FLOPs on the edges and on the device and the\n"
     "  outsourcing rate (edge / total), and per linear layer its bits (--quiet: no table).\n"
     "  Also creates the deployment's mutual-TLS credentials unless present: a CA in\n"
@@ -100,10 +103,30 @@ static void print_report(const te_model *m)
     }
 }
 
+/* "0.5,0.25,1" -> up to cap floats; the count, or -1 on a bad list. */
+static int parse_floats(const char *text, float *out, int cap)
+{
+    int n = 0;
+    const char *p = text;
+    while (*p) {
+        char *end = NULL;
+        float f = strtof(p, &end);
+        if (end == p || n == cap)
+            return -1;
+        out[n++] = f;
+        p = end;
+        if (*p == ',')
+            p++;
+        else if (*p)
+            return -1;
+    }
+    return n;
+}
+
 static int cmd_compile(int argc, char **argv)
 {
     const char *model = NULL, *out = NULL, *calib = NULL;
-    int quiet = 0;
+    int quiet = 0, n_mean = 0, n_std = 0;
     te_owner_options opt;
     te_owner_options_init(&opt);
     for (int i = 0; i < argc; i++) {
@@ -131,6 +154,16 @@ static int cmd_compile(int argc, char **argv)
             if (parse_int(a, v, &opt.headroom))
                 return 1;
             i++;
+        } else if (!strcmp(a, "--mean") || !strcmp(a, "--std")) {
+            float *dst = a[2] == 'm' ? opt.mean : opt.std;
+            int n = v ? parse_floats(v, dst, 4) : -1;
+            if (n < 1)
+                return fail("--mean/--std need 1 to 4 comma-separated numbers");
+            if (a[2] == 'm')
+                n_mean = n;
+            else
+                n_std = n;
+            i++;
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
             quiet = 1;
         } else if (a[0] == '-' && a[1]) {
@@ -145,6 +178,9 @@ static int cmd_compile(int argc, char **argv)
     }
     if (!model || !out)
         return fail("usage: twinedge-owner compile MODEL.onnx -o DEPLOY_DIR [options] (see --help)");
+    if (n_mean != n_std)
+        return fail("--mean and --std need the same number of values");
+    opt.n_norm = n_mean;
     te_err err = {0};
     te_model *m = NULL;
     if (te_owner_build(model, calib, &opt, &m, &err) != TE_OK)

@@ -90,6 +90,26 @@ te_status te_owner_build(const char *onnx_path, const char *calib_npy, const te_
         te_model_free(m);
         return te_errf(err, TE_EUNSUPPORTED, "%s: the model has no Conv/Gemm/MatMul layer to outsource", onnx_path);
     }
+    if (opt.n_norm) {
+        const te_shape *in = &m->values[m->input].shape;
+        int64_t ch = in->ndim == 4 ? in->d[1] : 0;
+        if (ch < 1 || ch > 4 || (opt.n_norm != 1 && opt.n_norm != ch)) {
+            st = te_errf(err, TE_EINVAL, "--mean/--std: the model input %s is not an image with %d channel(s)",
+                         te_shape_str(in, (char[64]){0}, 64), opt.n_norm);
+            goto fail;
+        }
+        m->pre.present = 1;
+        m->pre.channels = (int)ch;
+        for (int c = 0; c < ch; c++) {
+            int k = opt.n_norm == 1 ? 0 : c;
+            if (!(opt.std[k] > 0)) {
+                st = te_errf(err, TE_EINVAL, "--std values must be positive");
+                goto fail;
+            }
+            m->pre.mean[c] = opt.mean[k];
+            m->pre.std[c] = opt.std[k];
+        }
+    }
     if ((st = te_owner_quantize(m, opt.weight_bits, err)) != TE_OK)
         goto fail;
     te_owner_default_bits(m, &opt);

@@ -13,6 +13,11 @@ typedef struct te_owner_options {
     int headroom;          /* calibration: extra ring bits above the largest seen value (default 3, 0..32) */
     int default_frac_bits; /* without calibration data (default 16) */
     int default_ring_bits; /* without calibration data (default 64) */
+    /* Image preprocessing recorded in the deployment: x = (pixel/255 - mean[c]) / std[c].
+     * n_norm = 0: none recorded (pixel/255); 1: the same for every channel;
+     * else one value per input channel. */
+    int n_norm;
+    float mean[4], std[4];
 } te_owner_options;
 
 void te_owner_options_init(te_owner_options *o);

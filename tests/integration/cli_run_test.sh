@@ -117,6 +117,28 @@ grep -q "registered device 'cam-1' with EdgeB" "$WORK/prov" || fail "provision d
 # its top-1 is the reference's top-1
 want=$(/usr/bin/python3 -c "import numpy as np,sys; print(int(np.argmax(np.load(sys.argv[1]))))" "$DATA/lenet5.ref.npy")
 grep -q "^top-1: class $want " "$WORK/app" || fail "camera app: $(cat "$WORK/app"), expected class $want"
+# an image input: a deployment that records its preprocessing; the PNG and
+# the tensor it stands for give the same private output, bit for bit
+INFER=$(dirname "$RUN")/twinedge-infer
+"$OWNER" compile "$DATA/lenet5.onnx" -o "$WORK/dep" --calibration "$DATA/lenet5.calib.npy" \
+  --mean 0.5 --std 0.25 --quiet || fail "owner compile --mean/--std"
+"$OWNER" deploy "$WORK/dep" --edge-a "$A" --edge-b "$B" >/dev/null || fail "owner deploy (preprocessing)"
+"$OWNER" provision "$WORK/dep" --device cam-3 -o "$WORK/cam3" --edge-b "$B" >/dev/null || fail "provision cam-3"
+/usr/bin/python3 - "$WORK" "$(dirname "$0")/../unit" <<'PY' || fail "making the test image"
+import sys, numpy as np
+sys.path.insert(0, sys.argv[2])
+from image_ref import png
+img = (np.arange(28 * 28).reshape(28, 28) * 7 % 256).astype(np.uint8)
+png(sys.argv[1] + "/digit.png", img)
+f32 = np.float32  # the device's arithmetic: (pixel / 255 - mean) / std in float32
+x = (img.astype(f32) / f32(255) - f32(0.5)) / f32(0.25)
+np.save(sys.argv[1] + "/digit.npy", x.astype(f32).reshape(1, 1, 28, 28))
+PY
+"$INFER" "$WORK/cam3" "$WORK/digit.png" -o "$WORK/from_png.npy" --edge-a "$A" --edge-b "$B" >/dev/null \
+  || fail "twinedge-infer with a PNG"
+"$INFER" "$WORK/cam3" "$WORK/digit.npy" -o "$WORK/from_npy.npy" --edge-a "$A" --edge-b "$B" >/dev/null \
+  || fail "twinedge-infer with the .npy"
+cmp "$WORK/from_png.npy" "$WORK/from_npy.npy" || fail "the PNG and its tensor give different outputs"
 # an unregistered device is refused by EdgeB
 "$OWNER" provision "$WORK/dep" --device cam-2 -o "$WORK/cam2" >/dev/null || fail "provision cam-2"
 if "$APP" "$WORK/cam2" "$A" "$B" "$DATA/lenet5.input.npy" >/dev/null 2>"$WORK/err"; then
