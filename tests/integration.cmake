@@ -58,3 +58,7 @@ te_add_unit_test(test_mixed SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/integration/test
                  TIMEOUT 900)
 add_dependencies(test_mixed twinedge-plugin-cpu twinedge-plugin-opencl)
 set_tests_properties(test_mixed PROPERTIES FIXTURES_REQUIRED testdata)
+
+# The README's two commands on a fresh clone (slow: a whole build and suite).
+add_test(NAME readme_quickstart COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/readme_test.sh ${PROJECT_SOURCE_DIR})
+set_tests_properties(readme_quickstart PROPERTIES LABELS slow TIMEOUT 5400)
