@@ -22,6 +22,7 @@
 
 void te_owner_options_init(te_owner_options *o)
 {
+    memset(o, 0, sizeof *o);
     o->weight_bits = 16;
     o->act_bits = 16;
     o->headroom = 3;
