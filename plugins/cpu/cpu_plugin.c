@@ -1,16 +1,21 @@
 /* The CPU compute plugin: out = W . in mod 2^l over blinded inputs.
  *
- * Every product and sum is done in uint64_t, which wraps mod 2^64; since 2^l
- * divides 2^64 the result reduced mod 2^l is exact for every l in 1..64, with
- * no limbs and no assumption on the weights' size.
+ * Two paths, both exact mod 2^l for every l in 1..64:
  *
- * Structure (kept open for later tuning): the columns of the computation
- * (one per output position and sample) are cut into tiles of CT columns;
- * a tile's blinded inputs are packed (im2col) into a K x CT panel of uint64,
- * then multiplied by the weight rows of the group in a register-blocked
- * kernel.  Tiny problems (FC with a small batch) use dot products instead.
- * Work items (group, column tile, output-channel chunk) are spread over
- * pthreads through an atomic counter. */
+ * - VNNI (default where the CPU has AVX-512 VNNI and the weights fit 16 bits,
+ *   see cpu_vnni.h): inputs split into 8/16-bit signed limbs, multiplied with
+ *   vpdpwssd into int32 lanes, recombined mod 2^64.  Column tiles are packed
+ *   (im2col of the limbs) per task; 32-channel weight blocks are packed at
+ *   load time.  Calibrated rings of 33..40 bits take 3 limbs, l = 64 takes 6.
+ * - portable (kernel=portable, wide weights, depthwise layers, other CPUs):
+ *   every product and sum in uint64_t, which wraps mod 2^64; since 2^l
+ *   divides 2^64 the result reduced mod 2^l is exact, with no limbs and no
+ *   assumption on the weights' size.  Columns are cut into tiles of CT
+ *   columns, packed into a K x CT panel and multiplied by the weight rows in
+ *   a register-blocked kernel; tiny problems use dot products.
+ *
+ * Work items (group, column tile, output-channel chunk) are spread over the
+ * context's worker threads through an atomic counter. */
 #include "te_plugin.h"
 
 #include <errno.h>
@@ -22,6 +27,7 @@
 #include <unistd.h>
 
 #include "te_ring.h"
+#include "cpu_vnni.h"
 
 #define CPU_MAX_THREADS 256
 #define CPU_MAX_BATCH ((uint64_t)1 << 24)
@@ -31,9 +37,144 @@
 #define MIN_CHUNK_ROWS 16
 #define MACS_PER_THREAD ((int64_t)1 << 17)
 #define TASK_MACS ((int64_t)1 << 15)
+#define VNNI_MIN_OCG 8  /* fewer channels per group (depthwise): blocks of 32 would idle */
+#define VNNI_MT 2       /* micro-tiles per column tile */
+
+/* ---- thread pool ------------------------------------------------------ */
+
+/* The context's worker threads sleep between runs.  A run publishes a job,
+ * works on it itself as worker 0 and waits only for the workers that joined
+ * it: on a loaded machine a worker that is not scheduled in time simply
+ * misses the job (its share is taken over through the task counter) instead
+ * of costing the run a scheduler time slice, as a pthread_join would. */
+typedef void (*pool_fn)(void *arg, int worker);
+
+typedef struct pool {
+    pthread_mutex_t mu;
+    pthread_cond_t work, done;
+    pthread_t *tids;
+    int n;               /* worker threads started (the caller is worker 0) */
+    int stop;
+    int busy;            /* a run owns the pool */
+    int open;            /* the current job still accepts workers */
+    int active;          /* workers inside the current job */
+    int joined;          /* workers that took the current job (ids 1..) */
+    int limit;           /* most workers the current job uses, caller included */
+    uint64_t gen;
+    pool_fn fn;
+    void *arg;
+} pool;
+
+static void *pool_thread(void *vp)
+{
+    pool *P = vp;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&P->mu);
+    for (;;) {
+        while (!P->stop && (P->gen == seen || !P->open))
+            pthread_cond_wait(&P->work, &P->mu);
+        if (P->stop)
+            break;
+        seen = P->gen;
+        if (P->joined + 1 >= P->limit)
+            continue;
+        int id = ++P->joined;
+        P->active++;
+        pool_fn fn = P->fn;
+        void *arg = P->arg;
+        pthread_mutex_unlock(&P->mu);
+        fn(arg, id);
+        pthread_mutex_lock(&P->mu);
+        if (--P->active == 0)
+            pthread_cond_broadcast(&P->done);
+    }
+    pthread_mutex_unlock(&P->mu);
+    return NULL;
+}
+
+static te_status pool_init(pool *P, int workers, te_err *err)
+{
+    memset(P, 0, sizeof *P);
+    if (pthread_mutex_init(&P->mu, NULL) != 0)
+        return te_errf(err, TE_ENOMEM, "cpu plugin: cannot create a mutex");
+    if (pthread_cond_init(&P->work, NULL) != 0) {
+        pthread_mutex_destroy(&P->mu);
+        return te_errf(err, TE_ENOMEM, "cpu plugin: cannot create a condition variable");
+    }
+    if (pthread_cond_init(&P->done, NULL) != 0) {
+        pthread_cond_destroy(&P->work);
+        pthread_mutex_destroy(&P->mu);
+        return te_errf(err, TE_ENOMEM, "cpu plugin: cannot create a condition variable");
+    }
+    if (workers > 0) {
+        P->tids = calloc((size_t)workers, sizeof *P->tids);
+        if (!P->tids) {
+            pthread_cond_destroy(&P->done);
+            pthread_cond_destroy(&P->work);
+            pthread_mutex_destroy(&P->mu);
+            return te_errf(err, TE_ENOMEM, "cpu plugin: out of memory for %d threads", workers);
+        }
+    }
+    /* A thread that cannot be started leaves its share to the others. */
+    for (int i = 0; i < workers; i++)
+        if (pthread_create(&P->tids[P->n], NULL, pool_thread, P) == 0)
+            P->n++;
+    return TE_OK;
+}
+
+static void pool_destroy(pool *P)
+{
+    pthread_mutex_lock(&P->mu);
+    P->stop = 1;
+    pthread_cond_broadcast(&P->work);
+    pthread_mutex_unlock(&P->mu);
+    for (int i = 0; i < P->n; i++)
+        pthread_join(P->tids[i], NULL);
+    free(P->tids);
+    pthread_cond_destroy(&P->done);
+    pthread_cond_destroy(&P->work);
+    pthread_mutex_destroy(&P->mu);
+}
+
+/* Run fn(arg, id) on up to `limit` workers (ids 0..limit-1, 0 = the caller).
+ * fn must share the work through its own task counter.  When another run
+ * owns the pool, the caller does all the work alone. */
+static void pool_run(pool *P, int limit, pool_fn fn, void *arg)
+{
+    pthread_mutex_lock(&P->mu);
+    if (P->busy || limit <= 1 || P->n == 0) {
+        pthread_mutex_unlock(&P->mu);
+        fn(arg, 0);
+        return;
+    }
+    P->busy = 1;
+    P->fn = fn;
+    P->arg = arg;
+    P->limit = limit;
+    P->joined = 0;
+    P->active = 0;
+    P->open = 1;
+    P->gen++;
+    pthread_cond_broadcast(&P->work);
+    pthread_mutex_unlock(&P->mu);
+    fn(arg, 0);
+    pthread_mutex_lock(&P->mu);
+    P->open = 0;
+    while (P->active > 0)
+        pthread_cond_wait(&P->done, &P->mu);
+    P->busy = 0;
+    pthread_mutex_unlock(&P->mu);
+}
+
+enum { KERNEL_AUTO, KERNEL_VNNI, KERNEL_PORTABLE };
 
 struct te_plugin_ctx {
     int threads;
+    int kernel;          /* KERNEL_*; AUTO resolved at create */
+    pool pool;           /* threads - 1 workers */
+    pthread_mutex_t scratch_mu; /* guards scratch, kept between VNNI runs */
+    void *scratch;
+    size_t scratch_len;
     char device_name[128];
 };
 
@@ -44,6 +185,10 @@ struct te_plugin_layer {
     int64_t P;           /* output positions per sample (1 for FC) */
     int64_t in_len, out_len;
     int32_t *w;          /* [out_c][K] (kept 32-bit: FC layers are bound by weight bandwidth) */
+    /* VNNI path (NULL when the weights do not fit 16 bits or the CPU lacks it):
+     * [group][block of 32 channels][K2 pairs][32][2] int16, zero-padded. */
+    int16_t *wv;
+    int64_t K2, nblk;
 };
 
 /* ---- config ---------------------------------------------------------- */
@@ -94,8 +239,18 @@ static te_status parse_config(const char *config, te_plugin_ctx *ctx, te_err *er
                     return te_errf(err, TE_EINVAL, "cpu plugin: threads=%s is not an integer in 0..%d", val,
                                    CPU_MAX_THREADS);
                 ctx->threads = n == 0 ? online_cpus() : (int)n; /* 0 = automatic */
+            } else if (strcmp(s, "kernel") == 0) {
+                if (strcmp(val, "auto") == 0)
+                    ctx->kernel = KERNEL_AUTO;
+                else if (strcmp(val, "vnni") == 0)
+                    ctx->kernel = KERNEL_VNNI;
+                else if (strcmp(val, "portable") == 0)
+                    ctx->kernel = KERNEL_PORTABLE;
+                else
+                    return te_errf(err, TE_EINVAL, "cpu plugin: kernel=%s is not one of auto, vnni, portable", val);
             } else {
-                return te_errf(err, TE_EINVAL, "cpu plugin: unknown config key '%s' (known keys: threads)", s);
+                return te_errf(err, TE_EINVAL, "cpu plugin: unknown config key '%s' (known keys: threads, kernel)",
+                               s);
             }
         }
         if (!end)
@@ -116,6 +271,23 @@ static te_status cpu_create(const char *config, te_plugin_ctx **out, te_err *err
         free(ctx);
         return st;
     }
+    int vnni = cpu_vnni_supported();
+    if (ctx->kernel == KERNEL_VNNI && !vnni) {
+        free(ctx);
+        return te_errf(err, TE_EUNSUPPORTED, "cpu plugin: kernel=vnni but this CPU lacks AVX-512 VNNI");
+    }
+    if (ctx->kernel == KERNEL_AUTO)
+        ctx->kernel = vnni ? KERNEL_VNNI : KERNEL_PORTABLE;
+    if (pthread_mutex_init(&ctx->scratch_mu, NULL) != 0) {
+        free(ctx);
+        return te_errf(err, TE_ENOMEM, "cpu plugin: cannot create a mutex");
+    }
+    st = pool_init(&ctx->pool, ctx->threads - 1, err);
+    if (st != TE_OK) {
+        pthread_mutex_destroy(&ctx->scratch_mu);
+        free(ctx);
+        return st;
+    }
     snprintf(ctx->device_name, sizeof ctx->device_name, "CPU (%d thread%s)", ctx->threads,
              ctx->threads == 1 ? "" : "s");
     *out = ctx;
@@ -124,6 +296,11 @@ static te_status cpu_create(const char *config, te_plugin_ctx **out, te_err *err
 
 static void cpu_destroy(te_plugin_ctx *ctx)
 {
+    if (!ctx)
+        return;
+    pool_destroy(&ctx->pool);
+    pthread_mutex_destroy(&ctx->scratch_mu);
+    free(ctx->scratch);
     free(ctx);
 }
 
@@ -161,6 +338,32 @@ static te_status check_geom(const te_linear_geom *g, te_err *err)
     return TE_OK;
 }
 
+/* The VNNI path needs |w| < 2^15 (the widening interval of the exact limbs
+ * assumes it); wider weights stay on the uint64 path. */
+static te_status pack_vnni_weights(te_plugin_layer *L, te_err *err)
+{
+    int64_t n = L->g.out_c * L->K;
+    for (int64_t i = 0; i < n; i++)
+        if (L->w[i] < -32768 || L->w[i] > 32767)
+            return TE_OK;
+    int64_t groups = L->g.group;
+    L->K2 = (L->K + 1) / 2;
+    L->nblk = (L->ocg + CPU_VNNI_BLOCK - 1) / CPU_VNNI_BLOCK;
+    size_t len = (size_t)(groups * L->nblk * L->K2) * CPU_VNNI_BLOCK * 2;
+    L->wv = calloc(len, sizeof *L->wv);
+    if (!L->wv)
+        return te_errf(err, TE_ENOMEM, "cpu plugin: out of memory for %zu packed weights", len);
+    for (int64_t grp = 0; grp < groups; grp++)
+        for (int64_t o = 0; o < L->ocg; o++) {
+            const int32_t *src = L->w + (grp * L->ocg + o) * L->K;
+            int16_t *dst = L->wv + ((grp * L->nblk + o / CPU_VNNI_BLOCK) * L->K2) * CPU_VNNI_BLOCK * 2 +
+                           (o % CPU_VNNI_BLOCK) * 2;
+            for (int64_t k = 0; k < L->K; k++)
+                dst[(k / 2) * CPU_VNNI_BLOCK * 2 + (k & 1)] = (int16_t)src[k];
+        }
+    return TE_OK;
+}
+
 static te_status cpu_load_layer(te_plugin_ctx *ctx, const te_linear_geom *geom, const int32_t *w,
                                 te_plugin_layer **out, te_err *err)
 {
@@ -195,6 +398,14 @@ static te_status cpu_load_layer(te_plugin_ctx *ctx, const te_linear_geom *geom, 
         return te_errf(err, TE_ENOMEM, "cpu plugin: out of memory for %lld weights", (long long)n);
     }
     memcpy(L->w, w, (size_t)n * sizeof *L->w);
+    if (ctx->kernel == KERNEL_VNNI && L->ocg >= VNNI_MIN_OCG) {
+        st = pack_vnni_weights(L, err);
+        if (st != TE_OK) {
+            free(L->w);
+            free(L);
+            return st;
+        }
+    }
     *out = L;
     return TE_OK;
 }
@@ -203,6 +414,7 @@ static void cpu_release_layer(te_plugin_ctx *ctx, te_plugin_layer *L)
 {
     if (L) {
         free(L->w);
+        free(L->wv);
         free(L);
     }
 }
@@ -386,8 +598,6 @@ typedef struct job {
 typedef struct worker {
     job *J;
     uint64_t *scratch;
-    pthread_t tid;
-    int started;
 } worker;
 
 static void store_tile(const job *J, int64_t grp, int64_t o, int64_t rows, int64_t c0, int64_t nc,
@@ -464,6 +674,291 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* ---- the VNNI path --------------------------------------------------- */
+
+typedef struct vjob {
+    const te_plugin_layer *L;
+    const uint64_t *in;
+    uint64_t *out;
+    uint64_t mask;
+    cpu_vnni_plan plan;
+    int16_t *dig;        /* digit planes of the input (row packing), or NULL */
+    int64_t nin;         /* batch * in_len */
+    int64_t ndig;        /* digit tasks */
+    const unsigned char *row_used; /* [in_h]: some output reads input row ih */
+    int64_t ncols;       /* batch * P */
+    int64_t nseg;        /* row-aligned tiling: micro-tiles per output row (else 0) */
+    int64_t nmtiles, ntiles, chunk, nchunks, ntasks;
+    atomic_llong next;
+} vjob;
+
+typedef struct vworker {
+    vjob *J;
+    int16_t *panel;      /* [VNNI_MT][nl][K2][nc][2] digits, k = 2p (even) and 2p + 1 */
+    uint64_t *res;       /* [nct][chunk] */
+} vworker;
+
+/* Digits of the columns [c0, c0 + ncr) of group grp (im2col of the digit planes). */
+/* Digits of the columns [c0, c0 + ncr) of group grp (im2col of the input). */
+/* Micro-tile m: its first column and how many columns it has.  With
+ * row-aligned tiling (conv layers with rows of at least a micro-tile) no
+ * micro-tile spans two output rows, so all of them pack by plain loads. */
+static int64_t vnni_mtile(const vjob *J, int64_t m, int64_t *real)
+{
+    const int64_t nc = J->plan.nc;
+    if (J->nseg) {
+        int64_t row = m / J->nseg, sg = m % J->nseg, ow = J->L->g.out_w;
+        *real = ow - sg * nc < nc ? ow - sg * nc : nc;
+        return row * ow + sg * nc;
+    }
+    *real = J->ncols - m * nc < nc ? J->ncols - m * nc : nc;
+    return m * nc;
+}
+
+/* Digits of micro-tiles [m0, m0 + nmt) of group grp (im2col of the input). */
+static void vnni_pack(const vjob *J, int64_t grp, int64_t m0, int64_t nmt, int16_t *panel)
+{
+    const te_plugin_layer *L = J->L;
+    const te_linear_geom *g = &L->g;
+    const int nl = J->plan.nl, nc = J->plan.nc;
+    const int fc = g->kind == TE_LIN_FC;
+    cpu_vnni_im2col ig = { L->icg, fc ? 1 : g->k_h, fc ? 1 : g->k_w, fc ? 1 : g->dil_h, fc ? 1 : g->dil_w,
+                           fc ? 1 : g->in_h, fc ? 1 : g->in_w, fc ? 1 : g->in_h * g->in_w, L->K2,
+                           fc ? 1 : g->stride_w, 0, J->dig, J->nin };
+    int64_t base[CPU_VNNI_NC], ih0[CPU_VNNI_NC], iw0[CPU_VNNI_NC];
+    for (int64_t mt = 0; mt < nmt; mt++) {
+        int64_t real;
+        int64_t c0 = vnni_mtile(J, m0 + mt, &real);
+        colpos cp;
+        col_at(L, c0, &cp);
+        int64_t b_first = cp.b, oh_first = cp.oh;
+        int same_row = 1;
+        for (int64_t c = 0; c < real; c++, col_next(L, &cp)) {
+            base[c] = cp.b * L->in_len + grp * L->icg * ig.HW;
+            ih0[c] = fc ? 0 : cp.oh * g->stride_h - g->pad_t;
+            iw0[c] = fc ? 0 : cp.ow * g->stride_w - g->pad_l;
+            same_row = same_row && cp.b == b_first && cp.oh == oh_first;
+        }
+        ig.row = !fc && same_row;
+        cpu_vnni_pack_tile(&J->plan, &ig, J->in, base, ih0, iw0, (int)real,
+                           (int32_t *)(void *)(panel + mt * nl * L->K2 * nc * 2));
+    }
+}
+
+static void vnni_tile(vjob *J, vworker *W, int64_t grp, int64_t tile, int64_t o0, int64_t o1)
+{
+    const te_plugin_layer *L = J->L;
+    const int nl = J->plan.nl, nc = J->plan.nc;
+    const int64_t K2 = L->K2;
+    int64_t m0 = tile * VNNI_MT;
+    int64_t nmt = J->nmtiles - m0 < VNNI_MT ? J->nmtiles - m0 : VNNI_MT;
+    vnni_pack(J, grp, m0, nmt, W->panel);
+
+    int64_t ldres = J->chunk;
+    memset(W->res, 0, (size_t)(nmt * nc * ldres) * sizeof *W->res);
+    int64_t b0 = o0 / CPU_VNNI_BLOCK, b1 = (o1 + CPU_VNNI_BLOCK - 1) / CPU_VNNI_BLOCK;
+    const int32_t *panel = (const int32_t *)(const void *)W->panel;
+    int64_t reals[VNNI_MT], firsts[VNNI_MT];
+    for (int64_t mt = 0; mt < nmt; mt++)
+        firsts[mt] = vnni_mtile(J, m0 + mt, &reals[mt]);
+    for (int64_t p0 = 0; p0 < K2; p0 += CPU_VNNI_KC_PAIRS) {
+        int64_t np = K2 - p0 < CPU_VNNI_KC_PAIRS ? K2 - p0 : CPU_VNNI_KC_PAIRS;
+        for (int64_t blk = b0; blk < b1; blk++) {
+            const int16_t *w = L->wv + ((grp * L->nblk + blk) * K2 + p0) * CPU_VNNI_BLOCK * 2;
+            uint64_t *rb = W->res + (blk - b0) * CPU_VNNI_BLOCK;
+            for (int64_t mt = 0; mt < nmt; mt++) {
+                int64_t real = reals[mt];
+                for (int l = 0; l < nl; l++) {
+                    const int32_t *x = panel + ((mt * nl + l) * K2 + p0) * nc;
+                    int shift = J->plan.off[l];
+                    if (real == nc) {
+                        cpu_vnni_kernel(nc, shift, w, x, np, nc, rb + mt * nc * ldres, ldres);
+                        continue;
+                    }
+                    int64_t c = 0;
+                    for (; c + 4 <= real; c += 4)
+                        cpu_vnni_kernel(4, shift, w, x + c, np, nc, rb + (mt * nc + c) * ldres, ldres);
+                    for (; c < real; c++)
+                        cpu_vnni_kernel(1, shift, w, x + c, np, nc, rb + (mt * nc + c) * ldres, ldres);
+                }
+            }
+        }
+    }
+
+    /* Channel by channel, so that the stores run along output positions. */
+    int64_t off[CPU_VNNI_NC * VNNI_MT];
+    for (int64_t mt = 0; mt < nmt; mt++) {
+        colpos cp;
+        col_at(L, firsts[mt], &cp);
+        for (int64_t c = 0; c < nc; c++, col_next(L, &cp))
+            off[mt * nc + c] = c < reals[mt] ? cp.b * L->out_len + cp.pos : -1;
+    }
+    for (int64_t o = 0; o < o1 - o0; o++) {
+        uint64_t *dst = J->out + (grp * L->ocg + o0 + o) * L->P;
+        const uint64_t *r = W->res + o;
+        for (int64_t j = 0; j < nmt * nc; j++)
+            if (off[j] >= 0)
+                dst[off[j]] = r[j * ldres] & J->mask;
+    }
+}
+
+static void *vnni_worker_main(void *arg)
+{
+    vworker *W = arg;
+    vjob *J = W->J;
+    const te_plugin_layer *L = J->L;
+    for (;;) {
+        long long t = atomic_fetch_add(&J->next, 1);
+        if (t >= J->ntasks)
+            break;
+        int64_t ci = (int64_t)t % J->nchunks, rest = (int64_t)t / J->nchunks;
+        int64_t tile = rest % J->ntiles, grp = rest / J->ntiles;
+        int64_t o0 = ci * J->chunk, o1 = o0 + J->chunk < L->ocg ? o0 + J->chunk : L->ocg;
+        vnni_tile(J, W, grp, tile, o0, o1);
+    }
+    return NULL;
+}
+
+#define DIGIT_ROWS 16 /* input rows per digit task */
+
+/* Digit planes, input row by input row; rows no output reads (a 1x1 layer
+ * with stride 2 reads every other row) are skipped. */
+static void vnni_digits_fn(void *arg, int id)
+{
+    vjob *J = ((vworker *)arg)->J;
+    const te_linear_geom *g = &J->L->g;
+    int64_t H = g->in_h, W = g->in_w, nrows = J->nin / W;
+    (void)id;
+    for (;;) {
+        long long t = atomic_fetch_add(&J->next, 1);
+        if (t >= J->ndig)
+            break;
+        int64_t r1 = ((int64_t)t + 1) * DIGIT_ROWS < nrows ? ((int64_t)t + 1) * DIGIT_ROWS : nrows;
+        for (int64_t r = (int64_t)t * DIGIT_ROWS; r < r1; r++)
+            if (J->row_used[r % H])
+                cpu_vnni_digit_planes(&J->plan, J->in, r * W, (r + 1) * W, J->dig, J->nin);
+    }
+}
+
+static void vnni_pool_fn(void *arg, int id)
+{
+    vnni_worker_main((vworker *)arg + id);
+}
+
+static size_t align64(size_t n)
+{
+    return (n + 63) & ~(size_t)63;
+}
+
+static te_status run_vnni(te_plugin_ctx *ctx, const te_plugin_layer *L, unsigned ring_bits, uint64_t batch,
+                          const uint64_t *in, uint64_t *out, te_err *err)
+{
+    vjob J;
+    memset(&J, 0, sizeof J);
+    J.L = L;
+    J.in = in;
+    J.out = out;
+    J.mask = te_ring_mask(ring_bits);
+    cpu_vnni_plan_for(ring_bits, &J.plan);
+    J.ncols = (int64_t)batch * L->P;
+    /* Row-aligned tiling where the row's last micro-tile stays wide enough
+     * (a 2-column tail would run the slow 1-column kernel). */
+    int64_t tail = L->g.out_w % J.plan.nc;
+    if (L->g.kind == TE_LIN_CONV && L->g.out_w >= J.plan.nc && (tail == 0 || tail >= 8)) {
+        J.nseg = (L->g.out_w + J.plan.nc - 1) / J.plan.nc;
+        J.nmtiles = (int64_t)batch * L->g.out_h * J.nseg;
+    } else {
+        J.nmtiles = (J.ncols + J.plan.nc - 1) / J.plan.nc;
+    }
+    J.ntiles = (J.nmtiles + VNNI_MT - 1) / VNNI_MT;
+
+    int64_t groups = L->g.group;
+    int64_t macs = J.ncols * L->out_len / L->P * L->K;
+    int64_t want = 1 + macs / MACS_PER_THREAD;
+    int64_t nthreads = ctx->threads < want ? ctx->threads : want;
+    /* Split output channels (in whole blocks) only as far as needed to feed every thread. */
+    int64_t base = groups * J.ntiles;
+    int64_t nchunks = base >= 4 * nthreads ? 1 : (4 * nthreads + base - 1) / base;
+    if (nchunks > L->nblk)
+        nchunks = L->nblk;
+    int64_t blocks_per_chunk = (L->nblk + nchunks - 1) / nchunks;
+    J.chunk = blocks_per_chunk * CPU_VNNI_BLOCK;
+    J.nchunks = (L->ocg + J.chunk - 1) / J.chunk;
+    J.ntasks = base * J.nchunks;
+    int64_t nworkers = nthreads < J.ntasks ? nthreads : J.ntasks;
+
+    /* One scratch area: per worker a panel and results.
+     * The context keeps it between runs (no page faults on every layer);
+     * a run that finds it busy (concurrent runs) allocates its own. */
+    size_t panel_bytes = align64((size_t)(VNNI_MT * J.plan.nl * L->K2 * J.plan.nc) * 2 * sizeof(int16_t));
+    size_t res_bytes = align64((size_t)(VNNI_MT * J.plan.nc * J.chunk) * sizeof(uint64_t));
+    /* Digit planes feed the row packing (stride 1 or 2, rows of at least a
+     * micro-tile); the other layers gather from the input directly. */
+    int use_dig = L->g.kind == TE_LIN_CONV && (L->g.stride_w == 1 || L->g.stride_w == 2) &&
+                  L->g.out_w >= CPU_VNNI_NC;
+    J.nin = (int64_t)batch * L->in_len;
+    size_t dig_bytes = use_dig ? align64((size_t)J.nin * (size_t)J.plan.nl * sizeof(int16_t)) : 0;
+    size_t need = dig_bytes + (size_t)nworkers * (panel_bytes + res_bytes) + (use_dig ? (size_t)L->g.in_h : 0);
+    vworker ws_local[8];
+    vworker *ws = nworkers <= 8 ? ws_local : calloc((size_t)nworkers, sizeof *ws);
+    if (!ws)
+        return te_errf(err, TE_ENOMEM, "cpu plugin: out of memory for %lld workers", (long long)nworkers);
+    memset(ws, 0, (size_t)nworkers * sizeof *ws);
+    uint8_t *mem = NULL, *own = NULL;
+    int locked = pthread_mutex_trylock(&ctx->scratch_mu) == 0;
+    if (locked && ctx->scratch_len >= need) {
+        mem = ctx->scratch;
+    } else if (locked) {
+        free(ctx->scratch);
+        ctx->scratch = aligned_alloc(64, align64(need));
+        ctx->scratch_len = ctx->scratch ? need : 0;
+        mem = ctx->scratch;
+    } else {
+        mem = own = aligned_alloc(64, align64(need));
+    }
+    te_status st = TE_OK;
+    if (!mem) {
+        st = te_errf(err, TE_ENOMEM, "cpu plugin: out of memory for %zu bytes of packing buffers", need);
+        goto done;
+    }
+    for (int64_t i = 0; i < nworkers; i++) {
+        uint8_t *p = mem + dig_bytes + (size_t)i * (panel_bytes + res_bytes);
+        ws[i].J = &J;
+        ws[i].panel = (int16_t *)(void *)p;
+        ws[i].res = (uint64_t *)(void *)(p + panel_bytes);
+    }
+    if (use_dig) {
+        J.dig = (int16_t *)(void *)mem;
+        unsigned char *used = (unsigned char *)(mem + dig_bytes + (size_t)nworkers * (panel_bytes + res_bytes));
+        const te_linear_geom *g = &L->g;
+        memset(used, 0, (size_t)g->in_h);
+        for (int64_t oh = 0; oh < g->out_h; oh++)
+            for (int64_t kh = 0; kh < g->k_h; kh++) {
+                int64_t ih = oh * g->stride_h - g->pad_t + kh * g->dil_h;
+                if (ih >= 0 && ih < g->in_h)
+                    used[ih] = 1;
+            }
+        J.row_used = used;
+        J.ndig = (J.nin / g->in_w + DIGIT_ROWS - 1) / DIGIT_ROWS;
+        atomic_init(&J.next, 0);
+        pool_run(&ctx->pool, (int)(J.ndig < nworkers ? J.ndig : nworkers), vnni_digits_fn, ws);
+    }
+    atomic_store(&J.next, 0);
+    pool_run(&ctx->pool, (int)nworkers, vnni_pool_fn, ws);
+done:
+    if (locked)
+        pthread_mutex_unlock(&ctx->scratch_mu);
+    free(own);
+    if (ws != ws_local)
+        free(ws);
+    return st;
+}
+
+static void portable_pool_fn(void *arg, int id)
+{
+    worker_main((worker *)arg + id);
+}
+
 static te_status cpu_run(te_plugin_ctx *ctx, te_plugin_layer *L, unsigned ring_bits, uint64_t batch,
                          const uint64_t *in, uint64_t *out, te_err *err)
 {
@@ -476,6 +971,8 @@ static te_status cpu_run(te_plugin_ctx *ctx, te_plugin_layer *L, unsigned ring_b
                        (unsigned long long)batch, (unsigned long long)CPU_MAX_BATCH);
     if (batch == 0)
         return TE_OK;
+    if (L->wv)
+        return run_vnni(ctx, L, ring_bits, batch, in, out, err);
 
     job J;
     memset(&J, 0, sizeof J);
@@ -534,14 +1031,7 @@ static te_status cpu_run(te_plugin_ctx *ctx, te_plugin_layer *L, unsigned ring_b
             goto done;
         }
     }
-    /* Worker 0 is this thread; if a thread cannot be started the others
-     * simply take over its share. */
-    for (int64_t i = 1; i < nthreads; i++)
-        ws[i].started = pthread_create(&ws[i].tid, NULL, worker_main, &ws[i]) == 0;
-    worker_main(&ws[0]);
-    for (int64_t i = 1; i < nthreads; i++)
-        if (ws[i].started)
-            pthread_join(ws[i].tid, NULL);
+    pool_run(&ctx->pool, (int)nthreads, portable_pool_fn, ws);
 done:
     for (int64_t i = 0; i < nthreads; i++)
         free(ws[i].scratch);

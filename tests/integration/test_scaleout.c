@@ -106,11 +106,12 @@ static void host_start(world *w, int role, int r)
 
 static void make_target(world *w, int role)
 {
-    snprintf(w->target[role], sizeof w->target[role], "ipv4:%s", w->addr[role][0]);
-    for (int r = 1; r < N_REPLICAS; r++) {
-        size_t l = strlen(w->target[role]);
-        snprintf(w->target[role] + l, sizeof w->target[role] - l, ",%s", w->addr[role][r]);
-    }
+    /* built in a local buffer: the addresses live in the same struct */
+    char t[sizeof w->target[role]];
+    size_t l = (size_t)snprintf(t, sizeof t, "ipv4:%s", w->addr[role][0]);
+    for (int r = 1; r < N_REPLICAS && l < sizeof t; r++)
+        l += (size_t)snprintf(t + l, sizeof t - l, ",%s", w->addr[role][r]);
+    memcpy(w->target[role], t, sizeof t);
 }
 
 static int setup(void **state)

@@ -297,6 +297,93 @@ static void test_threads(void **state)
     check_one(f, &g3, 64, 16, &r);
 }
 
+static int setup_vnni(void **state)
+{
+    return setup_with(state, "kernel=vnni");
+}
+
+static int setup_portable(void **state)
+{
+    return setup_with(state, "kernel=portable");
+}
+
+/* The limbed 16-bit path (kernel=vnni): every limb plan (l = 1..64), channel
+ * counts around the 32-channel blocks, column counts around the micro-tiles,
+ * dot lengths across the widening interval, and extreme weights. */
+static void test_vnni_all_widths(void **state)
+{
+    fixture *f = *state;
+    rng r = { 4242 };
+    te_linear_geom gs[] = {
+        conv(1, 8, 7, 7, 40, 3, 1, 1, 1, 1, 1, 1, 1),    /* 49 columns, 40 channels */
+        conv(2, 6, 5, 6, 33, 3, 2, 1, 0, 1, 0, 1, 1),    /* ragged, 2 samples */
+        conv(1, 64, 4, 4, 32, 3, 1, 1, 1, 1, 1, 1, 2),   /* groups */
+        fc(1, 1001, 70),                                 /* batch 1: single-column kernel */
+        fc(13, 481, 65),                                 /* odd K, more columns than a micro-tile */
+        conv(1, 3, 41, 40, 32, 7, 2, 3, 3, 2, 3, 1, 1),  /* wide rows, stride 2, pads at both ends */
+        conv(2, 4, 30, 31, 40, 3, 1, 1, 0, 1, 2, 1, 1),  /* wide rows, stride 1, asymmetric pads */
+        conv(1, 4, 26, 26, 32, 3, 1, 2, 2, 2, 2, 2, 1),  /* wide rows, dilation 2 */
+        conv(1, 4, 29, 29, 32, 3, 3, 1, 1, 1, 1, 1, 1),  /* stride 3: gathers */
+        conv(2, 8, 30, 28, 40, 1, 2, 0, 0, 0, 0, 1, 1),  /* 1x1 stride 2: every other input row */
+        conv(2, 4, 24, 24, 40, 3, 1, 1, 1, 1, 1, 1, 1),  /* rows of two micro-tiles: row-aligned tiling */
+        conv(1, 8, 27, 27, 33, 1, 2, 1, 0, 0, 1, 1, 1),  /* 1x1 stride 2 with pads */
+    };
+    for (unsigned l = 1; l <= 64; l++)
+        for (size_t gi = 0; gi < sizeof gs / sizeof gs[0]; gi++)
+            if ((l + gi) % 3 == 0 || l >= 60 || l <= 4 || l == 32 || l == 33 || l == 40 || l == 41 || l == 48 ||
+                l == 49 || l == 56 || l == 57)
+                check_one(f, &gs[gi], l, 16, &r);
+}
+
+static void test_vnni_long_dot(void **state)
+{
+    fixture *f = *state;
+    rng r = { 5150 };
+    /* dot length 4608 = 2304 pairs: ten widening intervals, full-range inputs */
+    te_linear_geom g = conv(1, 512, 3, 3, 64, 3, 1, 1, 1, 1, 1, 1, 1);
+    static const unsigned ls[] = { 16, 31, 32, 36, 40, 47, 48, 55, 63, 64 };
+    for (size_t i = 0; i < sizeof ls / sizeof ls[0]; i++)
+        check_one(f, &g, ls[i], 16, &r);
+
+    /* all-extreme weights (+-32767, -32768) against all-max inputs: the
+     * exact limbs' int32 sums at their bound */
+    te_linear_geom g2 = fc(2, 4608, 40);
+    size_t nw = 4608 * 40, ni = 2 * 4608, no = 2 * 40;
+    int32_t *w = malloc(nw * sizeof *w);
+    uint64_t *x = malloc(ni * sizeof *x), *want = malloc(no * sizeof *want), *got = malloc(no * sizeof *got);
+    assert_true(w && x && want && got);
+    for (size_t i = 0; i < nw; i++)
+        w[i] = (i / 4608) % 2 ? -32768 : 32767;
+    for (unsigned l = 33; l <= 64; l++) {
+        for (size_t i = 0; i < ni; i++)
+            x[i] = i < 4608 ? te_ring_mask(l) : ((uint64_t)0x8080808080808080ULL & te_ring_mask(l));
+        te_linear_ref_ring(&g2, w, l, x, want);
+        te_err err;
+        te_plugin_layer *pl = NULL;
+        assert_int_equal(f->ops->load_layer(f->ctx, &g2, w, &pl, &err), TE_OK);
+        assert_int_equal(f->ops->run(f->ctx, pl, l, 2, x, got, &err), TE_OK);
+        assert_memory_equal(got, want, no * sizeof *got);
+        f->ops->release_layer(f->ctx, pl);
+    }
+    free(w);
+    free(x);
+    free(want);
+    free(got);
+}
+
+static void test_kernel_config(void **state)
+{
+    (void)state;
+    te_plugin *p = NULL;
+    te_err err;
+    te_err_clear(&err);
+    assert_int_not_equal(te_plugin_open("cpu", "kernel=fast", &p, &err), TE_OK);
+    assert_non_null(strstr(err.msg, "kernel"));
+    assert_null(p);
+    assert_int_equal(te_plugin_open("cpu", "kernel=portable;threads=1", &p, &err), TE_OK);
+    te_plugin_close(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -307,6 +394,25 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_caps_and_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads, setup_1thread, teardown),
         cmocka_unit_test_setup_teardown(test_threads, setup_3threads, teardown),
+        cmocka_unit_test_setup_teardown(test_all_geometries_all_widths, setup_portable, teardown),
+        cmocka_unit_test_setup_teardown(test_big_dot_len, setup_portable, teardown),
+        cmocka_unit_test(test_kernel_config),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest vnni_tests[] = {
+        cmocka_unit_test_setup_teardown(test_vnni_all_widths, setup_vnni, teardown),
+        cmocka_unit_test_setup_teardown(test_vnni_long_dot, setup_vnni, teardown),
+        cmocka_unit_test_setup_teardown(test_all_geometries_all_widths, setup_vnni, teardown),
+        cmocka_unit_test_setup_teardown(test_threads, setup_vnni, teardown),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    /* The VNNI kernels only where the CPU has them (kernel=vnni is refused elsewhere). */
+    te_plugin *p = NULL;
+    te_err err;
+    if (te_plugin_open("cpu", "kernel=vnni", &p, &err) == TE_OK) {
+        te_plugin_close(p);
+        failed += cmocka_run_group_tests_name("vnni", vnni_tests, NULL, NULL);
+    } else {
+        printf("skipping the VNNI tests: %s\n", err.msg);
+    }
+    return failed;
 }

@@ -1,0 +1,752 @@
+/* twinedge-bench: measured figures for the performance work.
+ *
+ *   kernels  every linear layer of the benchmark models at full size: the
+ *            blinded layer on one host (CPU plugin run(), at the layer's
+ *            calibrated ring width and at l = 64) against the same layer in
+ *            plain float32 (im2col + OpenBLAS sgemm), same thread count.
+ *   device   the device's CPU time for one private inference (hosts in this
+ *            process, their time subtracted) against plaintext float32
+ *            inference of the whole model on one core (OpenBLAS, 1 thread). */
+#include <cblas.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "owner.h"
+#include "runlib.h"
+#include "te_exec.h"
+#include "te_host.h"
+#include "te_npy.h"
+#include "te_plugin.h"
+#include "te_ring.h"
+#include "twinedge_device.h"
+
+#define MAX_REPS 101
+#define MAX_MODELS 8
+
+static double now_s(clockid_t clk)
+{
+    struct timespec ts;
+    clock_gettime(clk, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+typedef struct opts {
+    int quick;
+    int reps;
+    int threads;
+    const char *json;
+    const char *models_dir;
+    const char *models[MAX_MODELS];
+    int n_models;
+    const char *plugin_config; /* extra plugin config, e.g. "kernel=portable" */
+} opts;
+
+static int file_exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+/* Default owner options, zeroed first: te_owner_options_init() leaves
+ * fields it does not know (the image normalisation) untouched. */
+static void owner_defaults(te_owner_options *oo)
+{
+    memset(oo, 0, sizeof *oo);
+    te_owner_options_init(oo);
+}
+
+static te_status build_model(const opts *o, const char *name, te_model **m, te_err *err)
+{
+    char onnx[4096], calib[4096];
+    snprintf(onnx, sizeof onnx, "%s/%s.onnx", o->models_dir, name);
+    snprintf(calib, sizeof calib, "%s/%s.calib.npy", o->models_dir, name);
+    if (!file_exists(onnx))
+        return te_errf(err, TE_EIO, "%s not found (generate it with tests/models/make_testdata.py)", onnx);
+    te_owner_options oo;
+    owner_defaults(&oo);
+    return te_owner_build(onnx, file_exists(calib) ? calib : NULL, &oo, m, err);
+}
+
+/* ---- plain float32 layer: im2col + sgemm --------------------------------- */
+
+/* col[k][j] for the batch's columns j = b * P + pos, group grp. */
+static void im2col_f(const te_linear_geom *g, const float *x, int64_t batch, int64_t grp, float *col)
+{
+    int64_t icg = g->in_c / g->group, P = g->out_h * g->out_w, N = batch * P;
+    int64_t H = g->in_h, W = g->in_w, in_len = g->in_c * H * W;
+    int64_t k = 0;
+    for (int64_t ci = 0; ci < icg; ci++)
+        for (int64_t kh = 0; kh < g->k_h; kh++)
+            for (int64_t kw = 0; kw < g->k_w; kw++, k++) {
+                float *row = col + k * N;
+                for (int64_t b = 0; b < batch; b++) {
+                    const float *plane = x + b * in_len + (grp * icg + ci) * H * W;
+                    for (int64_t oh = 0; oh < g->out_h; oh++) {
+                        int64_t ih = oh * g->stride_h - g->pad_t + kh * g->dil_h;
+                        float *r = row + b * P + oh * g->out_w;
+                        if (ih < 0 || ih >= H) {
+                            memset(r, 0, (size_t)g->out_w * sizeof *r);
+                            continue;
+                        }
+                        const float *src = plane + ih * W;
+                        for (int64_t ow = 0; ow < g->out_w; ow++) {
+                            int64_t iw = ow * g->stride_w - g->pad_l + kw * g->dil_w;
+                            r[ow] = (iw >= 0 && iw < W) ? src[iw] : 0.0f;
+                        }
+                    }
+                }
+            }
+}
+
+/* y[grp block][ocg][batch * P] (column-major over the batch, as one GEMM per group). */
+static void float_layer(const te_linear_geom *g, const float *w, const float *x, int64_t batch, float *col,
+                        float *y)
+{
+    if (g->kind == TE_LIN_FC) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)batch, (int)g->out_c, (int)g->in_c, 1.0f, x,
+                    (int)g->in_c, w, (int)g->in_c, 0.0f, y, (int)g->out_c);
+        return;
+    }
+    int64_t ocg = g->out_c / g->group, K = te_geom_dot_len(g), N = batch * g->out_h * g->out_w;
+    for (int64_t grp = 0; grp < g->group; grp++) {
+        im2col_f(g, x, batch, grp, col);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)ocg, (int)N, (int)K, 1.0f, w + grp * ocg * K,
+                    (int)K, col, (int)N, 0.0f, y + grp * ocg * N, (int)N);
+    }
+}
+
+/* ---- kernels ----------------------------------------------------------------- */
+
+typedef struct row {
+    char model[32];
+    char layer[64];
+    char shape[80];
+    int64_t batch;
+    int ring_bits;
+    double macs;
+    double plain_s, secure_s, secure64_s;
+} row;
+
+static void fill_ring(uint64_t *x, int64_t n, unsigned l)
+{
+    uint64_t s = 12345 + l;
+    for (int64_t i = 0; i < n; i++)
+        x[i] = rnd(&s) & te_ring_mask(l);
+}
+
+static te_status time_run(const te_plugin_ops *ops, te_plugin_ctx *ctx, te_plugin_layer *pl, unsigned l,
+                          int64_t batch, const uint64_t *xin, uint64_t *out, double *t, te_err *err)
+{
+    double t0 = now_s(CLOCK_MONOTONIC);
+    te_status st = ops->run(ctx, pl, l, (uint64_t)batch, xin, out, err);
+    *t = now_s(CLOCK_MONOTONIC) - t0;
+    return st;
+}
+
+static void layer_shape(const te_linear_geom *g, char *buf, size_t n)
+{
+    if (g->kind == TE_LIN_FC)
+        snprintf(buf, n, "fc %lld->%lld", (long long)g->in_c, (long long)g->out_c);
+    else
+        snprintf(buf, n, "conv %lldx%lldx%lld->%lld k%lld/%lld%s", (long long)g->in_c, (long long)g->in_h,
+                 (long long)g->in_w, (long long)g->out_c, (long long)g->k_h, (long long)g->stride_h,
+                 g->group > 1 ? " g" : "");
+}
+
+static void cpu_model(char *buf, size_t n)
+{
+    snprintf(buf, n, "unknown CPU");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) == 0) {
+            char *c = strchr(line, ':');
+            if (c) {
+                c++;
+                while (*c == ' ' || *c == '\t')
+                    c++;
+                c[strcspn(c, "\n")] = '\0';
+                snprintf(buf, n, "%s", c);
+            }
+            break;
+        }
+    }
+    fclose(f);
+}
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fputc('\\', f);
+        if ((unsigned char)*s >= 0x20)
+            fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static int cmd_kernels(const opts *o)
+{
+    te_err err;
+    te_err_clear(&err);
+    char cfg[256];
+    snprintf(cfg, sizeof cfg, "threads=%d%s%s", o->threads, o->plugin_config ? ";" : "",
+             o->plugin_config ? o->plugin_config : "");
+    te_plugin *plugin = NULL;
+    if (te_plugin_open("cpu", cfg, &plugin, &err) != TE_OK) {
+        fprintf(stderr, "twinedge-bench: error: %s\n", err.msg);
+        return 1;
+    }
+    const te_plugin_ops *ops = te_plugin_get_ops(plugin);
+    te_plugin_ctx *ctx = te_plugin_get_ctx(plugin);
+    openblas_set_num_threads(o->threads);
+
+    static const int64_t batches_full[] = { 1, 16 }, batches_quick[] = { 1 };
+    const int64_t *batches = o->quick ? batches_quick : batches_full;
+    int n_batches = o->quick ? 1 : 2;
+    row *rows = NULL;
+    int n_rows = 0, cap = 0, rc = 1;
+    char cpu[256];
+    cpu_model(cpu, sizeof cpu);
+    printf("twinedge-bench kernels: %s, %d thread%s (CPU plugin and OpenBLAS), median of %d\n", cpu, o->threads,
+           o->threads == 1 ? "" : "s", o->reps);
+    printf("%-9s %-34s %-30s %5s %4s %10s %10s %10s %7s %7s\n", "model", "layer", "shape", "batch", "l",
+           "plain ms", "secure ms", "l=64 ms", "ratio", "r64");
+
+    for (int mi = 0; mi < o->n_models; mi++) {
+        te_model *m = NULL;
+        if (build_model(o, o->models[mi], &m, &err) != TE_OK) {
+            fprintf(stderr, "twinedge-bench: error: %s: %s\n", o->models[mi], err.msg);
+            goto out;
+        }
+        for (int li = 0; li < m->n_layers; li++) {
+            const te_layer *L = &m->layers[li];
+            te_linear_geom g = L->geom;
+            te_plugin_layer *pl = NULL;
+            if (ops->load_layer(ctx, &g, L->w, &pl, &err) != TE_OK) {
+                fprintf(stderr, "twinedge-bench: error: loading %s: %s\n", L->name, err.msg);
+                te_model_free(m);
+                goto out;
+            }
+            for (int bi = 0; bi < n_batches; bi++) {
+                int64_t batch = batches[bi];
+                int64_t n_in = batch * te_geom_in_len(&g), n_out = batch * te_geom_out_len(&g);
+                int64_t K = te_geom_dot_len(&g);
+                int64_t ncol = g.kind == TE_LIN_FC ? 1 : batch * g.out_h * g.out_w;
+                uint64_t *xin = malloc((size_t)n_in * sizeof *xin), *out = malloc((size_t)n_out * sizeof *out);
+                uint64_t *xin64 = malloc((size_t)n_in * sizeof *xin64);
+                float *xf = malloc((size_t)n_in * sizeof *xf), *yf = malloc((size_t)n_out * sizeof *yf);
+                float *col = malloc((size_t)(K * ncol) * sizeof *col);
+                if (n_rows == cap) {
+                    cap = cap ? 2 * cap : 64;
+                    row *nr = realloc(rows, (size_t)cap * sizeof *rows);
+                    if (nr)
+                        rows = nr;
+                    else
+                        cap = n_rows;
+                }
+                if (!xin || !xin64 || !out || !xf || !yf || !col || n_rows == cap) {
+                    fprintf(stderr, "twinedge-bench: error: out of memory\n");
+                    free(xin), free(xin64), free(out), free(xf), free(yf), free(col);
+                    ops->release_layer(ctx, pl);
+                    te_model_free(m);
+                    goto out;
+                }
+                row *R = &rows[n_rows];
+                memset(R, 0, sizeof *R);
+                snprintf(R->model, sizeof R->model, "%s", o->models[mi]);
+                snprintf(R->layer, sizeof R->layer, "%s", L->name ? L->name : "?");
+                layer_shape(&g, R->shape, sizeof R->shape);
+                R->batch = batch;
+                R->ring_bits = L->ring_bits;
+                R->macs = (double)te_geom_macs(&g) * (double)batch;
+
+                uint64_t s = 99;
+                for (int64_t i = 0; i < n_in; i++)
+                    xf[i] = (float)((double)(rnd(&s) >> 11) * 0x1p-53 - 0.5);
+                fill_ring(xin, n_in, (unsigned)L->ring_bits);
+                fill_ring(xin64, n_in, 64);
+                /* The three measurements alternate, so that load from elsewhere
+                 * on the machine affects them alike. */
+                double tp[MAX_REPS], tsc[MAX_REPS], ts64[MAX_REPS], t;
+                te_status st = TE_OK;
+                for (int r = -1; r < o->reps && st == TE_OK; r++) {
+                    double t0 = now_s(CLOCK_MONOTONIC);
+                    float_layer(&g, L->w_float, xf, batch, col, yf);
+                    t = now_s(CLOCK_MONOTONIC) - t0;
+                    if (r >= 0)
+                        tp[r] = t;
+                    st = time_run(ops, ctx, pl, (unsigned)L->ring_bits, batch, xin, out, &t, &err);
+                    if (r >= 0)
+                        tsc[r] = t;
+                    if (st == TE_OK)
+                        st = time_run(ops, ctx, pl, 64, batch, xin64, out, &t, &err);
+                    if (r >= 0)
+                        ts64[r] = t;
+                }
+                if (st == TE_OK) {
+                    R->plain_s = median(tp, o->reps);
+                    R->secure_s = median(tsc, o->reps);
+                    R->secure64_s = median(ts64, o->reps);
+                }
+                free(xin), free(xin64), free(out), free(xf), free(yf), free(col);
+                if (st != TE_OK) {
+                    fprintf(stderr, "twinedge-bench: error: running %s: %s\n", R->layer, err.msg);
+                    ops->release_layer(ctx, pl);
+                    te_model_free(m);
+                    goto out;
+                }
+                n_rows++;
+                printf("%-9s %-34.34s %-30.30s %5lld %4d %10.3f %10.3f %10.3f %7.2f %7.2f\n", R->model, R->layer,
+                       R->shape, (long long)batch, R->ring_bits, R->plain_s * 1e3, R->secure_s * 1e3,
+                       R->secure64_s * 1e3, R->secure_s / R->plain_s, R->secure64_s / R->plain_s);
+                fflush(stdout);
+            }
+            ops->release_layer(ctx, pl);
+        }
+        te_model_free(m);
+    }
+
+    double worst = 0, worst_cal = 0, worst64 = 0, tp = 0, ts = 0, ts64 = 0;
+    int wi = 0, wi64 = 0;
+    for (int i = 0; i < n_rows; i++) {
+        double r = rows[i].secure_s / rows[i].plain_s, r64 = rows[i].secure64_s / rows[i].plain_s;
+        if (r > worst_cal)
+            worst_cal = r, wi = i;
+        if (r64 > worst64)
+            worst64 = r64, wi64 = i;
+        tp += rows[i].plain_s;
+        ts += rows[i].secure_s;
+        ts64 += rows[i].secure64_s;
+    }
+    worst = worst_cal > worst64 ? worst_cal : worst64;
+    if (n_rows) {
+        printf("total: plain %.3f ms, secure %.3f ms (%.2fx), l=64 %.3f ms (%.2fx)\n", tp * 1e3, ts * 1e3, ts / tp,
+               ts64 * 1e3, ts64 / tp);
+        printf("worst layer, calibrated l: %.2fx (%s %s batch %lld); at l=64: %.2fx (%s %s batch %lld)\n",
+               worst_cal, rows[wi].model, rows[wi].layer, (long long)rows[wi].batch, worst64, rows[wi64].model,
+               rows[wi64].layer, (long long)rows[wi64].batch);
+    }
+    if (o->json) {
+        FILE *f = fopen(o->json, "w");
+        if (!f) {
+            fprintf(stderr, "twinedge-bench: error: cannot write %s: %s\n", o->json, strerror(errno));
+            goto out;
+        }
+        fprintf(f, "{\n  \"benchmark\": \"kernels\",\n  \"cpu\": ");
+        json_str(f, cpu);
+        fprintf(f, ",\n  \"threads\": %d,\n  \"repetitions\": %d,\n  \"quick\": %s,\n  \"layers\": [\n", o->threads,
+                o->reps, o->quick ? "true" : "false");
+        for (int i = 0; i < n_rows; i++) {
+            const row *R = &rows[i];
+            fprintf(f, "    {\"model\": ");
+            json_str(f, R->model);
+            fprintf(f, ", \"layer\": ");
+            json_str(f, R->layer);
+            fprintf(f, ", \"shape\": ");
+            json_str(f, R->shape);
+            fprintf(f,
+                    ", \"batch\": %lld, \"ring_bits\": %d, \"macs\": %.0f, \"plain_s\": %.9f, \"secure_s\": %.9f, "
+                    "\"secure_l64_s\": %.9f, \"ratio\": %.4f, \"ratio_l64\": %.4f}%s\n",
+                    (long long)R->batch, R->ring_bits, R->macs, R->plain_s, R->secure_s, R->secure64_s,
+                    R->secure_s / R->plain_s, R->secure64_s / R->plain_s, i + 1 < n_rows ? "," : "");
+        }
+        fprintf(f,
+                "  ],\n  \"total_plain_s\": %.9f,\n  \"total_secure_s\": %.9f,\n  \"total_secure_l64_s\": %.9f,\n"
+                "  \"edge_layer_secure_over_plain_max_calibrated\": %.4f,\n"
+                "  \"edge_layer_secure_over_plain_max_l64\": %.4f,\n"
+                "  \"edge_layer_secure_over_plain_max\": %.4f\n}\n",
+                tp, ts, ts64, worst_cal, worst64, worst);
+        if (fclose(f) != 0) {
+            fprintf(stderr, "twinedge-bench: error: cannot write %s\n", o->json);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    free(rows);
+    te_plugin_close(plugin);
+    return rc;
+}
+
+/* ---- device ------------------------------------------------------------------ */
+
+/* Float linear layers with OpenBLAS (1 thread), bias included: the plaintext baseline. */
+typedef struct blas_ctx {
+    float *col;
+    size_t col_len;
+} blas_ctx;
+
+static te_status blas_linear(void *vctx, const te_model *m, int layer, const float *x, float *y, te_err *err)
+{
+    blas_ctx *bc = vctx;
+    const te_layer *L = &m->layers[layer];
+    const te_linear_geom *g = &L->geom;
+    int64_t batch = g->batch < 1 ? 1 : g->batch;
+    if (!L->w_float)
+        return te_errf(err, TE_EINVAL, "layer '%s' has no float weights", L->name ? L->name : "?");
+    size_t need = g->kind == TE_LIN_FC ? 0 : (size_t)(te_geom_dot_len(g) * batch * g->out_h * g->out_w);
+    if (need > bc->col_len) {
+        float *c = realloc(bc->col, need * sizeof *c);
+        if (!c)
+            return te_errf(err, TE_ENOMEM, "out of memory for im2col");
+        bc->col = c;
+        bc->col_len = need;
+    }
+    int64_t out_len = te_geom_out_len(g);
+    if (g->kind == TE_LIN_FC) {
+        float_layer(g, L->w_float, x, batch, bc->col, y);
+        if (L->bias)
+            for (int64_t b = 0; b < batch; b++)
+                for (int64_t o = 0; o < g->out_c; o++)
+                    y[b * out_len + o] += L->bias[o];
+        return TE_OK;
+    }
+    if (batch != 1)
+        return te_errf(err, TE_EUNSUPPORTED, "the baseline runs batch 1");
+    float_layer(g, L->w_float, x, 1, bc->col, y); /* [out_c][P] = NCHW for batch 1 */
+    int64_t P = g->out_h * g->out_w;
+    if (L->bias)
+        for (int64_t o = 0; o < g->out_c; o++)
+            for (int64_t k = 0; k < P; k++)
+                y[o * P + k] += L->bias[o];
+    return TE_OK;
+}
+
+/* Linear layers skipped (zeros): what the non-linear layers alone cost. */
+static te_status null_linear(void *vctx, const te_model *m, int layer, const float *x, float *y, te_err *err)
+{
+    (void)vctx, (void)x, (void)err;
+    const te_linear_geom *g = &m->layers[layer].geom;
+    int64_t batch = g->batch < 1 ? 1 : g->batch;
+    memset(y, 0, (size_t)(batch * te_geom_out_len(g)) * sizeof *y);
+    return TE_OK;
+}
+
+typedef struct timed {
+    te_transport self;
+    te_transport *inner;
+    double host_cpu_s;
+} timed;
+
+static te_status timed_call(te_transport *t, te_party to, const uint8_t *req, size_t req_len, uint8_t **resp,
+                            size_t *resp_len, te_err *err)
+{
+    timed *tt = t->impl;
+    double c0 = now_s(CLOCK_THREAD_CPUTIME_ID);
+    te_status st = te_transport_call(tt->inner, to, req, req_len, resp, resp_len, err);
+    tt->host_cpu_s += now_s(CLOCK_THREAD_CPUTIME_ID) - c0;
+    return st;
+}
+
+static void timed_destroy(te_transport *t)
+{
+    (void)t;
+}
+
+static const te_transport_ops timed_ops = { timed_call, timed_destroy };
+
+typedef struct dev_result {
+    double device_cpu_s, plain_cpu_s, plain_wall_s, private_wall_s, nonlinear_cpu_s;
+    int retries;
+} dev_result;
+
+static int device_one(const opts *o, const char *name, dev_result *res)
+{
+    te_err err;
+    te_err_clear(&err);
+    char onnx[4096], calib[4096], work[4096], deploy[4200], device[4200], key[4300];
+    snprintf(onnx, sizeof onnx, "%s/%s.onnx", o->models_dir, name);
+    snprintf(calib, sizeof calib, "%s/%s.calib.npy", o->models_dir, name);
+    const char *tmp = getenv("TMPDIR");
+    snprintf(work, sizeof work, "%s/twinedge-bench-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(work)) {
+        fprintf(stderr, "twinedge-bench: error: cannot create a scratch directory: %s\n", strerror(errno));
+        return 1;
+    }
+    snprintf(deploy, sizeof deploy, "%s/deploy", work);
+    snprintf(device, sizeof device, "%s/device", work);
+    snprintf(key, sizeof key, "%s/device.key", device);
+    int rc = 1;
+    te_model *m = NULL;
+    te_exec *ex = NULL;
+    te_local_pair *pair = NULL;
+    twinedge_device *dev = NULL;
+    float *x = NULL, *y = NULL;
+    blas_ctx bc = { NULL, 0 };
+    const char *cal = file_exists(calib) ? calib : NULL;
+
+    te_owner_options oo;
+    owner_defaults(&oo);
+    if (te_owner_build(onnx, cal, &oo, &m, &err) != TE_OK || te_exec_new(m, &ex, &err) != TE_OK)
+        goto fail;
+    int64_t n_in = te_shape_numel(&m->values[m->input].shape);
+    int64_t n_out = te_shape_numel(&m->values[m->output].shape);
+    x = malloc((size_t)n_in * sizeof *x);
+    y = malloc((size_t)n_out * sizeof *y);
+    if (!x || !y) {
+        te_errf(&err, TE_ENOMEM, "out of memory");
+        goto fail;
+    }
+    /* The model's sample input when there is one (random inputs can leave
+     * the calibrated range and cost a retry at 64 bits), else uniform [-1, 1). */
+    char input[4096];
+    snprintf(input, sizeof input, "%s/%s.input.npy", o->models_dir, name);
+    te_shape ishape;
+    float *xs = NULL;
+    if (file_exists(input) && te_npy_read(input, &ishape, &xs, &err) == TE_OK && te_shape_numel(&ishape) >= n_in) {
+        memcpy(x, xs, (size_t)n_in * sizeof *x);
+    } else {
+        uint64_t s = 7;
+        for (int64_t i = 0; i < n_in; i++)
+            x[i] = (float)((double)(rnd(&s) >> 11) * 0x1p-53 * 2.0 - 1.0);
+    }
+    free(xs);
+    te_err_clear(&err);
+
+    openblas_set_num_threads(1);
+    double tc[MAX_REPS], tw[MAX_REPS];
+    for (int r = -1; r < o->reps; r++) {
+        double c0 = now_s(CLOCK_THREAD_CPUTIME_ID), w0 = now_s(CLOCK_MONOTONIC);
+        if (te_exec_run(ex, x, (size_t)n_in, blas_linear, &bc, &err) != TE_OK)
+            goto fail;
+        if (r >= 0) {
+            tc[r] = now_s(CLOCK_THREAD_CPUTIME_ID) - c0;
+            tw[r] = now_s(CLOCK_MONOTONIC) - w0;
+        }
+    }
+    res->plain_cpu_s = median(tc, o->reps);
+    res->plain_wall_s = median(tw, o->reps);
+    for (int r = -1; r < o->reps; r++) {
+        double c0 = now_s(CLOCK_THREAD_CPUTIME_ID);
+        if (te_exec_run(ex, x, (size_t)n_in, null_linear, NULL, &err) != TE_OK)
+            goto fail;
+        if (r >= 0)
+            tc[r] = now_s(CLOCK_THREAD_CPUTIME_ID) - c0;
+    }
+    res->nonlinear_cpu_s = median(tc, o->reps);
+
+    if (te_owner_write(m, deploy, &err) != TE_OK ||
+        te_owner_provision(deploy, "bench-device", device, &err) != TE_OK)
+        goto fail;
+    char cfg[256];
+    snprintf(cfg, sizeof cfg, "threads=%d%s%s", o->threads, o->plugin_config ? ";" : "",
+             o->plugin_config ? o->plugin_config : "");
+    te_local_config lc = { deploy, key, "cpu", "cpu", cfg, NULL, NULL };
+    if (te_local_pair_start(&lc, &pair, &err) != TE_OK)
+        goto fail;
+    if (twinedge_open(device, &dev) != TWINEDGE_OK) {
+        te_errf(&err, TE_EIO, "%s", twinedge_errmsg(dev));
+        goto fail;
+    }
+    timed tt = { { &timed_ops, NULL }, pair->device_link, 0 };
+    tt.self.impl = &tt;
+    twinedge_use_transport(dev, &tt.self);
+    for (int r = -1; r < o->reps; r++) {
+        tt.host_cpu_s = 0;
+        double c0 = now_s(CLOCK_THREAD_CPUTIME_ID), w0 = now_s(CLOCK_MONOTONIC);
+        if (twinedge_infer(dev, TWINEDGE_RELAY, x, (size_t)n_in, y, (size_t)n_out) != TWINEDGE_OK) {
+            te_errf(&err, TE_EIO, "%s", twinedge_errmsg(dev));
+            goto fail;
+        }
+        if (r >= 0) {
+            tc[r] = now_s(CLOCK_THREAD_CPUTIME_ID) - c0 - tt.host_cpu_s;
+            tw[r] = now_s(CLOCK_MONOTONIC) - w0;
+        }
+    }
+    res->device_cpu_s = median(tc, o->reps);
+    twinedge_report rep;
+    if (twinedge_last_report(dev, &rep) == TWINEDGE_OK)
+        res->retries = rep.retries;
+    res->private_wall_s = median(tw, o->reps);
+    rc = 0;
+fail:
+    if (rc)
+        fprintf(stderr, "twinedge-bench: error: %s: %s\n", name, err.msg);
+    twinedge_close(dev);
+    te_local_pair_stop(pair);
+    te_exec_free(ex);
+    te_model_free(m);
+    free(bc.col);
+    free(x);
+    free(y);
+    te_rm_rf(work, &err);
+    return rc;
+}
+
+static int cmd_device(const opts *o)
+{
+    char cpu[256];
+    cpu_model(cpu, sizeof cpu);
+    printf("twinedge-bench device: %s; device CPU time of one private inference (hosts in-process, their time\n"
+           "subtracted) vs plaintext float32 inference on one core (OpenBLAS, 1 thread); median of %d\n",
+           cpu, o->reps);
+    printf("%-10s %14s %14s %10s %16s %18s %8s\n", "model", "device cpu ms", "plain cpu ms", "ratio",
+           "private wall ms", "non-linear cpu ms", "retries");
+    dev_result res[MAX_MODELS];
+    memset(res, 0, sizeof res);
+    for (int i = 0; i < o->n_models; i++) {
+        if (device_one(o, o->models[i], &res[i]) != 0)
+            return 1;
+        printf("%-10s %14.3f %14.3f %10.4f %16.3f %18.3f %8d\n", o->models[i], res[i].device_cpu_s * 1e3,
+               res[i].plain_cpu_s * 1e3, res[i].device_cpu_s / res[i].plain_cpu_s, res[i].private_wall_s * 1e3,
+               res[i].nonlinear_cpu_s * 1e3, res[i].retries);
+        fflush(stdout);
+    }
+    if (o->json) {
+        FILE *f = fopen(o->json, "w");
+        if (!f) {
+            fprintf(stderr, "twinedge-bench: error: cannot write %s: %s\n", o->json, strerror(errno));
+            return 1;
+        }
+        fprintf(f, "{\n  \"benchmark\": \"device\",\n  \"cpu\": ");
+        json_str(f, cpu);
+        fprintf(f, ",\n  \"repetitions\": %d,\n  \"models\": [\n", o->reps);
+        for (int i = 0; i < o->n_models; i++) {
+            fprintf(f, "    {\"model\": ");
+            json_str(f, o->models[i]);
+            fprintf(f,
+                    ", \"device_cpu_s\": %.9f, \"plain_cpu_s\": %.9f, \"plain_wall_s\": %.9f, "
+                    "\"private_wall_s\": %.9f, \"nonlinear_cpu_s\": %.9f, \"retries\": %d, \"device_over_plain\": %.6f}%s\n",
+                    res[i].device_cpu_s, res[i].plain_cpu_s, res[i].plain_wall_s, res[i].private_wall_s,
+                    res[i].nonlinear_cpu_s, res[i].retries,
+                    res[i].device_cpu_s / res[i].plain_cpu_s, i + 1 < o->n_models ? "," : "");
+        }
+        fprintf(f, "  ]\n}\n");
+        if (fclose(f) != 0) {
+            fprintf(stderr, "twinedge-bench: error: cannot write %s\n", o->json);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- main -------------------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: twinedge-bench kernels [--quick] [--json FILE] [--models-dir DIR] [options]\n"
+               "       twinedge-bench device [--json FILE] [--models-dir DIR] [options]\n"
+               "\n"
+               "  --models-dir DIR   where MODEL.onnx and MODEL.calib.npy are (default\n"
+               "                     $TE_TEST_DATA/full, else testdata/full)\n"
+               "  --models A,B,...   models (default: kernels alexnet,resnet18; device alexnet,facenet)\n"
+               "  --reps N           repetitions per measurement, the median is reported (default 5, quick 1)\n"
+               "  --threads N        threads of the CPU plugin and OpenBLAS (default: online CPUs)\n"
+               "  --plugin-config S  extra CPU plugin configuration, e.g. kernel=portable\n"
+               "  --quick            batch 1 only, one repetition (smoke test)\n"
+               "  --json FILE        write the figures as JSON\n");
+}
+
+static int split_models(char *list, opts *o)
+{
+    o->n_models = 0;
+    for (char *t = strtok(list, ","); t; t = strtok(NULL, ",")) {
+        if (o->n_models == MAX_MODELS)
+            return -1;
+        o->models[o->n_models++] = t;
+    }
+    return o->n_models ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *cmd = argv[1];
+    int is_kernels = strcmp(cmd, "kernels") == 0, is_device = strcmp(cmd, "device") == 0;
+    if (!is_kernels && !is_device) {
+        fprintf(stderr, "twinedge-bench: unknown command '%s'\n", cmd);
+        usage(stderr);
+        return 2;
+    }
+    opts o;
+    memset(&o, 0, sizeof o);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    o.threads = ncpu < 1 ? 1 : (int)ncpu;
+    o.reps = -1;
+    char default_models[64], *models_arg = NULL;
+    snprintf(default_models, sizeof default_models, "%s", is_kernels ? "alexnet,resnet18" : "alexnet,facenet");
+    static char dir_buf[4096];
+    const char *td = getenv("TE_TEST_DATA");
+    snprintf(dir_buf, sizeof dir_buf, "%s/full", td && *td ? td : "testdata");
+    o.models_dir = dir_buf;
+
+    enum { O_JSON = 256, O_DIR, O_MODELS, O_REPS, O_THREADS, O_QUICK, O_PCFG };
+    static const struct option lopts[] = {
+        { "json", required_argument, NULL, O_JSON },       { "models-dir", required_argument, NULL, O_DIR },
+        { "models", required_argument, NULL, O_MODELS },   { "reps", required_argument, NULL, O_REPS },
+        { "threads", required_argument, NULL, O_THREADS }, { "quick", no_argument, NULL, O_QUICK },
+        { "plugin-config", required_argument, NULL, O_PCFG }, { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+    int c;
+    optind = 2;
+    while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
+        switch (c) {
+        case O_JSON: o.json = optarg; break;
+        case O_DIR: o.models_dir = optarg; break;
+        case O_MODELS: models_arg = optarg; break;
+        case O_REPS:
+            o.reps = atoi(optarg);
+            if (o.reps < 1 || o.reps > MAX_REPS) {
+                fprintf(stderr, "twinedge-bench: --reps must be in 1..%d\n", MAX_REPS);
+                return 2;
+            }
+            break;
+        case O_THREADS:
+            o.threads = atoi(optarg);
+            if (o.threads < 1 || o.threads > 256) {
+                fprintf(stderr, "twinedge-bench: --threads must be in 1..256\n");
+                return 2;
+            }
+            break;
+        case O_QUICK: o.quick = 1; break;
+        case O_PCFG: o.plugin_config = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    if (o.reps < 0)
+        o.reps = o.quick ? 1 : 5;
+    if (split_models(models_arg ? models_arg : default_models, &o) != 0) {
+        fprintf(stderr, "twinedge-bench: --models needs 1..%d comma-separated names\n", MAX_MODELS);
+        return 2;
+    }
+    return is_kernels ? cmd_kernels(&o) : cmd_device(&o);
+}
