@@ -59,6 +59,21 @@ typedef te_status (*te_plugin_entry_fn)(uint32_t host_abi_version, const te_plug
 /* Exported by every plugin. */
 te_status te_plugin_entry(uint32_t host_abi_version, const te_plugin_ops **ops, te_err *err);
 
+/* The body of a plugin's te_plugin_entry: refuse a host that speaks another
+ * ABI version, else hand out the plugin's table. */
+static inline te_status te_plugin_offer(const te_plugin_ops *table, uint32_t host_abi_version,
+                                        const te_plugin_ops **ops, te_err *err)
+{
+    if (!ops)
+        return te_errf(err, TE_EINVAL, "%s plugin: no ops pointer", table->name);
+    *ops = NULL;
+    if (host_abi_version != TE_PLUGIN_ABI_VERSION)
+        return te_errf(err, TE_EPLUGIN, "%s plugin speaks plugin ABI version %u, the host version %u", table->name,
+                       (unsigned)TE_PLUGIN_ABI_VERSION, (unsigned)host_abi_version);
+    *ops = table;
+    return TE_OK;
+}
+
 /* Host side: dlopen a plugin by path, or by short name ("cpu", "opencl"),
  * resolved as <dir>/libtwinedge-plugin-<name>.so where dir is, in order,
  * $TWINEDGE_PLUGIN_DIR, the build tree, and the installed lib/twinedge. */

@@ -315,3 +315,32 @@ te_status te_hostpair_stats(const te_hostpair *hp, te_host_figures fig[2], te_er
     te_net_creds_free(&creds);
     return st;
 }
+
+double te_clock_s(clockid_t clk)
+{
+    struct timespec ts;
+    clock_gettime(clk, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static te_status timed_call(te_transport *t, te_party to, const uint8_t *req, size_t req_len, uint8_t **resp,
+                            size_t *resp_len, te_err *err)
+{
+    te_timed_transport *tt = t->impl;
+    double c0 = te_clock_s(CLOCK_THREAD_CPUTIME_ID);
+    te_status st = te_transport_call(tt->inner, to, req, req_len, resp, resp_len, err);
+    tt->host_cpu_s += te_clock_s(CLOCK_THREAD_CPUTIME_ID) - c0;
+    return st;
+}
+
+static void timed_destroy(te_transport *t) { (void)t; }
+
+static const te_transport_ops timed_ops = {timed_call, timed_destroy};
+
+void te_timed_transport_init(te_timed_transport *t, te_transport *inner)
+{
+    t->self.ops = &timed_ops;
+    t->self.impl = t;
+    t->inner = inner;
+    t->host_cpu_s = 0;
+}

@@ -3,10 +3,12 @@
 #define TE_RUNLIB_H
 
 #include <stddef.h>
+#include <time.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #include "te_error.h"
+#include "te_transport.h"
 #include "te_model.h"
 
 /* The owner's plaintext fixed-point reference of a deployment: the device
@@ -51,5 +53,18 @@ typedef struct te_host_figures {
 
 /* Stats of both hosts ([0] EdgeA, [1] EdgeB). */
 te_status te_hostpair_stats(const te_hostpair *hp, te_host_figures fig[2], te_err *err);
+
+/* Seconds on a clock (CLOCK_MONOTONIC, CLOCK_THREAD_CPUTIME_ID, ...). */
+double te_clock_s(clockid_t clk);
+
+/* Wraps a device's transport to add up the thread CPU time spent inside
+ * the hosts, so that in-process runs can tell the device's own CPU time
+ * apart.  Initialise with te_timed_transport_init; nothing to free. */
+typedef struct te_timed_transport {
+    te_transport self;
+    te_transport *inner;
+    double host_cpu_s;
+} te_timed_transport;
+void te_timed_transport_init(te_timed_transport *t, te_transport *inner);
 
 #endif

@@ -39,33 +39,6 @@ static void usage(FILE *f)
             "  -h, --help\n");
 }
 
-static double now_s(clockid_t clk)
-{
-    struct timespec ts;
-    clock_gettime(clk, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* Wraps the device's transport to measure the thread CPU time spent inside
- * the hosts, so the device's own CPU time can be told apart in-process. */
-typedef struct timed {
-    te_transport self;
-    te_transport *inner;
-    double host_cpu_s;
-} timed;
-
-static te_status timed_call(te_transport *t, te_party to, const uint8_t *req, size_t req_len, uint8_t **resp,
-                            size_t *resp_len, te_err *err)
-{
-    timed *tt = t->impl;
-    double c0 = now_s(CLOCK_THREAD_CPUTIME_ID);
-    te_status st = te_transport_call(tt->inner, to, req, req_len, resp, resp_len, err);
-    tt->host_cpu_s += now_s(CLOCK_THREAD_CPUTIME_ID) - c0;
-    return st;
-}
-
-static void timed_destroy(te_transport *t) { (void)t; }
-static const te_transport_ops timed_ops = {timed_call, timed_destroy};
 
 typedef struct run_args {
     const char *model, *input, *output, *report, *calib, *reference, *plugin, *workdir;
@@ -119,7 +92,7 @@ static int run(const run_args *a)
         te_rm_rf(device, &err);
     }
 
-    double w0 = now_s(CLOCK_MONOTONIC);
+    double w0 = te_clock_s(CLOCK_MONOTONIC);
     if (te_owner_compile(a->model, a->calib ? a->calib : a->input, NULL, deploy, &err) != TE_OK) {
         fail(err.msg);
         goto out;
@@ -152,8 +125,8 @@ static int run(const run_args *a)
         fail(twinedge_errmsg(dev));
         goto out;
     }
-    timed tt = {{&timed_ops, NULL}, pair ? pair->device_link : NULL, 0};
-    tt.self.impl = &tt;
+    te_timed_transport tt;
+    te_timed_transport_init(&tt, pair ? pair->device_link : NULL);
     if (pair) {
         twinedge_use_transport(dev, &tt.self);
     } else {
@@ -189,14 +162,14 @@ static int run(const run_args *a)
         fail("out of memory");
         goto out;
     }
-    double setup_s = now_s(CLOCK_MONOTONIC) - w0;
-    double t0 = now_s(CLOCK_MONOTONIC), c0 = now_s(CLOCK_THREAD_CPUTIME_ID);
+    double setup_s = te_clock_s(CLOCK_MONOTONIC) - w0;
+    double t0 = te_clock_s(CLOCK_MONOTONIC), c0 = te_clock_s(CLOCK_THREAD_CPUTIME_ID);
     if (twinedge_infer(dev, a->mode, x, (size_t)n_in, y, (size_t)n_out) != TWINEDGE_OK) {
         fail(twinedge_errmsg(dev));
         goto out;
     }
-    double wall = now_s(CLOCK_MONOTONIC) - t0;
-    double dev_cpu = now_s(CLOCK_THREAD_CPUTIME_ID) - c0 - tt.host_cpu_s;
+    double wall = te_clock_s(CLOCK_MONOTONIC) - t0;
+    double dev_cpu = te_clock_s(CLOCK_THREAD_CPUTIME_ID) - c0 - tt.host_cpu_s;
     twinedge_report rep;
     twinedge_last_report(dev, &rep);
 

@@ -1053,12 +1053,5 @@ static const te_plugin_ops cpu_ops = {
 __attribute__((visibility("default"))) te_status te_plugin_entry(uint32_t host_abi_version, const te_plugin_ops **ops,
                                                                  te_err *err)
 {
-    if (!ops)
-        return te_errf(err, TE_EINVAL, "cpu plugin: no ops pointer");
-    *ops = NULL;
-    if (host_abi_version != TE_PLUGIN_ABI_VERSION)
-        return te_errf(err, TE_EPLUGIN, "cpu plugin speaks plugin ABI version %u, the host version %u",
-                       (unsigned)TE_PLUGIN_ABI_VERSION, (unsigned)host_abi_version);
-    *ops = &cpu_ops;
-    return TE_OK;
+    return te_plugin_offer(&cpu_ops, host_abi_version, ops, err);
 }

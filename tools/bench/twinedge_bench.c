@@ -29,13 +29,6 @@
 #define MAX_REPS 101
 #define MAX_MODELS 8
 
-static double now_s(clockid_t clk)
-{
-    struct timespec ts;
-    clock_gettime(clk, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -163,9 +156,9 @@ static void fill_ring(uint64_t *x, int64_t n, unsigned l)
 static te_status time_run(const te_plugin_ops *ops, te_plugin_ctx *ctx, te_plugin_layer *pl, unsigned l,
                           int64_t batch, const uint64_t *xin, uint64_t *out, double *t, te_err *err)
 {
-    double t0 = now_s(CLOCK_MONOTONIC);
+    double t0 = te_clock_s(CLOCK_MONOTONIC);
     te_status st = ops->run(ctx, pl, l, (uint64_t)batch, xin, out, err);
-    *t = now_s(CLOCK_MONOTONIC) - t0;
+    *t = te_clock_s(CLOCK_MONOTONIC) - t0;
     return st;
 }
 
@@ -300,9 +293,9 @@ static int cmd_kernels(const opts *o)
                 double tp[MAX_REPS], tsc[MAX_REPS], ts64[MAX_REPS], t;
                 te_status st = TE_OK;
                 for (int r = -1; r < o->reps && st == TE_OK; r++) {
-                    double t0 = now_s(CLOCK_MONOTONIC);
+                    double t0 = te_clock_s(CLOCK_MONOTONIC);
                     float_layer(&g, L->w_float, xf, batch, col, yf);
-                    t = now_s(CLOCK_MONOTONIC) - t0;
+                    t = te_clock_s(CLOCK_MONOTONIC) - t0;
                     if (r >= 0)
                         tp[r] = t;
                     st = time_run(ops, ctx, pl, (unsigned)L->ring_bits, batch, xin, out, &t, &err);
@@ -452,28 +445,6 @@ static te_status null_linear(void *vctx, const te_model *m, int layer, const flo
     return TE_OK;
 }
 
-typedef struct timed {
-    te_transport self;
-    te_transport *inner;
-    double host_cpu_s;
-} timed;
-
-static te_status timed_call(te_transport *t, te_party to, const uint8_t *req, size_t req_len, uint8_t **resp,
-                            size_t *resp_len, te_err *err)
-{
-    timed *tt = t->impl;
-    double c0 = now_s(CLOCK_THREAD_CPUTIME_ID);
-    te_status st = te_transport_call(tt->inner, to, req, req_len, resp, resp_len, err);
-    tt->host_cpu_s += now_s(CLOCK_THREAD_CPUTIME_ID) - c0;
-    return st;
-}
-
-static void timed_destroy(te_transport *t)
-{
-    (void)t;
-}
-
-static const te_transport_ops timed_ops = { timed_call, timed_destroy };
 
 typedef struct dev_result {
     double device_cpu_s, plain_cpu_s, plain_wall_s, private_wall_s, nonlinear_cpu_s;
@@ -536,22 +507,22 @@ static int device_one(const opts *o, const char *name, dev_result *res)
     openblas_set_num_threads(1);
     double tc[MAX_REPS], tw[MAX_REPS];
     for (int r = -1; r < o->reps; r++) {
-        double c0 = now_s(CLOCK_THREAD_CPUTIME_ID), w0 = now_s(CLOCK_MONOTONIC);
+        double c0 = te_clock_s(CLOCK_THREAD_CPUTIME_ID), w0 = te_clock_s(CLOCK_MONOTONIC);
         if (te_exec_run(ex, x, (size_t)n_in, blas_linear, &bc, &err) != TE_OK)
             goto fail;
         if (r >= 0) {
-            tc[r] = now_s(CLOCK_THREAD_CPUTIME_ID) - c0;
-            tw[r] = now_s(CLOCK_MONOTONIC) - w0;
+            tc[r] = te_clock_s(CLOCK_THREAD_CPUTIME_ID) - c0;
+            tw[r] = te_clock_s(CLOCK_MONOTONIC) - w0;
         }
     }
     res->plain_cpu_s = median(tc, o->reps);
     res->plain_wall_s = median(tw, o->reps);
     for (int r = -1; r < o->reps; r++) {
-        double c0 = now_s(CLOCK_THREAD_CPUTIME_ID);
+        double c0 = te_clock_s(CLOCK_THREAD_CPUTIME_ID);
         if (te_exec_run(ex, x, (size_t)n_in, null_linear, NULL, &err) != TE_OK)
             goto fail;
         if (r >= 0)
-            tc[r] = now_s(CLOCK_THREAD_CPUTIME_ID) - c0;
+            tc[r] = te_clock_s(CLOCK_THREAD_CPUTIME_ID) - c0;
     }
     res->nonlinear_cpu_s = median(tc, o->reps);
 
@@ -568,19 +539,19 @@ static int device_one(const opts *o, const char *name, dev_result *res)
         te_errf(&err, TE_EIO, "%s", twinedge_errmsg(dev));
         goto fail;
     }
-    timed tt = { { &timed_ops, NULL }, pair->device_link, 0 };
-    tt.self.impl = &tt;
+    te_timed_transport tt;
+    te_timed_transport_init(&tt, pair->device_link);
     twinedge_use_transport(dev, &tt.self);
     for (int r = -1; r < o->reps; r++) {
         tt.host_cpu_s = 0;
-        double c0 = now_s(CLOCK_THREAD_CPUTIME_ID), w0 = now_s(CLOCK_MONOTONIC);
+        double c0 = te_clock_s(CLOCK_THREAD_CPUTIME_ID), w0 = te_clock_s(CLOCK_MONOTONIC);
         if (twinedge_infer(dev, TWINEDGE_RELAY, x, (size_t)n_in, y, (size_t)n_out) != TWINEDGE_OK) {
             te_errf(&err, TE_EIO, "%s", twinedge_errmsg(dev));
             goto fail;
         }
         if (r >= 0) {
-            tc[r] = now_s(CLOCK_THREAD_CPUTIME_ID) - c0 - tt.host_cpu_s;
-            tw[r] = now_s(CLOCK_MONOTONIC) - w0;
+            tc[r] = te_clock_s(CLOCK_THREAD_CPUTIME_ID) - c0 - tt.host_cpu_s;
+            tw[r] = te_clock_s(CLOCK_MONOTONIC) - w0;
         }
     }
     res->device_cpu_s = median(tc, o->reps);
