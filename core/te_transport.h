@@ -43,6 +43,12 @@ typedef struct te_transport_ops {
     te_status (*call)(te_transport *t, te_party to, const uint8_t *req, size_t req_len,
                       uint8_t **resp, size_t *resp_len, te_err *err);
     void (*destroy)(te_transport *t);
+    /* Optional (NULL: nothing to do).  One inference's calls are about to
+     * start / have all been made; between the two a transport may keep
+     * per-inference state (the gRPC transport keeps one Infer stream per
+     * host open, so an inference is one stream). */
+    te_status (*begin)(te_transport *t, te_err *err);
+    void (*end)(te_transport *t);
 } te_transport_ops;
 
 struct te_transport {
@@ -54,6 +60,17 @@ static inline te_status te_transport_call(te_transport *t, te_party to, const ui
                                           uint8_t **resp, size_t *resp_len, te_err *err)
 {
     return t->ops->call(t, to, req, req_len, resp, resp_len, err);
+}
+
+static inline te_status te_transport_begin(te_transport *t, te_err *err)
+{
+    return t->ops->begin ? t->ops->begin(t, err) : TE_OK;
+}
+
+static inline void te_transport_end(te_transport *t)
+{
+    if (t->ops->end)
+        t->ops->end(t);
 }
 
 #endif

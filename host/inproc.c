@@ -40,7 +40,7 @@ static void inproc_destroy(te_transport *t)
     free(t);
 }
 
-static const te_transport_ops inproc_ops = {inproc_call, inproc_destroy};
+static const te_transport_ops inproc_ops = {.call = inproc_call, .destroy = inproc_destroy};
 
 static te_status make(const te_inproc_config *cfg, int from_edge_a, te_transport **out, te_err *err)
 {

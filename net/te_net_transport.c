@@ -11,7 +11,21 @@ typedef struct net_transport {
     int peer_link;
     te_traffic *traffic;
     pthread_mutex_t lock;        /* guards *traffic: EdgeA's workers share the peer link */
+    /* Between begin and end (one inference of one device): one Infer stream
+     * per host, opened on first use and carrying every layer's exchange. */
+    int in_session;
+    te_net_stream *session[2];
 } net_transport;
+
+static void close_session(net_transport *nt, int party)
+{
+    if (nt->session[party]) {
+        te_err ignored;
+        te_net_stream_close(nt->session[party], &ignored);
+        te_net_stream_free(nt->session[party]);
+        nt->session[party] = NULL;
+    }
+}
 
 static te_status net_call(te_transport *t, te_party to, const uint8_t *req, size_t req_len, uint8_t **resp,
                           size_t *resp_len, te_err *err)
@@ -29,6 +43,15 @@ static te_status net_call(te_transport *t, te_party to, const uint8_t *req, size
         if (to != TE_PARTY_EDGE_B)
             return te_errf(err, TE_ETRANSPORT, "EdgeA's peer link reaches EdgeB only");
         st = te_net_unary(ch, TE_SVC_MASK_SHARE, req, req_len, resp, resp_len, nt->timeout_ms, err);
+    } else if (nt->in_session) {
+        if (!nt->session[to])
+            st = te_net_stream_open(ch, TE_SVC_INFER, nt->timeout_ms, &nt->session[to], err);
+        else
+            st = TE_OK;
+        if (st == TE_OK)
+            st = te_net_stream_exchange(nt->session[to], req, req_len, resp, resp_len, err);
+        if (st != TE_OK)
+            close_session(nt, to); /* a broken stream is not reused */
     } else {
         te_net_stream *s = NULL;
         st = te_net_stream_open(ch, TE_SVC_INFER, nt->timeout_ms, &s, err);
@@ -54,6 +77,8 @@ static te_status net_call(te_transport *t, te_party to, const uint8_t *req, size
 static void net_destroy(te_transport *t)
 {
     net_transport *nt = t->impl;
+    close_session(nt, 0);
+    close_session(nt, 1);
     te_net_channel_free(nt->ch[0]);
     te_net_channel_free(nt->ch[1]);
     pthread_mutex_destroy(&nt->lock);
@@ -61,7 +86,24 @@ static void net_destroy(te_transport *t)
     free(t);
 }
 
-static const te_transport_ops net_ops = {net_call, net_destroy};
+static te_status net_begin(te_transport *t, te_err *err)
+{
+    (void)err;
+    net_transport *nt = t->impl;
+    if (!nt->peer_link)
+        nt->in_session = 1;
+    return TE_OK;
+}
+
+static void net_end(te_transport *t)
+{
+    net_transport *nt = t->impl;
+    close_session(nt, 0);
+    close_session(nt, 1);
+    nt->in_session = 0;
+}
+
+static const te_transport_ops net_ops = {.call = net_call, .destroy = net_destroy, .begin = net_begin, .end = net_end};
 
 te_status te_net_transport_new(const te_net_transport_config *cfg, te_transport **out, te_err *err)
 {

@@ -335,7 +335,15 @@ static te_status timed_call(te_transport *t, te_party to, const uint8_t *req, si
 
 static void timed_destroy(te_transport *t) { (void)t; }
 
-static const te_transport_ops timed_ops = {timed_call, timed_destroy};
+static te_status timed_begin(te_transport *t, te_err *err)
+{
+    return te_transport_begin(((te_timed_transport *)t->impl)->inner, err);
+}
+
+static void timed_end(te_transport *t) { te_transport_end(((te_timed_transport *)t->impl)->inner); }
+
+static const te_transport_ops timed_ops = {
+    .call = timed_call, .destroy = timed_destroy, .begin = timed_begin, .end = timed_end};
 
 void te_timed_transport_init(te_timed_transport *t, te_transport *inner)
 {

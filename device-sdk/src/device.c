@@ -234,7 +234,12 @@ int twinedge_infer(twinedge_device *dev, twinedge_mode mode, const float *input,
         dev->failed_layer = -1;
         dev->report.layers_checked = 0;
         dev->report.counter = dev->t;
+        /* one inference attempt = one session of the transport (one
+         * stream per host over gRPC) */
+        if ((st = te_transport_begin(dev->transport, &dev->err)) != TE_OK)
+            return st;
         st = te_exec_run(dev->exec, input, n_in, private_linear, dev, &dev->err);
+        te_transport_end(dev->transport);
         if (st == TE_OK) {
             te_shape shape;
             memcpy(output, te_exec_output(dev->exec, &shape), n_out * sizeof *output);

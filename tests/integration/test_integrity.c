@@ -138,7 +138,12 @@ static te_status inj_call(te_transport *t, te_party to, const uint8_t *req, size
 }
 
 static void inj_destroy(te_transport *t) { (void)t; }
-static const te_transport_ops inj_ops = {inj_call, inj_destroy};
+static te_status inj_begin(te_transport *t, te_err *err)
+{
+    return te_transport_begin(((injector *)t->impl)->inner, err);
+}
+static void inj_end(te_transport *t) { te_transport_end(((injector *)t->impl)->inner); }
+static const te_transport_ops inj_ops = {.call = inj_call, .destroy = inj_destroy, .begin = inj_begin, .end = inj_end};
 
 static int count_layers(const injector *in)
 {
