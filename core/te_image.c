@@ -102,6 +102,23 @@ static int jpeg_tables_ok(const uint8_t *b, size_t len)
     return 1;
 }
 
+/* Every PNG chunk must lie inside the file.  stb grows its buffer for the
+ * image data by each chunk's declared length before reading it, so a
+ * 2 GiB length in a tiny file would make it allocate 2 GiB. */
+static int png_chunks_ok(const uint8_t *b, size_t len)
+{
+    size_t p = 8;
+    while (p + 8 <= len) {
+        size_t n = (size_t)b[p] << 24 | (size_t)b[p + 1] << 16 | (size_t)b[p + 2] << 8 | b[p + 3];
+        if (n > len - p - 8)
+            return 0;
+        if (memcmp(b + p + 4, "IEND", 4) == 0)
+            return 1;
+        p += 12 + n;
+    }
+    return 1; /* a truncated file: stb reports it */
+}
+
 static te_status check_bounds(const uint8_t *buf, size_t len, te_err *err)
 {
     if (te_image_sniff(buf, len) == TE_IMAGE_UNKNOWN)
@@ -111,6 +128,8 @@ static te_status check_bounds(const uint8_t *buf, size_t len, te_err *err)
                        TE_IMAGE_MAX_BYTES);
     if (te_image_sniff(buf, len) == TE_IMAGE_JPEG && !jpeg_tables_ok(buf, len))
         return te_errf(err, TE_EFORMAT, "malformed JPEG image: a Huffman table with more than 256 codes");
+    if (te_image_sniff(buf, len) == TE_IMAGE_PNG && !png_chunks_ok(buf, len))
+        return te_errf(err, TE_EFORMAT, "malformed PNG image: a chunk runs past the end of the file");
     return TE_OK;
 }
 
