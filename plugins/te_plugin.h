@@ -23,7 +23,7 @@
 #include "te_error.h"
 #include "te_model.h"
 
-#define TE_PLUGIN_ABI_VERSION 1u
+#define TE_PLUGIN_ABI_VERSION 2u
 #define TE_PLUGIN_ENTRY_SYMBOL "te_plugin_entry"
 
 typedef struct te_plugin_caps {
@@ -52,6 +52,13 @@ typedef struct te_plugin_ops {
     te_status (*run)(te_plugin_ctx *ctx, te_plugin_layer *layer, unsigned ring_bits, uint64_t batch,
                      const uint64_t *in, uint64_t *out, te_err *err);
     void (*release_layer)(te_plugin_ctx *ctx, te_plugin_layer *layer);
+
+    /* Optional (NULL: not offered).  The no-privacy baseline of the
+     * benchmarks: out[b][o] = sum_j float(W[o][j]) * in[b][j] in float32, on
+     * plaintext activations.  Hosts serve it only when configured to
+     * (te_host_config.allow_plaintext); it is never part of the protocol. */
+    te_status (*run_f32)(te_plugin_ctx *ctx, te_plugin_layer *layer, uint64_t batch, const float *in, float *out,
+                         te_err *err);
 } te_plugin_ops;
 
 typedef te_status (*te_plugin_entry_fn)(uint32_t host_abi_version, const te_plugin_ops **ops, te_err *err);

@@ -1,7 +1,12 @@
 /* The CPU compute plugin: out = W . in mod 2^l over blinded inputs.
  *
- * Two paths, both exact mod 2^l for every l in 1..64:
+ * Three paths, all exact mod 2^l for every l in 1..64:
  *
+ * - AMX (default where the CPU has AMX-INT8 and the kernel grants the tile
+ *   state, weights fit 16 bits, see cpu_amx.h): inputs split into 8-bit
+ *   digits, weights into two 8-bit digits, one int8 tile product with int32
+ *   sums (exact or wrapping as each digit's weight allows), recombined mod
+ *   2^64.  Layers it does not take go to the VNNI path where the CPU has it.
  * - VNNI (default where the CPU has AVX-512 VNNI and the weights fit 16 bits,
  *   see cpu_vnni.h): inputs split into 8/16-bit signed limbs, multiplied with
  *   vpdpwssd into int32 lanes, recombined mod 2^64.  Column tiles are packed
@@ -27,7 +32,10 @@
 #include <unistd.h>
 
 #include "te_ring.h"
+#include "te_f32.h"
+#include <cblas.h>
 #include "cpu_vnni.h"
+#include "cpu_amx.h"
 
 #define CPU_MAX_THREADS 256
 #define CPU_MAX_BATCH ((uint64_t)1 << 24)
@@ -166,11 +174,12 @@ static void pool_run(pool *P, int limit, pool_fn fn, void *arg)
     pthread_mutex_unlock(&P->mu);
 }
 
-enum { KERNEL_AUTO, KERNEL_VNNI, KERNEL_PORTABLE };
+enum { KERNEL_AUTO, KERNEL_AMX, KERNEL_VNNI, KERNEL_PORTABLE };
 
 struct te_plugin_ctx {
     int threads;
     int kernel;          /* KERNEL_*; AUTO resolved at create */
+    int vnni;            /* the CPU runs the VNNI kernels (AMX layers it refuses fall back to them) */
     pool pool;           /* threads - 1 workers */
     pthread_mutex_t scratch_mu; /* guards scratch, kept between VNNI runs */
     void *scratch;
@@ -189,6 +198,11 @@ struct te_plugin_layer {
      * [group][block of 32 channels][K2 pairs][32][2] int16, zero-padded. */
     int16_t *wv;
     int64_t K2, nblk;
+    /* AMX path (amx.w NULL when not used) */
+    cpu_amx_layer amx;
+    /* float copy of w for run_f32 (the plaintext baseline), made on first use */
+    pthread_mutex_t wf_mu;
+    float *wf;
 };
 
 /* ---- config ---------------------------------------------------------- */
@@ -242,12 +256,14 @@ static te_status parse_config(const char *config, te_plugin_ctx *ctx, te_err *er
             } else if (strcmp(s, "kernel") == 0) {
                 if (strcmp(val, "auto") == 0)
                     ctx->kernel = KERNEL_AUTO;
+                else if (strcmp(val, "amx") == 0)
+                    ctx->kernel = KERNEL_AMX;
                 else if (strcmp(val, "vnni") == 0)
                     ctx->kernel = KERNEL_VNNI;
                 else if (strcmp(val, "portable") == 0)
                     ctx->kernel = KERNEL_PORTABLE;
                 else
-                    return te_errf(err, TE_EINVAL, "cpu plugin: kernel=%s is not one of auto, vnni, portable", val);
+                    return te_errf(err, TE_EINVAL, "cpu plugin: kernel=%s is not one of auto, amx, vnni, portable", val);
             } else {
                 return te_errf(err, TE_EINVAL, "cpu plugin: unknown config key '%s' (known keys: threads, kernel)",
                                s);
@@ -272,12 +288,23 @@ static te_status cpu_create(const char *config, te_plugin_ctx **out, te_err *err
         return st;
     }
     int vnni = cpu_vnni_supported();
+    ctx->vnni = vnni;
     if (ctx->kernel == KERNEL_VNNI && !vnni) {
         free(ctx);
         return te_errf(err, TE_EUNSUPPORTED, "cpu plugin: kernel=vnni but this CPU lacks AVX-512 VNNI");
     }
-    if (ctx->kernel == KERNEL_AUTO)
-        ctx->kernel = vnni ? KERNEL_VNNI : KERNEL_PORTABLE;
+    /* kernel=amx where AMX cannot run is an error (never a silent fallback);
+     * kernel=auto takes AMX > VNNI > portable. */
+    if (ctx->kernel == KERNEL_AMX || ctx->kernel == KERNEL_AUTO) {
+        char why[128];
+        int amx = cpu_amx_supported(why, sizeof why);
+        if (ctx->kernel == KERNEL_AMX && !amx) {
+            free(ctx);
+            return te_errf(err, TE_EUNSUPPORTED, "cpu plugin: kernel=amx but %s", why);
+        }
+        if (ctx->kernel == KERNEL_AUTO)
+            ctx->kernel = amx ? KERNEL_AMX : vnni ? KERNEL_VNNI : KERNEL_PORTABLE;
+    }
     if (pthread_mutex_init(&ctx->scratch_mu, NULL) != 0) {
         free(ctx);
         return te_errf(err, TE_ENOMEM, "cpu plugin: cannot create a mutex");
@@ -288,8 +315,9 @@ static te_status cpu_create(const char *config, te_plugin_ctx **out, te_err *err
         free(ctx);
         return st;
     }
-    snprintf(ctx->device_name, sizeof ctx->device_name, "CPU (%d thread%s)", ctx->threads,
-             ctx->threads == 1 ? "" : "s");
+    snprintf(ctx->device_name, sizeof ctx->device_name, "CPU (%s, %d thread%s)",
+             ctx->kernel == KERNEL_AMX ? "AMX int8" : ctx->kernel == KERNEL_VNNI ? "AVX-512 VNNI" : "portable",
+             ctx->threads, ctx->threads == 1 ? "" : "s");
     *out = ctx;
     return TE_OK;
 }
@@ -375,6 +403,10 @@ static te_status cpu_load_layer(te_plugin_ctx *ctx, const te_linear_geom *geom, 
     if (!L)
         return te_errf(err, TE_ENOMEM, "cpu plugin: out of memory loading a layer");
     L->g = *geom;
+    if (pthread_mutex_init(&L->wf_mu, NULL) != 0) {
+        free(L);
+        return te_errf(err, TE_ENOMEM, "cpu plugin: cannot create a layer lock");
+    }
     if (geom->kind == TE_LIN_FC) {
         L->icg = geom->in_c;
         L->ocg = geom->out_c;
@@ -394,14 +426,30 @@ static te_status cpu_load_layer(te_plugin_ctx *ctx, const te_linear_geom *geom, 
     int64_t n = geom->out_c * L->K;
     L->w = malloc((size_t)n * sizeof *L->w);
     if (!L->w) {
+        pthread_mutex_destroy(&L->wf_mu);
         free(L);
         return te_errf(err, TE_ENOMEM, "cpu plugin: out of memory for %lld weights", (long long)n);
     }
     memcpy(L->w, w, (size_t)n * sizeof *L->w);
-    if (ctx->kernel == KERNEL_VNNI && L->ocg >= VNNI_MIN_OCG) {
+    int narrow = 1;
+    for (int64_t i = 0; i < n && narrow; i++)
+        narrow = L->w[i] >= -32768 && L->w[i] <= 32767;
+    int amx = 1;
+    if (ctx->kernel == KERNEL_AMX && L->ocg >= VNNI_MIN_OCG && narrow) {
+        amx = cpu_amx_prepare(&L->amx, geom, L->w);
+        if (amx < 0) {
+            free(L->w);
+            pthread_mutex_destroy(&L->wf_mu);
+            free(L);
+            return te_errf(err, TE_ENOMEM, "cpu plugin: out of memory for the AMX weight tiles");
+        }
+    }
+    if (amx != 0 && (ctx->kernel == KERNEL_VNNI || (ctx->kernel == KERNEL_AMX && ctx->vnni)) &&
+        L->ocg >= VNNI_MIN_OCG) {
         st = pack_vnni_weights(L, err);
         if (st != TE_OK) {
             free(L->w);
+            pthread_mutex_destroy(&L->wf_mu);
             free(L);
             return st;
         }
@@ -415,6 +463,9 @@ static void cpu_release_layer(te_plugin_ctx *ctx, te_plugin_layer *L)
     if (L) {
         free(L->w);
         free(L->wv);
+        cpu_amx_release(&L->amx);
+        free(L->wf);
+        pthread_mutex_destroy(&L->wf_mu);
         free(L);
     }
 }
@@ -954,6 +1005,157 @@ done:
     return st;
 }
 
+/* ---- the AMX path ---------------------------------------------------- */
+
+#define AMX_PANEL_BYTES ((int64_t)1024 << 10) /* a task's digit tiles, at most (more only for long K) */
+#define AMX_DIGIT_BYTES ((int64_t)256 << 20) /* digit planes of one batch chunk, at most */
+
+typedef struct ajob {
+    const te_plugin_layer *L;
+    const uint64_t *in;   /* the chunk's samples */
+    uint64_t *out;
+    cpu_amx_digits D;
+    int64_t nunits;       /* digit-plane units */
+    int64_t ngroups, gpt, nblk, chunk, nchunks, ntasks;
+    atomic_llong next;
+} ajob;
+
+typedef struct aworker {
+    ajob *J;
+    void *scratch;
+} aworker;
+
+static void amx_digits_fn(void *arg, int id)
+{
+    ajob *J = ((aworker *)arg)->J;
+    (void)id;
+    for (;;) {
+        long long u = atomic_fetch_add(&J->next, 1);
+        if (u >= J->nunits)
+            break;
+        cpu_amx_make_digits(&J->L->amx, &J->D, J->in, (int64_t)u);
+    }
+}
+
+static void amx_pool_fn(void *arg, int id)
+{
+    aworker *W = (aworker *)arg + id;
+    ajob *J = W->J;
+    const cpu_amx_layer *A = &J->L->amx;
+    int begun = 0;
+    for (;;) {
+        long long t = atomic_fetch_add(&J->next, 1);
+        if (t >= J->ntasks)
+            break;
+        if (!begun) {
+            cpu_amx_begin();
+            begun = 1;
+        }
+        int64_t ci = (int64_t)t % J->nchunks, rest = (int64_t)t / J->nchunks;
+        int64_t blk = rest % J->nblk, grp = rest / J->nblk;
+        int64_t g0 = blk * J->gpt, g1 = g0 + J->gpt < J->ngroups ? g0 + J->gpt : J->ngroups;
+        int64_t ct0 = ci * J->chunk, ct1 = ct0 + J->chunk < A->nct ? ct0 + J->chunk : A->nct;
+        cpu_amx_task(A, &J->D, grp, g0, g1, ct0, ct1, J->out, W->scratch);
+    }
+    if (begun)
+        cpu_amx_end();
+}
+
+static te_status run_amx(te_plugin_ctx *ctx, const te_plugin_layer *L, unsigned ring_bits, uint64_t batch,
+                         const uint64_t *in, uint64_t *out, te_err *err)
+{
+    const cpu_amx_layer *A = &L->amx;
+    int nd = (int)(ring_bits + 7) / 8;
+    /* samples per chunk: bounded digit planes */
+    int64_t nbmax = AMX_DIGIT_BYTES / cpu_amx_digit_bytes(A, nd, 1);
+    if (nbmax < 1)
+        nbmax = 1;
+    if (nbmax > (int64_t)batch)
+        nbmax = (int64_t)batch;
+    int64_t macs = (int64_t)batch * L->out_len * L->K;
+    int64_t want = 1 + macs / MACS_PER_THREAD;
+    int64_t nthreads = ctx->threads < want ? ctx->threads : want;
+
+    /* Tasks of whole row groups with a bounded left operand; fewer groups
+     * per task, then channel chunks, only as far as needed to feed every thread. */
+    int64_t ngroups_max = cpu_amx_groups(A, nd, nbmax);
+    int64_t gbytes = A->KS * 2 * CPU_AMX_TILE;
+    int64_t gpt = gbytes >= AMX_PANEL_BYTES ? 1 : AMX_PANEL_BYTES / gbytes;
+    if (gpt > ngroups_max)
+        gpt = ngroups_max;
+    while (gpt > 1 && A->G * ((ngroups_max + gpt - 1) / gpt) < 4 * nthreads)
+        gpt = (gpt + 1) / 2;
+    size_t sbytes = align64(cpu_amx_scratch_bytes(A, nd, gpt));
+    size_t dbytes = align64((size_t)cpu_amx_digit_bytes(A, nd, nbmax));
+    size_t kbytes = align64((size_t)A->KS * sizeof(int64_t));
+    size_t need = dbytes + kbytes + (size_t)nthreads * sbytes;
+
+    aworker ws_local[8];
+    aworker *ws = nthreads <= 8 ? ws_local : calloc((size_t)nthreads, sizeof *ws);
+    if (!ws)
+        return te_errf(err, TE_ENOMEM, "cpu plugin: out of memory for %lld workers", (long long)nthreads);
+    uint8_t *mem = NULL, *own = NULL;
+    int locked = pthread_mutex_trylock(&ctx->scratch_mu) == 0;
+    if (locked && ctx->scratch_len >= need) {
+        mem = ctx->scratch;
+    } else if (locked) {
+        free(ctx->scratch);
+        ctx->scratch = aligned_alloc(64, align64(need));
+        ctx->scratch_len = ctx->scratch ? need : 0;
+        mem = ctx->scratch;
+    } else {
+        mem = own = aligned_alloc(64, align64(need));
+    }
+    te_status st = TE_OK;
+    if (!mem) {
+        st = te_errf(err, TE_ENOMEM, "cpu plugin: out of memory for %zu bytes of AMX buffers", need);
+        goto done;
+    }
+    int64_t *akoff = (int64_t *)(void *)(mem + dbytes);
+    if (A->direct)
+        cpu_amx_offsets(A, nd, akoff);
+    ajob J;
+    for (int64_t b0 = 0; b0 < (int64_t)batch; b0 += nbmax) {
+        memset(&J, 0, sizeof J);
+        J.L = L;
+        J.D.nb = (int64_t)batch - b0 < nbmax ? (int64_t)batch - b0 : nbmax;
+        J.in = in + b0 * L->in_len;
+        J.out = out + b0 * L->out_len;
+        J.D.nd = nd;
+        J.D.l = ring_bits;
+        J.D.dig = mem;
+        J.D.akoff = akoff;
+        J.ngroups = cpu_amx_groups(A, nd, J.D.nb);
+        J.gpt = gpt < J.ngroups ? gpt : J.ngroups;
+        J.nblk = (J.ngroups + J.gpt - 1) / J.gpt;
+        int64_t base = A->G * J.nblk;
+        int64_t nchunks = base >= 4 * nthreads ? 1 : (4 * nthreads + base - 1) / base;
+        if (nchunks > A->nct)
+            nchunks = A->nct;
+        J.chunk = (A->nct + nchunks - 1) / nchunks;
+        J.nchunks = (A->nct + J.chunk - 1) / J.chunk;
+        J.ntasks = base * J.nchunks;
+        int64_t nworkers = nthreads < J.ntasks ? nthreads : J.ntasks;
+        for (int64_t i = 0; i < nworkers; i++) {
+            ws[i].J = &J;
+            ws[i].scratch = mem + dbytes + kbytes + (size_t)i * sbytes;
+        }
+        J.nunits = cpu_amx_units(A, J.D.nb);
+        cpu_amx_clear_slack(A, &J.D);
+        atomic_init(&J.next, 0);
+        pool_run(&ctx->pool, (int)(J.nunits < nworkers ? J.nunits : nworkers), amx_digits_fn, ws);
+        atomic_store(&J.next, 0);
+        pool_run(&ctx->pool, (int)nworkers, amx_pool_fn, ws);
+    }
+done:
+    if (locked)
+        pthread_mutex_unlock(&ctx->scratch_mu);
+    free(own);
+    if (ws != ws_local)
+        free(ws);
+    return st;
+}
+
 static void portable_pool_fn(void *arg, int id)
 {
     worker_main((worker *)arg + id);
@@ -971,6 +1173,8 @@ static te_status cpu_run(te_plugin_ctx *ctx, te_plugin_layer *L, unsigned ring_b
                        (unsigned long long)batch, (unsigned long long)CPU_MAX_BATCH);
     if (batch == 0)
         return TE_OK;
+    if (L->amx.w)
+        return run_amx(ctx, L, ring_bits, batch, in, out, err);
     if (L->wv)
         return run_vnni(ctx, L, ring_bits, batch, in, out, err);
 
@@ -1039,6 +1243,36 @@ done:
     return st;
 }
 
+/* The no-privacy float32 baseline (te_plugin.h): OpenBLAS SGEMM on the
+ * integer weights as floats, with the plugin's thread count. */
+static te_status cpu_run_f32(te_plugin_ctx *ctx, te_plugin_layer *L, uint64_t batch, const float *in, float *out,
+                             te_err *err)
+{
+    if (!L || !in || !out)
+        return te_errf(err, TE_EINVAL, "cpu plugin: run_f32() without a layer or buffers");
+    if (batch > CPU_MAX_BATCH)
+        return te_errf(err, TE_EINVAL, "cpu plugin: batch %llu exceeds the maximum %llu",
+                       (unsigned long long)batch, (unsigned long long)CPU_MAX_BATCH);
+    if (batch == 0)
+        return TE_OK;
+    int64_t n = L->g.out_c * L->K;
+    pthread_mutex_lock(&L->wf_mu);
+    if (!L->wf && (L->wf = malloc((size_t)n * sizeof *L->wf)) != NULL)
+        for (int64_t i = 0; i < n; i++)
+            L->wf[i] = (float)L->w[i];
+    const float *wf = L->wf;
+    pthread_mutex_unlock(&L->wf_mu);
+    if (!wf)
+        return te_errf(err, TE_ENOMEM, "cpu plugin: out of memory for %lld float weights", (long long)n);
+    float *scratch = malloc((size_t)te_f32_scratch_len(&L->g, (int64_t)batch) * sizeof *scratch);
+    if (!scratch)
+        return te_errf(err, TE_ENOMEM, "cpu plugin: out of memory for the float32 baseline's columns");
+    openblas_set_num_threads(ctx->threads);
+    te_f32_layer(&L->g, wf, in, (int64_t)batch, scratch, out);
+    free(scratch);
+    return TE_OK;
+}
+
 static const te_plugin_ops cpu_ops = {
     .abi_version = TE_PLUGIN_ABI_VERSION,
     .name = "cpu",
@@ -1048,6 +1282,7 @@ static const te_plugin_ops cpu_ops = {
     .load_layer = cpu_load_layer,
     .run = cpu_run,
     .release_layer = cpu_release_layer,
+    .run_f32 = cpu_run_f32,
 };
 
 __attribute__((visibility("default"))) te_status te_plugin_entry(uint32_t host_abi_version, const te_plugin_ops **ops,

@@ -279,7 +279,12 @@ static void test_caps_and_errors(void **state)
     assert_null(p);
     assert_int_equal(te_plugin_open("cpu", "threads=2", &p, &err), TE_OK);
     assert_int_equal(te_plugin_get_ops(p)->caps(te_plugin_get_ctx(p), &caps, &err), TE_OK);
-    assert_string_equal(caps.device_name, "CPU (2 threads)");
+    assert_true(strncmp(caps.device_name, "CPU (", 5) == 0); /* "CPU (<kernel>, 2 threads)" */
+    assert_non_null(strstr(caps.device_name, ", 2 threads)"));
+    te_plugin_close(p);
+    assert_int_equal(te_plugin_open("cpu", "threads=1;kernel=portable", &p, &err), TE_OK);
+    assert_int_equal(te_plugin_get_ops(p)->caps(te_plugin_get_ctx(p), &caps, &err), TE_OK);
+    assert_string_equal(caps.device_name, "CPU (portable, 1 thread)");
     te_plugin_close(p);
 }
 
@@ -384,6 +389,258 @@ static void test_kernel_config(void **state)
     te_plugin_close(p);
 }
 
+/* ---- the AMX kernels (kernel=amx) ---------------------------------------- */
+
+/* Where the CPU lacks AMX the fixture holds no plugin and the tests skip,
+ * saying why. */
+typedef struct amx_fixture {
+    fixture f;
+    char why[sizeof(((te_err *)0)->msg)];
+} amx_fixture;
+
+static int setup_amx_with(void **state, const char *config)
+{
+    amx_fixture *a = calloc(1, sizeof *a);
+    if (!a)
+        return -1;
+    te_err err;
+    te_err_clear(&err);
+    if (te_plugin_open("cpu", config, &a->f.p, &err) == TE_OK) {
+        a->f.ops = te_plugin_get_ops(a->f.p);
+        a->f.ctx = te_plugin_get_ctx(a->f.p);
+    } else {
+        a->f.p = NULL;
+        snprintf(a->why, sizeof a->why, "%s", err.msg);
+    }
+    *state = a;
+    return 0;
+}
+
+static int setup_amx(void **state)
+{
+    return setup_amx_with(state, "kernel=amx");
+}
+
+static int setup_amx_3threads(void **state)
+{
+    return setup_amx_with(state, "kernel=amx;threads=3");
+}
+
+static int teardown_amx(void **state)
+{
+    amx_fixture *a = *state;
+    if (a->f.p)
+        te_plugin_close(a->f.p);
+    free(a);
+    return 0;
+}
+
+static fixture *amx_or_skip(void **state)
+{
+    amx_fixture *a = *state;
+    if (!a->f.p) {
+        print_message("skipping the AMX kernel test: %s\n", a->why);
+        skip();
+    }
+    return &a->f;
+}
+
+/* Run plugin and reference on given weights and inputs. */
+static void check_data(fixture *f, const te_linear_geom *g, unsigned l, const int32_t *w, const uint64_t *x,
+                       const char *what)
+{
+    size_t no = (size_t)(out_len(g) * g->batch);
+    uint64_t *want = malloc(no * sizeof *want), *got = malloc(no * sizeof *got);
+    assert_true(want && got);
+    for (size_t i = 0; i < no; i++)
+        got[i] = 0xDEADBEEFDEADBEEFULL;
+    te_linear_ref_ring(g, w, l, x, want);
+    te_err err;
+    te_err_clear(&err);
+    te_plugin_layer *pl = NULL;
+    assert_int_equal(f->ops->load_layer(f->ctx, g, w, &pl, &err), TE_OK);
+    assert_int_equal(f->ops->run(f->ctx, pl, l, (uint64_t)g->batch, x, got, &err), TE_OK);
+    for (size_t i = 0; i < no; i++)
+        if (got[i] != want[i])
+            fail_msg("%s: %s in_c=%lld out_c=%lld batch=%lld l=%u: output %zu got %llx want %llx", what,
+                     g->kind == TE_LIN_FC ? "fc" : "conv", (long long)g->in_c, (long long)g->out_c,
+                     (long long)g->batch, l, i, (unsigned long long)got[i], (unsigned long long)want[i]);
+    f->ops->release_layer(f->ctx, pl);
+    free(want);
+    free(got);
+}
+
+static int64_t pick(rng *r, const int64_t *v, size_t n)
+{
+    return v[rnd(r) % n];
+}
+#define PICK(r, ...) pick(r, (const int64_t[]){ __VA_ARGS__ }, sizeof((const int64_t[]){ __VA_ARGS__ }) / sizeof(int64_t))
+
+/* A random geometry: FC, or a convolution with groups, stride, dilation and
+ * asymmetric padding; direct != 0 asks for 64-channel multiples per group
+ * (the AMX kernel's direct layout), else the gathered ones. */
+static te_linear_geom random_geom(rng *r, int direct)
+{
+    int64_t batch = 1 + (int64_t)(rnd(r) % 17);
+    if (rnd(r) % 5 == 0) {
+        int64_t k = direct ? 64 * PICK(r, 1, 2, 3) : PICK(r, 1, 3, 37, 100, 257);
+        return fc(batch, k, PICK(r, 8, 16, 17, 40, 70));
+    }
+    int64_t group = PICK(r, 1, 1, 2), icg = direct ? 64 * PICK(r, 1, 1, 2) : PICK(r, 1, 3, 4, 5, 12, 48);
+    int64_t ocg = PICK(r, 8, 16, 17, 33);
+    int64_t k = PICK(r, 1, 2, 3, 3, 5), stride = PICK(r, 1, 1, 2, 3), dil = PICK(r, 1, 1, 2);
+    int64_t h = 4 + (int64_t)(rnd(r) % 12), w = 4 + (int64_t)(rnd(r) % 20);
+    int64_t pt = (int64_t)(rnd(r) % 3), pl = (int64_t)(rnd(r) % 3), pb = (int64_t)(rnd(r) % 3),
+            pr = (int64_t)(rnd(r) % 3);
+    /* keep the kernel inside the padded input */
+    while (dil * (k - 1) + 1 > h + pt + pb || dil * (k - 1) + 1 > w + pl + pr)
+        k--;
+    te_linear_geom g = conv(batch, icg * group, h, w, ocg * group, k, stride, pt, pl, pb, pr, dil, group);
+    if (rnd(r) % 4 == 0) { /* unequal strides and dilations */
+        g.stride_w = PICK(r, 1, 2);
+        g.dil_w = 1;
+        g.out_w = (w + pl + pr - (k - 1) - 1) / g.stride_w + 1;
+    }
+    return g;
+}
+
+/* Bit-exact against te_linear_ref_ring for every ring width 1..64, over
+ * random geometries of both layouts, weights of up to 16 bits. */
+static void test_amx_all_widths(void **state)
+{
+    fixture *f = amx_or_skip(state);
+    rng r = { 0xA11E };
+    for (unsigned l = 1; l <= 64; l++)
+        for (int direct = 0; direct < 2; direct++) {
+            te_linear_geom g = random_geom(&r, direct);
+            check_one(f, &g, l, l % 3 == 0 ? 16 : (unsigned)(1 + rnd(&r) % 16), &r);
+        }
+}
+
+/* Fixed geometries around the kernel's edges: rows of one column more or
+ * less than a row group, channel tiles, both layouts, stride phases. */
+static void test_amx_geometries(void **state)
+{
+    fixture *f = amx_or_skip(state);
+    rng r = { 777 };
+    te_linear_geom gs[] = {
+        conv(1, 64, 7, 7, 64, 3, 1, 1, 1, 1, 1, 1, 1),     /* direct, 7-wide rows */
+        conv(2, 128, 14, 14, 33, 3, 2, 1, 1, 1, 1, 1, 1),  /* direct, stride 2 phases */
+        conv(3, 64, 12, 12, 17, 1, 2, 0, 0, 0, 0, 1, 1),   /* direct 1x1 stride 2: flat */
+        conv(1, 64, 9, 11, 16, 3, 1, 2, 2, 2, 2, 2, 1),    /* direct, dilation 2 */
+        conv(2, 128, 8, 8, 32, 3, 3, 1, 0, 2, 1, 1, 2),    /* direct, groups, stride 3, asym pads */
+        conv(17, 64, 3, 3, 8, 3, 1, 0, 0, 0, 0, 1, 1),     /* direct, one output per sample */
+        fc(17, 256, 40),                                   /* direct FC */
+        fc(1, 64, 1000),                                   /* direct FC, batch 1 */
+        conv(2, 3, 23, 23, 24, 11, 4, 0, 0, 0, 0, 1, 1),   /* gathered, width quads, stride 4 */
+        conv(1, 3, 20, 20, 16, 7, 2, 3, 3, 3, 3, 1, 1),    /* gathered, width quads, stride 2 */
+        conv(2, 48, 9, 9, 32, 5, 1, 2, 2, 2, 2, 1, 2),     /* gathered, channel quads, groups */
+        conv(1, 5, 10, 10, 9, 3, 1, 1, 1, 1, 1, 2, 1),     /* gathered, dilation 2 */
+        fc(5, 300, 70),                                    /* gathered FC */
+    };
+    static const unsigned ls[] = { 1, 8, 9, 16, 24, 31, 32, 33, 39, 40, 41, 48, 56, 57, 63, 64 };
+    for (size_t gi = 0; gi < sizeof gs / sizeof gs[0]; gi++)
+        for (size_t li = 0; li < sizeof ls / sizeof ls[0]; li++)
+            check_one(f, &gs[gi], ls[li], 16, &r);
+}
+
+/* Digits d_i in {-128, 127} alternating (with "phase" choosing which comes
+ * first): x = sum_i d_i 2^(8i) mod 2^l; with w = -32513 (u = 255, h = -128)
+ * or 32767 every digit-pair sum is at its largest magnitude. */
+static uint64_t edge_input(unsigned l, int phase)
+{
+    uint64_t x = 0;
+    for (int i = 0; i < 8; i++) {
+        int64_t d = ((i + phase) & 1) ? 127 : -128;
+        x += (uint64_t)d << (8 * i);
+    }
+    return x & te_ring_mask(l);
+}
+
+/* Extreme weights and inputs at the ring's edges, every l: the exact limbs'
+ * int32 sums near their bound, and dot products longer than one exact
+ * window (CPU_AMX_WINDOW = 512 K steps; at 688 steps a single window's int32
+ * sums would overflow with these inputs). */
+static void test_amx_extreme(void **state)
+{
+    fixture *f = amx_or_skip(state);
+    static const int32_t wext[] = { 32767, -32768, -32513, -32767, 255, -256, 32640 };
+    te_linear_geom gs[] = {
+        fc(2, 32768, 16),                                  /* one full window, direct */
+        fc(2, 44032, 16),                                  /* 688 steps: two windows, direct */
+        fc(2, 44001, 16),                                  /* two windows, gathered */
+        conv(1, 512, 4, 4, 16, 3, 1, 1, 1, 1, 1, 1, 1),    /* direct conv, K = 4608 */
+        conv(2, 64, 5, 5, 16, 3, 2, 1, 1, 1, 1, 1, 1),     /* direct conv, stride 2 */
+        conv(1, 5, 6, 6, 16, 3, 1, 1, 1, 1, 1, 1, 1),      /* gathered conv */
+    };
+    rng r = { 4096 };
+    for (size_t gi = 0; gi < sizeof gs / sizeof gs[0]; gi++) {
+        const te_linear_geom *g = &gs[gi];
+        size_t ni = (size_t)(in_len(g) * g->batch), nw = (size_t)w_len(g);
+        int32_t *w = malloc(nw * sizeof *w);
+        uint64_t *x = malloc(ni * sizeof *x);
+        assert_true(w && x);
+        for (unsigned l = 1; l <= 64; l++) {
+            /* the long dot products at the widths with exact limbs */
+            if (gi < 3 && !(l == 33 || l == 40 || l == 41 || l == 48 || l == 49 || l == 56 || l == 57 || l == 64))
+                continue;
+            uint64_t m = te_ring_mask(l);
+            /* all at the bound: one weight, every digit pair at its extreme */
+            for (size_t i = 0; i < nw; i++)
+                w[i] = l % 2 ? -32513 : 32767;
+            for (size_t i = 0; i < ni; i++)
+                x[i] = edge_input(l, (int)((size_t)i * (size_t)g->batch / ni));
+            check_data(f, g, l, w, x, "extreme (bound)");
+            /* mixed extremes */
+            for (size_t i = 0; i < nw; i++)
+                w[i] = wext[(i + l) % 7];
+            for (size_t i = 0; i < ni; i++) {
+                switch ((l + i / 7) % 5) {
+                case 0: x[i] = edge_input(l, 0); break;
+                case 1: x[i] = edge_input(l, 1); break;
+                case 2: x[i] = m; break;                                  /* -1 */
+                case 3: x[i] = ((uint64_t)1 << (l - 1)) & m; break;       /* -2^(l-1) */
+                default: x[i] = (rnd(&r) & 1) ? (m >> 1) : (rnd(&r) & m); /* 2^(l-1) - 1 or random */
+                }
+            }
+            check_data(f, g, l, w, x, "extreme (mixed)");
+        }
+        free(w);
+        free(x);
+    }
+}
+
+/* kernel=amx where AMX cannot run is an error naming the reason, never a
+ * silent fallback; kernel=auto then picks another kernel.  On a CPU with
+ * AMX, TWINEDGE_CPU_NO_AMX=1 makes the plugin act as if it had none. */
+static void test_amx_config(void **state)
+{
+    (void)state;
+    te_plugin *p = NULL;
+    te_err err;
+    te_plugin_caps caps;
+    te_err_clear(&err);
+    if (te_plugin_open("cpu", "kernel=amx;threads=1", &p, &err) == TE_OK) {
+        assert_int_equal(te_plugin_get_ops(p)->caps(te_plugin_get_ctx(p), &caps, &err), TE_OK);
+        assert_string_equal(caps.device_name, "CPU (AMX int8, 1 thread)");
+        te_plugin_close(p);
+        p = NULL;
+    } else {
+        print_message("this CPU has no usable AMX: %s\n", err.msg);
+    }
+    assert_int_equal(setenv("TWINEDGE_CPU_NO_AMX", "1", 1), 0);
+    te_err_clear(&err);
+    te_status st = te_plugin_open("cpu", "kernel=amx", &p, &err);
+    assert_int_equal(st, TE_EUNSUPPORTED);
+    assert_null(p);
+    assert_non_null(strstr(err.msg, "kernel=amx"));
+    assert_int_equal(te_plugin_open("cpu", "threads=1", &p, &err), TE_OK);
+    assert_int_equal(te_plugin_get_ops(p)->caps(te_plugin_get_ctx(p), &caps, &err), TE_OK);
+    assert_null(strstr(caps.device_name, "AMX"));
+    te_plugin_close(p);
+    assert_int_equal(unsetenv("TWINEDGE_CPU_NO_AMX"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -404,7 +661,16 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_all_geometries_all_widths, setup_vnni, teardown),
         cmocka_unit_test_setup_teardown(test_threads, setup_vnni, teardown),
     };
+    const struct CMUnitTest amx_tests[] = {
+        cmocka_unit_test_setup_teardown(test_amx_all_widths, setup_amx, teardown_amx),
+        cmocka_unit_test_setup_teardown(test_amx_geometries, setup_amx, teardown_amx),
+        cmocka_unit_test_setup_teardown(test_amx_geometries, setup_amx_3threads, teardown_amx),
+        cmocka_unit_test_setup_teardown(test_amx_extreme, setup_amx, teardown_amx),
+        cmocka_unit_test(test_amx_config),
+    };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    /* The AMX tests skip (saying why) where the CPU lacks AMX. */
+    failed += cmocka_run_group_tests_name("amx", amx_tests, NULL, NULL);
     /* The VNNI kernels only where the CPU has them (kernel=vnni is refused elsewhere). */
     te_plugin *p = NULL;
     te_err err;
