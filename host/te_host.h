@@ -44,6 +44,27 @@ typedef struct te_host_config {
     const char *fallback_plugin;
     te_log_fn log;              /* may be NULL */
     void *log_ctx;
+    /* Cross-device batching: a request waits up to this long for requests
+     * of other devices for the same layer and ring width, and all of them
+     * run as one plugin call (0: off, each request runs alone).  It waits
+     * only while other requests are in flight on this host that could
+     * still join; a request alone runs at once. */
+    uint32_t batch_window_us;
+    /* Serve MODE_PLAIN requests (EdgeA only): float32 activations in the
+     * clear, the benchmarks' plaintext-outsourcing baseline.  Off unless a
+     * benchmark asks for it: such a request carries no privacy at all. */
+    int allow_plaintext;
+    /* EdgeB: precompute W.M ahead of the request (DESIGN.md: M does not
+     * depend on x).  Once a device's request t has been served through its
+     * deployment's last linear layer, a background thread computes W.M for
+     * request t + 1, every layer, at the ring widths the device used in t;
+     * the next request takes each share out of the cache (once), after the
+     * same checks as an answer computed on demand, and anything else (a
+     * different width, a batch above 1, an entry not ready) is computed on
+     * demand as without precompute.  The value caps the memory the cache
+     * and its thread hold, in MiB; a request whose shares do not fit is not
+     * precomputed.  0: off, no thread.  EdgeA ignores it. */
+    uint32_t precompute_mb;
 } te_host_config;
 
 
@@ -68,6 +89,22 @@ void te_host_set_peer(te_host *h, te_transport *peer);
  * only a failure to build any response returns non-OK. */
 te_status te_host_handle(te_host *h, const te_caller *caller, const uint8_t *req, size_t req_len,
                          uint8_t **resp, size_t *resp_len, te_err *err);
+
+/* Batching figures since te_host_new, read-only, for tests and benchmarks:
+ * *plugin_runs counts the compute plugin's run calls (ring and float32),
+ * *requests_batched the requests those calls served (each request is
+ * counted once, whether it ran alone or combined with others).  Without
+ * batching the two are equal; with it, plugin_runs < requests_batched shows
+ * that requests were combined.  Either pointer may be NULL. */
+void te_host_batch_figures(const te_host *h, uint64_t *plugin_runs, uint64_t *requests_batched);
+
+/* Precompute figures since te_host_new (te_host_config.precompute_mb),
+ * read-only, for tests and benchmarks: *hits counts role-B requests
+ * answered from the cache, *misses those that passed every check but were
+ * computed on demand (the cache had no matching share), *computed the
+ * shares the background thread finished.  All zero when precompute is off.
+ * Any pointer may be NULL. */
+void te_host_precompute_figures(const te_host *h, uint64_t *hits, uint64_t *misses, uint64_t *computed);
 
 te_role te_host_role(const te_host *h);
 /* Name of the plugin the host actually runs ("cpu", "opencl", ...). */

@@ -70,6 +70,12 @@ te_status hostd_config_set(hostd_config *c, const char *key, const char *v, te_e
         return set_int(&c->peer_timeout_ms, key, v, 1, 3600000, err);
     if (strcmp(key, "grace_ms") == 0)
         return set_int(&c->grace_ms, key, v, 0, 3600000, err);
+    if (strcmp(key, "batch_window_us") == 0 || strcmp(key, "batch-window-us") == 0)
+        return set_int(&c->batch_window_us, key, v, 0, 100000, err);
+    if (strcmp(key, "allow_plaintext") == 0 || strcmp(key, "allow-plaintext") == 0)
+        return set_int(&c->allow_plaintext, key, v, 0, 1, err);
+    if (strcmp(key, "precompute_mb") == 0 || strcmp(key, "precompute-mb") == 0)
+        return set_int(&c->precompute_mb, key, v, 0, 65536, err);
     return te_errf(err, TE_EINVAL, "unknown setting '%s'", key);
 }
 

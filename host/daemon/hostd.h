@@ -26,6 +26,9 @@ typedef struct hostd_config {
     int max_message_mb;
     int peer_timeout_ms;          /* EdgeA -> EdgeB calls */
     int grace_ms;                 /* on SIGTERM: time for calls in flight */
+    int batch_window_us;          /* cross-device batching window; 0: off */
+    int allow_plaintext;          /* 1: serve MODE_PLAIN (benchmark baseline, no privacy) */
+    int precompute_mb;            /* EdgeB: cap of the W.M precompute cache, MiB; 0: off */
 } hostd_config;
 
 void hostd_config_defaults(hostd_config *c);

@@ -60,6 +60,12 @@ static void usage(FILE *f)
             "  --credentials DIR       ca.pem, cert.pem, key.pem of this host\n"
             "  --port-file FILE        write the port once serving\n"
             "  --workers N             calls served at once (default 8)\n"
+            "  --batch-window-us N     combine concurrent requests for a layer within N us (0..100000,\n"
+            "                          default 0: off)\n"
+            "  --allow-plaintext 0|1   EdgeA: also serve the benchmarks' plaintext baseline (no privacy;\n"
+            "                          default 0)\n"
+            "  --precompute-mb N       EdgeB: precompute each device's next mask shares, in at most N MiB\n"
+            "                          (0..65536, default 0: off)\n"
             "  -h, --help\n");
 }
 
@@ -76,7 +82,7 @@ int main(int argc, char **argv)
     te_err err;
     te_err_clear(&err);
     enum { O_CONFIG = 256, O_ROLE, O_LISTEN, O_PEER, O_PLUGIN, O_PCONF, O_STORE, O_CREDS, O_PORTFILE, O_WORKERS,
-           O_FALLBACK };
+           O_FALLBACK, O_BATCH_WINDOW, O_PLAINTEXT, O_PRECOMPUTE };
     static const struct option opts[] = {
         {"config", required_argument, NULL, O_CONFIG},     {"role", required_argument, NULL, O_ROLE},
         {"listen", required_argument, NULL, O_LISTEN},     {"peer", required_argument, NULL, O_PEER},
@@ -84,6 +90,9 @@ int main(int argc, char **argv)
         {"store", required_argument, NULL, O_STORE},       {"credentials", required_argument, NULL, O_CREDS},
         {"port-file", required_argument, NULL, O_PORTFILE}, {"workers", required_argument, NULL, O_WORKERS},
         {"fallback-plugin", required_argument, NULL, O_FALLBACK},
+        {"batch-window-us", required_argument, NULL, O_BATCH_WINDOW},
+        {"allow-plaintext", required_argument, NULL, O_PLAINTEXT},
+        {"precompute-mb", required_argument, NULL, O_PRECOMPUTE},
         {"help", no_argument, NULL, 'h'},                  {NULL, 0, NULL, 0}};
     /* The config file first, whatever its position, then the flags. */
     for (int i = 1; i + 1 < argc; i++)
@@ -104,6 +113,9 @@ int main(int argc, char **argv)
         case O_PORTFILE: key = "port_file"; break;
         case O_WORKERS: key = "workers"; break;
         case O_FALLBACK: key = "fallback_plugin"; break;
+        case O_BATCH_WINDOW: key = "batch_window_us"; break;
+        case O_PLAINTEXT: key = "allow_plaintext"; break;
+        case O_PRECOMPUTE: key = "precompute_mb"; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -131,6 +143,9 @@ int main(int argc, char **argv)
                          .plugin = cfg.plugin,
                          .plugin_config = cfg.plugin_config[0] ? cfg.plugin_config : NULL,
                          .fallback_plugin = cfg.fallback_plugin[0] ? cfg.fallback_plugin : NULL,
+                         .batch_window_us = (uint32_t)cfg.batch_window_us,
+                         .allow_plaintext = cfg.allow_plaintext,
+                         .precompute_mb = (uint32_t)cfg.precompute_mb,
                          .log = host_log};
     te_host *host = NULL;
     te_transport *peer = NULL;
@@ -150,9 +165,15 @@ int main(int argc, char **argv)
         fail(err.msg);
         goto out;
     }
+    if (cfg.allow_plaintext)
+        log_line("warning: allow_plaintext is on: plaintext (benchmark baseline) requests are served, without "
+                 "privacy");
     log_line("Edge%c: plugin %s%s%s; store %s: %d deployment(s), %d device key(s) loaded",
              role == TE_ROLE_A ? 'A' : 'B', cfg.plugin, cfg.fallback_plugin[0] ? ", fallback " : "",
              cfg.fallback_plugin, cfg.store, nb, nd);
+    if (role == TE_ROLE_B && cfg.precompute_mb)
+        log_line("precompute: each device's next mask shares are computed ahead, in at most %d MiB",
+                 cfg.precompute_mb);
     if (role == TE_ROLE_A && cfg.peer[0]) {
         te_net_transport_config tc = {NULL, cfg.peer, &creds, cfg.peer_timeout_ms, 1, NULL};
         if (te_net_transport_new(&tc, &peer, &err) != TE_OK) {
