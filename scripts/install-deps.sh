@@ -10,6 +10,7 @@ PKGS=(
   libcmocka-dev libopenblas-dev libstb-dev libonnx-dev
   python3 python3-torch python3-onnx python3-numpy
   dataset-fashion-mnist
+  gnuplot-nox iproute2
 )
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q

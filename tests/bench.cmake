@@ -9,3 +9,18 @@ if(TARGET twinedge-bench)
     ENVIRONMENT "TE_TEST_DATA=${TE_TEST_DATA};TWINEDGE_PLUGIN_DIR=${TE_PLUGIN_BUILD_DIR}"
     FIXTURES_REQUIRED testdata TIMEOUT 300)
 endif()
+
+# The whole suite, quick, on the reduced AlexNet: real hosts over mutual TLS,
+# every mode, throughput with two devices, the emulated wireless link; checks
+# the JSON contract, the report and the charts (no timing assertion).
+if(TARGET twinedge-bench)
+  add_test(NAME bench_suite_smoke
+           COMMAND ${CMAKE_COMMAND} -DBENCH=$<TARGET_FILE:twinedge-bench> -DMODELS=${TE_TEST_DATA}
+                   -DOUT=${CMAKE_CURRENT_BINARY_DIR}/bench_suite_smoke
+                   -P ${PROJECT_SOURCE_DIR}/tools/bench/suite_smoke.cmake)
+  set_tests_properties(bench_suite_smoke PROPERTIES
+    ENVIRONMENT "TE_TEST_DATA=${TE_TEST_DATA};TWINEDGE_PLUGIN_DIR=${TE_PLUGIN_BUILD_DIR}"
+    FIXTURES_REQUIRED testdata TIMEOUT 600)
+  te_add_unit_test(test_linkemu SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_linkemu.c
+                   LIBS twinedge_linkemu TIMEOUT 60)
+endif()

@@ -106,8 +106,9 @@ te_status te_host_binary(char *buf, size_t cap, te_err *err)
     char *slash = strrchr(exe, '/');
     if (slash)
         *slash = '\0';
-    const char *rel[2] = {"twinedge-host", "../host/twinedge-host"};
-    for (int i = 0; i < 2; i++) {
+    /* installed bindir; build tree from tools/ and from tools/bench/ */
+    const char *rel[3] = {"twinedge-host", "../host/twinedge-host", "../../host/twinedge-host"};
+    for (int i = 0; i < 3; i++) {
         if ((size_t)snprintf(buf, cap, "%s/%s", exe, rel[i]) < cap && is_exe(buf))
             return TE_OK;
     }
@@ -196,11 +197,27 @@ static te_status health_check(const te_hostpair *hp, const te_net_creds *creds, 
 te_status te_hostpair_start(te_hostpair *hp, const char *deploy_dir, const char *work_dir, const char *plugin,
                             te_err *err)
 {
+    te_hostpair_opts o = {plugin, NULL, NULL, NULL};
+    return te_hostpair_start_opts(hp, deploy_dir, work_dir, &o, err);
+}
+
+#define HOSTPAIR_MAX_EXTRA 24
+
+te_status te_hostpair_start_opts(te_hostpair *hp, const char *deploy_dir, const char *work_dir,
+                                 const te_hostpair_opts *o, te_err *err)
+{
     memset(hp, 0, sizeof *hp);
     char bin[4096];
     te_status st = te_host_binary(bin, sizeof bin, err);
     if (st != TE_OK)
         return st;
+    const char *ip = o->listen_ip ? o->listen_ip : "127.0.0.1";
+    char listen[80];
+    snprintf(listen, sizeof listen, "%s:0", ip);
+    int n_extra = 0;
+    while (o->extra_args && o->extra_args[n_extra])
+        if (++n_extra > HOSTPAIR_MAX_EXTRA)
+            return te_errf(err, TE_EINVAL, "more than %d extra twinedge-host arguments", HOSTPAIR_MAX_EXTRA);
     snprintf(hp->owner_creds, sizeof hp->owner_creds, "%s/owner", deploy_dir);
     /* EdgeB first: EdgeA needs its address */
     for (int k = 1; k >= 0 && st == TE_OK; k--) {
@@ -211,13 +228,19 @@ te_status te_hostpair_start(te_hostpair *hp, const char *deploy_dir, const char 
         snprintf(port_file, sizeof port_file, "%s/port-%s", work_dir, role);
         snprintf(hp->log[k], sizeof hp->log[k], "%s/host-%s.log", work_dir, role);
         unlink(port_file);
-        char *argv[20];
+        char *argv[24 + HOSTPAIR_MAX_EXTRA];
         int n = 0;
+        if (o->netns) {
+            argv[n++] = "/usr/sbin/ip"; /* execs the host in place: the pid stays the host's */
+            argv[n++] = "netns";
+            argv[n++] = "exec";
+            argv[n++] = (char *)o->netns;
+        }
         argv[n++] = bin;
         argv[n++] = "--role";
         argv[n++] = role;
         argv[n++] = "--listen";
-        argv[n++] = "127.0.0.1:0";
+        argv[n++] = listen;
         argv[n++] = "--store";
         argv[n++] = store;
         argv[n++] = "--credentials";
@@ -225,17 +248,19 @@ te_status te_hostpair_start(te_hostpair *hp, const char *deploy_dir, const char 
         argv[n++] = "--port-file";
         argv[n++] = port_file;
         argv[n++] = "--plugin";
-        argv[n++] = (char *)(plugin ? plugin : "cpu");
+        argv[n++] = (char *)(o->plugin ? o->plugin : "cpu");
         if (!k) {
             argv[n++] = "--peer";
             argv[n++] = hp->addr[1];
         }
+        for (int i = 0; i < n_extra; i++)
+            argv[n++] = (char *)o->extra_args[i];
         argv[n] = NULL;
-        int port = 0;
-        if ((st = spawn_host(bin, argv, hp->log[k], &hp->pid[k], err)) != TE_OK ||
+    int port = 0;
+        if ((st = spawn_host(argv[0], argv, hp->log[k], &hp->pid[k], err)) != TE_OK ||
             (st = read_port(port_file, hp->pid[k], hp->log[k], &port, err)) != TE_OK)
             break;
-        snprintf(hp->addr[k], sizeof hp->addr[k], "127.0.0.1:%d", port);
+        snprintf(hp->addr[k], sizeof hp->addr[k], "%s:%d", ip, port);
     }
     te_net_creds creds;
     memset(&creds, 0, sizeof creds);

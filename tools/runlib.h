@@ -42,6 +42,16 @@ typedef struct te_hostpair {
 te_status te_hostpair_start(te_hostpair *hp, const char *deploy_dir, const char *work_dir, const char *plugin,
                             te_err *err);
 
+/* The same with more choices (twinedge-bench). */
+typedef struct te_hostpair_opts {
+    const char *plugin;           /* NULL: cpu */
+    const char *netns;            /* run both hosts in this network namespace (ip netns exec); NULL: here */
+    const char *listen_ip;        /* the hosts' address; NULL: 127.0.0.1 */
+    const char *const *extra_args; /* more twinedge-host flags for both, NULL-terminated; may be NULL */
+} te_hostpair_opts;
+te_status te_hostpair_start_opts(te_hostpair *hp, const char *deploy_dir, const char *work_dir,
+                                 const te_hostpair_opts *o, te_err *err);
+
 /* SIGTERM both hosts and reap them (SIGKILL after a grace period).  Fails
  * when a host did not exit cleanly.  Safe on a zeroed or stopped pair. */
 te_status te_hostpair_stop(te_hostpair *hp, te_err *err);

@@ -17,7 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "owner.h"
+#include "te_f32.h"
 #include "runlib.h"
 #include "te_exec.h"
 #include "te_host.h"
@@ -29,19 +31,19 @@
 #define MAX_REPS 101
 #define MAX_MODELS 8
 
-static int cmp_double(const void *a, const void *b)
+int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
-static double median(double *v, int n)
+double median(double *v, int n)
 {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-static uint64_t rnd(uint64_t *s)
+uint64_t rnd(uint64_t *s)
 {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
@@ -60,7 +62,7 @@ typedef struct opts {
     const char *plugin_config; /* extra plugin config, e.g. "kernel=portable" */
 } opts;
 
-static int file_exists(const char *p)
+int file_exists(const char *p)
 {
     struct stat st;
     return stat(p, &st) == 0;
@@ -68,70 +70,23 @@ static int file_exists(const char *p)
 
 /* Default owner options, zeroed first: te_owner_options_init() leaves
  * fields it does not know (the image normalisation) untouched. */
-static void owner_defaults(te_owner_options *oo)
+void owner_defaults(te_owner_options *oo)
 {
     memset(oo, 0, sizeof *oo);
     te_owner_options_init(oo);
 }
 
-static te_status build_model(const opts *o, const char *name, te_model **m, te_err *err)
+te_status build_model(const char *models_dir, const char *name, const te_owner_options *opt, te_model **m,
+                      te_err *err)
 {
     char onnx[4096], calib[4096];
-    snprintf(onnx, sizeof onnx, "%s/%s.onnx", o->models_dir, name);
-    snprintf(calib, sizeof calib, "%s/%s.calib.npy", o->models_dir, name);
+    snprintf(onnx, sizeof onnx, "%s/%s.onnx", models_dir, name);
+    snprintf(calib, sizeof calib, "%s/%s.calib.npy", models_dir, name);
     if (!file_exists(onnx))
         return te_errf(err, TE_EIO, "%s not found (generate it with tests/models/make_testdata.py)", onnx);
     te_owner_options oo;
     owner_defaults(&oo);
-    return te_owner_build(onnx, file_exists(calib) ? calib : NULL, &oo, m, err);
-}
-
-/* ---- plain float32 layer: im2col + sgemm --------------------------------- */
-
-/* col[k][j] for the batch's columns j = b * P + pos, group grp. */
-static void im2col_f(const te_linear_geom *g, const float *x, int64_t batch, int64_t grp, float *col)
-{
-    int64_t icg = g->in_c / g->group, P = g->out_h * g->out_w, N = batch * P;
-    int64_t H = g->in_h, W = g->in_w, in_len = g->in_c * H * W;
-    int64_t k = 0;
-    for (int64_t ci = 0; ci < icg; ci++)
-        for (int64_t kh = 0; kh < g->k_h; kh++)
-            for (int64_t kw = 0; kw < g->k_w; kw++, k++) {
-                float *row = col + k * N;
-                for (int64_t b = 0; b < batch; b++) {
-                    const float *plane = x + b * in_len + (grp * icg + ci) * H * W;
-                    for (int64_t oh = 0; oh < g->out_h; oh++) {
-                        int64_t ih = oh * g->stride_h - g->pad_t + kh * g->dil_h;
-                        float *r = row + b * P + oh * g->out_w;
-                        if (ih < 0 || ih >= H) {
-                            memset(r, 0, (size_t)g->out_w * sizeof *r);
-                            continue;
-                        }
-                        const float *src = plane + ih * W;
-                        for (int64_t ow = 0; ow < g->out_w; ow++) {
-                            int64_t iw = ow * g->stride_w - g->pad_l + kw * g->dil_w;
-                            r[ow] = (iw >= 0 && iw < W) ? src[iw] : 0.0f;
-                        }
-                    }
-                }
-            }
-}
-
-/* y[grp block][ocg][batch * P] (column-major over the batch, as one GEMM per group). */
-static void float_layer(const te_linear_geom *g, const float *w, const float *x, int64_t batch, float *col,
-                        float *y)
-{
-    if (g->kind == TE_LIN_FC) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)batch, (int)g->out_c, (int)g->in_c, 1.0f, x,
-                    (int)g->in_c, w, (int)g->in_c, 0.0f, y, (int)g->out_c);
-        return;
-    }
-    int64_t ocg = g->out_c / g->group, K = te_geom_dot_len(g), N = batch * g->out_h * g->out_w;
-    for (int64_t grp = 0; grp < g->group; grp++) {
-        im2col_f(g, x, batch, grp, col);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)ocg, (int)N, (int)K, 1.0f, w + grp * ocg * K,
-                    (int)K, col, (int)N, 0.0f, y + grp * ocg * N, (int)N);
-    }
+    return te_owner_build(onnx, file_exists(calib) ? calib : NULL, opt ? opt : &oo, m, err);
 }
 
 /* ---- kernels ----------------------------------------------------------------- */
@@ -162,7 +117,7 @@ static te_status time_run(const te_plugin_ops *ops, te_plugin_ctx *ctx, te_plugi
     return st;
 }
 
-static void layer_shape(const te_linear_geom *g, char *buf, size_t n)
+void layer_shape(const te_linear_geom *g, char *buf, size_t n)
 {
     if (g->kind == TE_LIN_FC)
         snprintf(buf, n, "fc %lld->%lld", (long long)g->in_c, (long long)g->out_c);
@@ -172,7 +127,7 @@ static void layer_shape(const te_linear_geom *g, char *buf, size_t n)
                  g->group > 1 ? " g" : "");
 }
 
-static void cpu_model(char *buf, size_t n)
+void cpu_model(char *buf, size_t n)
 {
     snprintf(buf, n, "unknown CPU");
     FILE *f = fopen("/proc/cpuinfo", "r");
@@ -195,7 +150,7 @@ static void cpu_model(char *buf, size_t n)
     fclose(f);
 }
 
-static void json_str(FILE *f, const char *s)
+void json_str(FILE *f, const char *s)
 {
     fputc('"', f);
     for (; *s; s++) {
@@ -205,6 +160,54 @@ static void json_str(FILE *f, const char *s)
             fputc(*s, f);
     }
     fputc('"', f);
+}
+
+te_status bench_layer_times(const te_plugin_ops *ops, te_plugin_ctx *ctx, te_plugin_layer *pl, const te_layer *L,
+                            int64_t batch, int reps, double *plain_s, double *secure_s, double *secure64_s,
+                            te_err *err)
+{
+    const te_linear_geom *g = &L->geom;
+    int64_t n_in = batch * te_geom_in_len(g), n_out = batch * te_geom_out_len(g);
+    uint64_t *xin = malloc((size_t)n_in * sizeof *xin), *out = malloc((size_t)n_out * sizeof *out);
+    uint64_t *xin64 = malloc((size_t)n_in * sizeof *xin64);
+    float *xf = malloc((size_t)n_in * sizeof *xf), *yf = malloc((size_t)n_out * sizeof *yf);
+    float *col = malloc((size_t)te_f32_scratch_len(g, batch) * sizeof *col);
+    te_status st = TE_OK;
+    if (!xin || !xin64 || !out || !xf || !yf || !col || reps < 1 || reps > MAX_REPS)
+        st = te_errf(err, TE_ENOMEM, "out of memory (or repetitions outside 1..%d)", MAX_REPS);
+    if (st == TE_OK) {
+        uint64_t s = 99;
+        for (int64_t i = 0; i < n_in; i++)
+            xf[i] = (float)((double)(rnd(&s) >> 11) * 0x1p-53 - 0.5);
+        fill_ring(xin, n_in, (unsigned)L->ring_bits);
+        fill_ring(xin64, n_in, 64);
+    }
+    /* The measurements alternate, so that load from elsewhere on the
+     * machine affects them alike. */
+    double tp[MAX_REPS], tsc[MAX_REPS], ts64[MAX_REPS], t;
+    for (int r = -1; r < reps && st == TE_OK; r++) {
+        double t0 = te_clock_s(CLOCK_MONOTONIC);
+        te_f32_layer(g, L->w_float, xf, batch, col, yf);
+        t = te_clock_s(CLOCK_MONOTONIC) - t0;
+        if (r >= 0)
+            tp[r] = t;
+        st = time_run(ops, ctx, pl, (unsigned)L->ring_bits, batch, xin, out, &t, err);
+        if (r >= 0)
+            tsc[r] = t;
+        if (st == TE_OK && secure64_s) {
+            st = time_run(ops, ctx, pl, 64, batch, xin64, out, &t, err);
+            if (r >= 0)
+                ts64[r] = t;
+        }
+    }
+    if (st == TE_OK) {
+        *plain_s = median(tp, reps);
+        *secure_s = median(tsc, reps);
+        if (secure64_s)
+            *secure64_s = median(ts64, reps);
+    }
+    free(xin), free(xin64), free(out), free(xf), free(yf), free(col);
+    return st;
 }
 
 static int cmd_kernels(const opts *o)
@@ -237,7 +240,7 @@ static int cmd_kernels(const opts *o)
 
     for (int mi = 0; mi < o->n_models; mi++) {
         te_model *m = NULL;
-        if (build_model(o, o->models[mi], &m, &err) != TE_OK) {
+        if (build_model(o->models_dir, o->models[mi], NULL, &m, &err) != TE_OK) {
             fprintf(stderr, "twinedge-bench: error: %s: %s\n", o->models[mi], err.msg);
             goto out;
         }
@@ -252,13 +255,6 @@ static int cmd_kernels(const opts *o)
             }
             for (int bi = 0; bi < n_batches; bi++) {
                 int64_t batch = batches[bi];
-                int64_t n_in = batch * te_geom_in_len(&g), n_out = batch * te_geom_out_len(&g);
-                int64_t K = te_geom_dot_len(&g);
-                int64_t ncol = g.kind == TE_LIN_FC ? 1 : batch * g.out_h * g.out_w;
-                uint64_t *xin = malloc((size_t)n_in * sizeof *xin), *out = malloc((size_t)n_out * sizeof *out);
-                uint64_t *xin64 = malloc((size_t)n_in * sizeof *xin64);
-                float *xf = malloc((size_t)n_in * sizeof *xf), *yf = malloc((size_t)n_out * sizeof *yf);
-                float *col = malloc((size_t)(K * ncol) * sizeof *col);
                 if (n_rows == cap) {
                     cap = cap ? 2 * cap : 64;
                     row *nr = realloc(rows, (size_t)cap * sizeof *rows);
@@ -267,9 +263,8 @@ static int cmd_kernels(const opts *o)
                     else
                         cap = n_rows;
                 }
-                if (!xin || !xin64 || !out || !xf || !yf || !col || n_rows == cap) {
+                if (n_rows == cap) {
                     fprintf(stderr, "twinedge-bench: error: out of memory\n");
-                    free(xin), free(xin64), free(out), free(xf), free(yf), free(col);
                     ops->release_layer(ctx, pl);
                     te_model_free(m);
                     goto out;
@@ -282,36 +277,8 @@ static int cmd_kernels(const opts *o)
                 R->batch = batch;
                 R->ring_bits = L->ring_bits;
                 R->macs = (double)te_geom_macs(&g) * (double)batch;
-
-                uint64_t s = 99;
-                for (int64_t i = 0; i < n_in; i++)
-                    xf[i] = (float)((double)(rnd(&s) >> 11) * 0x1p-53 - 0.5);
-                fill_ring(xin, n_in, (unsigned)L->ring_bits);
-                fill_ring(xin64, n_in, 64);
-                /* The three measurements alternate, so that load from elsewhere
-                 * on the machine affects them alike. */
-                double tp[MAX_REPS], tsc[MAX_REPS], ts64[MAX_REPS], t;
-                te_status st = TE_OK;
-                for (int r = -1; r < o->reps && st == TE_OK; r++) {
-                    double t0 = te_clock_s(CLOCK_MONOTONIC);
-                    float_layer(&g, L->w_float, xf, batch, col, yf);
-                    t = te_clock_s(CLOCK_MONOTONIC) - t0;
-                    if (r >= 0)
-                        tp[r] = t;
-                    st = time_run(ops, ctx, pl, (unsigned)L->ring_bits, batch, xin, out, &t, &err);
-                    if (r >= 0)
-                        tsc[r] = t;
-                    if (st == TE_OK)
-                        st = time_run(ops, ctx, pl, 64, batch, xin64, out, &t, &err);
-                    if (r >= 0)
-                        ts64[r] = t;
-                }
-                if (st == TE_OK) {
-                    R->plain_s = median(tp, o->reps);
-                    R->secure_s = median(tsc, o->reps);
-                    R->secure64_s = median(ts64, o->reps);
-                }
-                free(xin), free(xin64), free(out), free(xf), free(yf), free(col);
+                te_status st = bench_layer_times(ops, ctx, pl, L, batch, o->reps, &R->plain_s, &R->secure_s,
+                                                 &R->secure64_s, &err);
                 if (st != TE_OK) {
                     fprintf(stderr, "twinedge-bench: error: running %s: %s\n", R->layer, err.msg);
                     ops->release_layer(ctx, pl);
@@ -393,13 +360,8 @@ out:
 
 /* ---- device ------------------------------------------------------------------ */
 
-/* Float linear layers with OpenBLAS (1 thread), bias included: the plaintext baseline. */
-typedef struct blas_ctx {
-    float *col;
-    size_t col_len;
-} blas_ctx;
 
-static te_status blas_linear(void *vctx, const te_model *m, int layer, const float *x, float *y, te_err *err)
+te_status blas_linear(void *vctx, const te_model *m, int layer, const float *x, float *y, te_err *err)
 {
     blas_ctx *bc = vctx;
     const te_layer *L = &m->layers[layer];
@@ -407,7 +369,7 @@ static te_status blas_linear(void *vctx, const te_model *m, int layer, const flo
     int64_t batch = g->batch < 1 ? 1 : g->batch;
     if (!L->w_float)
         return te_errf(err, TE_EINVAL, "layer '%s' has no float weights", L->name ? L->name : "?");
-    size_t need = g->kind == TE_LIN_FC ? 0 : (size_t)(te_geom_dot_len(g) * batch * g->out_h * g->out_w);
+    size_t need = (size_t)te_f32_scratch_len(g, batch);
     if (need > bc->col_len) {
         float *c = realloc(bc->col, need * sizeof *c);
         if (!c)
@@ -415,24 +377,21 @@ static te_status blas_linear(void *vctx, const te_model *m, int layer, const flo
         bc->col = c;
         bc->col_len = need;
     }
-    int64_t out_len = te_geom_out_len(g);
-    if (g->kind == TE_LIN_FC) {
-        float_layer(g, L->w_float, x, batch, bc->col, y);
-        if (L->bias)
-            for (int64_t b = 0; b < batch; b++)
-                for (int64_t o = 0; o < g->out_c; o++)
-                    y[b * out_len + o] += L->bias[o];
-        return TE_OK;
-    }
-    if (batch != 1)
-        return te_errf(err, TE_EUNSUPPORTED, "the baseline runs batch 1");
-    float_layer(g, L->w_float, x, 1, bc->col, y); /* [out_c][P] = NCHW for batch 1 */
-    int64_t P = g->out_h * g->out_w;
-    if (L->bias)
+    te_f32_layer(g, L->w_float, x, batch, bc->col, y);
+    te_add_bias(L, batch, y);
+    return TE_OK;
+}
+
+void te_add_bias(const te_layer *L, int64_t batch, float *y)
+{
+    if (!L->bias)
+        return;
+    const te_linear_geom *g = &L->geom;
+    int64_t P = g->kind == TE_LIN_FC ? 1 : g->out_h * g->out_w, out_len = te_geom_out_len(g);
+    for (int64_t b = 0; b < batch; b++)
         for (int64_t o = 0; o < g->out_c; o++)
             for (int64_t k = 0; k < P; k++)
-                y[o * P + k] += L->bias[o];
-    return TE_OK;
+                y[b * out_len + o * P + k] += L->bias[o];
 }
 
 /* Linear layers skipped (zeros): what the non-linear layers alone cost. */
@@ -651,14 +610,13 @@ static int split_models(char *list, opts *o)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
-    }
+    /* without a command: the whole suite */
+    if (argc < 2 || argv[1][0] == '-')
+        return bench_suite_main(argc, argv);
     const char *cmd = argv[1];
     int is_kernels = strcmp(cmd, "kernels") == 0, is_device = strcmp(cmd, "device") == 0;
     if (!is_kernels && !is_device) {
-        fprintf(stderr, "twinedge-bench: unknown command '%s'\n", cmd);
+        fprintf(stderr, "twinedge-bench: unknown command '%s' (commands: kernels, device; none: the suite)\n", cmd);
         usage(stderr);
         return 2;
     }
