@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "te_prf.h"
 #include "te_ring.h"
 
 /* Per-sample lengths, computed here from the geometry alone so the reference
@@ -184,15 +185,16 @@ static const char *lname(const te_layer *L)
     return L->name ? L->name : "(unnamed)";
 }
 
-te_status te_layer_encode(const te_layer *L, unsigned l, const float *x, uint64_t *out, te_err *err)
+/* The reference encoder over elements [begin, n) of the input, in blocks of
+ * 256 counted from begin; out (indexed from 0 = element 0) may be NULL when
+ * only the verdict is wanted. */
+static te_status encode_ref(const te_layer *L, unsigned l, const float *x, size_t begin, size_t n, uint64_t *out,
+                            te_err *err)
 {
-    if (l < 1 || l > 64)
-        return te_errf(err, TE_EINVAL, "layer %s: ring width %u out of range 1..64", lname(L), l);
-    size_t n = (size_t)(L->geom.batch * lin_in_len(&L->geom));
     int64_t lo = l >= 64 ? INT64_MIN : -((int64_t)1 << (l - 1));
     int64_t hi = l >= 64 ? INT64_MAX : ((int64_t)1 << (l - 1)) - 1;
     int64_t buf[256];
-    for (size_t i0 = 0; i0 < n; i0 += 256) {
+    for (size_t i0 = begin; i0 < n; i0 += 256) {
         size_t m = n - i0 < 256 ? n - i0 : 256;
         te_status st = te_fx_encode(x + i0, m, L->frac_bits, buf, err);
         if (st != TE_OK) {
@@ -206,10 +208,19 @@ te_status te_layer_encode(const te_layer *L, unsigned l, const float *x, uint64_
                                "outside the %u-bit signed range [%lld, %lld] (frac_bits %d)",
                                lname(L), i0 + k, (double)x[i0 + k], (long long)buf[k], l,
                                (long long)lo, (long long)hi, L->frac_bits);
-            out[i0 + k] = te_ring_from_signed(buf[k], l);
+            if (out)
+                out[i0 + k] = te_ring_from_signed(buf[k], l);
         }
     }
     return TE_OK;
+}
+
+te_status te_layer_encode(const te_layer *L, unsigned l, const float *x, uint64_t *out, te_err *err)
+{
+    if (l < 1 || l > 64)
+        return te_errf(err, TE_EINVAL, "layer %s: ring width %u out of range 1..64", lname(L), l);
+    size_t n = (size_t)(L->geom.batch * lin_in_len(&L->geom));
+    return encode_ref(L, l, x, 0, n, out, err);
 }
 
 /* The one definition of the decoded value (kept in double, rounded to float
@@ -241,6 +252,174 @@ te_status te_layer_verify(const te_layer *L, unsigned l, const uint64_t *x, cons
         uint64_t lhs = te_fp_dot_ring(L->r, y + b * n_out, (size_t)n_out, l);
         uint64_t rhs = te_fp_dot_ring(L->s, x + b * n_in, (size_t)n_in, l);
         if (lhs != rhs) {
+            if (g->batch > 1)
+                return te_errf(err, TE_EINTEGRITY,
+                               "integrity check failed at linear layer %s (sample %lld of %lld): result rejected",
+                               lname(L), (long long)b, (long long)g->batch);
+            return te_errf(err, TE_EINTEGRITY, "integrity check failed at linear layer %s: result rejected",
+                           lname(L));
+        }
+    }
+    return TE_OK;
+}
+
+/* ---- the device's fused passes ----
+ *
+ * Both passes walk the layer in chunks of TE_FUSE_CHUNK elements that stay
+ * in L1 between their steps.  The chunk is a multiple of 256 (the reference
+ * encoder's block, so an error is reported exactly as te_layer_encode reports
+ * it) and of 8 (eight l-bit elements are l whole bytes, so each chunk packs
+ * on its own at byte offset chunk_start / 8 * l). */
+#define TE_FUSE_CHUNK 512
+
+/* x * 2^f equals ldexp(x, f) exactly for every float x when no result is
+ * subnormal or infinite: |f| <= 800 keeps every float (|x| in [2^-149,
+ * 2^128]) and every decode product (|y * scale| in [2^-149, 2^191]) normal. */
+#define TE_FAST_EXP 800
+
+/* round(x[i] * 2^f) as te_fx_encode computes it (round half away from
+ * zero), for |f| <= TE_FAST_EXP.  Returns nonzero if some element is not
+ * finite, not below 2^62 in magnitude, or outside [lo, hi]; out is then
+ * garbage.  Branch-free so that it vectorises. */
+static int encode_fast(const float *x, size_t n, double scale, int64_t lo, int64_t hi, int64_t *out)
+{
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)x[i] * scale;
+        int ok = fabs(d) < 0x1p62; /* false for NaN */
+        double dd = ok ? d : 0.0;
+        int64_t t = (int64_t)dd;   /* trunc(d): exact, |d| < 2^62 */
+        double fr = dd - (double)t; /* exact: trunc(d) is a double */
+        int64_t v = t + (fr >= 0.5) - (fr <= -0.5);
+        bad |= !ok | (v < lo) | (v > hi);
+        out[i] = v;
+    }
+    return bad;
+}
+
+te_status te_layer_mask(const te_layer *L, unsigned l, const float *x, te_prf_stream *mask, uint8_t *packed,
+                        uint64_t *rhs, te_err *err)
+{
+    if (l < 1 || l > 64)
+        return te_errf(err, TE_EINVAL, "layer %s: ring width %u out of range 1..64", lname(L), l);
+    const te_linear_geom *g = &L->geom;
+    const size_t n_s = (size_t)lin_in_len(g), n = (size_t)g->batch * n_s;
+    const uint64_t m = te_ring_mask(l);
+    const int64_t lo = l >= 64 ? INT64_MIN : -((int64_t)1 << (l - 1));
+    const int64_t hi = l >= 64 ? INT64_MAX : ((int64_t)1 << (l - 1)) - 1;
+    const int fast = L->frac_bits >= -TE_FAST_EXP && L->frac_bits <= TE_FAST_EXP;
+    const double scale = fast ? ldexp(1.0, L->frac_bits) : 1.0;
+    for (int64_t b = 0; b < g->batch; b++)
+        rhs[b] = 0;
+    int64_t v[TE_FUSE_CHUNK];
+    uint64_t w[TE_FUSE_CHUNK];
+    for (size_t c0 = 0; c0 < n; c0 += TE_FUSE_CHUNK) {
+        const size_t cn = n - c0 < TE_FUSE_CHUNK ? n - c0 : TE_FUSE_CHUNK;
+        if (!fast || encode_fast(x + c0, cn, scale, lo, hi, v)) {
+            /* the reference decides and words the error (or, off the fast
+             * path, computes the chunk) */
+            uint64_t *tmp = w;
+            te_status st = encode_ref(L, l, x + c0, 0, cn, tmp, err);
+            if (st != TE_OK) {
+                /* re-run from the chunk's start for the message's element index */
+                return encode_ref(L, l, x, c0, n, NULL, err);
+            }
+            for (size_t k = 0; k < cn; k++)
+                v[k] = te_ring_to_signed(tmp[k], l);
+        }
+        /* rhs = s . x per sample (x fits in l bits signed) */
+        if (L->s) {
+            for (size_t k = 0; k < cn;) {
+                size_t i = c0 + k, b = i / n_s, j = i % n_s;
+                size_t seg = n_s - j < cn - k ? n_s - j : cn - k;
+                rhs[b] = te_fp_add(rhs[b], te_fp_dot_small(L->s + j, v + k, seg, l));
+                k += seg;
+            }
+        }
+        /* A = x + M */
+        te_status st = te_prf_stream_read(mask, w, cn, err);
+        if (st != TE_OK)
+            return st;
+        for (size_t k = 0; k < cn; k++)
+            w[k] = (w[k] + (uint64_t)v[k]) & m;
+        te_pack(w, cn, l, packed + c0 / 8 * l);
+    }
+    return TE_OK;
+}
+
+/* out[k] = (float)(y[k] * scale * 2^-f + bias) as te_layer_decode computes
+ * it; pw = 2^-f when fast, else ldexp is called. */
+static void decode_run(const int64_t *y, size_t n, double scale, int fast, double pw, int frac_bits,
+                       const float *bias, float *out)
+{
+    if (fast && bias) {
+        const double bv = (double)*bias;
+        for (size_t k = 0; k < n; k++)
+            out[k] = (float)((double)y[k] * scale * pw + bv);
+    } else if (fast) {
+        for (size_t k = 0; k < n; k++)
+            out[k] = (float)((double)y[k] * scale * pw);
+    } else {
+        for (size_t k = 0; k < n; k++) {
+            double d = ldexp((double)y[k] * scale, -frac_bits);
+            if (bias)
+                d += (double)*bias;
+            out[k] = (float)d;
+        }
+    }
+}
+
+te_status te_layer_finish(const te_layer *L, unsigned l, uint64_t *y, te_prf_stream *z, const uint64_t *share,
+                          const uint64_t *rhs, float *out, te_err *err)
+{
+    const te_linear_geom *g = &L->geom;
+    if (!L->r || !L->s)
+        return te_errf(err, TE_EINVAL, "linear layer %s has no integrity keys: result rejected", lname(L));
+    if (l < 1 || l > 64)
+        return te_errf(err, TE_EINVAL, "linear layer %s: ring width %u out of range 1..64", lname(L), l);
+    const size_t n_s = (size_t)lin_out_len(g);
+    const uint64_t m = te_ring_mask(l), half = (uint64_t)1 << (l - 1);
+    const int fast = L->frac_bits >= -TE_FAST_EXP && L->frac_bits <= TE_FAST_EXP;
+    const double pw = fast ? ldexp(1.0, -L->frac_bits) : 1.0;
+    const size_t plane = g->kind == TE_LIN_FC ? 1 : (size_t)(g->out_h * g->out_w);
+    uint64_t w[TE_FUSE_CHUNK];
+    int64_t sv[TE_FUSE_CHUNK];
+    for (int64_t b = 0; b < g->batch; b++) {
+        uint64_t *yb = y + (size_t)b * n_s;
+        float *ob = out + (size_t)b * n_s;
+        uint64_t lhs = 0;
+        for (size_t c0 = 0; c0 < n_s; c0 += TE_FUSE_CHUNK) {
+            const size_t cn = n_s - c0 < TE_FUSE_CHUNK ? n_s - c0 : TE_FUSE_CHUNK;
+            uint64_t *yc = yb + c0;
+            if (z) {
+                te_status st = te_prf_stream_read(z, w, cn, err);
+                if (st != TE_OK)
+                    return st;
+                for (size_t k = 0; k < cn; k++)
+                    yc[k] = (yc[k] + w[k]) & m;
+            } else if (share) {
+                const uint64_t *sc = share + (size_t)b * n_s + c0;
+                for (size_t k = 0; k < cn; k++)
+                    yc[k] = (yc[k] - sc[k]) & m;
+            } else {
+                for (size_t k = 0; k < cn; k++)
+                    yc[k] &= m;
+            }
+            for (size_t k = 0; k < cn; k++)
+                sv[k] = (int64_t)((yc[k] ^ half) - half);
+            lhs = te_fp_add(lhs, te_fp_dot_small(L->r + c0, sv, cn, l));
+            /* decode in runs of one output channel */
+            for (size_t k = 0; k < cn;) {
+                size_t i = c0 + k, o = i / plane % (size_t)g->out_c;
+                size_t run = plane - i % plane < cn - k ? plane - i % plane : cn - k;
+                double scale = L->w_scale ? (double)L->w_scale[o] : 1.0;
+                decode_run(sv + k, run, scale, fast, pw, L->frac_bits, L->bias ? L->bias + o : NULL, ob + c0 + k);
+                k += run;
+            }
+        }
+        if (lhs != rhs[b]) {
+            /* nothing from a rejected result leaves this function */
+            memset(out, 0, (size_t)g->batch * n_s * sizeof *out);
             if (g->batch > 1)
                 return te_errf(err, TE_EINTEGRITY,
                                "integrity check failed at linear layer %s (sample %lld of %lld): result rejected",

@@ -31,6 +31,23 @@ typedef enum te_prf_purpose {
 te_status te_prf_ring(const uint8_t key[TE_KEY_BYTES], uint64_t counter, uint32_t layer,
                       te_prf_purpose purpose, unsigned l, uint64_t *out, size_t n, te_err *err);
 
+/* The same stream read piecewise, for callers that consume it in small
+ * chunks (kept in cache) instead of one n-element buffer: the words returned
+ * by successive te_prf_stream_read calls, concatenated, are exactly the
+ * elements of te_prf_ring(..., l = 64, ...) for the same (key, counter,
+ * layer, purpose); reduce them mod 2^l to get the l-bit elements.
+ * Close every opened stream (also after an error). */
+typedef struct te_prf_stream {
+    void *ctx;          /* EVP_CIPHER_CTX */
+    uint64_t left;      /* words still allowed under the per-stream limit */
+} te_prf_stream;
+
+te_status te_prf_stream_open(te_prf_stream *s, const uint8_t key[TE_KEY_BYTES], uint64_t counter, uint32_t layer,
+                             te_prf_purpose purpose, te_err *err);
+/* The next n 64-bit words of the stream (unreduced). */
+te_status te_prf_stream_read(te_prf_stream *s, uint64_t *out, size_t n, te_err *err);
+void te_prf_stream_close(te_prf_stream *s);
+
 /* Fill buf with n bytes from the OS CSPRNG (OpenSSL RAND_bytes). */
 te_status te_random_bytes(uint8_t *buf, size_t n, te_err *err);
 

@@ -69,7 +69,8 @@ static inline uint64_t load64le(const uint8_t *p)
 #endif
 }
 
-void te_pack(const uint64_t *in, size_t n, unsigned l, uint8_t *out)
+/* The generic packer (any n): also the tail after the 8-element groups. */
+static void pack_generic(const uint64_t *in, size_t n, unsigned l, uint8_t *out)
 {
     const uint64_t m = te_ring_mask(l);
     uint64_t acc = 0;
@@ -94,6 +95,108 @@ void te_pack(const uint64_t *in, size_t n, unsigned l, uint8_t *out)
     }
 }
 
+
+#if defined(__GNUC__) || defined(__clang__)
+#define TE_INLINE static inline __attribute__((always_inline))
+#else
+#define TE_INLINE static inline
+#endif
+
+/* First rem (< 8) bytes at p as a little-endian word, the rest zero. */
+TE_INLINE uint64_t load_partial_le(const uint8_t *p, unsigned rem)
+{
+    uint64_t v = 0;
+    for (unsigned k = 0; k < rem; k++)
+        v |= (uint64_t)p[k] << (8 * k);
+    return v;
+}
+
+/* Eight elements of l bits are exactly l bytes, so groups of 8 pack and
+ * unpack independently; instantiated for each constant l below, the
+ * unrolled loops reduce to fixed shifts and stores. */
+TE_INLINE void pack_groups(const uint64_t *in, size_t groups, unsigned l, uint8_t *out)
+{
+    const uint64_t m = te_ring_mask(l);
+    for (size_t g = 0; g < groups; g++, in += 8, out += l) {
+        unsigned __int128 acc = 0;
+        unsigned fill = 0;
+        uint8_t *p = out;
+#pragma GCC unroll 8
+        for (unsigned k = 0; k < 8; k++) {
+            acc |= (unsigned __int128)(in[k] & m) << fill;
+            fill += l;
+            if (fill >= 64) {
+                store64le(p, (uint64_t)acc);
+                p += 8;
+                acc >>= 64;
+                fill -= 64;
+            }
+        }
+#pragma GCC unroll 8
+        for (unsigned b = 0; b < fill; b += 8) {
+            *p++ = (uint8_t)acc;
+            acc >>= 8;
+        }
+    }
+}
+
+TE_INLINE void unpack_groups(const uint8_t *in, size_t groups, unsigned l, uint64_t *out)
+{
+    const uint64_t m = te_ring_mask(l);
+    const unsigned full = l / 8, rem = l % 8;
+    for (size_t g = 0; g < groups; g++, in += l, out += 8) {
+        uint64_t w[9];
+#pragma GCC unroll 8
+        for (unsigned j = 0; j < full; j++)
+            w[j] = load64le(in + 8 * j);
+        w[full] = rem ? load_partial_le(in + 8 * full, rem) : 0;
+#pragma GCC unroll 8
+        for (unsigned k = 0; k < 8; k++) {
+            unsigned bit = k * l, j = bit / 64, sh = bit % 64;
+            uint64_t v = w[j] >> sh;
+            if (sh && sh + l > 64)
+                v |= w[j + 1] << (64 - sh);
+            out[k] = v & m;
+        }
+    }
+}
+
+#define TE_L8(X, b) X(b + 1) X(b + 2) X(b + 3) X(b + 4) X(b + 5) X(b + 6) X(b + 7) X(b + 8)
+#define TE_ALL_WIDTHS(X) TE_L8(X, 0) TE_L8(X, 8) TE_L8(X, 16) TE_L8(X, 24) TE_L8(X, 32) TE_L8(X, 40) \
+    TE_L8(X, 48) TE_L8(X, 56)
+
+/* Returns 0 (nothing done) for a width outside 1..64. */
+static int pack_groups_any(const uint64_t *in, size_t groups, unsigned l, uint8_t *out)
+{
+    switch (l) {
+#define TE_PACK_CASE(L) case L: pack_groups(in, groups, L, out); return 1;
+    TE_ALL_WIDTHS(TE_PACK_CASE)
+#undef TE_PACK_CASE
+    default: return 0;
+    }
+}
+
+static int unpack_groups_any(const uint8_t *in, size_t groups, unsigned l, uint64_t *out)
+{
+    switch (l) {
+#define TE_UNPACK_CASE(L) case L: unpack_groups(in, groups, L, out); return 1;
+    TE_ALL_WIDTHS(TE_UNPACK_CASE)
+#undef TE_UNPACK_CASE
+    default: return 0;
+    }
+}
+
+void te_pack(const uint64_t *in, size_t n, unsigned l, uint8_t *out)
+{
+    size_t groups = n / 8;
+    if (groups && pack_groups_any(in, groups, l, out)) {
+        in += groups * 8;
+        out += groups * l;
+        n -= groups * 8;
+    }
+    pack_generic(in, n, l, out);
+}
+
 /* Next 64 bits of the stream; bytes past the end read as zero. */
 static inline uint64_t load_word(const uint8_t *in, size_t len, size_t *pos)
 {
@@ -109,6 +212,9 @@ static inline uint64_t load_word(const uint8_t *in, size_t len, size_t *pos)
     return w;
 }
 
+static te_status unpack_tail(const uint8_t *in, size_t len, size_t n, unsigned l, uint64_t *out, size_t n_total,
+                             te_err *err);
+
 te_status te_unpack(const uint8_t *in, size_t len, size_t n, unsigned l, uint64_t *out, te_err *err)
 {
     if (l < 1 || l > 64)
@@ -117,6 +223,22 @@ te_status te_unpack(const uint8_t *in, size_t len, size_t n, unsigned l, uint64_
     if (len != want)
         return te_errf(err, TE_EFORMAT, "unpack: %zu bytes for %zu elements of %u bits, expected %zu",
                        len, n, l, want);
+    const size_t n_total = n;
+    size_t groups = n / 8;
+    if (groups && unpack_groups_any(in, groups, l, out)) {
+        in += groups * l;
+        len -= groups * l;
+        out += groups * 8;
+        n -= groups * 8;
+    }
+    return unpack_tail(in, len, n, l, out, n_total, err);
+}
+
+/* The generic unpacker (any n, len already checked): also the tail after the
+ * 8-element groups; checks the padding. */
+static te_status unpack_tail(const uint8_t *in, size_t len, size_t n, unsigned l, uint64_t *out, size_t n_total,
+                             te_err *err)
+{
     const uint64_t m = te_ring_mask(l);
     uint64_t acc = 0;
     unsigned avail = 0; /* valid bits in acc, always < 64 */
@@ -136,7 +258,7 @@ te_status te_unpack(const uint8_t *in, size_t len, size_t n, unsigned l, uint64_
     }
     /* every byte has been loaded; whatever remains must be zero padding */
     if (pos != len || acc != 0)
-        return te_errf(err, TE_EFORMAT, "unpack: nonzero padding bits after %zu elements of %u bits", n, l);
+        return te_errf(err, TE_EFORMAT, "unpack: nonzero padding bits after %zu elements of %u bits", n_total, l);
     return TE_OK;
 }
 
@@ -170,52 +292,77 @@ static inline uint64_t fp_sub(uint64_t a, uint64_t b)
     return a >= b ? a - b : a + TE_P61 - b;
 }
 
-/* a[i] < 2^61 and |x| <= 2^63, so each product is < 2^124 and a block of 8
- * fits in 2^127.  Positive and negative terms go to separate accumulators,
- * selected without branches. */
-#define TE_FP_BLOCK 8
+/* Signed 128-bit accumulation: a[i] < 2^61 and |x[i]| <= 2^(l-1), so each
+ * product a[i] * x[i] has magnitude < 2^(60+l) and 2^(66-l) of them sum to
+ * less than 2^126: the block length before a reduction is chosen from l
+ * (4 at l = 64, effectively unbounded at the widths layers use). */
+static inline uint64_t fp_from_i128(__int128 v)
+{
+    if (v >= 0)
+        return te_fp_reduce128((unsigned __int128)v);
+    uint64_t r = te_fp_reduce128((unsigned __int128)(-v)); /* |v| < 2^126 */
+    return r ? TE_P61 - r : 0;
+}
+
+static inline size_t fp_block(unsigned l)
+{
+    return l >= 64 ? 4 : l <= 34 ? ((size_t)1 << 30) : ((size_t)1 << (66 - l));
+}
+
+/* Lift of a ring element of width l (l in 1..64) to a signed integer:
+ * (v ^ 2^(l-1)) - 2^(l-1), computed in uint64_t (exact mod 2^64). */
+static inline int64_t lift_l(uint64_t v, uint64_t half)
+{
+    return (int64_t)((v ^ half) - half);
+}
+
+uint64_t te_fp_dot_small(const uint64_t *a, const int64_t *x, size_t n, unsigned l)
+{
+    const size_t blk = fp_block(l);
+    uint64_t acc = 0;
+    size_t i = 0;
+    while (i < n) {
+        size_t end = n - i > blk ? i + blk : n;
+        __int128 s0 = 0, s1 = 0;
+        for (; i + 1 < end; i += 2) {
+            s0 += (__int128)(int64_t)a[i] * x[i];
+            s1 += (__int128)(int64_t)a[i + 1] * x[i + 1];
+        }
+        if (i < end) {
+            s0 += (__int128)(int64_t)a[i] * x[i];
+            i++;
+        }
+        /* each of s0, s1 < 2^126 in magnitude */
+        acc = te_fp_add(acc, fp_from_i128(s0));
+        acc = te_fp_add(acc, fp_from_i128(s1));
+    }
+    return acc;
+}
 
 uint64_t te_fp_dot_signed(const uint64_t *a, const int64_t *x, size_t n)
 {
-    uint64_t pos = 0, neg = 0;
-    size_t i = 0;
-    while (i < n) {
-        size_t end = n - i > TE_FP_BLOCK ? i + TE_FP_BLOCK : n;
-        unsigned __int128 ap = 0, an = 0;
-        for (; i < end; i++) {
-            uint64_t sm = (uint64_t)(x[i] >> 63); /* all ones when negative */
-            uint64_t mag = ((uint64_t)x[i] ^ sm) - sm;
-            unsigned __int128 pr = (unsigned __int128)a[i] * mag;
-            unsigned __int128 msk = (unsigned __int128)sm | ((unsigned __int128)sm << 64);
-            ap += pr & ~msk;
-            an += pr & msk;
-        }
-        pos = te_fp_add(pos, te_fp_reduce128(ap));
-        neg = te_fp_add(neg, te_fp_reduce128(an));
-    }
-    return fp_sub(pos, neg);
+    return te_fp_dot_small(a, x, n, 64);
 }
 
 uint64_t te_fp_dot_ring(const uint64_t *a, const uint64_t *x, size_t n, unsigned l)
 {
-    uint64_t pos = 0, neg = 0;
-    const uint64_t m = te_ring_mask(l);
+    const uint64_t m = te_ring_mask(l), half = (uint64_t)1 << (l - 1);
+    const size_t blk = fp_block(l);
+    uint64_t acc = 0;
     size_t i = 0;
     while (i < n) {
-        size_t end = n - i > TE_FP_BLOCK ? i + TE_FP_BLOCK : n;
-        unsigned __int128 ap = 0, an = 0;
-        for (; i < end; i++) {
-            uint64_t v = x[i] & m;
-            uint64_t sm = (uint64_t)0 - ((v >> (l - 1)) & 1); /* all ones when negative */
-            /* magnitude of the signed lift: 2^l - v when negative, in (0, 2^(l-1)] */
-            uint64_t mag = (sm & ((uint64_t)0 - v) & m) | (~sm & v);
-            unsigned __int128 pr = (unsigned __int128)a[i] * mag;
-            unsigned __int128 msk = (unsigned __int128)sm | ((unsigned __int128)sm << 64);
-            ap += pr & ~msk;
-            an += pr & msk;
+        size_t end = n - i > blk ? i + blk : n;
+        __int128 s0 = 0, s1 = 0;
+        for (; i + 1 < end; i += 2) {
+            s0 += (__int128)(int64_t)a[i] * lift_l(x[i] & m, half);
+            s1 += (__int128)(int64_t)a[i + 1] * lift_l(x[i + 1] & m, half);
         }
-        pos = te_fp_add(pos, te_fp_reduce128(ap));
-        neg = te_fp_add(neg, te_fp_reduce128(an));
+        if (i < end) {
+            s0 += (__int128)(int64_t)a[i] * lift_l(x[i] & m, half);
+            i++;
+        }
+        acc = te_fp_add(acc, fp_from_i128(s0));
+        acc = te_fp_add(acc, fp_from_i128(s1));
     }
-    return fp_sub(pos, neg);
+    return acc;
 }

@@ -63,6 +63,9 @@ uint64_t te_fp_from_signed(int64_t v);
 /* sum_i a[i] * lift(x[i]) mod p, where a[i] in F_p and x[i] is a signed
  * integer; accumulates in 128 bits and reduces lazily. */
 uint64_t te_fp_dot_signed(const uint64_t *a, const int64_t *x, size_t n);
+/* te_fp_dot_signed for x known to fit in l bits signed (|x[i]| <= 2^(l-1),
+ * l in 1..64): the same value, with fewer reductions for small l. */
+uint64_t te_fp_dot_small(const uint64_t *a, const int64_t *x, size_t n, unsigned l);
 /* Same with ring elements of width l lifted to signed integers first. */
 uint64_t te_fp_dot_ring(const uint64_t *a, const uint64_t *x, size_t n, unsigned l);
 

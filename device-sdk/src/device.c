@@ -1,6 +1,7 @@
 /* The device's side of the protocol: mask, outsource, unmask, verify. */
 #include "twinedge_device.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +31,31 @@ struct twinedge_device {
     twinedge_mode mode;
     uint64_t t;
     int failed_layer;            /* layer whose check failed, -1 if none */
+    /* per-device scratch, grown on demand and kept across layers and
+     * inferences (freed by twinedge_close) */
+    uint8_t *req_buf;            /* serialized request, packed A written in place */
+    size_t req_cap;
+    uint64_t *yr, *share, *rhs;  /* result, EdgeB's share (mediated), s.x per sample */
+    size_t yr_cap, share_cap, rhs_cap;
 };
+
+/* Grow *buf to hold n elements of size sz (contents not kept). */
+static te_status scratch(void **buf, size_t *cap, size_t n, size_t sz, te_err *err)
+{
+    if (n <= *cap && *buf)
+        return TE_OK;
+    size_t want = n > *cap * 2 ? n : *cap * 2;
+    if (want == 0)
+        want = 1;
+    if (want > SIZE_MAX / sz)
+        return te_errf(err, TE_ENOMEM, "out of memory");
+    free(*buf);
+    *buf = malloc(want * sz);
+    *cap = *buf ? want : 0;
+    if (!*buf)
+        return te_errf(err, TE_ENOMEM, "out of memory");
+    return TE_OK;
+}
 
 /* The out-of-memory message for a handle that could not be allocated. */
 static const char te_nomem_msg[] = "out of memory";
@@ -74,6 +99,10 @@ void twinedge_close(twinedge_device *dev)
     te_exec_free(dev->exec);
     te_model_free(dev->model);
     free(dev->widened);
+    free(dev->req_buf);
+    free(dev->yr);
+    free(dev->share);
+    free(dev->rhs);
     memset(&dev->key, 0, sizeof dev->key);
     free(dev);
 }
@@ -118,6 +147,24 @@ int twinedge_last_report(const twinedge_device *dev, twinedge_report *r)
     return TWINEDGE_OK;
 }
 
+/* One round trip with a serialized request; returns the unpacked response
+ * data (n elements, width l). */
+static te_status call_host_raw(twinedge_device *dev, te_party to, const uint8_t *buf, size_t len, uint32_t layer,
+                               size_t n, unsigned l, uint64_t *out, te_err *err)
+{
+    uint8_t *resp = NULL;
+    size_t resp_len = 0;
+    te_status st = te_transport_call(dev->transport, to, buf, len, &resp, &resp_len, err);
+    const char *who = to == TE_PARTY_EDGE_A ? "EdgeA" : "EdgeB";
+    if (st != TE_OK)
+        return te_err_wrap(err, "%s", who);
+    dev->report.bytes_up += len;
+    dev->report.bytes_down += resp_len;
+    st = te_wire_read_response(resp, resp_len, who, layer, n, l, out, err);
+    free(resp);
+    return st;
+}
+
 /* One round trip; returns the unpacked response data (n elements, width l). */
 static te_status call_host(twinedge_device *dev, te_party to, Twinedge__LayerRequest *q, size_t n, unsigned l,
                            uint64_t *out, te_err *err)
@@ -127,18 +174,41 @@ static te_status call_host(twinedge_device *dev, te_party to, Twinedge__LayerReq
     if (!buf)
         return te_errf(err, TE_ENOMEM, "out of memory");
     twinedge__layer_request__pack(q, buf);
-    uint8_t *resp = NULL;
-    size_t resp_len = 0;
-    te_status st = te_transport_call(dev->transport, to, buf, len, &resp, &resp_len, err);
+    te_status st = call_host_raw(dev, to, buf, len, q->layer, n, l, out, err);
     free(buf);
-    const char *who = to == TE_PARTY_EDGE_A ? "EdgeA" : "EdgeB";
-    if (st != TE_OK)
-        return te_err_wrap(err, "%s", who);
-    dev->report.bytes_up += len;
-    dev->report.bytes_down += resp_len;
-    st = te_wire_read_response(resp, resp_len, who, q->layer, n, l, out, err);
-    free(resp);
     return st;
+}
+
+/* The LayerRequest with `data` (field 8, the last one) of data_len bytes
+ * serialized into dev->req_buf, the data bytes left for the caller to write
+ * at *data: the bytes protobuf-c would produce for the same message (fields
+ * in number order, an empty bytes field omitted), without first building the
+ * packed data elsewhere and copying it in. */
+static te_status request_layout(twinedge_device *dev, Twinedge__LayerRequest *q, size_t data_len, uint8_t **data,
+                                size_t *len, te_err *err)
+{
+    q->data.data = NULL;
+    q->data.len = 0;
+    size_t head = twinedge__layer_request__get_packed_size(q);
+    uint8_t tag[1 + 10];
+    size_t tl = 0;
+    if (data_len) {
+        tag[tl++] = (uint8_t)((8u << 3) | 2u); /* field 8, length-delimited */
+        size_t v = data_len;
+        do {
+            uint8_t byte = (uint8_t)(v & 0x7f);
+            v >>= 7;
+            tag[tl++] = (uint8_t)(byte | (v ? 0x80 : 0));
+        } while (v);
+    }
+    *len = head + tl + data_len;
+    te_status st = scratch((void **)&dev->req_buf, &dev->req_cap, *len + 1, 1, err);
+    if (st != TE_OK)
+        return st;
+    twinedge__layer_request__pack(q, dev->req_buf);
+    memcpy(dev->req_buf + head, tag, tl);
+    *data = dev->req_buf + head + tl;
+    return TE_OK;
 }
 
 /* The private linear layer: y = W.x via the two hosts, verified. */
@@ -149,25 +219,16 @@ static te_status private_linear(void *ctx, const te_model *m, int layer, const f
     unsigned l = dev->widened[layer] ? 64 : (unsigned)L->ring_bits;
     size_t n_in = (size_t)(L->geom.batch * te_geom_in_len(&L->geom));
     size_t n_out = (size_t)(L->geom.batch * te_geom_out_len(&L->geom));
-    uint64_t *xr = malloc(n_in * sizeof *xr), *a = malloc(n_in * sizeof *a);
-    uint64_t *yr = malloc(n_out * sizeof *yr), *share = malloc(n_out * sizeof *share);
-    uint8_t *packed = malloc(te_pack_bytes(n_in, l) + 1);
-    te_status st = TE_OK;
-    if (!xr || !a || !yr || !share || !packed) {
-        st = te_errf(err, TE_ENOMEM, "out of memory");
-        goto done;
-    }
+    size_t batch = L->geom.batch > 0 ? (size_t)L->geom.batch : 1;
+    te_status st;
+    if ((st = scratch((void **)&dev->yr, &dev->yr_cap, n_out, sizeof *dev->yr, err)) != TE_OK ||
+        (st = scratch((void **)&dev->rhs, &dev->rhs_cap, batch, sizeof *dev->rhs, err)) != TE_OK)
+        return st;
+    if (dev->mode != TWINEDGE_RELAY &&
+        (st = scratch((void **)&dev->share, &dev->share_cap, n_out, sizeof *dev->share, err)) != TE_OK)
+        return st;
     if (dev->hook)
         dev->hook(dev->hook_ctx, layer, dev->t);
-    if ((st = te_layer_encode(L, l, x, xr, err)) != TE_OK) {
-        dev->failed_layer = layer;
-        goto done;
-    }
-    /* A = x + M: uniform in Z_2^l to EdgeA since M is a fresh PRF output. */
-    if ((st = te_prf_ring(dev->key.key, dev->t, (uint32_t)layer, TE_PRF_MASK, l, a, n_in, err)) != TE_OK)
-        goto done;
-    te_ring_vadd(a, a, xr, n_in, l);
-    te_pack(a, n_in, l, packed);
 
     Twinedge__LayerRequest q = TWINEDGE__LAYER_REQUEST__INIT;
     q.deployment_id = dev->model->deployment_id;
@@ -177,36 +238,45 @@ static te_status private_linear(void *ctx, const te_model *m, int layer, const f
     q.ring_bits = l;
     q.batch = (uint64_t)L->geom.batch;
     q.mode = dev->mode == TWINEDGE_RELAY ? TWINEDGE__MODE__MODE_RELAY : TWINEDGE__MODE__MODE_MEDIATED;
-    q.data.data = packed;
-    q.data.len = te_pack_bytes(n_in, l);
-    if ((st = call_host(dev, TE_PARTY_EDGE_A, &q, n_out, l, yr, err)) != TE_OK)
-        goto done;
+    uint8_t *packed = NULL;
+    size_t len = 0;
+    if ((st = request_layout(dev, &q, te_pack_bytes(n_in, l), &packed, &len, err)) != TE_OK)
+        return st;
+
+    /* A = x + M, encoded, masked and packed straight into the request: uniform
+     * in Z_2^l to EdgeA since M is a fresh PRF output.  s.x is taken on the
+     * way for the check. */
+    te_prf_stream ps;
+    if ((st = te_prf_stream_open(&ps, dev->key.key, dev->t, (uint32_t)layer, TE_PRF_MASK, err)) != TE_OK)
+        return st;
+    st = te_layer_mask(L, l, x, &ps, packed, dev->rhs, err);
+    te_prf_stream_close(&ps);
+    if (st != TE_OK) {
+        if (st == TE_EOVERFLOW)
+            dev->failed_layer = layer;
+        return st;
+    }
+    if ((st = call_host_raw(dev, TE_PARTY_EDGE_A, dev->req_buf, len, q.layer, n_out, l, dev->yr, err)) != TE_OK)
+        return st;
     if (dev->mode == TWINEDGE_RELAY) {
-        /* EdgeA returned W.A - (W.M + Z) = W.x - Z */
-        if ((st = te_prf_ring(dev->key.key, dev->t, (uint32_t)layer, TE_PRF_OUT, l, share, n_out, err)) != TE_OK)
-            goto done;
-        te_ring_vadd(yr, yr, share, n_out, l);
+        /* EdgeA returned W.A - (W.M + Z) = W.x - Z: add Z, check, decode */
+        if ((st = te_prf_stream_open(&ps, dev->key.key, dev->t, (uint32_t)layer, TE_PRF_OUT, err)) != TE_OK)
+            return st;
+        st = te_layer_finish(L, l, dev->yr, &ps, NULL, dev->rhs, y, err);
+        te_prf_stream_close(&ps);
     } else {
-        q.data.data = NULL;
-        q.data.len = 0;
-        if ((st = call_host(dev, TE_PARTY_EDGE_B, &q, n_out, l, share, err)) != TE_OK)
-            goto done;
-        te_ring_vsub(yr, yr, share, n_out, l);
+        if ((st = call_host(dev, TE_PARTY_EDGE_B, &q, n_out, l, dev->share, err)) != TE_OK)
+            return st;
+        st = te_layer_finish(L, l, dev->yr, NULL, dev->share, dev->rhs, y, err);
     }
-    /* Nothing a host returned is used before this check passes. */
-    if ((st = te_layer_verify(L, l, xr, yr, err)) != TE_OK) {
+    /* Nothing a host returned is used unless this check passed (on failure
+     * te_layer_finish has wiped y). */
+    if (st == TE_EINTEGRITY)
         dev->failed_layer = layer;
-        goto done;
-    }
+    if (st != TE_OK)
+        return st;
     dev->report.layers_checked++;
-    te_layer_decode(L, l, yr, y);
-done:
-    free(xr);
-    free(a);
-    free(yr);
-    free(share);
-    free(packed);
-    return st;
+    return TE_OK;
 }
 
 int twinedge_infer(twinedge_device *dev, twinedge_mode mode, const float *input, size_t n_in, float *output,

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "te_linear.h"
+#include "te_prf.h"
 #include "te_ring.h"
 
 typedef struct rng {
@@ -456,6 +457,149 @@ static void test_encode_overflow(void **state)
     assert_int_equal(te_layer_encode(&f.L, 1, y1, xe, &err), TE_EOVERFLOW);
 }
 
+/* The device's fused passes against the reference steps they replace:
+ * te_layer_encode + te_prf_ring + te_ring_vadd + te_pack, and
+ * te_ring_vadd (Z) / te_ring_vsub (share) + te_layer_verify + te_layer_decode. */
+static void check_fused(layer_fix *f, unsigned l, const float *x, rng *r)
+{
+    const te_layer *L = &f->L;
+    const te_linear_geom *g = &L->geom;
+    size_t nb = (size_t)g->batch, ni = nb * (size_t)in_len(g), no = nb * (size_t)out_len(g);
+    uint8_t key[TE_KEY_BYTES];
+    for (int i = 0; i < TE_KEY_BYTES; i++)
+        key[i] = (uint8_t)(rnd(r) & 0xff);
+    uint64_t *xe = malloc(ni * 8), *mk = malloc(ni * 8), *y = malloc(no * 8), *z = malloc(no * 8);
+    uint64_t *resp = malloc(no * 8), *share = malloc(no * 8), rhs[8];
+    uint8_t *want = malloc(te_pack_bytes(ni, l) + 1), *got = malloc(te_pack_bytes(ni, l) + 1);
+    float *dref = malloc(no * sizeof(float)), *dgot = malloc(no * sizeof(float));
+    assert_true(xe && mk && y && z && resp && share && want && got && dref && dgot && nb <= 8);
+    te_err err;
+    assert_int_equal(te_layer_encode(L, l, x, xe, &err), TE_OK);
+    assert_int_equal(te_prf_ring(key, 99, 5, TE_PRF_MASK, l, mk, ni, &err), TE_OK);
+    te_ring_vadd(mk, mk, xe, ni, l);
+    te_pack(mk, ni, l, want);
+    te_prf_stream ps;
+    assert_int_equal(te_prf_stream_open(&ps, key, 99, 5, TE_PRF_MASK, &err), TE_OK);
+    memset(got, 0xEE, te_pack_bytes(ni, l) + 1);
+    assert_int_equal(te_layer_mask(L, l, x, &ps, got, rhs, &err), TE_OK);
+    te_prf_stream_close(&ps);
+    assert_memory_equal(got, want, te_pack_bytes(ni, l));
+    assert_int_equal(got[te_pack_bytes(ni, l)], 0xEE);
+    for (size_t b = 0; b < nb; b++)
+        assert_true(rhs[b] == te_fp_dot_ring(L->s, xe + b * (size_t)in_len(g), (size_t)in_len(g), l));
+
+    te_linear_ref_ring(g, L->w, l, xe, y);
+    assert_int_equal(te_layer_verify(L, l, xe, y, &err), TE_OK);
+    te_layer_decode(L, l, y, dref);
+    /* relay: EdgeA's answer is y - Z */
+    assert_int_equal(te_prf_ring(key, 99, 5, TE_PRF_OUT, l, z, no, &err), TE_OK);
+    te_ring_vsub(resp, y, z, no, l);
+    assert_int_equal(te_prf_stream_open(&ps, key, 99, 5, TE_PRF_OUT, &err), TE_OK);
+    assert_int_equal(te_layer_finish(L, l, resp, &ps, NULL, rhs, dgot, &err), TE_OK);
+    te_prf_stream_close(&ps);
+    assert_memory_equal(resp, y, no * 8);
+    assert_memory_equal(dgot, dref, no * sizeof(float));
+    /* mediated: y + share from EdgeA, share from EdgeB */
+    for (size_t i = 0; i < no; i++) {
+        share[i] = rnd(r) & te_ring_mask(l);
+        resp[i] = te_ring_add(y[i], share[i], l);
+    }
+    assert_int_equal(te_layer_finish(L, l, resp, NULL, share, rhs, dgot, &err), TE_OK);
+    assert_memory_equal(dgot, dref, no * sizeof(float));
+    /* any wrong element of any sample is caught, and nothing is returned */
+    for (int rep = 0; rep < 4; rep++) {
+        size_t bad = (size_t)(rnd(r) % no);
+        for (size_t i = 0; i < no; i++)
+            resp[i] = te_ring_add(y[i], share[i], l);
+        resp[bad] = te_ring_add(resp[bad], (uint64_t)1 << (rnd(r) % l), l);
+        assert_int_equal(te_layer_finish(L, l, resp, NULL, share, rhs, dgot, &err), TE_EINTEGRITY);
+        assert_non_null(strstr(err.msg, "integrity check failed at linear layer conv2"));
+        for (size_t i = 0; i < no; i++)
+            assert_true(dgot[i] == 0.0f);
+        te_ring_vsub(resp, resp, share, no, l);
+        assert_int_equal(te_layer_verify(L, l, xe, resp, &err), TE_EINTEGRITY);
+    }
+    free(xe);
+    free(mk);
+    free(y);
+    free(z);
+    free(resp);
+    free(share);
+    free(want);
+    free(got);
+    free(dref);
+    free(dgot);
+}
+
+static void test_fused_passes(void **state)
+{
+    (void)state;
+    rng r = { 77 };
+    static layer_fix f;
+    const te_linear_geom geoms[] = {
+        conv(2, 3, 20, 20, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1), /* 1200 inputs per sample: crosses chunks */
+        fc(3, 700, 5),
+        conv(1, 2, 7, 9, 3, 2, 2, 1, 1, 0, 0, 0, 0, 1, 1, 1),
+    };
+    const unsigned ls[] = {24, 33, 38, 50, 64};
+    const int fracs[] = {8, 0, -850};
+    float *x = malloc(4096 * 8 * sizeof *x);
+    assert_non_null(x);
+    for (size_t gi = 0; gi < sizeof geoms / sizeof geoms[0]; gi++)
+        for (size_t li = 0; li < sizeof ls / sizeof ls[0]; li++)
+            for (size_t fi = 0; fi < sizeof fracs / sizeof fracs[0]; fi++) {
+                make_layer(&f, &geoms[gi], fracs[fi], &r);
+                if (gi == 1)
+                    f.L.bias = NULL;
+                if (gi == 2)
+                    f.L.w_scale = NULL;
+                size_t ni = (size_t)(geoms[gi].batch * in_len(&geoms[gi]));
+                for (size_t i = 0; i < ni; i++) {
+                    double u = (double)(rnd(&r) >> 11) * 0x1p-53 * 2.0 - 1.0;
+                    x[i] = (float)u;
+                    /* exact halves and near-halves after scaling by 2^8 */
+                    if (i % 5 == 0)
+                        x[i] = (float)((double)((int64_t)(rnd(&r) % 2001) - 1000) + 0.5) / 256.0f;
+                    if (i % 7 == 0)
+                        x[i] = nextafterf(x[i], i % 2 ? 1.0f : -1.0f);
+                }
+                check_fused(&f, ls[li], x, &r);
+            }
+    /* encode errors: the same code and message as te_layer_encode */
+    make_layer(&f, &geoms[0], 8, &r);
+    size_t ni = (size_t)(geoms[0].batch * in_len(&geoms[0]));
+    uint64_t *xe = malloc(ni * 8);
+    uint8_t *pk = malloc(te_pack_bytes(ni, 20));
+    assert_non_null(xe);
+    assert_non_null(pk);
+    const float bad[] = {NAN, INFINITY, 1e30f, 2048.0f, -2048.5f, 2047.99f};
+    const size_t at[] = {0, 511, 512, 1300, 2399};
+    uint8_t key[TE_KEY_BYTES] = {1};
+    for (size_t bi = 0; bi < sizeof bad / sizeof bad[0]; bi++)
+        for (size_t ai = 0; ai < sizeof at / sizeof at[0]; ai++) {
+            for (size_t i = 0; i < ni; i++)
+                x[i] = (float)((int)(i % 200) - 100) / 50.0f;
+            x[at[ai]] = bad[bi];
+            if (ai == 4)
+                x[700] = 1e20f; /* an earlier error wins */
+            te_err e1, e2;
+            uint64_t rhs[2];
+            te_status s1 = te_layer_encode(&f.L, 20, x, xe, &e1);
+            te_prf_stream ps;
+            assert_int_equal(te_prf_stream_open(&ps, key, 1, 1, TE_PRF_MASK, &e2), TE_OK);
+            te_status s2 = te_layer_mask(&f.L, 20, x, &ps, pk, rhs, &e2);
+            te_prf_stream_close(&ps);
+            assert_int_equal(s1, s2);
+            if (s1 != TE_OK)
+                assert_string_equal(e1.msg, e2.msg);
+            else
+                assert_true(bad[bi] == 2047.99f);
+        }
+    free(xe);
+    free(pk);
+    free(x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -466,6 +610,7 @@ int main(void)
         cmocka_unit_test(test_encode_decode_verify),
         cmocka_unit_test(test_verify_catches_ring_overflow),
         cmocka_unit_test(test_encode_overflow),
+        cmocka_unit_test(test_fused_passes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

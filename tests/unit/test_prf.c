@@ -167,6 +167,52 @@ static void test_random_bytes(void **state)
     assert_int_equal(te_random_bytes(a, 0, &err), TE_OK);
 }
 
+/* Every width and odd lengths (across the keystream chunks) against EVP
+ * called directly; and the piecewise stream equals the one-shot l = 64
+ * output, whatever the piece sizes. */
+static void test_all_widths_and_stream(void **state)
+{
+    (void)state;
+    uint8_t key[TE_KEY_BYTES];
+    fill_key(key);
+    enum { N = 1537 };
+    uint64_t *a = malloc(N * 8), *b = malloc(N * 8), *c = malloc(N * 8);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(c);
+    te_err err;
+    const size_t ns[] = {1, 3, 511, 513, 1025, N};
+    for (unsigned l = 1; l <= 64; l++)
+        for (size_t t = 0; t < sizeof ns / sizeof ns[0]; t++) {
+            assert_int_equal(te_prf_ring(key, 1000 + l, l * 3, TE_PRF_OUT, l, a, ns[t], &err), TE_OK);
+            ref_prf(key, 1000 + l, l * 3, TE_PRF_OUT, l, b, ns[t]);
+            assert_memory_equal(a, b, ns[t] * 8);
+        }
+    assert_int_equal(te_prf_ring(key, 31, 7, TE_PRF_MASK, 64, a, N, &err), TE_OK);
+    const size_t pieces[] = {1, 2, 7, 511, 512, 513, 100, 3};
+    te_prf_stream st;
+    assert_int_equal(te_prf_stream_open(&st, key, 31, 7, TE_PRF_MASK, &err), TE_OK);
+    size_t off = 0;
+    for (size_t k = 0; off < N; k++) {
+        size_t p = pieces[k % (sizeof pieces / sizeof pieces[0])];
+        if (p > N - off)
+            p = N - off;
+        assert_int_equal(te_prf_stream_read(&st, c + off, p, &err), TE_OK);
+        off += p;
+    }
+    te_prf_stream_close(&st);
+    te_prf_stream_close(&st); /* idempotent */
+    assert_memory_equal(a, c, N * 8);
+    /* bad arguments */
+    assert_int_equal(te_prf_stream_open(&st, key, 1, 1u << 24, TE_PRF_MASK, &err), TE_EINVAL);
+    assert_null(st.ctx);
+    assert_int_equal(te_prf_stream_open(&st, key, 1, 1, (te_prf_purpose)9, &err), TE_EINVAL);
+    assert_int_equal(te_prf_stream_read(&st, c, 1, &err), TE_EINVAL);
+    free(a);
+    free(b);
+    free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -176,6 +222,7 @@ int main(void)
         cmocka_unit_test(test_prefix_and_range),
         cmocka_unit_test(test_bad_args),
         cmocka_unit_test(test_random_bytes),
+        cmocka_unit_test(test_all_widths_and_stream),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -327,6 +327,92 @@ static void test_dot_ring_matches_signed(void **state)
     }
 }
 
+/* The 8-element fast paths against the bitwise reference: every width, long
+ * and odd lengths, unaligned output and input bytes. */
+static void test_pack_long_unaligned(void **state)
+{
+    (void)state;
+    uint64_t s = 4242;
+    const size_t ns[] = {511, 1023, 4097};
+    enum { NMAX = 4097 };
+    uint64_t *in = malloc(NMAX * sizeof *in), *masked = malloc(NMAX * sizeof *masked);
+    uint64_t *back = malloc(NMAX * sizeof *back);
+    uint8_t *fastbuf = malloc(NMAX * 8 + 16), *ref = malloc(NMAX * 8 + 16);
+    assert_non_null(in);
+    assert_non_null(masked);
+    assert_non_null(back);
+    assert_non_null(fastbuf);
+    assert_non_null(ref);
+    te_err err;
+    for (unsigned l = 1; l <= 64; l++) {
+        uint64_t m = mask_of(l);
+        for (size_t t = 0; t < sizeof ns / sizeof ns[0]; t++) {
+            size_t n = ns[t];
+            for (size_t i = 0; i < n; i++) {
+                in[i] = rng_next(&s);
+                if (i % 13 == 0)
+                    in[i] = m;
+                masked[i] = in[i] & m;
+            }
+            size_t nb = te_pack_bytes(n, l);
+            ref_pack(masked, n, l, ref);
+            for (size_t off = 0; off < 4; off++) {
+                uint8_t *fast = fastbuf + off;
+                memset(fastbuf, 0xCD, nb + 12);
+                te_pack(in, n, l, fast);
+                assert_memory_equal(fast, ref, nb);
+                assert_int_equal(fast[nb], 0xCD);
+                if (off)
+                    assert_int_equal(fastbuf[off - 1], 0xCD);
+                memset(back, 0x5A, n * sizeof *back);
+                assert_int_equal(te_unpack(fast, nb, n, l, back, &err), TE_OK);
+                assert_memory_equal(back, masked, n * sizeof *back);
+                if ((n * l) % 8) {
+                    fast[nb - 1] |= (uint8_t)0x80;
+                    assert_int_equal(te_unpack(fast, nb, n, l, back, &err), TE_EFORMAT);
+                    assert_non_null(strstr(err.msg, "nonzero padding"));
+                }
+            }
+        }
+    }
+    free(in);
+    free(masked);
+    free(back);
+    free(fastbuf);
+    free(ref);
+}
+
+/* te_fp_dot_small equals the reference for every width at its extremes. */
+static void test_fp_dot_small(void **state)
+{
+    (void)state;
+    uint64_t s = 777;
+    enum { N = 1000 };
+    uint64_t a[N];
+    int64_t x[N];
+    for (unsigned l = 1; l <= 64; l++) {
+        int64_t lo = l == 64 ? INT64_MIN : -((int64_t)1 << (l - 1));
+        int64_t hi = l == 64 ? INT64_MAX : ((int64_t)1 << (l - 1)) - 1;
+        for (size_t i = 0; i < N; i++) {
+            a[i] = i % 3 ? rng_next(&s) % (uint64_t)P : (uint64_t)P - 1;
+            uint64_t r = rng_next(&s);
+            switch (i % 4) {
+            case 0: x[i] = lo; break;
+            case 1: x[i] = hi; break;
+            default: x[i] = te_ring_to_signed(r & mask_of(l), l); break;
+            }
+        }
+        const size_t ns[] = {0, 1, 5, 8, 999, 1000};
+        for (size_t t = 0; t < sizeof ns / sizeof ns[0]; t++)
+            assert_true(te_fp_dot_small(a, x, ns[t], l) == ref_dot_signed(a, x, ns[t]));
+        for (size_t i = 0; i < N; i++) {
+            a[i] = (uint64_t)P - 1;
+            x[i] = lo;
+        }
+        assert_true(te_fp_dot_small(a, x, N, l) == ref_dot_signed(a, x, N));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -340,6 +426,8 @@ int main(void)
         cmocka_unit_test(test_fp_dot_signed),
         cmocka_unit_test(test_fp_dot_ring),
         cmocka_unit_test(test_dot_ring_matches_signed),
+        cmocka_unit_test(test_pack_long_unaligned),
+        cmocka_unit_test(test_fp_dot_small),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
