@@ -20,6 +20,9 @@ te_status build_model(const char *models_dir, const char *name, const te_owner_o
                       te_err *err);
 void cpu_model(char *buf, size_t n);        /* /proc/cpuinfo's model name */
 void json_str(FILE *f, const char *s);
+/* "a,b,c" -> models[] (pointers into list, which is modified); the count,
+ * or -1 for none or more than cap. */
+int split_models(char *list, const char **models, int cap);
 
 /* The device's float32 linear layers (OpenBLAS with its current thread
  * count, bias added): a te_exec linear callback over a blas_ctx. */

@@ -1711,15 +1711,8 @@ int bench_suite_main(int argc, char **argv)
         o.reps = o.quick ? 1 : 5;
     if (o.requests < 0)
         o.requests = o.quick ? 1 : 4;
-    for (char *t = strtok(models_buf, ","); t; t = strtok(NULL, ",")) {
-        if (o.n_models == S_MAX_MODELS) {
-            fprintf(stderr, "twinedge-bench: at most %d models\n", S_MAX_MODELS);
-            return 2;
-        }
-        o.models[o.n_models++] = t;
-    }
-    if (!o.n_models) {
-        fprintf(stderr, "twinedge-bench: --models names no model\n");
+    if ((o.n_models = split_models(models_buf, o.models, S_MAX_MODELS)) < 0) {
+        fprintf(stderr, "twinedge-bench: --models needs 1..%d comma-separated names\n", S_MAX_MODELS);
         return 2;
     }
     for (int i = 0; i < o.n_models; i++) {

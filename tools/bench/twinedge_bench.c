@@ -597,15 +597,15 @@ static void usage(FILE *f)
                "  --json FILE        write the figures as JSON\n");
 }
 
-static int split_models(char *list, opts *o)
+int split_models(char *list, const char **models, int cap)
 {
-    o->n_models = 0;
+    int n = 0;
     for (char *t = strtok(list, ","); t; t = strtok(NULL, ",")) {
-        if (o->n_models == MAX_MODELS)
+        if (n == cap)
             return -1;
-        o->models[o->n_models++] = t;
+        models[n++] = t;
     }
-    return o->n_models ? 0 : -1;
+    return n ? n : -1;
 }
 
 int main(int argc, char **argv)
@@ -673,7 +673,7 @@ int main(int argc, char **argv)
     }
     if (o.reps < 0)
         o.reps = o.quick ? 1 : 5;
-    if (split_models(models_arg ? models_arg : default_models, &o) != 0) {
+    if ((o.n_models = split_models(models_arg ? models_arg : default_models, o.models, MAX_MODELS)) < 0) {
         fprintf(stderr, "twinedge-bench: --models needs 1..%d comma-separated names\n", MAX_MODELS);
         return 2;
     }
