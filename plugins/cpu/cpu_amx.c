@@ -96,8 +96,6 @@ int cpu_amx_prepare(cpu_amx_layer *A, const te_linear_geom *g, const int32_t *w)
     A->nct = (A->ocg + 15) / 16;
     A->CQ = (A->icg + 3) / 4;
     A->direct = A->icg % 64 == 0 && A->sh * A->sw <= 64;
-    if (A->direct && !A->fc && !direct_pays(A))
-        A->direct = 0;
     int64_t nq = 0, kwq = (A->kw + 3) / 4;
     if (A->direct) {
         A->Hq = (A->Hp + A->sh - 1) / A->sh;
@@ -113,6 +111,12 @@ int cpu_amx_prepare(cpu_amx_layer *A, const te_linear_geom *g, const int32_t *w)
                     A->phase[A->nph++] = (int)(ph * A->sw + pw);
             }
         A->flat = A->nph == 1 && A->Wq == A->out_w && A->Hq == A->out_h;
+        if (!A->flat && !direct_pays(A)) {
+            A->direct = 0, A->nph = 0;
+            A->Hq = A->Wq = 0;
+        }
+    }
+    if (A->direct) {
         A->KS = A->kh * A->kw * (A->icg / 64);
         /* digit bytes per sample, for any nd (offsets are int64; keep sizes sane) */
         if (A->nph * A->Hq * A->Wq * A->G * A->icg > ((int64_t)1 << 32))
@@ -323,96 +327,110 @@ static void row_quads(const uint64_t *const src[4], int64_t n, int nd, uint8_t *
 /* Direct layout, one phase row: Wq positions x nd digits x Ct channels.
  * Blocks of 8 channels x 8 positions: the digit bytes (position-major) are
  * transposed to channel-minor qwords and scattered to (position, digit). */
+/* 8 x 8 qword transpose: r[j] lane i -> r[i] lane j. */
+static inline void transpose8(__m512i r[8])
+{
+    __m512i a[4], b[4], u[4], v[4];
+    for (int k = 0; k < 4; k++) {
+        a[k] = _mm512_unpacklo_epi64(r[2 * k], r[2 * k + 1]);
+        b[k] = _mm512_unpackhi_epi64(r[2 * k], r[2 * k + 1]);
+    }
+    u[0] = _mm512_shuffle_i64x2(a[0], a[1], 0x88), u[1] = _mm512_shuffle_i64x2(a[0], a[1], 0xDD);
+    u[2] = _mm512_shuffle_i64x2(a[2], a[3], 0x88), u[3] = _mm512_shuffle_i64x2(a[2], a[3], 0xDD);
+    v[0] = _mm512_shuffle_i64x2(b[0], b[1], 0x88), v[1] = _mm512_shuffle_i64x2(b[0], b[1], 0xDD);
+    v[2] = _mm512_shuffle_i64x2(b[2], b[3], 0x88), v[3] = _mm512_shuffle_i64x2(b[2], b[3], 0xDD);
+    r[0] = _mm512_shuffle_i64x2(u[0], u[2], 0x88), r[4] = _mm512_shuffle_i64x2(u[0], u[2], 0xDD);
+    r[2] = _mm512_shuffle_i64x2(u[1], u[3], 0x88), r[6] = _mm512_shuffle_i64x2(u[1], u[3], 0xDD);
+    r[1] = _mm512_shuffle_i64x2(v[0], v[2], 0x88), r[5] = _mm512_shuffle_i64x2(v[0], v[2], 0xDD);
+    r[3] = _mm512_shuffle_i64x2(v[1], v[3], 0x88), r[7] = _mm512_shuffle_i64x2(v[1], v[3], 0xDD);
+}
+
+/* Direct layout, one phase row: Wq positions x nd digits x Ct channels.
+ * Per block of 64 channels x 8 positions: the digit bytes of 8 channels
+ * (position-major) are transposed in registers to qwords of 8 channels per
+ * (position, digit); a qword transpose across the 8 channel blocks then
+ * gives 64-byte runs of channels, stored whole. */
 static void row_direct(const cpu_amx_layer *A, int nd, const uint64_t *in_b, int64_t h, int64_t pw, uint8_t *dst)
 {
     const int64_t Ct = A->G * A->icg, HW = A->H * A->W, pstride = nd * Ct;
-    /* scatter offsets of the 8 result registers (see below) */
-    __m512i sidx[8];
-    __mmask8 dmask[8];
-    for (int r = 0; r < 8; r++) {
-        int a = r >> 2, b = (r >> 1) & 1, c = r & 1;
-        int64_t off[8];
-        unsigned mk = 0;
-        for (int qd = 0; qd < 8; qd++) {
-            int p = 2 * (qd / 2) + a, i = 4 * b + 2 * c + (qd & 1);
-            off[qd] = p * pstride + i * Ct;
-            if (i < nd)
-                mk |= 1u << qd;
-        }
-        sidx[r] = _mm512_loadu_si512((const void *)off);
-        dmask[r] = (__mmask8)mk;
-    }
     const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
     const __m512i even = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0);
-    /* channel blocks outer: the 8 input rows are read sequentially, the
-     * output row (Wq * pstride bytes) stays in cache */
-    for (int64_t c0 = 0; c0 < Ct; c0 += 8) {
-        const uint64_t *rows = in_b + c0 * HW + h * A->W;
-        for (int64_t wq0 = 0; wq0 < A->Wq; wq0 += 8) {
-            int64_t np = A->Wq - wq0 < 8 ? A->Wq - wq0 : 8;
-            /* input column of each lane, and which lanes are inside the input */
-            int64_t w0 = wq0 * A->sw + pw - A->pl;
-            __m512i wv = _mm512_add_epi64(_mm512_set1_epi64(w0), _mm512_mullo_epi64(lane, _mm512_set1_epi64(A->sw)));
-            __mmask8 valid = _mm512_cmplt_epu64_mask(wv, _mm512_set1_epi64(A->W)) & (__mmask8)((1u << np) - 1);
-            /* stride 2: lanes of the two 8-input loads at w0 and w0 + 8 that lie inside the row */
-            __mmask8 m2lo = 0, m2hi = 0;
-            if (A->sw == 2) {
-                __m512i u0 = _mm512_add_epi64(_mm512_set1_epi64(w0), lane);
-                m2lo = _mm512_cmplt_epu64_mask(u0, _mm512_set1_epi64(A->W));
-                m2hi = _mm512_cmplt_epu64_mask(_mm512_add_epi64(u0, _mm512_set1_epi64(8)), _mm512_set1_epi64(A->W));
+    enum { CHUNK = 8 }; /* position blocks of 8 per pass */
+    __m512i buf[CHUNK][8][8];
+    for (int64_t c64 = 0; c64 < Ct; c64 += 64)
+        for (int64_t wc = 0; wc < A->Wq; wc += 8 * CHUNK) {
+            int64_t nblk = (A->Wq - wc + 7) / 8 < CHUNK ? (A->Wq - wc + 7) / 8 : CHUNK;
+            /* channel blocks outer, positions inner: 8 input rows read in sequence */
+            for (int cb = 0; cb < 8; cb++) {
+                const uint64_t *rows = in_b + (c64 + cb * 8) * HW + h * A->W;
+                for (int64_t k = 0; k < nblk; k++) {
+                    int64_t wq0 = wc + 8 * k, np = A->Wq - wq0 < 8 ? A->Wq - wq0 : 8;
+                    /* input column of each lane, and which lanes are inside the input */
+                    int64_t w0 = wq0 * A->sw + pw - A->pl;
+                    __m512i wv =
+                        _mm512_add_epi64(_mm512_set1_epi64(w0), _mm512_mullo_epi64(lane, _mm512_set1_epi64(A->sw)));
+                    __mmask8 valid = _mm512_cmplt_epu64_mask(wv, _mm512_set1_epi64(A->W)) & (__mmask8)((1u << np) - 1);
+                    __mmask8 m2lo = 0, m2hi = 0;
+                    if (A->sw == 2) { /* lanes of the loads at w0 and w0 + 8 inside the row */
+                        __m512i u0 = _mm512_add_epi64(_mm512_set1_epi64(w0), lane);
+                        m2lo = _mm512_cmplt_epu64_mask(u0, _mm512_set1_epi64(A->W));
+                        m2hi = _mm512_cmplt_epu64_mask(_mm512_add_epi64(u0, _mm512_set1_epi64(8)),
+                                                       _mm512_set1_epi64(A->W));
+                    }
+                    __m512i y[8];
+                    for (int c = 0; c < 8; c++) {
+                        const uint64_t *row = rows + c * HW;
+                        __m512i x;
+                        if (A->sw == 1) {
+                            x = _mm512_maskz_loadu_epi64(valid,
+                                                         (const void *)(uintptr_t)((uintptr_t)row + (uintptr_t)(w0 * 8)));
+                        } else if (A->sw == 2) {
+                            /* 16 consecutive inputs, the even ones */
+                            const uint64_t *q = (const uint64_t *)(uintptr_t)((uintptr_t)row + (uintptr_t)(w0 * 8));
+                            __m512i v0 = _mm512_maskz_loadu_epi64(m2lo, q), v1 = _mm512_maskz_loadu_epi64(m2hi, q + 8);
+                            x = _mm512_maskz_permutex2var_epi64(valid, v0, even, v1);
+                        } else {
+                            x = _mm512_mask_i64gather_epi64(_mm512_setzero_si512(), valid, wv, (const void *)row, 8);
+                        }
+                        y[c] = digit_bytes(x);
+                    }
+                    /* y[c] byte 8p + i -> buf[k][4a + 2b + c][cb] qword 2L + e = 8
+                     * channels of position 2L + a, digit 4b + 2c + e */
+                    __m512i s1[2][4], s2[2][2][2];
+                    for (int j = 0; j < 4; j++) {
+                        s1[0][j] = _mm512_unpacklo_epi8(y[2 * j], y[2 * j + 1]);
+                        s1[1][j] = _mm512_unpackhi_epi8(y[2 * j], y[2 * j + 1]);
+                    }
+                    for (int a = 0; a < 2; a++)
+                        for (int j = 0; j < 2; j++) {
+                            s2[a][0][j] = _mm512_unpacklo_epi16(s1[a][2 * j], s1[a][2 * j + 1]);
+                            s2[a][1][j] = _mm512_unpackhi_epi16(s1[a][2 * j], s1[a][2 * j + 1]);
+                        }
+                    for (int a = 0; a < 2; a++)
+                        for (int b = 0; b < 2; b++) {
+                            buf[k][a * 4 + b * 2][cb] = _mm512_unpacklo_epi32(s2[a][b][0], s2[a][b][1]);
+                            buf[k][a * 4 + b * 2 + 1][cb] = _mm512_unpackhi_epi32(s2[a][b][0], s2[a][b][1]);
+                        }
+                }
             }
-            __m512i y[8];
-            for (int c = 0; c < 8; c++) {
-                const uint64_t *row = rows + c * HW;
-                __m512i x;
-                if (A->sw == 1) {
-                    x = _mm512_maskz_loadu_epi64(valid, (const void *)(uintptr_t)((uintptr_t)row + (uintptr_t)(w0 * 8)));
-                } else if (A->sw == 2) {
-                    /* 16 consecutive inputs, the even ones */
-                    const uint64_t *q = (const uint64_t *)(uintptr_t)((uintptr_t)row + (uintptr_t)(w0 * 8));
-                    __m512i v0 = _mm512_maskz_loadu_epi64(m2lo, q), v1 = _mm512_maskz_loadu_epi64(m2hi, q + 8);
-                    x = _mm512_maskz_permutex2var_epi64(valid, v0, even, v1);
-                } else {
-                    x = _mm512_mask_i64gather_epi64(_mm512_setzero_si512(), valid, wv, (const void *)row, 8);
+            /* a qword transpose across the 8 channel blocks: 64-byte runs of channels */
+            for (int64_t k = 0; k < nblk; k++) {
+                int64_t wq0 = wc + 8 * k, np = A->Wq - wq0 < 8 ? A->Wq - wq0 : 8;
+                uint8_t *d = dst + wq0 * pstride + c64;
+                for (int r = 0; r < 8; r++) {
+                    int a = r >> 2, b = (r >> 1) & 1, c = r & 1;
+                    if (4 * b + 2 * c >= nd)
+                        continue;
+                    transpose8(buf[k][r]);
+                    /* buf[k][r][q]: 64 channels of position 2(q / 2) + a, digit 4b + 2c + (q & 1) */
+                    for (int q = 0; q < 8; q++) {
+                        int64_t p = 2 * (q / 2) + a, i = 4 * b + 2 * c + (q & 1);
+                        if (p < np && i < nd)
+                            _mm512_storeu_si512((void *)(d + p * pstride + i * Ct), buf[k][r][q]);
+                    }
                 }
-                y[c] = digit_bytes(x);
             }
-            /* y[c] byte 8p + i -> r[a b c] qword 2L + e = 8 channels of
-             * position 2L + a, digit 4b + 2c + e */
-            __m512i s1[2][4], s2[2][2][2];
-            for (int k = 0; k < 4; k++) {
-                s1[0][k] = _mm512_unpacklo_epi8(y[2 * k], y[2 * k + 1]);
-                s1[1][k] = _mm512_unpackhi_epi8(y[2 * k], y[2 * k + 1]);
-            }
-            for (int a = 0; a < 2; a++)
-                for (int k = 0; k < 2; k++) {
-                    s2[a][0][k] = _mm512_unpacklo_epi16(s1[a][2 * k], s1[a][2 * k + 1]);
-                    s2[a][1][k] = _mm512_unpackhi_epi16(s1[a][2 * k], s1[a][2 * k + 1]);
-                }
-            /* positions p >= np must not be written */
-            __mmask8 pmask[2] = { 0xFF, 0xFF };
-            if (np < 8)
-                for (int a = 0; a < 2; a++) {
-                    unsigned lanes = 0;
-                    for (int qd = 0; qd < 8; qd++)
-                        if (2 * (qd / 2) + a < np)
-                            lanes |= 1u << qd;
-                    pmask[a] = (__mmask8)lanes;
-                }
-            uint8_t *d = dst + wq0 * pstride + c0;
-            for (int a = 0; a < 2; a++)
-                for (int b = 0; b < 2; b++) {
-                    int r = a * 4 + b * 2;
-                    __mmask8 m0 = dmask[r] & pmask[a], m1 = dmask[r + 1] & pmask[a];
-                    if (m0)
-                        _mm512_mask_i64scatter_epi64((void *)d, m0, sidx[r],
-                                                     _mm512_unpacklo_epi32(s2[a][b][0], s2[a][b][1]), 1);
-                    if (m1)
-                        _mm512_mask_i64scatter_epi64((void *)d, m1, sidx[r + 1],
-                                                     _mm512_unpackhi_epi32(s2[a][b][0], s2[a][b][1]), 1);
-                }
         }
-    }
 }
 
 void cpu_amx_make_digits(const cpu_amx_layer *A, const cpu_amx_digits *D, const uint64_t *in, int64_t u)
@@ -623,24 +641,6 @@ static void pack_group(const cpu_amx_layer *A, const cpu_amx_digits *D, const co
             _mm512_storeu_si512((void *)(dst + t * CPU_AMX_TILE), _mm512_i32gather_epi32(idx, src, 1));
         }
     }
-}
-
-/* 8 x 8 qword transpose: r[j] lane i -> r[i] lane j. */
-static inline void transpose8(__m512i r[8])
-{
-    __m512i a[4], b[4], u[4], v[4];
-    for (int k = 0; k < 4; k++) {
-        a[k] = _mm512_unpacklo_epi64(r[2 * k], r[2 * k + 1]);
-        b[k] = _mm512_unpackhi_epi64(r[2 * k], r[2 * k + 1]);
-    }
-    u[0] = _mm512_shuffle_i64x2(a[0], a[1], 0x88), u[1] = _mm512_shuffle_i64x2(a[0], a[1], 0xDD);
-    u[2] = _mm512_shuffle_i64x2(a[2], a[3], 0x88), u[3] = _mm512_shuffle_i64x2(a[2], a[3], 0xDD);
-    v[0] = _mm512_shuffle_i64x2(b[0], b[1], 0x88), v[1] = _mm512_shuffle_i64x2(b[0], b[1], 0xDD);
-    v[2] = _mm512_shuffle_i64x2(b[2], b[3], 0x88), v[3] = _mm512_shuffle_i64x2(b[2], b[3], 0xDD);
-    r[0] = _mm512_shuffle_i64x2(u[0], u[2], 0x88), r[4] = _mm512_shuffle_i64x2(u[0], u[2], 0xDD);
-    r[2] = _mm512_shuffle_i64x2(u[1], u[3], 0x88), r[6] = _mm512_shuffle_i64x2(u[1], u[3], 0xDD);
-    r[1] = _mm512_shuffle_i64x2(v[0], v[2], 0x88), r[5] = _mm512_shuffle_i64x2(v[0], v[2], 0xDD);
-    r[3] = _mm512_shuffle_i64x2(v[1], v[3], 0x88), r[7] = _mm512_shuffle_i64x2(v[1], v[3], 0xDD);
 }
 
 /* The 64-bit sums of column c, channels 0-7 (lo) and 8-15 (hi), mod 2^64:

@@ -16,13 +16,16 @@
  * t_m is needed mod 2^(l - 8m).  Where l - 8m <= 32 the wrapping int32 sums
  * suffice (and those t_m are combined in 32-bit arithmetic).  The others must
  * be exact: per 64-wide K step |t_m| grows by at most 64 (128*255 + 128*128)
- * < 2^22, so sums over CPU_AMX_WINDOW steps stay below 2^31; longer dot
- * products are cut into windows whose results are added in 64 bits.
+ * = 3137536 < 2^22, so sums over CPU_AMX_WINDOW = 512 steps stay below
+ * 1.61e9 < 2^31 (686 steps could overflow); longer dot products are cut
+ * into windows whose results are added in 64 bits.
  *
  * Inputs are first written as digit planes, zero-padded by the convolution's
  * padding so that the im2col needs no bounds checks, in one of two layouts:
  *
- * - direct (dot length a multiple of 64 per tap: icg % 64 == 0): per sample
+ * - direct (icg % 64 == 0, so that a K step is one tap's channels; not
+ *   used where a tile may not cross an output row and the rows are too
+ *   narrow to fill the tiles, see direct_pays): per sample
  *   and stride phase (ph, pw) = (ih % sh, iw % sw) of the padded input,
  *   [ih / sh][iw / sw][digit][channel] bytes.  A K step is 64 channels of
  *   one tap, and the rows (column c, digit i), c along an output row, are

@@ -3,10 +3,12 @@
  * Three paths, all exact mod 2^l for every l in 1..64:
  *
  * - AMX (default where the CPU has AMX-INT8 and the kernel grants the tile
- *   state, weights fit 16 bits, see cpu_amx.h): inputs split into 8-bit
- *   digits, weights into two 8-bit digits, one int8 tile product with int32
- *   sums (exact or wrapping as each digit's weight allows), recombined mod
- *   2^64.  Layers it does not take go to the VNNI path where the CPU has it.
+ *   state, weights fit 16 bits, see cpu_amx.h and docs/cpu-plugin.md):
+ *   inputs split into 8-bit digits, weights into two 8-bit digits, one int8
+ *   tile product with int32 sums (exact or wrapping as each digit's weight
+ *   allows), recombined mod 2^64.  kernel=amx without AMX is an error at
+ *   create; a layer whose digit planes would be too large for it goes to
+ *   the VNNI path where the CPU has one.
  * - VNNI (default where the CPU has AVX-512 VNNI and the weights fit 16 bits,
  *   see cpu_vnni.h): inputs split into 8/16-bit signed limbs, multiplied with
  *   vpdpwssd into int32 lanes, recombined mod 2^64.  Column tiles are packed
@@ -1009,6 +1011,7 @@ done:
 
 #define AMX_PANEL_BYTES ((int64_t)1024 << 10) /* a task's digit tiles, at most (more only for long K) */
 #define AMX_DIGIT_BYTES ((int64_t)256 << 20) /* digit planes of one batch chunk, at most */
+#define AMX_DIGITS_PER_THREAD ((int64_t)1 << 18) /* inputs per digit-plane worker, at least */
 
 typedef struct ajob {
     const te_plugin_layer *L;
@@ -1143,7 +1146,9 @@ static te_status run_amx(te_plugin_ctx *ctx, const te_plugin_layer *L, unsigned 
         J.nunits = cpu_amx_units(A, J.D.nb);
         cpu_amx_clear_slack(A, &J.D);
         atomic_init(&J.next, 0);
-        pool_run(&ctx->pool, (int)(J.nunits < nworkers ? J.nunits : nworkers), amx_digits_fn, ws);
+        /* small inputs: the caller alone (a wake-up costs more than it saves) */
+        int64_t dworkers = J.D.nb * L->in_len < AMX_DIGITS_PER_THREAD ? 1 : nworkers;
+        pool_run(&ctx->pool, (int)(J.nunits < dworkers ? J.nunits : dworkers), amx_digits_fn, ws);
         atomic_store(&J.next, 0);
         pool_run(&ctx->pool, (int)nworkers, amx_pool_fn, ws);
     }
