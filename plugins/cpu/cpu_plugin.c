@@ -903,6 +903,30 @@ static size_t align64(size_t n)
     return (n + 63) & ~(size_t)63;
 }
 
+/* The context's packing buffer, kept between runs, when no other run holds
+ * it (*locked = 1); else a buffer of this run's own (*own).  NULL: out of
+ * memory.  Hand it back with scratch_give. */
+static uint8_t *scratch_take(te_plugin_ctx *ctx, size_t need, int *locked, uint8_t **own)
+{
+    *own = NULL;
+    *locked = pthread_mutex_trylock(&ctx->scratch_mu) == 0;
+    if (!*locked)
+        return *own = aligned_alloc(64, align64(need));
+    if (ctx->scratch_len < need) {
+        free(ctx->scratch);
+        ctx->scratch = aligned_alloc(64, align64(need));
+        ctx->scratch_len = ctx->scratch ? need : 0;
+    }
+    return ctx->scratch;
+}
+
+static void scratch_give(te_plugin_ctx *ctx, int locked, uint8_t *own)
+{
+    if (locked)
+        pthread_mutex_unlock(&ctx->scratch_mu);
+    free(own);
+}
+
 static te_status run_vnni(te_plugin_ctx *ctx, const te_plugin_layer *L, unsigned ring_bits, uint64_t batch,
                           const uint64_t *in, uint64_t *out, te_err *err)
 {
@@ -957,18 +981,9 @@ static te_status run_vnni(te_plugin_ctx *ctx, const te_plugin_layer *L, unsigned
     if (!ws)
         return te_errf(err, TE_ENOMEM, "cpu plugin: out of memory for %lld workers", (long long)nworkers);
     memset(ws, 0, (size_t)nworkers * sizeof *ws);
-    uint8_t *mem = NULL, *own = NULL;
-    int locked = pthread_mutex_trylock(&ctx->scratch_mu) == 0;
-    if (locked && ctx->scratch_len >= need) {
-        mem = ctx->scratch;
-    } else if (locked) {
-        free(ctx->scratch);
-        ctx->scratch = aligned_alloc(64, align64(need));
-        ctx->scratch_len = ctx->scratch ? need : 0;
-        mem = ctx->scratch;
-    } else {
-        mem = own = aligned_alloc(64, align64(need));
-    }
+    uint8_t *own = NULL;
+    int locked = 0;
+    uint8_t *mem = scratch_take(ctx, need, &locked, &own);
     te_status st = TE_OK;
     if (!mem) {
         st = te_errf(err, TE_ENOMEM, "cpu plugin: out of memory for %zu bytes of packing buffers", need);
@@ -999,9 +1014,7 @@ static te_status run_vnni(te_plugin_ctx *ctx, const te_plugin_layer *L, unsigned
     atomic_store(&J.next, 0);
     pool_run(&ctx->pool, (int)nworkers, vnni_pool_fn, ws);
 done:
-    if (locked)
-        pthread_mutex_unlock(&ctx->scratch_mu);
-    free(own);
+    scratch_give(ctx, locked, own);
     if (ws != ws_local)
         free(ws);
     return st;
@@ -1097,18 +1110,9 @@ static te_status run_amx(te_plugin_ctx *ctx, const te_plugin_layer *L, unsigned 
     aworker *ws = nthreads <= 8 ? ws_local : calloc((size_t)nthreads, sizeof *ws);
     if (!ws)
         return te_errf(err, TE_ENOMEM, "cpu plugin: out of memory for %lld workers", (long long)nthreads);
-    uint8_t *mem = NULL, *own = NULL;
-    int locked = pthread_mutex_trylock(&ctx->scratch_mu) == 0;
-    if (locked && ctx->scratch_len >= need) {
-        mem = ctx->scratch;
-    } else if (locked) {
-        free(ctx->scratch);
-        ctx->scratch = aligned_alloc(64, align64(need));
-        ctx->scratch_len = ctx->scratch ? need : 0;
-        mem = ctx->scratch;
-    } else {
-        mem = own = aligned_alloc(64, align64(need));
-    }
+    uint8_t *own = NULL;
+    int locked = 0;
+    uint8_t *mem = scratch_take(ctx, need, &locked, &own);
     te_status st = TE_OK;
     if (!mem) {
         st = te_errf(err, TE_ENOMEM, "cpu plugin: out of memory for %zu bytes of AMX buffers", need);
@@ -1153,9 +1157,7 @@ static te_status run_amx(te_plugin_ctx *ctx, const te_plugin_layer *L, unsigned 
         pool_run(&ctx->pool, (int)nworkers, amx_pool_fn, ws);
     }
 done:
-    if (locked)
-        pthread_mutex_unlock(&ctx->scratch_mu);
-    free(own);
+    scratch_give(ctx, locked, own);
     if (ws != ws_local)
         free(ws);
     return st;
