@@ -1064,33 +1064,67 @@ static te_status run_layer_f32(te_host *h, const host_layer *hl, uint64_t batch,
     return batch_run(h, hl, BATCH_KIND_F32, sizeof *in, batch, in, out, err);
 }
 
-/* Ask EdgeB for W.M + Z (relay mode) and subtract it from wa in place. */
-static te_status relay_from_b(te_host *h, const Twinedge__LayerRequest *q, size_t out_n, uint64_t *wa,
-                              te_err *err)
+/* Relay mode: EdgeA's call to EdgeB for W.M + Z, made while EdgeA computes
+ * W.A (it does not depend on A), so the round trip hides behind the layer. */
+typedef struct relay_fetch {
+    te_host *h;
+    const Twinedge__LayerRequest *q;
+    size_t out_n;
+    uint64_t *wmz;      /* out_n elements, W.M + Z */
+    te_status st;
+    te_err err;
+} relay_fetch;
+
+static void *relay_fetch_main(void *arg)
 {
-    if (!h->peer)
-        return te_errf(err, TE_EINVAL, "relay mode requested but this EdgeA has no EdgeB peer configured");
-    Twinedge__LayerRequest bq = *q;
+    relay_fetch *f = arg;
+    te_err_clear(&f->err);
+    Twinedge__LayerRequest bq = *f->q;
     bq.data.data = NULL;
     bq.data.len = 0;
     size_t n = twinedge__layer_request__get_packed_size(&bq);
-    uint8_t *buf = malloc(n ? n : 1);
-    if (!buf)
-        return te_errf(err, TE_ENOMEM, "out of memory");
-    twinedge__layer_request__pack(&bq, buf);
-    uint8_t *resp = NULL;
+    uint8_t *buf = malloc(n ? n : 1), *resp = NULL;
     size_t resp_len = 0;
-    te_status st = te_transport_call(h->peer, TE_PARTY_EDGE_B, buf, n, &resp, &resp_len, err);
+    if (!buf) {
+        f->st = te_errf(&f->err, TE_ENOMEM, "out of memory");
+        return NULL;
+    }
+    twinedge__layer_request__pack(&bq, buf);
+    f->st = te_transport_call(f->h->peer, TE_PARTY_EDGE_B, buf, n, &resp, &resp_len, &f->err);
     free(buf);
-    if (st != TE_OK)
-        return te_err_wrap(err, "EdgeA -> EdgeB");
-    uint64_t *wmz = malloc((out_n ? out_n : 1) * sizeof *wmz);
-    if (!wmz)
-        st = te_errf(err, TE_ENOMEM, "out of memory");
-    else if ((st = te_wire_read_response(resp, resp_len, "EdgeB", q->layer, out_n, q->ring_bits, wmz, err)) == TE_OK)
-        te_ring_vsub(wa, wa, wmz, out_n, q->ring_bits);
+    if (f->st != TE_OK)
+        te_err_wrap(&f->err, "EdgeA -> EdgeB");
+    else
+        f->st = te_wire_read_response(resp, resp_len, "EdgeB", f->q->layer, f->out_n, f->q->ring_bits, f->wmz,
+                                      &f->err);
     free(resp);
-    free(wmz);
+    return NULL;
+}
+
+/* out = W.A - (W.M + Z): run the layer and fetch EdgeB's share at once. */
+static te_status run_relay(te_host *h, const host_layer *hl, const Twinedge__LayerRequest *q, const uint64_t *in,
+                           uint64_t *out, size_t out_n, te_err *err)
+{
+    if (!h->peer)
+        return te_errf(err, TE_EINVAL, "relay mode requested but this EdgeA has no EdgeB peer configured");
+    relay_fetch f = {h, q, out_n, malloc((out_n ? out_n : 1) * sizeof *f.wmz), TE_OK, {0}};
+    if (!f.wmz)
+        return te_errf(err, TE_ENOMEM, "out of memory");
+    pthread_t tid;
+    int threaded = pthread_create(&tid, NULL, relay_fetch_main, &f) == 0;
+    if (!threaded)
+        relay_fetch_main(&f); /* no thread to be had: one after the other */
+    te_status st = run_layer(h, hl, q->ring_bits, q->batch, in, out, err);
+    if (threaded)
+        pthread_join(tid, NULL);
+    if (st == TE_OK && f.st != TE_OK) {
+        st = f.st;
+        if (err)
+            *err = f.err;
+    }
+    if (st == TE_OK)
+        te_ring_vsub(out, out, f.wmz, out_n, q->ring_bits);
+    free(f.wmz);
     return st;
 }
 
@@ -1161,11 +1195,10 @@ static te_status serve(te_host *h, const te_caller *caller, const Twinedge__Laye
             st = te_errf(err, TE_ESHAPE,
                          "wrong shape: layer %u expects %zu elements of %u bits (%zu bytes), got %zu bytes",
                          q->layer, in_n, l, want, q->data.len);
-        } else if ((st = te_unpack(q->data.data, q->data.len, in_n, l, in, err)) == TE_OK &&
-                   (st = plain ? run_plain(h, &hl, q->batch, in, in_n, out, out_n, err)
-                               : run_layer(h, &hl, l, q->batch, in, out, err)) == TE_OK &&
-                   relay) {
-            st = relay_from_b(h, q, out_n, out, err);
+        } else if ((st = te_unpack(q->data.data, q->data.len, in_n, l, in, err)) == TE_OK) {
+            st = plain ? run_plain(h, &hl, q->batch, in, in_n, out, out_n, err)
+                 : relay ? run_relay(h, &hl, q, in, out, out_n, err)
+                         : run_layer(h, &hl, l, q->batch, in, out, err);
         }
     } else {
         /* EdgeB hands W.M in the clear only to the device it belongs to
