@@ -287,11 +287,6 @@ uint64_t te_fp_from_signed(int64_t v)
     return r ? TE_P61 - r : 0;
 }
 
-static inline uint64_t fp_sub(uint64_t a, uint64_t b)
-{
-    return a >= b ? a - b : a + TE_P61 - b;
-}
-
 /* Signed 128-bit accumulation: a[i] < 2^61 and |x[i]| <= 2^(l-1), so each
  * product a[i] * x[i] has magnitude < 2^(60+l) and 2^(66-l) of them sum to
  * less than 2^126: the block length before a reduction is chosen from l
