@@ -24,7 +24,8 @@ te_status te_rm_rf(const char *path, te_err *err);
 /* ---- two twinedge-host processes on loopback (twinedge-run, twinedge-demo) ---- */
 
 /* The twinedge-host executable: $TWINEDGE_HOST, else beside this executable
- * (installed bindir), else ../host/twinedge-host (the build tree). */
+ * (installed bindir), else ../host/twinedge-host or ../../host/twinedge-host (the
+ * build tree, from tools/ and tools/bench/). */
 te_status te_host_binary(char *buf, size_t cap, te_err *err);
 
 typedef struct te_hostpair {

@@ -64,6 +64,7 @@ typedef struct suite_opts {
     int quick, reps, threads, clients, requests, batch_window_us, precompute_mb, netem;
     double rate_mbit, rtt_ms, device_watts, radio_nj_per_byte;
     const char *json, *report_dir, *models_dir;
+    const char *plugin;             /* the hosts' compute plugin, and the kernels' */
     te_owner_options owner;         /* quantisation and calibration, as twinedge-owner compile takes them */
     const char *models[S_MAX_MODELS];
     int n_models;
@@ -81,7 +82,6 @@ typedef struct krow {
 
 /* One mode over one link, medians over the repetitions. */
 typedef struct mode_fig {
-    int done;
     double wall_s, device_cpu_s, host_cpu_s[2];
     uint64_t up, down;             /* device link, per inference */
     uint64_t a_in, a_out, b_in, b_out; /* host Stats, per inference */
@@ -92,7 +92,7 @@ typedef struct mode_fig {
 } mode_fig;
 
 typedef struct tput_fig {
-    int done, clients, inferences;
+    int clients, inferences;
     double wall_s, per_s, p50_s, p99_s;
 } tput_fig;
 
@@ -111,6 +111,7 @@ typedef struct model_fig {
     int wifi_done;
     char wifi_note[512];
     tput_fig tput[2];              /* [0] plain, [1] relay */
+    int plain_ok;                  /* the plugin offers run_f32, so plaintext outsourcing can be measured */
     uint64_t storage_local, storage_plain, storage_private, storage_lep_per_req;
     uint64_t edge_bundle_bytes, edge_bundle_raw;
     uint64_t blinded_bytes, blinded_brotli, plainact_bytes, plainact_brotli;
@@ -631,7 +632,6 @@ static te_status measure_mode(const suite_opts *o, const te_model *m, session *s
             f->layer_up[i] = s->link.layer_up[i];
             f->layer_down[i] = s->link.layer_down[i];
         }
-        f->done = 1;
     }
     free(lay);
     return st;
@@ -742,8 +742,7 @@ static te_status measure_tput(const suite_opts *o, const te_model *m, const char
             f->per_s = (double)n / f->wall_s;
             f->p50_s = percentile(all, n, 0.50);
             f->p99_s = percentile(all, n, 0.99);
-            f->done = 1;
-        }
+            }
     } else {
         /* threads that started wait at the barrier: release them */
         if (started)
@@ -857,13 +856,15 @@ static uint64_t brotli_size(const uint8_t *buf, size_t len)
 static te_status kernels_model(const suite_opts *o, const te_model *m, model_fig *F, te_err *err)
 {
     char cfg[64];
+    /* threads=N is the CPU plugin's key; other plugins get their defaults */
     snprintf(cfg, sizeof cfg, "threads=%d", o->threads);
     te_plugin *plugin = NULL;
-    te_status st = te_plugin_open("cpu", cfg, &plugin, err);
+    te_status st = te_plugin_open(o->plugin, strcmp(o->plugin, "cpu") == 0 ? cfg : NULL, &plugin, err);
     if (st != TE_OK)
         return st;
     const te_plugin_ops *ops = te_plugin_get_ops(plugin);
     te_plugin_ctx *ctx = te_plugin_get_ctx(plugin);
+    F->plain_ok = ops->run_f32 != NULL;
     openblas_set_num_threads(o->threads);
     static const int64_t batches[2] = {1, 16};
     F->k = calloc((size_t)(2 * m->n_layers + 1), sizeof *F->k);
@@ -905,15 +906,17 @@ static te_status link_run(const suite_opts *o, const te_model *m, model_fig *F, 
     const char *link = w ? "wireless" : "loopback";
     char hwork[4200], threads[32], window[16], pre[16];
     snprintf(hwork, sizeof hwork, "%s/hosts-%s", work, link);
-    snprintf(threads, sizeof threads, "threads=%d", o->threads);
+    snprintf(threads, sizeof threads, "%s%d", strcmp(o->plugin, "cpu") == 0 ? "threads=" : "", o->threads);
     snprintf(window, sizeof window, "%d", o->batch_window_us);
     snprintf(pre, sizeof pre, "%d", o->precompute_mb);
     if (mkdir(hwork, 0700) != 0 && errno != EEXIST)
         return te_errf(err, TE_EIO, "cannot create %s: %s", hwork, strerror(errno));
-    const char *extra[] = {"--plugin-config", threads, "--workers", "160", "--batch-window-us", window,
-                           "--precompute-mb", pre, "--allow-plaintext", "1", NULL};
+    const char *extra[] = {"--workers", "160", "--batch-window-us", window, "--precompute-mb", pre,
+                           "--allow-plaintext", "1", "--plugin-config", threads, NULL};
+    if (strcmp(o->plugin, "cpu") != 0)
+        extra[8] = NULL; /* threads=N is the CPU plugin's key */
     int in_ns = w && w->netem;
-    te_hostpair_opts ho = {"cpu", in_ns ? w->ns : NULL, in_ns ? "10.213.0.2" : NULL, extra};
+    te_hostpair_opts ho = {o->plugin, in_ns ? w->ns : NULL, in_ns ? "10.213.0.2" : NULL, extra};
     te_hostpair hp;
     te_status st = te_hostpair_start_opts(&hp, deploy, hwork, &ho, err);
     if (st != TE_OK)
@@ -939,6 +942,8 @@ static te_status link_run(const suite_opts *o, const te_model *m, model_fig *F, 
     else if (st == TE_OK)
         st = session_open(&s, m, dev0, addr, err);
     for (int k = 0; k < N_MODES && st == TE_OK; k++) {
+        if (k == M_PLAIN && !F->plain_ok)
+            continue;
         progress("%s: %s, %s (%d repetitions)", F->name, link, mode_title[k], reps);
         st = measure_mode(o, m, &s, &hp, k, reps, x, n_in, y, n_out, ref, &figs[k], err);
         if (st != TE_OK) {
@@ -967,7 +972,7 @@ static te_status link_run(const suite_opts *o, const te_model *m, model_fig *F, 
     te_linkemu_stop(emu[0]);
     te_linkemu_stop(emu[1]);
     if (!w && st == TE_OK && o->clients > 0) {
-        for (int k = 0; k < 2 && st == TE_OK; k++) {
+        for (int k = F->plain_ok ? 0 : 1; k < 2 && st == TE_OK; k++) {
             progress("%s: throughput, %d devices x %d inferences, %s", F->name, o->clients, o->requests,
                      mode_title[k ? M_RELAY : M_PLAIN]);
             st = measure_tput(o, m, work, &hp, k ? M_RELAY : M_PLAIN, x, n_in, n_out, &F->tput[k], err);
@@ -1144,7 +1149,15 @@ static ratios model_ratios(const model_fig *F)
     return r;
 }
 
-static void json_mode(FILE *f, const mode_fig *m, const char *indent)
+/* Per-layer figures of a mode (0 when the mode was not measured). */
+static double lay_s(const mode_fig *m, int j) { return m->layer_s ? m->layer_s[j] : 0; }
+static uint64_t lay_bytes(const mode_fig *m, int j, int down)
+{
+    const uint64_t *v = down ? m->layer_down : m->layer_up;
+    return v ? v[j] : 0;
+}
+
+static void json_mode(FILE *f, const mode_fig *m)
 {
     fprintf(f,
             "{\"latency_s\": %.6f, \"device_cpu_s\": %.6f, \"edge_a_cpu_s\": %.6f, \"edge_b_cpu_s\": %.6f, "
@@ -1155,7 +1168,6 @@ static void json_mode(FILE *f, const mode_fig *m, const char *indent)
             m->wall_s, m->device_cpu_s, m->host_cpu_s[0], m->host_cpu_s[1], m->up, m->down, m->cosine, m->a_in,
             m->a_out,
             m->b_in, m->b_out, m->energy_j);
-    (void)indent;
 }
 
 static int write_json(const suite_opts *o, const char *path, const model_fig *F, int n, const char *cpu)
@@ -1207,7 +1219,7 @@ static int write_json(const suite_opts *o, const char *path, const model_fig *F,
             }
             for (int k = 0; k < N_MODES; k++) {
                 fprintf(f, "        \"%s\": ", mode_name[k]);
-                json_mode(f, &mf[k], "");
+                json_mode(f, &mf[k]);
                 fprintf(f, "%s\n", k + 1 < N_MODES ? "," : "");
             }
             fprintf(f, "      },\n");
@@ -1247,8 +1259,8 @@ static int write_json(const suite_opts *o, const char *path, const model_fig *F,
             fprintf(f, ", \"ring_bits\": %d", M->ring_bits[j]);
             for (int k = 0; k < N_MODES; k++)
                 fprintf(f, ", \"%s_s\": %.6f, \"%s_bytes_up\": %" PRIu64 ", \"%s_bytes_down\": %" PRIu64,
-                        mode_name[k], M->loop[k].layer_s[j], mode_name[k], M->loop[k].layer_up[j], mode_name[k],
-                        M->loop[k].layer_down[j]);
+                        mode_name[k], lay_s(&M->loop[k], j), mode_name[k], lay_bytes(&M->loop[k], j, 0),
+                        mode_name[k], lay_bytes(&M->loop[k], j, 1));
             fprintf(f, "}%s\n", j + 1 < M->n_layers ? "," : "");
         }
         fprintf(f, "      ],\n      \"ratios\": {\"edge_layer_secure_over_plain_max\": %.4f, "
@@ -1285,9 +1297,9 @@ static int write_charts(const char *dir, const model_fig *F, int n, char *why, s
         for (int j = 0; j < M->n_layers; j++) {
             fprintf(f, "%d", j);
             for (int k = 0; k < N_MODES; k++)
-                fprintf(f, " %.4f", M->loop[k].layer_s[j] * 1e3);
+                fprintf(f, " %.4f", lay_s(&M->loop[k], j) * 1e3);
             for (int k = 0; k < N_MODES; k++)
-                fprintf(f, " %.3f", (double)(M->loop[k].layer_up[j] + M->loop[k].layer_down[j]) / 1024.0);
+                fprintf(f, " %.3f", (double)(lay_bytes(&M->loop[k], j, 0) + lay_bytes(&M->loop[k], j, 1)) / 1024.0);
             fputc('\n', f);
         }
         fclose(f);
@@ -1324,16 +1336,22 @@ static int write_charts(const char *dir, const model_fig *F, int n, char *why, s
     fprintf(f, "set terminal pngcairo size 1100,520 font ',10'\nset grid ytics\nset key outside right top\n");
     for (int i = 0; i < n; i++) {
         const char *m = F[i].name;
+        char plain_lat[128] = "", plain_bytes[160] = "";
+        if (F[i].plain_ok) {
+            snprintf(plain_lat, sizeof plain_lat, "'%.32s-layers.dat' u 1:2 w lp t 'plaintext outsourcing', ", m);
+            snprintf(plain_bytes, sizeof plain_bytes,
+                     "'%.32s-layers.dat' u 1:6 w lp t 'plaintext outsourcing (float32)', ", m);
+        }
         fprintf(f,
                 "set output '%1$s-latency-per-layer.png'\nset title '%1$s: time per outsourced layer (loopback, "
                 "from one layer to the next)'\nset xlabel 'linear layer'\nset ylabel 'ms'\nset logscale y\n"
-                "plot '%1$s-layers.dat' u 1:2 w lp t 'plaintext outsourcing', '' u 1:3 w lp t 'twinedge relay', "
+                "plot %2$s'%1$s-layers.dat' u 1:3 w lp t 'twinedge relay', "
                 "'' u 1:4 w lp t 'twinedge mediated', '' u 1:5 w lp t 'LEP-CNN'\nunset logscale y\n"
                 "set output '%1$s-bytes-per-layer.png'\nset title '%1$s: device link bytes per layer (up + down)'\n"
                 "set ylabel 'KiB'\nset logscale y\n"
-                "plot '%1$s-layers.dat' u 1:6 w lp t 'plaintext outsourcing (float32)', '' u 1:7 w lp t "
+                "plot %3$s'%1$s-layers.dat' u 1:7 w lp t "
                 "'twinedge relay', '' u 1:8 w lp t 'twinedge mediated', '' u 1:9 w lp t 'LEP-CNN'\nunset logscale y\n",
-                m);
+                m, plain_lat, plain_bytes);
     }
     fprintf(f, "set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.8 border -1\n"
                "set boxwidth 0.9\nset xlabel ''\nset logscale y\n"
@@ -1376,6 +1394,10 @@ static void md_modes(FILE *f, const model_fig *M, const mode_fig *mf)
             M->local_wall_s * 1e3, M->local_cpu_s * 1e3, M->local_energy_j * 1e3);
     for (int k = 0; k < N_MODES; k++) {
         const mode_fig *m = &mf[k];
+        if (k == M_PLAIN && !M->plain_ok) {
+            fprintf(f, "| %s | not measured: the plugin offers no float32 run | | | | | | | | |\n", mode_title[k]);
+            continue;
+        }
         fprintf(f, "| %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f / %.1f | %.1f / %.1f | %.1f |\n",
                 mode_title[k], m->wall_s * 1e3, m->device_cpu_s * 1e3, m->host_cpu_s[0] * 1e3,
                 m->host_cpu_s[1] * 1e3, m->up / 1024.0, m->down / 1024.0, m->a_in / 1024.0, m->a_out / 1024.0,
@@ -1401,6 +1423,8 @@ static int write_report(const suite_opts *o, const char *dir, const model_fig *F
     fprintf(f, "- machine: %s, %ld online CPUs; every figure below was measured in this one run (%s)\n", cpu,
             sysconf(_SC_NPROCESSORS_ONLN), date);
     fprintf(f, "- command: `%s`\n", cmdline);
+    fprintf(f, "- compute plugin on both hosts: %s%s; the kernels' float32 baseline is OpenBLAS SGEMM on this CPU\n",
+            o->plugin, n > 0 && !F[0].plain_ok ? " (it offers no float32 run: plaintext outsourcing not measured)" : "");
     fprintf(f, "- %s run: %d repetition%s per figure (median), hosts with %d compute thread%s each, "
                "cross-device batching window %d us, EdgeB precompute cache %d MiB%s\n",
             o->quick ? "quick" : "full", o->reps, o->reps == 1 ? "" : "s", o->threads, o->threads == 1 ? "" : "s",
@@ -1562,6 +1586,8 @@ static void suite_usage(FILE *f)
             "                       else testdata/full; generated with tests/models/make_testdata.py DIR --full)\n"
             "  --reps N             repetitions per figure, the median is reported (default 5, quick 1)\n"
             "  --threads N          compute threads per host and for OpenBLAS (default: online CPUs)\n"
+            "  --plugin NAME        the hosts' compute plugin, also used for the kernel figures: cpu (default)\n"
+            "                       or opencl (its float32 baseline is the CPU's: opencl offers no run_f32)\n"
             "  --clients N          concurrent devices in the throughput run (default 16; 0: skip)\n"
             "  --requests N         inferences per device in the throughput run (default 4, quick 1)\n"
             "  --batch-window-us N  the hosts' cross-device batching window (default 2000)\n"
@@ -1605,6 +1631,7 @@ int bench_suite_main(int argc, char **argv)
     o.device_watts = 2.5;
     o.radio_nj_per_byte = 50;
     o.report_dir = "bench-report";
+    o.plugin = "cpu";
     owner_defaults(&o.owner);
     static char dir_buf[4096];
     const char *td = getenv("TE_TEST_DATA");
@@ -1613,7 +1640,7 @@ int bench_suite_main(int argc, char **argv)
     char models_buf[256] = "alexnet,facenet,resnet18";
 
     enum { O_QUICK = 256, O_JSON, O_REPORT, O_MODELS, O_DIR, O_REPS, O_THREADS, O_CLIENTS, O_REQ, O_WIN, O_NONETEM,
-           O_RATE, O_RTT, O_WATTS, O_NJ, O_PRE, O_WBITS, O_ABITS, O_HEAD };
+           O_RATE, O_RTT, O_WATTS, O_NJ, O_PRE, O_WBITS, O_ABITS, O_HEAD, O_PLUGIN };
     static const struct option lopts[] = {
         {"quick", no_argument, NULL, O_QUICK},          {"json", required_argument, NULL, O_JSON},
         {"report", required_argument, NULL, O_REPORT},  {"models", required_argument, NULL, O_MODELS},
@@ -1624,7 +1651,7 @@ int bench_suite_main(int argc, char **argv)
         {"rtt-ms", required_argument, NULL, O_RTT},     {"device-watts", required_argument, NULL, O_WATTS},
         {"radio-nj-per-byte", required_argument, NULL, O_NJ}, {"precompute-mb", required_argument, NULL, O_PRE},
         {"weight-bits", required_argument, NULL, O_WBITS}, {"act-bits", required_argument, NULL, O_ABITS},
-        {"headroom", required_argument, NULL, O_HEAD},
+        {"headroom", required_argument, NULL, O_HEAD},   {"plugin", required_argument, NULL, O_PLUGIN},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     int c;
@@ -1682,6 +1709,7 @@ int bench_suite_main(int argc, char **argv)
                 return 2;
             o.owner.headroom = (int)d;
             break;
+        case O_PLUGIN: o.plugin = optarg; break;
         case O_NONETEM: o.netem = 0; break;
         case O_RATE:
             if (parse_num("--rate-mbit", optarg, 0.01, 100000, &o.rate_mbit))
