@@ -15,7 +15,14 @@ trap 'rm -rf "$scratch"' EXIT
 for f in npy bundle wire image service; do
   mkdir -p "$scratch/$f"
   echo "== fuzz_$f for ${SECONDS_EACH}s =="
-  "$BUILD/tests/fuzz/fuzz_$f" -max_total_time="$SECONDS_EACH" -timeout=20 -rss_limit_mb=2048 \
-      -artifact_prefix="$scratch/$f-" -print_final_stats=1 "$scratch/$f" "tests/fuzz/corpus/$f" 2>&1 | tail -n 12
+  log="$scratch/$f.log"
+  if ! "$BUILD/tests/fuzz/fuzz_$f" -max_total_time="$SECONDS_EACH" -timeout=20 -rss_limit_mb=2048 \
+      -artifact_prefix="$scratch/$f-" -print_final_stats=1 "$scratch/$f" "tests/fuzz/corpus/$f" >"$log" 2>&1; then
+    # the finding itself, not just libFuzzer's closing lines
+    grep -E -A40 "runtime error|ERROR: |SUMMARY: " "$log" | head -n 80
+    for a in "$scratch/$f"-*; do [ -f "$a" ] && { echo "input ($a):"; od -A d -t x1 "$a" | head -n 40; }; done
+    exit 1
+  fi
+  tail -n 12 "$log"
 done
 echo "fuzzing: no findings"
