@@ -240,6 +240,16 @@ void te_layer_decode(const te_layer *L, unsigned l, const uint64_t *y, float *ou
         }
 }
 
+/* The error of a failed check on sample b (named only when there are several). */
+static te_status integrity_failed(const te_layer *L, int64_t b, te_err *err)
+{
+    if (L->geom.batch > 1)
+        return te_errf(err, TE_EINTEGRITY,
+                       "integrity check failed at linear layer %s (sample %lld of %lld): result rejected", lname(L),
+                       (long long)b, (long long)L->geom.batch);
+    return te_errf(err, TE_EINTEGRITY, "integrity check failed at linear layer %s: result rejected", lname(L));
+}
+
 te_status te_layer_verify(const te_layer *L, unsigned l, const uint64_t *x, const uint64_t *y, te_err *err)
 {
     const te_linear_geom *g = &L->geom;
@@ -252,12 +262,7 @@ te_status te_layer_verify(const te_layer *L, unsigned l, const uint64_t *x, cons
         uint64_t lhs = te_fp_dot_ring(L->r, y + b * n_out, (size_t)n_out, l);
         uint64_t rhs = te_fp_dot_ring(L->s, x + b * n_in, (size_t)n_in, l);
         if (lhs != rhs) {
-            if (g->batch > 1)
-                return te_errf(err, TE_EINTEGRITY,
-                               "integrity check failed at linear layer %s (sample %lld of %lld): result rejected",
-                               lname(L), (long long)b, (long long)g->batch);
-            return te_errf(err, TE_EINTEGRITY, "integrity check failed at linear layer %s: result rejected",
-                           lname(L));
+            return integrity_failed(L, b, err);
         }
     }
     return TE_OK;
@@ -420,12 +425,7 @@ te_status te_layer_finish(const te_layer *L, unsigned l, uint64_t *y, te_prf_str
         if (lhs != rhs[b]) {
             /* nothing from a rejected result leaves this function */
             memset(out, 0, (size_t)g->batch * n_s * sizeof *out);
-            if (g->batch > 1)
-                return te_errf(err, TE_EINTEGRITY,
-                               "integrity check failed at linear layer %s (sample %lld of %lld): result rejected",
-                               lname(L), (long long)b, (long long)g->batch);
-            return te_errf(err, TE_EINTEGRITY, "integrity check failed at linear layer %s: result rejected",
-                           lname(L));
+            return integrity_failed(L, b, err);
         }
     }
     return TE_OK;
