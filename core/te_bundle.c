@@ -12,6 +12,8 @@
 #include "bundle.pb-c.h"
 
 #define TE_PAYLOAD_VERSION 1u
+/* 2: per-device r and s (absent in a deployment's template), w_l1 */
+#define TE_DEVICE_BUNDLE_VERSION 2u
 _Static_assert(sizeof(int) == sizeof(int32_t), "node input ids are passed to protobuf-c as int32_t");
 #define TE_MAX_NUMEL ((int64_t)0x7fffffff)     /* per tensor / per array */
 #define TE_MAX_GEOM_DIM ((int64_t)1 << 24)
@@ -198,11 +200,21 @@ static te_status check_device_model(const te_model *m, te_err *err)
         if (!in_range(L->frac_bits, 0, 62) || !in_range(L->ring_bits, 1, 64) || !in_range(L->weight_bits, 1, 32))
             return te_errf(err, TE_EFORMAT, "layer '%s': frac_bits %d, ring_bits %d or weight_bits %d out of range",
                            ln, L->frac_bits, L->ring_bits, L->weight_bits);
-        if (!L->w_scale || !L->r || !L->s)
-            return te_errf(err, TE_EFORMAT, "layer '%s': missing w_scale, r or s", ln);
-        if ((st = check_fp_vec(L->r, te_geom_out_len(&L->geom), "r", ln, err)) != TE_OK ||
-            (st = check_fp_vec(L->s, te_geom_in_len(&L->geom), "s", ln, err)) != TE_OK)
+        if (!L->w_scale || !L->w_l1)
+            return te_errf(err, TE_EFORMAT, "layer '%s': missing w_scale or w_l1", ln);
+        /* r and s come together (a provisioned device) or not at all (the
+         * deployment's template) */
+        if (!L->r != !L->s || (i > 0 && !L->r != !m->layers[0].r))
+            return te_errf(err, TE_EFORMAT, "layer '%s': integrity keys r and s must be present on every layer "
+                           "or on none", ln);
+        if (L->r && ((st = check_fp_vec(L->r, te_geom_out_len(&L->geom), "r", ln, err)) != TE_OK ||
+                     (st = check_fp_vec(L->s, te_geom_in_len(&L->geom), "s", ln, err)) != TE_OK))
             return st;
+        /* the device's bound must stay below p/2 for every admissible input
+         * (te_linear.h); a row sum at or above 2^60 admits none */
+        for (int64_t o = 0; o < L->geom.out_c; o++)
+            if (L->w_l1[o] >= ((uint64_t)1 << 60))
+                return te_errf(err, TE_EFORMAT, "layer '%s': w_l1[%lld] out of range", ln, (long long)o);
     }
     for (int i = 0; i < m->n_nodes; i++) {
         const te_node *n = &m->nodes[i];
@@ -401,8 +413,9 @@ te_status te_device_bundle_write(const char *path, const te_model *m, te_err *er
         size_t oc = (size_t)L->geom.out_c;
         if ((st = le_view(L->w_scale, oc, 4, &p->w_scale, &owned[n_owned++], err)) != TE_OK ||
             (L->bias && (st = le_view(L->bias, oc, 4, &p->bias, &owned[n_owned++], err)) != TE_OK) ||
-            (st = le_view(L->r, (size_t)te_geom_out_len(&L->geom), 8, &p->r, &owned[n_owned++], err)) != TE_OK ||
-            (st = le_view(L->s, (size_t)te_geom_in_len(&L->geom), 8, &p->s, &owned[n_owned++], err)) != TE_OK)
+            (st = le_view(L->w_l1, oc, 8, &p->w_l1, &owned[n_owned++], err)) != TE_OK ||
+            (L->r && (st = le_view(L->r, (size_t)te_geom_out_len(&L->geom), 8, &p->r, &owned[n_owned++], err)) != TE_OK) ||
+            (L->s && (st = le_view(L->s, (size_t)te_geom_in_len(&L->geom), 8, &p->s, &owned[n_owned++], err)) != TE_OK))
             goto out;
         lptr[i] = p;
     }
@@ -415,7 +428,7 @@ te_status te_device_bundle_write(const char *path, const te_model *m, te_err *er
         pre.std = (float *)(uintptr_t)m->pre.std;
     }
     Twinedge__DeviceBundle b = TWINEDGE__DEVICE_BUNDLE__INIT;
-    b.version = TE_PAYLOAD_VERSION;
+    b.version = TE_DEVICE_BUNDLE_VERSION;
     b.deployment_id = (char *)(uintptr_t)m->deployment_id;
     b.name = (char *)(m->name ? m->name : "");
     b.n_values = nv, b.values = vptr;
@@ -424,8 +437,10 @@ te_status te_device_bundle_write(const char *path, const te_model *m, te_err *er
     b.input = m->input;
     b.output = m->output;
     b.preprocess = &pre;
-    /* r and s are uniform over F_p and dominate the size: not worth compressing */
-    st = pack_payload(&b.base, TE_KIND_DEVICE_BUNDLE, 0, path, 0644, err);
+    /* r and s are uniform over F_p and dominate the size: not worth
+     * compressing.  They are this device's secret: a host holding them could
+     * forge results that pass its check, so the file is the owner's alone. */
+    st = pack_payload(&b.base, TE_KIND_DEVICE_BUNDLE, 0, path, 0600, err);
 out:
     if (owned)
         for (size_t i = 0; i < n_owned; i++)
@@ -445,7 +460,10 @@ out:
 static te_status device_from_pb(const Twinedge__DeviceBundle *b, te_model *m, te_err *err)
 {
     te_status st;
-    if (b->version != TE_PAYLOAD_VERSION)
+    if (b->version == 1)
+        return te_errf(err, TE_EFORMAT, "device bundle version 1 (shared integrity keys, no bounds) is no longer "
+                       "accepted: compile the model again and provision the device again");
+    if (b->version != TE_DEVICE_BUNDLE_VERSION)
         return te_errf(err, TE_EFORMAT, "unsupported device bundle version %u", (unsigned)b->version);
     if (strlen(b->deployment_id) > 32)
         return te_errf(err, TE_EFORMAT, "deployment id longer than 32 characters");
@@ -491,8 +509,9 @@ static te_status device_from_pb(const Twinedge__DeviceBundle *b, te_model *m, te
         int64_t oc = L->geom.out_c;
         if ((st = take_array(&p->w_scale, oc, 4, (void **)&L->w_scale, "w_scale", L->name, err)) != TE_OK ||
             (p->bias.len && (st = take_array(&p->bias, oc, 4, (void **)&L->bias, "bias", L->name, err)) != TE_OK) ||
-            (st = take_array(&p->r, te_geom_out_len(&L->geom), 8, (void **)&L->r, "r", L->name, err)) != TE_OK ||
-            (st = take_array(&p->s, te_geom_in_len(&L->geom), 8, (void **)&L->s, "s", L->name, err)) != TE_OK)
+            (st = take_array(&p->w_l1, oc, 8, (void **)&L->w_l1, "w_l1", L->name, err)) != TE_OK ||
+            (p->r.len && (st = take_array(&p->r, te_geom_out_len(&L->geom), 8, (void **)&L->r, "r", L->name, err)) != TE_OK) ||
+            (p->s.len && (st = take_array(&p->s, te_geom_in_len(&L->geom), 8, (void **)&L->s, "s", L->name, err)) != TE_OK))
             return st;
     }
 

@@ -22,7 +22,7 @@ typedef enum te_status {
     TE_ETRANSPORT = 9,   /* host unreachable, timeout, peer error */
     TE_EAUTH = 10,       /* credentials refused, unknown device */
     TE_EPLUGIN = 11,     /* compute plugin failed to load or run */
-    TE_ECOUNTER = 12,    /* request counter could not be persisted */
+    TE_ECOUNTER = 12,    /* a (session, counter, layer) was already used: refused (host replay guard) */
     TE_ESERVER = 13      /* a host reported an error */
 } te_status;
 

@@ -1,5 +1,6 @@
 #include "te_linear.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -16,6 +17,20 @@ static int64_t lin_in_len(const te_linear_geom *g)
 static int64_t lin_out_len(const te_linear_geom *g)
 {
     return g->kind == TE_LIN_FC ? g->out_c : g->out_c * g->out_h * g->out_w;
+}
+
+void te_linear_row_l1(const te_linear_geom *g, const int32_t *w, uint64_t *l1)
+{
+    /* weights are output-channel-major, dot_len per channel (FC and conv) */
+    int64_t row = te_geom_dot_len(g);
+    for (int64_t o = 0; o < g->out_c; o++) {
+        uint64_t sum = 0;
+        for (int64_t k = 0; k < row; k++) {
+            int64_t v = w[o * row + k];
+            sum += (uint64_t)(v < 0 ? -v : v);
+        }
+        l1[o] = sum;
+    }
 }
 
 int64_t te_linear_out_channel(const te_linear_geom *g, int64_t idx)
@@ -250,20 +265,116 @@ static te_status integrity_failed(const te_layer *L, int64_t b, te_err *err)
     return te_errf(err, TE_EINTEGRITY, "integrity check failed at linear layer %s: result rejected", lname(L));
 }
 
+/* a * b, saturated at UINT64_MAX */
+static uint64_t mul_sat(uint64_t a, uint64_t b)
+{
+    return a && b > UINT64_MAX / a ? UINT64_MAX : a * b;
+}
+
+/* Output channel o's bound: no honest |y| of that channel exceeds it. */
+static uint64_t chan_bound(const te_layer *L, int64_t o, uint64_t max_abs_x)
+{
+    return mul_sat(L->w_l1[o], max_abs_x);
+}
+
+/* The largest w_l1[o] * max_abs_x over the layer's channels (saturated). */
+static uint64_t layer_bound(const te_layer *L, uint64_t max_abs_x)
+{
+    uint64_t b = 0;
+    for (int64_t o = 0; o < L->geom.out_c; o++) {
+        uint64_t v = chan_bound(L, o, max_abs_x);
+        b = v > b ? v : b;
+    }
+    return b;
+}
+
+static te_status unbounded(const te_layer *L, uint64_t max_abs_x, te_err *err)
+{
+    return te_errf(err, TE_EOVERFLOW,
+                   "input of linear layer %s is too large to verify: its largest encoded magnitude %llu times the "
+                   "weights' row sums admits results of 2^60 and more, where the check over F_p is no longer sound",
+                   lname(L), (unsigned long long)max_abs_x);
+}
+
+te_status te_layer_plan_input(const te_layer *L, const float *x, te_layer_plan *plan, te_err *err)
+{
+    memset(plan, 0, sizeof *plan);
+    if (!L->w_l1)
+        return te_errf(err, TE_EINVAL, "linear layer %s has no weight bounds: result could not be verified",
+                       lname(L));
+    const size_t n = (size_t)(L->geom.batch * lin_in_len(&L->geom));
+    float amax = 0.0f;
+    int finite = 1;
+    for (size_t i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        finite &= a <= FLT_MAX; /* false for NaN and infinities */
+        amax = a > amax ? a : amax;
+    }
+    if (!finite) {
+        for (size_t i = 0; i < n; i++)
+            if (!isfinite(x[i]))
+                return te_errf(err, TE_EOVERFLOW, "input of linear layer %s: element %zu is %g, not a finite number",
+                               lname(L), i, (double)x[i]);
+    }
+    /* rounding is monotone: the largest |round(x * 2^f)| is round(max|x| * 2^f) */
+    double m = round(ldexp((double)amax, L->frac_bits));
+    if (m > (double)TE_BOUND_MAX)
+        return unbounded(L, UINT64_MAX, err);
+    plan->max_abs_x = (uint64_t)m;
+    plan->bound = layer_bound(L, plan->max_abs_x);
+    if (plan->bound > TE_BOUND_MAX)
+        return unbounded(L, plan->max_abs_x, err);
+    /* The calibrated ring holds x and every honest y iff both stay within
+     * its signed range; else widen to 64 bits (bound < 2^60 fits). */
+    unsigned l = (unsigned)L->ring_bits;
+    uint64_t top = l >= 64 ? (uint64_t)INT64_MAX : ((uint64_t)1 << (l - 1)) - 1;
+    plan->widened = l < 64 && (plan->max_abs_x > top || plan->bound > top);
+    plan->l = plan->widened ? 64 : l;
+    return TE_OK;
+}
+
+/* Whether some lifted element of y[0..n) of channel o lies outside the
+ * bound (branch-free, so that it vectorises). */
+static int out_of_bound(const int64_t *y, size_t n, uint64_t bound)
+{
+#ifdef TE_NEGCTL_NO_BOUND
+    /* the negative-control build of the attack tests: the old check */
+    (void)y, (void)n, (void)bound;
+    return 0;
+#else
+    int bad = 0;
+    for (size_t k = 0; k < n; k++)
+        bad |= (uint64_t)y[k] + bound > 2 * bound; /* |y| > bound; 2 * bound < 2^61 when it matters */
+    return bad;
+#endif
+}
+
 te_status te_layer_verify(const te_layer *L, unsigned l, const uint64_t *x, const uint64_t *y, te_err *err)
 {
     const te_linear_geom *g = &L->geom;
     int64_t n_in = lin_in_len(g), n_out = lin_out_len(g);
-    if (!L->r || !L->s)
+    if (!L->r || !L->s || !L->w_l1)
         return te_errf(err, TE_EINVAL, "linear layer %s has no integrity keys: result rejected", lname(L));
     if (l < 1 || l > 64)
         return te_errf(err, TE_EINVAL, "linear layer %s: ring width %u out of range 1..64", lname(L), l);
+    uint64_t max_abs_x = 0;
+    for (int64_t i = 0; i < g->batch * n_in; i++) {
+        int64_t v = te_ring_to_signed(x[i], l);
+        uint64_t a = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+        max_abs_x = a > max_abs_x ? a : max_abs_x;
+    }
+    if (layer_bound(L, max_abs_x) > TE_BOUND_MAX)
+        return unbounded(L, max_abs_x, err);
     for (int64_t b = 0; b < g->batch; b++) {
+        for (int64_t k = 0; k < n_out; k++) {
+            int64_t v = te_ring_to_signed(y[b * n_out + k], l);
+            if (out_of_bound(&v, 1, chan_bound(L, te_linear_out_channel(g, k), max_abs_x)))
+                return integrity_failed(L, b, err);
+        }
         uint64_t lhs = te_fp_dot_ring(L->r, y + b * n_out, (size_t)n_out, l);
         uint64_t rhs = te_fp_dot_ring(L->s, x + b * n_in, (size_t)n_in, l);
-        if (lhs != rhs) {
+        if (lhs != rhs)
             return integrity_failed(L, b, err);
-        }
     }
     return TE_OK;
 }
@@ -375,10 +486,10 @@ static void decode_run(const int64_t *y, size_t n, double scale, int fast, doubl
 }
 
 te_status te_layer_finish(const te_layer *L, unsigned l, uint64_t *y, te_prf_stream *z, const uint64_t *share,
-                          const uint64_t *rhs, float *out, te_err *err)
+                          const uint64_t *rhs, uint64_t max_abs_x, float *out, te_err *err)
 {
     const te_linear_geom *g = &L->geom;
-    if (!L->r || !L->s)
+    if (!L->r || !L->s || !L->w_l1)
         return te_errf(err, TE_EINVAL, "linear layer %s has no integrity keys: result rejected", lname(L));
     if (l < 1 || l > 64)
         return te_errf(err, TE_EINVAL, "linear layer %s: ring width %u out of range 1..64", lname(L), l);
@@ -387,9 +498,12 @@ te_status te_layer_finish(const te_layer *L, unsigned l, uint64_t *y, te_prf_str
     const int fast = L->frac_bits >= -TE_FAST_EXP && L->frac_bits <= TE_FAST_EXP;
     const double pw = fast ? ldexp(1.0, -L->frac_bits) : 1.0;
     const size_t plane = g->kind == TE_LIN_FC ? 1 : (size_t)(g->out_h * g->out_w);
+    if (layer_bound(L, max_abs_x) > TE_BOUND_MAX)
+        return unbounded(L, max_abs_x, err);
     uint64_t w[TE_FUSE_CHUNK];
     int64_t sv[TE_FUSE_CHUNK];
     for (int64_t b = 0; b < g->batch; b++) {
+        int bad = 0;
         uint64_t *yb = y + (size_t)b * n_s;
         float *ob = out + (size_t)b * n_s;
         uint64_t lhs = 0;
@@ -418,11 +532,12 @@ te_status te_layer_finish(const te_layer *L, unsigned l, uint64_t *y, te_prf_str
                 size_t i = c0 + k, o = i / plane % (size_t)g->out_c;
                 size_t run = plane - i % plane < cn - k ? plane - i % plane : cn - k;
                 double scale = L->w_scale ? (double)L->w_scale[o] : 1.0;
+                bad |= out_of_bound(sv + k, run, chan_bound(L, (int64_t)o, max_abs_x));
                 decode_run(sv + k, run, scale, fast, pw, L->frac_bits, L->bias ? L->bias + o : NULL, ob + c0 + k);
                 k += run;
             }
         }
-        if (lhs != rhs[b]) {
+        if (bad || lhs != rhs[b]) {
             /* nothing from a rejected result leaves this function */
             memset(out, 0, (size_t)g->batch * n_s * sizeof *out);
             return integrity_failed(L, b, err);

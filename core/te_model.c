@@ -97,6 +97,7 @@ static void layer_clear(te_layer *L)
     free(L->bias);
     free(L->r);
     free(L->s);
+    free(L->w_l1);
     free(L->w);
     free(L->w_float);
 }

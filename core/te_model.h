@@ -123,7 +123,7 @@ int64_t te_geom_macs(const te_linear_geom *g);
 int64_t te_geom_dot_len(const te_linear_geom *g);
 
 /* One linear layer.  The device sees geom, frac_bits, ring_bits, w_scale,
- * bias, r, s.  The edges see geom and w.  w_float exists only in the owner. */
+ * bias, w_l1, r, s.  The edges see geom and w.  w_float exists only in the owner. */
 typedef struct te_layer {
     char *name;              /* the ONNX node's name */
     te_linear_geom geom;
@@ -132,8 +132,10 @@ typedef struct te_layer {
     int weight_bits;         /* W_int fits in weight_bits signed bits */
     float *w_scale;          /* [out_c]: W_real[o][.] ~= W_int[o][.] * w_scale[o] */
     float *bias;             /* [out_c] or NULL */
-    uint64_t *r;             /* [out_len]: integrity key over F_p, p = 2^61 - 1 */
-    uint64_t *s;             /* [in_len]:  s = W_int^T r mod p */
+    uint64_t *r;             /* [out_len]: integrity key over F_p, p = 2^61 - 1, per device */
+    uint64_t *s;             /* [in_len]:  s = W_int^T r mod p (NULL with r in a deployment's template) */
+    uint64_t *w_l1;          /* [out_c]: sum of |W_int| over output channel o's row: the device's
+                              * bound |y_o| <= w_l1[o] * max|x| (te_linear.h) */
     int32_t *w;              /* [weight_len] integer weights (owner, edges) */
     float *w_float;          /* [weight_len] float weights after BN folding (owner only) */
     double calib_max_abs_x;  /* owner calibration statistics (not stored) */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include "te_ring.h"
@@ -146,5 +147,20 @@ te_status te_random_bytes(uint8_t *buf, size_t n, te_err *err)
         buf += chunk;
         n -= (size_t)chunk;
     }
+    return TE_OK;
+}
+
+te_status te_prf_session_key(const uint8_t key[TE_KEY_BYTES], const uint8_t session[TE_SESSION_BYTES],
+                             uint8_t out[TE_KEY_BYTES], te_err *err)
+{
+    static const char label[] = "twinedge/session/v1";
+    uint8_t msg[sizeof label - 1 + TE_SESSION_BYTES];
+    if (!key || !session || !out)
+        return te_errf(err, TE_EINVAL, "prf: null argument");
+    memcpy(msg, label, sizeof label - 1);
+    memcpy(msg + sizeof label - 1, session, TE_SESSION_BYTES);
+    unsigned len = 0;
+    if (!HMAC(EVP_sha256(), key, TE_KEY_BYTES, msg, sizeof msg, out, &len) || len != TE_KEY_BYTES)
+        return te_errf(err, TE_EINVAL, "prf: HMAC-SHA256 session key derivation failed");
     return TE_OK;
 }

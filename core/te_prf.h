@@ -1,14 +1,21 @@
 /* The masking PRF shared by the device and EdgeB.
  *
- * AES-256-CTR (OpenSSL EVP) keyed with the device's 32-byte key K.  The
+ * AES-256-CTR (OpenSSL EVP) keyed with a session key
+ *     K_s = HMAC-SHA256(K, "twinedge/session/v1" || session)
+ * derived from the device's 32-byte key K and a 16-byte session nonce the
+ * device draws from the OS for each open handle (te_prf_session_key).  The
  * 16-byte initial counter block is
  *     bytes 0..7   request counter t (big-endian)
  *     bytes 8..10  linear layer index i (big-endian, < 2^24)
  *     byte  11     purpose (mask, out)
  *     bytes 12..15 block counter, starting at 0
- * so every (t, i, purpose) gets its own keystream.  K is drawn per device at
- * provisioning, which binds the stream to the device id.  Security rests on
- * (t, i) never repeating under one K: the device persists t before use.
+ * so every (session, t, i, purpose) gets its own keystream.  K is drawn per
+ * device at provisioning, which binds the stream to the device id.
+ * Security rests on (session, t, i) never repeating under one K: t counts
+ * one handle's inferences in memory, and the session nonce is fresh from the
+ * OS, so no device-side mishap (concurrent processes, a copied or restored
+ * directory, a crash) can bring back a used one except with probability
+ * about q^2 / 2^129 over q sessions.
  *
  * Element j of the output is keystream bytes [8j, 8j+8) read little-endian
  * and reduced mod 2^l, so the first n elements do not depend on l's width
@@ -22,6 +29,11 @@
 #include "te_error.h"
 
 #define TE_KEY_BYTES 32
+#define TE_SESSION_BYTES 16
+
+/* K_s for one session; every stream below is keyed with a K_s. */
+te_status te_prf_session_key(const uint8_t key[TE_KEY_BYTES], const uint8_t session[TE_SESSION_BYTES],
+                             uint8_t out[TE_KEY_BYTES], te_err *err);
 
 typedef enum te_prf_purpose {
     TE_PRF_MASK = 1, /* M: blinds the device's input to EdgeA */

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "replay.h"
 #include "te_plugin.h"
 #include "te_prf.h"
 #include "te_ring.h"
@@ -18,6 +19,10 @@
 /* Cap on the elements one request may make a host compute (inputs or
  * outputs); bounds the memory a single request can claim. */
 #define TE_HOST_MAX_ELEMS ((uint64_t)1 << 28)
+/* Sessions the replay guard remembers (replay.h): about 200 bytes each. */
+#define TE_HOST_REPLAY_SESSIONS 65536
+/* The precompute cache's identity of a device session: "device/<session hex>" */
+#define PRE_ID_LEN (64 + 1 + 2 * TE_SESSION_BYTES)
 
 typedef struct host_layer {
     te_linear_geom geom;
@@ -72,7 +77,7 @@ typedef enum pre_state {
 typedef struct pre_entry {
     struct pre_entry *next;
     char deployment[33];
-    char device[64];
+    char device[PRE_ID_LEN];
     uint64_t counter;
     uint32_t layer;
     unsigned l;
@@ -87,11 +92,11 @@ typedef struct pre_entry {
 typedef struct pre_job {
     struct pre_job *next;
     char deployment[33];
-    char device[64];
+    char device[PRE_ID_LEN];
     uint64_t counter;
     int n_layers;
     uint8_t *widths;    /* per layer; 0: width not seen, layer skipped */
-    uint8_t key[TE_KEY_BYTES]; /* zeroed when the job is freed */
+    uint8_t key[TE_KEY_BYTES]; /* the session's K_s, zeroed when the job is freed */
     int stale;          /* purged while running: stop */
 } pre_job;
 
@@ -99,7 +104,7 @@ typedef struct pre_job {
 typedef struct pre_seen {
     struct pre_seen *next;
     char deployment[33];
-    char device[64];
+    char device[PRE_ID_LEN];
     uint64_t counter;
     int n_layers;
     uint8_t *widths;
@@ -117,6 +122,7 @@ struct te_host {
     int allow_plaintext;
     te_plugin *plugin;
     te_transport *peer;
+    te_replay *replay;
     pthread_rwlock_t lock;          /* guards deployments and devices */
     int n_deployments;
     host_deployment *deployments;
@@ -256,7 +262,8 @@ te_status te_host_new(const te_host_config *cfg, te_host **out, te_err *err)
     }
     if (caps.max_batch && caps.max_batch < h->max_batch)
         h->max_batch = caps.max_batch;
-    if ((st = batch_init(h, cfg->batch_window_us, err)) != TE_OK) {
+    if ((st = batch_init(h, cfg->batch_window_us, err)) != TE_OK ||
+        (st = te_replay_new(TE_HOST_REPLAY_SESSIONS, &h->replay, err)) != TE_OK) {
         te_host_free(h);
         return st;
     }
@@ -295,6 +302,7 @@ void te_host_free(te_host *h)
     te_plugin_close(h->plugin);
     pthread_rwlock_destroy(&h->lock);
     batch_fini(h);
+    te_replay_free(h->replay);
     free(h);
 }
 
@@ -634,9 +642,31 @@ static void pre_entry_drop(te_host *h, pre_entry **link)
     free(e);
 }
 
+/* dev is a session identity ("device/<session hex>"); want_dev one too, or
+ * a bare device name that matches all of that device's sessions. */
 static int pre_is(const char *dep, const char *dev, const char *want_dep, const char *want_dev)
 {
-    return strcmp(dep, want_dep) == 0 && (!want_dev || strcmp(dev, want_dev) == 0);
+    if (strcmp(dep, want_dep) != 0)
+        return 0;
+    if (!want_dev || strcmp(dev, want_dev) == 0)
+        return 1;
+    size_t n = strlen(want_dev);
+    return strchr(want_dev, '/') == NULL && strncmp(dev, want_dev, n) == 0 && dev[n] == '/';
+}
+
+/* The session identity of a request's device (device ids hold no '/'). */
+static void pre_ident(const Twinedge__LayerRequest *q, char out[PRE_ID_LEN])
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = strlen(q->device_id);
+    n = n < 63 ? n : 63;
+    memcpy(out, q->device_id, n);
+    out[n++] = '/';
+    for (size_t i = 0; i < q->session.len && i < TE_SESSION_BYTES; i++) {
+        out[n++] = hex[q->session.data[i] >> 4];
+        out[n++] = hex[q->session.data[i] & 15];
+    }
+    out[n] = '\0';
 }
 
 /* Drop the entries and jobs of `dep` (and `dev`, unless NULL) whose counter
@@ -767,15 +797,28 @@ static void pre_note(te_host *h, const Twinedge__LayerRequest *q, unsigned l, in
     pthread_mutex_lock(&h->pre_mu);
     if (atomic_load(&h->pre_gen) != gen || h->pre_stop)
         goto out;
+    char ident[PRE_ID_LEN];
+    pre_ident(q, ident);
     pre_seen *r = h->pre_seen;
-    while (r && !pre_is(r->deployment, r->device, q->deployment_id, q->device_id))
+    while (r && !pre_is(r->deployment, r->device, q->deployment_id, ident))
         r = r->next;
     if (!r) {
+        /* a device's newest session replaces its older ones here, so the
+         * list stays one entry per device */
+        for (pre_seen **p = &h->pre_seen; *p;) {
+            if (pre_is((*p)->deployment, (*p)->device, q->deployment_id, q->device_id)) {
+                pre_seen *old = *p;
+                *p = old->next;
+                pre_seen_free(old);
+            } else {
+                p = &(*p)->next;
+            }
+        }
         r = calloc(1, sizeof *r);
         if (!r)
             goto out;
         snprintf(r->deployment, sizeof r->deployment, "%s", q->deployment_id);
-        snprintf(r->device, sizeof r->device, "%s", q->device_id);
+        memcpy(r->device, ident, sizeof ident);
         r->next = h->pre_seen;
         h->pre_seen = r;
     }
@@ -807,9 +850,11 @@ static uint64_t *pre_take(te_host *h, const Twinedge__LayerRequest *q, unsigned 
     if (!h->pre_ready)
         return NULL;
     uint64_t *wm = NULL;
+    char ident[PRE_ID_LEN];
+    pre_ident(q, ident);
     pthread_mutex_lock(&h->pre_mu);
     for (;;) {
-        pre_entry **p = pre_find(h, q->deployment_id, q->device_id, q->counter, q->layer, l);
+        pre_entry **p = pre_find(h, q->deployment_id, ident, q->counter, q->layer, l);
         if (!p)
             break;
         pre_entry *e = *p;
@@ -1154,6 +1199,14 @@ static te_status run_plain(te_host *h, const host_layer *hl, uint64_t batch, con
     return st;
 }
 
+/* Spend the request's (session, counter, layer), after every check of who
+ * may ask and before anything is computed (replay.h). */
+static te_status admit(te_host *h, const Twinedge__LayerRequest *q, te_err *err)
+{
+    return te_replay_admit(h->replay, q->deployment_id, q->device_id ? q->device_id : "", q->session.data, q->counter,
+                           q->layer, err);
+}
+
 /* The body of a request; on error, err holds the message for the response. */
 static te_status serve(te_host *h, const te_caller *caller, const Twinedge__LayerRequest *q, uint8_t **packed,
                        size_t *packed_len, te_err *err)
@@ -1182,6 +1235,15 @@ static te_status serve(te_host *h, const te_caller *caller, const Twinedge__Laye
                        "enabled on this host");
     if (plain && l != 32)
         return te_errf(err, TE_EINVAL, "plaintext requests carry float32 elements (ring width 32), not %u", l);
+    /* A device answers for its own id only: the certificate's, not the
+     * request's say-so (EdgeA too, or one device could spend another's
+     * session counters or have results computed in its name). */
+    if (caller->kind == TE_CALLER_DEVICE && (!caller->name || !q->device_id || strcmp(caller->name, q->device_id) != 0))
+        return te_errf(err, TE_EAUTH, "device '%.64s' may not ask for device '%.64s'", caller->name ? caller->name : "",
+                       q->device_id ? q->device_id : "");
+    if (!plain && q->session.len != TE_SESSION_BYTES)
+        return te_errf(err, TE_EINVAL, "request without a %d-byte session (got %zu bytes)", TE_SESSION_BYTES,
+                       q->session.len);
 
     uint64_t *in = malloc(in_n * sizeof *in), *out = malloc(out_n * sizeof *out);
     if (!in || !out) {
@@ -1195,7 +1257,8 @@ static te_status serve(te_host *h, const te_caller *caller, const Twinedge__Laye
             st = te_errf(err, TE_ESHAPE,
                          "wrong shape: layer %u expects %zu elements of %u bits (%zu bytes), got %zu bytes",
                          q->layer, in_n, l, want, q->data.len);
-        } else if ((st = te_unpack(q->data.data, q->data.len, in_n, l, in, err)) == TE_OK) {
+        } else if ((plain || (st = admit(h, q, err)) == TE_OK) &&
+                   (st = te_unpack(q->data.data, q->data.len, in_n, l, in, err)) == TE_OK) {
             st = plain ? run_plain(h, &hl, q->batch, in, in_n, out, out_n, err)
                  : relay ? run_relay(h, &hl, q, in, out, out_n, err)
                          : run_layer(h, &hl, l, q->batch, in, out, err);
@@ -1204,19 +1267,17 @@ static te_status serve(te_host *h, const te_caller *caller, const Twinedge__Laye
         /* EdgeB hands W.M in the clear only to the device it belongs to
          * (mediated), and only W.M + Z to EdgeA (relay): W.M in EdgeA's
          * hands would unmask W.x. */
-        uint8_t key[TE_KEY_BYTES];
+        uint8_t dkey[TE_KEY_BYTES], key[TE_KEY_BYTES];
         if (caller->kind == TE_CALLER_EDGE_A && !relay)
             st = te_errf(err, TE_EAUTH, "EdgeB serves EdgeA in relay mode only");
-        else if (caller->kind == TE_CALLER_DEVICE &&
-                 (!caller->name || !q->device_id || strcmp(caller->name, q->device_id) != 0))
-            st = te_errf(err, TE_EAUTH, "device '%.64s' may not ask for device '%.64s'",
-                         caller->name ? caller->name : "", q->device_id ? q->device_id : "");
         else if (caller->kind == TE_CALLER_DEVICE && relay)
             st = te_errf(err, TE_EINVAL, "relay shares go to EdgeA, not to the device");
         else if (q->data.len != 0)
             st = te_errf(err, TE_EINVAL, "EdgeB requests carry no data");
-        else
-            st = find_key(h, q->deployment_id, q->device_id, key, err);
+        else if ((st = find_key(h, q->deployment_id, q->device_id, dkey, err)) == TE_OK &&
+                 (st = admit(h, q, err)) == TE_OK)
+            st = te_prf_session_key(dkey, q->session.data, key, err); /* key: this session's K_s */
+        memset(dkey, 0, sizeof dkey);
         /* W.M: precomputed (taken out of the cache), or computed now */
         uint64_t *wm = st == TE_OK ? pre_take(h, q, l, out_n) : NULL;
         if (wm) {

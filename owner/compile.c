@@ -179,7 +179,15 @@ te_status te_owner_calibrate(te_model *m, const float *inputs, int64_t n_samples
         goto out;
     for (int i = 0; i < m->n_layers; i++) {
         te_layer *L = &m->layers[i];
+        /* The device widens a layer whose ring could overflow by its bound
+         * (w_l1[o] * max|x|, te_linear.h), so the ring is sized for the
+         * bound on the calibration inputs, not just the values seen. */
         uint64_t mx = c.max_yint[i] > c.max_xint[i] ? c.max_yint[i] : c.max_xint[i];
+        for (int64_t o = 0; L->w_l1 && o < L->geom.out_c; o++) {
+            uint64_t b = L->w_l1[o] && c.max_xint[i] > UINT64_MAX / L->w_l1[o] ? UINT64_MAX
+                                                                                  : L->w_l1[o] * c.max_xint[i];
+            mx = b > mx ? b : mx;
+        }
         int bits = bit_len(mx) + 1 + opt->headroom;
         L->ring_bits = bits > 64 ? 64 : bits < 2 ? 2 : bits;
         L->calib_max_abs_y = (double)c.max_yint[i];

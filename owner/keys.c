@@ -29,6 +29,22 @@ te_status te_owner_random_fp(uint64_t *out, size_t n, te_err *err)
     return TE_OK;
 }
 
+te_status te_owner_make_bounds(te_model *m, te_err *err)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        te_layer *L = &m->layers[i];
+        if (!L->w)
+            return te_errf(err, TE_EINVAL, "layer '%s' is not quantised", L->name);
+        uint64_t *l1 = calloc((size_t)L->geom.out_c, sizeof *l1);
+        if (!l1)
+            return te_errf(err, TE_ENOMEM, "out of memory for the bounds of layer '%s'", L->name);
+        te_linear_row_l1(&L->geom, L->w, l1);
+        free(L->w_l1);
+        L->w_l1 = l1;
+    }
+    return TE_OK;
+}
+
 te_status te_owner_make_keys(te_model *m, te_err *err)
 {
     for (int i = 0; i < m->n_layers; i++) {

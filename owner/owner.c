@@ -111,7 +111,7 @@ te_status te_owner_build(const char *onnx_path, const char *calib_npy, const te_
             m->pre.std[c] = opt.std[k];
         }
     }
-    if ((st = te_owner_quantize(m, opt.weight_bits, err)) != TE_OK)
+    if ((st = te_owner_quantize(m, opt.weight_bits, err)) != TE_OK || (st = te_owner_make_bounds(m, err)) != TE_OK)
         goto fail;
     te_owner_default_bits(m, &opt);
     if (calib_npy) {
@@ -129,7 +129,7 @@ te_status te_owner_build(const char *onnx_path, const char *calib_npy, const te_
             goto fail;
         }
     }
-    if ((st = te_owner_make_keys(m, err)) != TE_OK || (st = te_owner_deployment_id(m->deployment_id, err)) != TE_OK)
+    if ((st = te_owner_deployment_id(m->deployment_id, err)) != TE_OK)
         goto fail;
     *out = m;
     return TE_OK;
@@ -310,6 +310,43 @@ static te_status write_key(const char *path, const te_device_key *k, te_err *err
     return st;
 }
 
+/* The deployment's template with this device's own integrity keys: r drawn
+ * now, s = W^T r from the edge bundle's weights. */
+static te_status device_model(const char *deploy_dir, te_model **out, te_err *err)
+{
+    char p[PATH_MAX];
+    te_model *m = NULL, *edge = NULL;
+    te_status st;
+    *out = NULL;
+    if ((st = join(p, sizeof p, deploy_dir, "device.bundle", err)) || (st = te_device_bundle_read(p, &m, err)))
+        goto out;
+    if ((st = join(p, sizeof p, deploy_dir, "edge.bundle", err)) || (st = te_edge_bundle_read(p, &edge, err)))
+        goto out;
+    if (strcmp(m->deployment_id, edge->deployment_id) != 0 || m->n_layers != edge->n_layers) {
+        st = te_errf(err, TE_EFORMAT, "device.bundle and edge.bundle in %s are not from one deployment", deploy_dir);
+        goto out;
+    }
+    for (int i = 0; i < m->n_layers; i++) {
+        if (memcmp(&m->layers[i].geom, &edge->layers[i].geom, sizeof m->layers[i].geom) != 0) {
+            st = te_errf(err, TE_EFORMAT, "layer %d differs between device.bundle and edge.bundle in %s", i,
+                         deploy_dir);
+            goto out;
+        }
+        m->layers[i].w = edge->layers[i].w; /* lent for te_owner_make_keys */
+    }
+    st = te_owner_make_keys(m, err);
+    for (int i = 0; i < m->n_layers; i++)
+        m->layers[i].w = NULL;
+out:
+    te_model_free(edge);
+    if (st != TE_OK) {
+        te_model_free(m);
+        m = NULL;
+    }
+    *out = m;
+    return st;
+}
+
 te_status te_owner_provision(const char *deploy_dir, const char *device_name, const char *device_dir,
                              te_err *err)
 {
@@ -317,27 +354,26 @@ te_status te_owner_provision(const char *deploy_dir, const char *device_name, co
         return te_errf(err, TE_EINVAL, "invalid device name '%s' (allowed: [A-Za-z0-9_.-]{1,63})",
                        device_name ? device_name : "");
     char p[PATH_MAX];
-    uint8_t *buf = NULL;
-    size_t len = 0;
     te_model *m = NULL;
     te_device_key key;
     memset(&key, 0, sizeof key);
     te_status st;
-    if ((st = join(p, sizeof p, deploy_dir, "device.bundle", err)) ||
-        (st = te_file_read(p, BUNDLE_MAX_FILE, &buf, &len, err)))
+    if ((st = device_model(deploy_dir, &m, err)) != TE_OK)
         return st;
-    if ((st = te_device_bundle_parse(buf, len, &m, err)) != TE_OK) {
-        te_err_wrap(err, "%s", p);
-        goto out;
-    }
     snprintf(key.device_id, sizeof key.device_id, "%s", device_name);
     memcpy(key.deployment_id, m->deployment_id, sizeof key.deployment_id);
     key.deployment_id[32] = '\0';
     if ((st = te_random_bytes(key.key, sizeof key.key, err)) != TE_OK)
         goto out;
-    if ((st = mkdir_p(device_dir, err)) || (st = join(p, sizeof p, device_dir, "device.bundle", err)) ||
-        (st = te_file_write_atomic(p, buf, len, err)) || (st = join(p, sizeof p, device_dir, "device.key", err)) ||
-        (st = write_key(p, &key, err)))
+    /* the device's directory is its owner's alone (its files hold secrets) */
+    if ((st = mkdir_p(device_dir, err)) != TE_OK)
+        goto out;
+    if (chmod(device_dir, 0700) != 0) {
+        st = te_errf(err, TE_EIO, "cannot restrict the permissions of %s: %s", device_dir, strerror(errno));
+        goto out;
+    }
+    if ((st = join(p, sizeof p, device_dir, "device.bundle", err)) || (st = te_device_bundle_write(p, m, err)) ||
+        (st = join(p, sizeof p, device_dir, "device.key", err)) || (st = write_key(p, &key, err)))
         goto out;
     char dev_dir[PATH_MAX], name[80];
     snprintf(name, sizeof name, "%s.key", device_name);
@@ -350,7 +386,6 @@ te_status te_owner_provision(const char *deploy_dir, const char *device_name, co
 out:
     memset(key.key, 0, sizeof key.key);
     te_model_free(m);
-    free(buf);
     return st;
 }
 

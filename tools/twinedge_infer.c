@@ -172,13 +172,13 @@ int main(int argc, char **argv)
                 "  \"bytes_device_up\": %llu,\n  \"bytes_device_down\": %llu,\n"
                 "  \"bytes_to_edge_a\": %llu,\n  \"bytes_from_edge_a\": %llu,\n"
                 "  \"bytes_to_edge_b\": %llu,\n  \"bytes_from_edge_b\": %llu,\n  \"messages\": %llu,\n"
-                "  \"wall_s\": %.6f,\n  \"linear_layers\": %d,\n  \"layers_checked\": %d,\n  \"retries\": %d,\n"
+                "  \"wall_s\": %.6f,\n  \"linear_layers\": %d,\n  \"layers_checked\": %d,\n  \"widened_layers\": %d,\n"
                 "  \"counter\": %llu\n}\n",
                 mode == TWINEDGE_RELAY ? "relay" : "mediated", a, b, (unsigned long long)ns.bytes_up,
                 (unsigned long long)ns.bytes_down, (unsigned long long)ns.bytes_to_a,
                 (unsigned long long)ns.bytes_from_a, (unsigned long long)ns.bytes_to_b,
                 (unsigned long long)ns.bytes_from_b, (unsigned long long)ns.messages, wall, rep.linear_layers,
-                rep.layers_checked, rep.retries, (unsigned long long)rep.counter);
+                rep.layers_checked, rep.widened_layers, (unsigned long long)rep.counter);
         if (fclose(f) != 0) {
             fprintf(stderr, "twinedge-infer: error: cannot write %s\n", report);
             goto done;

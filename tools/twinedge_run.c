@@ -229,7 +229,7 @@ static int run(const run_args *a)
                 "  \"bytes_edge_a_in\": %llu,\n  \"bytes_edge_b_in\": %llu,\n"
                 "  \"bytes_edge_a_out\": %llu,\n  \"bytes_edge_b_out\": %llu,\n"
                 "  \"wall_s\": %.6f,\n  \"setup_s\": %.6f,\n  \"device_cpu_s\": %.6f,\n"
-                "  \"linear_layers\": %d,\n  \"layers_checked\": %d,\n  \"retries\": %d,\n"
+                "  \"linear_layers\": %d,\n  \"layers_checked\": %d,\n  \"widened_layers\": %d,\n"
                 "  \"counter\": %llu,\n  \"edge_flops\": %.0f,\n  \"device_flops\": %.0f,\n"
                 "  \"outsourced_flops_fraction\": %.6f\n}\n",
                 a->model, a->mode == TWINEDGE_RELAY ? "relay" : "mediated", pair ? "in-process" : "grpc",
@@ -237,7 +237,7 @@ static int run(const run_args *a)
                 (unsigned long long)tr->device_down, (unsigned long long)tr->edge_a_in,
                 (unsigned long long)tr->edge_b_in, (unsigned long long)tr->edge_a_out,
                 (unsigned long long)tr->edge_b_out, wall, setup_s, dev_cpu, rep.linear_layers, rep.layers_checked,
-                rep.retries, (unsigned long long)rep.counter, orep.edge_flops, orep.device_flops,
+                rep.widened_layers, (unsigned long long)rep.counter, orep.edge_flops, orep.device_flops,
                 orep.outsourcing_rate / 100.0);
         if (fclose(f) != 0) {
             fprintf(stderr, "twinedge-run: error: cannot write %s\n", a->report);

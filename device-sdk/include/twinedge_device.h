@@ -10,7 +10,11 @@
  *     twinedge_close(dev);
  *
  * A handle holds everything (no global state), so one process can drive
- * several devices; one handle must not be used from two threads at once.
+ * several devices.  Calls to twinedge_infer on one handle are serialised
+ * (a second thread waits).  Each handle masks under its own random session
+ * (drawn again in a forked child), so any number of handles, threads and
+ * processes may use one device directory at once; the directory is only
+ * read, never written.
  * Every linear layer's result is verified before it is used; an inference
  * that fails returns an error and writes nothing to the output buffer. */
 #ifndef TWINEDGE_DEVICE_H
@@ -37,7 +41,7 @@ enum {
     TWINEDGE_ETRANSPORT = 9,  /* host unreachable or timed out */
     TWINEDGE_EAUTH = 10,      /* credentials refused / device unknown to EdgeB */
     TWINEDGE_EPLUGIN = 11,
-    TWINEDGE_ECOUNTER = 12,   /* the request counter could not be persisted */
+    TWINEDGE_ECOUNTER = 12,   /* a host refused a request counter already used (replay guard) */
     TWINEDGE_ESERVER = 13     /* a host reported an error */
 };
 
@@ -49,7 +53,8 @@ typedef enum twinedge_mode {
 typedef struct twinedge_device twinedge_device;
 struct te_transport;
 
-/* Open a provisioned device directory (device.bundle, device.key, counter). */
+/* Open a provisioned device directory (device.bundle, device.key; both must
+ * be readable by their owner only). */
 int twinedge_open(const char *device_dir, twinedge_device **dev);
 void twinedge_close(twinedge_device *dev);
 
@@ -67,10 +72,10 @@ int twinedge_infer(twinedge_device *dev, twinedge_mode mode, const float *input,
 
 /* Figures about the last inference. */
 typedef struct twinedge_report {
-    uint64_t counter;          /* request counter t of the attempt that succeeded */
+    uint64_t counter;          /* request counter t within the handle's session */
     int linear_layers;         /* linear layers outsourced */
     int layers_checked;        /* integrity checks that passed */
-    int retries;               /* attempts repeated with a wider ring */
+    int widened_layers;        /* layers run at 64 bits: this input could have overflowed their calibrated ring */
     uint64_t bytes_up;         /* bytes the device sent (message payloads) */
     uint64_t bytes_down;
 } twinedge_report;

@@ -1,12 +1,14 @@
 /* The device's side of the protocol: mask, outsource, unmask, verify. */
 #include "twinedge_device.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-#include "counter.h"
 #include "te_bundle.h"
 #include "te_exec.h"
 #include "te_linear.h"
@@ -19,10 +21,21 @@
 struct twinedge_device {
     te_model *model;
     te_device_key key;
-    te_counter counter;
     te_exec *exec;
     te_transport *transport;
-    unsigned char *widened;      /* per layer: ring widened to 64 after an overflow */
+    /* Mask uniqueness: (session, t) never repeats under the key.  The
+     * session is fresh from the OS CSPRNG for each handle (and again in a
+     * forked child), t counts the handle's inferences; nothing is read back
+     * from disk, so no copied, restored or shared directory can bring an
+     * old pair back.  mu serialises inferences on one handle. */
+    pthread_mutex_t mu;
+    uint8_t session[TE_SESSION_BYTES];
+    uint8_t session_key[TE_KEY_BYTES]; /* K_s (te_prf.h) */
+    pid_t session_pid;
+    uint64_t next_t;
+#ifdef TE_NEGCTL_HOST_RETRY
+    unsigned char *widened;      /* negative control: the old host-triggerable widening */
+#endif
     twinedge_layer_hook hook;
     void *hook_ctx;
     twinedge_report report;
@@ -31,6 +44,7 @@ struct twinedge_device {
     twinedge_mode mode;
     uint64_t t;
     int failed_layer;            /* layer whose check failed, -1 if none */
+    int widened_layers;
     /* per-device scratch, grown on demand and kept across layers and
      * inferences (freed by twinedge_close) */
     uint8_t *req_buf;            /* serialized request, packed A written in place */
@@ -63,6 +77,41 @@ static const char te_nomem_msg[] = "out of memory";
 int twinedge_errcode(const twinedge_device *dev) { return dev ? (int)dev->err.code : TWINEDGE_ENOMEM; }
 const char *twinedge_errmsg(const twinedge_device *dev) { return dev ? dev->err.msg : te_nomem_msg; }
 
+/* Device files hold the integrity keys and the mask key: readable by their
+ * owner only, or any local user could hand a host what it needs to forge
+ * results or unmask inputs. */
+static te_status check_private(const char *path, te_err *err)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return TE_OK; /* the reader reports a missing file */
+    if (sb.st_mode & (S_IRWXG | S_IRWXO))
+        return te_errf(err, TE_EAUTH, "%s is accessible to other users (mode %04o): device files must be 0600 "
+                       "(chmod 600 %s)", path, (unsigned)(sb.st_mode & 07777), path);
+    return TE_OK;
+}
+
+/* A fresh session: new nonce from the OS, K_s, t from 0. */
+static te_status new_session(twinedge_device *dev, te_err *err)
+{
+    te_status st;
+#ifdef TE_NEGCTL_FIXED_SESSION
+    /* the negative-control build of the attack tests: every process
+     * starts the same session at t = 0, so masks repeat */
+    memset(dev->session, 0, sizeof dev->session);
+    st = TE_OK;
+#else
+    st = te_random_bytes(dev->session, sizeof dev->session, err);
+#endif
+    if (st == TE_OK)
+        st = te_prf_session_key(dev->key.key, dev->session, dev->session_key, err);
+    if (st != TE_OK)
+        return te_err_wrap(err, "starting a session");
+    dev->session_pid = getpid();
+    dev->next_t = 0;
+    return TE_OK;
+}
+
 int twinedge_open(const char *dir, twinedge_device **out)
 {
     twinedge_device *dev = calloc(1, sizeof *dev);
@@ -70,25 +119,37 @@ int twinedge_open(const char *dir, twinedge_device **out)
     if (!dev)
         return TWINEDGE_ENOMEM;
     dev->failed_layer = -1;
+    if (pthread_mutex_init(&dev->mu, NULL) != 0) {
+        free(dev);
+        *out = NULL;
+        return TWINEDGE_ENOMEM;
+    }
     char path[4096];
     te_status st;
     if ((size_t)snprintf(path, sizeof path, "%s/device.bundle", dir) >= sizeof path)
         return te_errf(&dev->err, TE_EINVAL, "device directory path too long");
-    if ((st = te_device_bundle_read(path, &dev->model, &dev->err)) != TE_OK)
+    if ((st = check_private(path, &dev->err)) != TE_OK ||
+        (st = te_device_bundle_read(path, &dev->model, &dev->err)) != TE_OK)
         return st;
+    for (int i = 0; i < dev->model->n_layers; i++)
+        if (!dev->model->layers[i].r)
+            return te_errf(&dev->err, TE_EFORMAT, "%s is a deployment's template without integrity keys, not a "
+                           "provisioned device (twinedge-owner provision)", path);
     snprintf(path, sizeof path, "%s/device.key", dir);
-    if ((st = te_device_key_read(path, &dev->key, &dev->err)) != TE_OK)
+    if ((st = check_private(path, &dev->err)) != TE_OK ||
+        (st = te_device_key_read(path, &dev->key, &dev->err)) != TE_OK)
         return st;
     if (strcmp(dev->key.deployment_id, dev->model->deployment_id) != 0)
         return te_errf(&dev->err, TE_EFORMAT, "device key belongs to deployment %s, bundle is deployment %s",
                        dev->key.deployment_id, dev->model->deployment_id);
-    if ((st = te_counter_open(&dev->counter, dir, &dev->err)) != TE_OK)
+    if ((st = new_session(dev, &dev->err)) != TE_OK)
         return st;
     if ((st = te_exec_new(dev->model, &dev->exec, &dev->err)) != TE_OK)
         return st;
-    dev->widened = calloc((size_t)dev->model->n_layers + 1, 1);
-    if (!dev->widened)
+#ifdef TE_NEGCTL_HOST_RETRY
+    if (!(dev->widened = calloc((size_t)dev->model->n_layers + 1, 1)))
         return te_errf(&dev->err, TE_ENOMEM, "out of memory");
+#endif
     return TWINEDGE_OK;
 }
 
@@ -98,12 +159,16 @@ void twinedge_close(twinedge_device *dev)
         return;
     te_exec_free(dev->exec);
     te_model_free(dev->model);
+#ifdef TE_NEGCTL_HOST_RETRY
     free(dev->widened);
+#endif
     free(dev->req_buf);
     free(dev->yr);
     free(dev->share);
     free(dev->rhs);
+    pthread_mutex_destroy(&dev->mu);
     memset(&dev->key, 0, sizeof dev->key);
+    memset(dev->session_key, 0, sizeof dev->session_key);
     free(dev);
 }
 
@@ -179,35 +244,48 @@ static te_status call_host(twinedge_device *dev, te_party to, Twinedge__LayerReq
     return st;
 }
 
-/* The LayerRequest with `data` (field 8, the last one) of data_len bytes
- * serialized into dev->req_buf, the data bytes left for the caller to write
- * at *data: the bytes protobuf-c would produce for the same message (fields
- * in number order, an empty bytes field omitted), without first building the
- * packed data elsewhere and copying it in. */
+/* Append field `field` (length-delimited) of len bytes' header to tag. */
+static size_t bytes_tag(uint8_t *tag, unsigned field, size_t len)
+{
+    size_t tl = 0;
+    tag[tl++] = (uint8_t)((field << 3) | 2u);
+    do {
+        uint8_t byte = (uint8_t)(len & 0x7f);
+        len >>= 7;
+        tag[tl++] = (uint8_t)(byte | (len ? 0x80 : 0));
+    } while (len);
+    return tl;
+}
+
+/* The LayerRequest with `data` (field 8) of data_len bytes serialized into
+ * dev->req_buf, the data bytes left for the caller to write at *data: the
+ * bytes protobuf-c would produce for the same message (fields in number
+ * order, so `session`, field 9, after the data; an empty bytes field
+ * omitted), without first building the packed data elsewhere and copying
+ * it in. */
 static te_status request_layout(twinedge_device *dev, Twinedge__LayerRequest *q, size_t data_len, uint8_t **data,
                                 size_t *len, te_err *err)
 {
+    ProtobufCBinaryData session = q->session;
     q->data.data = NULL;
     q->data.len = 0;
+    q->session.data = NULL;
+    q->session.len = 0;
     size_t head = twinedge__layer_request__get_packed_size(q);
-    uint8_t tag[1 + 10];
-    size_t tl = 0;
-    if (data_len) {
-        tag[tl++] = (uint8_t)((8u << 3) | 2u); /* field 8, length-delimited */
-        size_t v = data_len;
-        do {
-            uint8_t byte = (uint8_t)(v & 0x7f);
-            v >>= 7;
-            tag[tl++] = (uint8_t)(byte | (v ? 0x80 : 0));
-        } while (v);
-    }
-    *len = head + tl + data_len;
+    uint8_t tag[1 + 10], stag[1 + 10];
+    size_t tl = data_len ? bytes_tag(tag, 8, data_len) : 0;
+    size_t sl = session.len ? bytes_tag(stag, 9, session.len) : 0;
+    *len = head + tl + data_len + sl + session.len;
     te_status st = scratch((void **)&dev->req_buf, &dev->req_cap, *len + 1, 1, err);
     if (st != TE_OK)
         return st;
     twinedge__layer_request__pack(q, dev->req_buf);
     memcpy(dev->req_buf + head, tag, tl);
     *data = dev->req_buf + head + tl;
+    memcpy(*data + data_len, stag, sl);
+    if (session.len)
+        memcpy(*data + data_len + sl, session.data, session.len);
+    q->session = session;
     return TE_OK;
 }
 
@@ -216,11 +294,22 @@ static te_status private_linear(void *ctx, const te_model *m, int layer, const f
 {
     twinedge_device *dev = ctx;
     const te_layer *L = &m->layers[layer];
-    unsigned l = dev->widened[layer] ? 64 : (unsigned)L->ring_bits;
+    /* the ring width comes from the input alone, before anything is sent */
+    te_layer_plan plan;
+    te_status st = te_layer_plan_input(L, x, &plan, err);
+    if (st != TE_OK) {
+        dev->failed_layer = layer;
+        return st;
+    }
+#ifdef TE_NEGCTL_HOST_RETRY
+    if (dev->widened[layer])
+        plan.l = 64;
+#endif
+    unsigned l = plan.l;
+    dev->widened_layers += plan.l != (unsigned)L->ring_bits;
     size_t n_in = (size_t)(L->geom.batch * te_geom_in_len(&L->geom));
     size_t n_out = (size_t)(L->geom.batch * te_geom_out_len(&L->geom));
     size_t batch = L->geom.batch > 0 ? (size_t)L->geom.batch : 1;
-    te_status st;
     if ((st = scratch((void **)&dev->yr, &dev->yr_cap, n_out, sizeof *dev->yr, err)) != TE_OK ||
         (st = scratch((void **)&dev->rhs, &dev->rhs_cap, batch, sizeof *dev->rhs, err)) != TE_OK)
         return st;
@@ -238,6 +327,8 @@ static te_status private_linear(void *ctx, const te_model *m, int layer, const f
     q.ring_bits = l;
     q.batch = (uint64_t)L->geom.batch;
     q.mode = dev->mode == TWINEDGE_RELAY ? TWINEDGE__MODE__MODE_RELAY : TWINEDGE__MODE__MODE_MEDIATED;
+    q.session.data = dev->session;
+    q.session.len = sizeof dev->session;
     uint8_t *packed = NULL;
     size_t len = 0;
     if ((st = request_layout(dev, &q, te_pack_bytes(n_in, l), &packed, &len, err)) != TE_OK)
@@ -247,7 +338,7 @@ static te_status private_linear(void *ctx, const te_model *m, int layer, const f
      * in Z_2^l to EdgeA since M is a fresh PRF output.  s.x is taken on the
      * way for the check. */
     te_prf_stream ps;
-    if ((st = te_prf_stream_open(&ps, dev->key.key, dev->t, (uint32_t)layer, TE_PRF_MASK, err)) != TE_OK)
+    if ((st = te_prf_stream_open(&ps, dev->session_key, dev->t, (uint32_t)layer, TE_PRF_MASK, err)) != TE_OK)
         return st;
     st = te_layer_mask(L, l, x, &ps, packed, dev->rhs, err);
     te_prf_stream_close(&ps);
@@ -260,17 +351,18 @@ static te_status private_linear(void *ctx, const te_model *m, int layer, const f
         return st;
     if (dev->mode == TWINEDGE_RELAY) {
         /* EdgeA returned W.A - (W.M + Z) = W.x - Z: add Z, check, decode */
-        if ((st = te_prf_stream_open(&ps, dev->key.key, dev->t, (uint32_t)layer, TE_PRF_OUT, err)) != TE_OK)
+        if ((st = te_prf_stream_open(&ps, dev->session_key, dev->t, (uint32_t)layer, TE_PRF_OUT, err)) != TE_OK)
             return st;
-        st = te_layer_finish(L, l, dev->yr, &ps, NULL, dev->rhs, y, err);
+        st = te_layer_finish(L, l, dev->yr, &ps, NULL, dev->rhs, plan.max_abs_x, y, err);
         te_prf_stream_close(&ps);
     } else {
         if ((st = call_host(dev, TE_PARTY_EDGE_B, &q, n_out, l, dev->share, err)) != TE_OK)
             return st;
-        st = te_layer_finish(L, l, dev->yr, NULL, dev->share, dev->rhs, y, err);
+        st = te_layer_finish(L, l, dev->yr, NULL, dev->share, dev->rhs, plan.max_abs_x, y, err);
     }
     /* Nothing a host returned is used unless this check passed (on failure
-     * te_layer_finish has wiped y). */
+     * te_layer_finish has wiped y).  A failed check is always a host's
+     * fault (the ring could not overflow): no retry. */
     if (st == TE_EINTEGRITY)
         dev->failed_layer = layer;
     if (st != TE_OK)
@@ -279,8 +371,8 @@ static te_status private_linear(void *ctx, const te_model *m, int layer, const f
     return TE_OK;
 }
 
-int twinedge_infer(twinedge_device *dev, twinedge_mode mode, const float *input, size_t n_in, float *output,
-                   size_t n_out)
+static int infer_locked(twinedge_device *dev, twinedge_mode mode, const float *input, size_t n_in, float *output,
+                        size_t n_out)
 {
     te_err_clear(&dev->err);
     memset(&dev->report, 0, sizeof dev->report);
@@ -294,33 +386,49 @@ int twinedge_infer(twinedge_device *dev, twinedge_mode mode, const float *input,
                        (long long)want);
     dev->mode = mode;
     dev->report.linear_layers = dev->model->n_layers;
-    /* A check that fails on a layer still below 64 bits may be a ring
-     * overflow rather than a faulty host: widen that layer and run the whole
-     * inference again under a fresh counter (never re-mask under an old one). */
+    te_status st;
+    /* a forked child must not continue its parent's session */
+    if (dev->session_pid != getpid() && (st = new_session(dev, &dev->err)) != TE_OK)
+        return st;
+    if (dev->next_t == UINT64_MAX && (st = new_session(dev, &dev->err)) != TE_OK)
+        return st;
+#ifdef TE_NEGCTL_HOST_RETRY
+    /* the negative-control build: the old loop, in which a failed check
+     * widened the layer and ran the inference again */
     for (int attempt = 0; attempt <= dev->model->n_layers; attempt++) {
-        te_status st = te_counter_take(&dev->counter, &dev->t, &dev->err);
-        if (st != TE_OK)
-            return st;
-        dev->failed_layer = -1;
-        dev->report.layers_checked = 0;
-        dev->report.counter = dev->t;
-        /* one inference attempt = one session of the transport (one
-         * stream per host over gRPC) */
-        if ((st = te_transport_begin(dev->transport, &dev->err)) != TE_OK)
-            return st;
-        st = te_exec_run(dev->exec, input, n_in, private_linear, dev, &dev->err);
-        te_transport_end(dev->transport);
-        if (st == TE_OK) {
-            te_shape shape;
-            memcpy(output, te_exec_output(dev->exec, &shape), n_out * sizeof *output);
-            return TWINEDGE_OK;
-        }
-        int fl = dev->failed_layer;
-        if ((st != TE_EINTEGRITY && st != TE_EOVERFLOW) || fl < 0 || dev->widened[fl] ||
-            dev->model->layers[fl].ring_bits >= 64)
-            return st;
-        dev->widened[fl] = 1;
-        dev->report.retries++;
+#endif
+    dev->t = dev->next_t++; /* taken before anything is sent, never handed out twice */
+    dev->failed_layer = -1;
+    dev->widened_layers = 0;
+    dev->report.layers_checked = 0;
+    dev->report.counter = dev->t;
+    /* one inference = one session of the transport (one stream per host
+     * over gRPC) */
+    if ((st = te_transport_begin(dev->transport, &dev->err)) != TE_OK)
+        return st;
+    st = te_exec_run(dev->exec, input, n_in, private_linear, dev, &dev->err);
+    te_transport_end(dev->transport);
+    dev->report.widened_layers = dev->widened_layers;
+    if (st == TE_OK) {
+        te_shape shape;
+        memcpy(output, te_exec_output(dev->exec, &shape), n_out * sizeof *output);
+        return TWINEDGE_OK;
     }
-    return te_errf(&dev->err, TE_EINTEGRITY, "inference failed after widening every layer");
+#ifdef TE_NEGCTL_HOST_RETRY
+    int fl = dev->failed_layer;
+    if (st != TE_EINTEGRITY || fl < 0 || dev->widened[fl] || dev->model->layers[fl].ring_bits >= 64)
+        return st;
+    dev->widened[fl] = 1;
+    }
+#endif
+    return st;
+}
+
+int twinedge_infer(twinedge_device *dev, twinedge_mode mode, const float *input, size_t n_in, float *output,
+                   size_t n_out)
+{
+    pthread_mutex_lock(&dev->mu);
+    int rc = infer_locked(dev, mode, input, n_in, output, n_out);
+    pthread_mutex_unlock(&dev->mu);
+    return rc;
 }

@@ -240,12 +240,16 @@ te_status te_linear_fn_fixed(void *ctx, const te_model *m, int layer, const floa
         return st;
     const te_layer *L = &m->layers[layer];
     const char *name = L->name ? L->name : "?";
-    if (!L->w || !L->w_scale || !L->r || !L->s)
-        return te_errf(err, TE_EINVAL, "layer '%s' lacks integer weights, scales or integrity keys", name);
+    if (!L->w || !L->w_scale)
+        return te_errf(err, TE_EINVAL, "layer '%s' lacks integer weights or scales", name);
     if (L->ring_bits < 2 || L->ring_bits > 64)
         return te_errf(err, TE_EINVAL, "layer '%s': ring width %d out of range", name, L->ring_bits);
+    /* the ring width the device would choose for this input */
+    te_layer_plan plan;
+    if ((st = te_layer_plan_input(L, x, &plan, err)) != TE_OK)
+        return st;
     const te_linear_geom *g = &L->geom;
-    unsigned l = (unsigned)L->ring_bits;
+    unsigned l = plan.l;
     int64_t n_in = g->batch * te_geom_in_len(g), n_out = g->batch * te_geom_out_len(g);
     uint64_t *xi = malloc((size_t)(n_in > 0 ? n_in : 1) * sizeof *xi);
     uint64_t *yi = malloc((size_t)(n_out > 0 ? n_out : 1) * sizeof *yi);
@@ -257,7 +261,9 @@ te_status te_linear_fn_fixed(void *ctx, const te_model *m, int layer, const floa
     st = te_layer_encode(L, l, x, xi, err);
     if (st == TE_OK) {
         te_linear_ref_ring(g, L->w, l, xi, yi);
-        st = te_layer_verify(L, l, xi, yi, err);
+        /* with keys (a provisioned device's model) the reference check too */
+        if (L->r && L->s)
+            st = te_layer_verify(L, l, xi, yi, err);
     }
     if (st == TE_OK)
         te_layer_decode(L, l, yi, y);

@@ -36,7 +36,15 @@ grep -q "/fc/Gemm" "$WORK/out" || fail "no per-layer table"
 "$BIN" provision "$WORK/dep" --device cam-01 -o "$WORK/dev" >/dev/null || fail "provision failed"
 [ -s "$WORK/dev/device.key" ] && [ -s "$WORK/dev/device.bundle" ] || fail "device files missing"
 cmp -s "$WORK/dev/device.key" "$WORK/dep/hosts/b/devices/cam-01.key" || fail "registered key differs"
-cmp -s "$WORK/dev/device.bundle" "$WORK/dep/device.bundle" || fail "device bundle copy differs"
+# integrity keys are the device's own: drawn at provisioning, never the
+# deployment's template's, never another device's; files 0600 in a 0700 dir
+cmp -s "$WORK/dev/device.bundle" "$WORK/dep/device.bundle" && fail "device bundle is the deployment's template"
+"$BIN" provision "$WORK/dep" --device cam-02 -o "$WORK/dev2" >/dev/null || fail "second provision failed"
+cmp -s "$WORK/dev/device.bundle" "$WORK/dev2/device.bundle" && fail "two devices share their integrity keys"
+[ "$(stat -c %a "$WORK/dev")" = 700 ] || fail "device directory is $(stat -c %a "$WORK/dev"), not 700"
+for f in device.bundle device.key; do
+  [ "$(stat -c %a "$WORK/dev/$f")" = 600 ] || fail "$f is $(stat -c %a "$WORK/dev/$f"), not 600"
+done
 
 # credentials: a CA, the hosts' and the owner's certificates, the device's in DEVICE_DIR/tls
 for f in ca/ca.pem ca/ca.key hosts/a/cert.pem hosts/a/key.pem hosts/b/cert.pem owner/cert.pem; do

@@ -21,6 +21,7 @@ static void add_layer(te_model *m, const te_linear_geom *g, const char *name, ui
     L.bias = calloc((size_t)g->out_c, sizeof *L.bias);
     L.r = calloc((size_t)nout, sizeof *L.r);
     L.s = calloc((size_t)nin, sizeof *L.s);
+    L.w_l1 = calloc((size_t)g->out_c, sizeof *L.w_l1);
     for (int64_t i = 0; i < nw; i++) {
         seed = seed * 6364136223846793005ull + 1442695040888963407ull;
         L.w[i] = (int32_t)((seed >> 33) % 255) - 127;
@@ -34,6 +35,7 @@ static void add_layer(te_model *m, const te_linear_geom *g, const char *name, ui
         L.r[o] = (seed >> 3) % TE_P61;
     }
     te_linear_transpose_fp(g, L.w, L.r, L.s);
+    te_linear_row_l1(g, L.w, L.w_l1);
     te_model_add_layer(m, &L);
 }
 

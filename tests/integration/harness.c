@@ -114,16 +114,6 @@ void fx_reference_fixed(te_fixture *f, const float *input, float *out)
     must(te_reference_fixed(f->deploy, input, f->n_in, out, f->n_out, &err), &err, "fixed-point reference");
 }
 
-void fx_set_counter(te_fixture *f, uint64_t value)
-{
-    char path[700], text[32];
-    snprintf(path, sizeof path, "%s/counter", f->device);
-    int n = snprintf(text, sizeof text, "%llu\n", (unsigned long long)value);
-    te_err err;
-    must(te_file_write_atomic(path, (const uint8_t *)text, (size_t)n, &err), &err, "set counter");
-    fx_reopen_device(f);
-}
-
 double fx_cosine(const float *a, const float *b, size_t n)
 {
     double ab = 0, aa = 0, bb = 0;

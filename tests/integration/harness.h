@@ -42,9 +42,6 @@ void fx_reopen_device(te_fixture *f);
 /* The plaintext fixed-point reference of the fixture's deployment. */
 void fx_reference_fixed(te_fixture *f, const float *input, float *out);
 
-/* Set the device's persisted counter to value. */
-void fx_set_counter(te_fixture *f, uint64_t value);
-
 double fx_cosine(const float *a, const float *b, size_t n);
 
 #endif

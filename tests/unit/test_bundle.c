@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "te_bundle.h"
+#include "te_linear.h"
 #include "te_ring.h"
 #include "bundle.pb-c.h"
 #include <openssl/evp.h>
@@ -103,6 +104,8 @@ static te_model *build_model(void)
     conv.r = fpvec(50, &s);
     conv.s = fpvec(25, &s);
     conv.w = wvec(18, 8, &s);
+    conv.w_l1 = calloc(2, sizeof *conv.w_l1);
+    te_linear_row_l1(&conv.geom, conv.w, conv.w_l1);
     assert_int_equal(te_model_add_layer(m, &conv), 0);
 
     te_layer fc;
@@ -119,6 +122,8 @@ static te_model *build_model(void)
     fc.r = fpvec(3, &s);
     fc.s = fpvec(50, &s);
     fc.w = wvec(150, 16, &s);
+    fc.w_l1 = calloc(3, sizeof *fc.w_l1);
+    te_linear_row_l1(&fc.geom, fc.w, fc.w_l1);
     assert_int_equal(te_model_add_layer(m, &fc), 1);
 
     te_node n;
@@ -535,7 +540,8 @@ static void test_invalid_device_payloads(void **state)
         (field) = saved_;                                                                                  \
     } while (0)
 
-    MUTATE(d->version, 2, "version");
+    MUTATE(d->version, 3, "version");
+    MUTATE(d->version, 1, "no longer accepted");
     MUTATE(d->input, 7, "input");
     MUTATE(d->output, -1, "output");
     MUTATE(d->deployment_id, "0123456789abcdef0123456789abcdef0", "deployment");
@@ -579,12 +585,29 @@ static void test_invalid_device_payloads(void **state)
     MUTATE(d->layers[0]->geom->batch, 0, "batch");
     MUTATE(d->layers[0]->geom, NULL, "geometry");
     MUTATE(d->layers[1]->geom->in_h, 2, "FC");
+    /* the device's bound and the per-device keys */
+    MUTATE(d->layers[0]->w_l1.len, 0, "w_l1");
+    MUTATE(d->layers[1]->r.len, 0, "integrity keys");
+    {
+        /* keys on the first layer only: a device would run the second unchecked */
+        ProtobufCBinaryData r1 = d->layers[1]->r, s1 = d->layers[1]->s;
+        d->layers[1]->r.len = d->layers[1]->s.len = 0;
+        expect_invalid_dev(d, "keys on one layer only", "integrity keys");
+        d->layers[1]->r = r1, d->layers[1]->s = s1;
+    }
+    {
+        uint64_t big[3] = {1, (uint64_t)1 << 60, 1};
+        ProtobufCBinaryData saved = d->layers[1]->w_l1;
+        d->layers[1]->w_l1.data = (uint8_t *)big;
+        expect_invalid_dev(d, "w_l1 at 2^60", "w_l1");
+        d->layers[1]->w_l1 = saved;
+    }
     MUTATE(d->layers[1]->geom->pad_l, 1, "FC");
     MUTATE(d->layers[1]->geom->in_c, (int64_t)1 << 23, "s has");
     MUTATE(d->layers[0]->r.len, d->layers[0]->r.len - 8, "r has");
     MUTATE(d->layers[0]->w_scale.len, 4, "w_scale");
     MUTATE(d->layers[0]->bias.len, 4, "bias");
-    MUTATE(d->layers[0]->s.len, 0, "s has");
+    MUTATE(d->layers[0]->s.len, 0, "integrity keys");
     MUTATE(d->layers[0]->ring_bits, 65, "ring_bits");
     MUTATE(d->layers[0]->ring_bits, 0, "ring_bits");
     MUTATE(d->layers[0]->frac_bits, -1, "frac_bits");

@@ -69,7 +69,8 @@ static void quantize_layer(te_layer *L, rng *r, int weight_bits, int frac_bits, 
     L->w_scale = malloc((size_t)g->out_c * sizeof *L->w_scale);
     L->r = malloc((size_t)out_len * sizeof *L->r);
     L->s = malloc((size_t)in_len * sizeof *L->s);
-    assert_true(L->w && L->w_scale && L->r && L->s);
+    L->w_l1 = malloc((size_t)g->out_c * sizeof *L->w_l1);
+    assert_true(L->w && L->w_scale && L->r && L->s && L->w_l1);
     for (int64_t o = 0; o < g->out_c; o++) {
         double mx = 0.0;
         for (int64_t k = 0; k < dot; k++)
@@ -82,6 +83,7 @@ static void quantize_layer(te_layer *L, rng *r, int weight_bits, int frac_bits, 
     for (int64_t i = 0; i < out_len; i++)
         L->r[i] = rng_next(r) % p;
     te_linear_transpose_fp(g, L->w, L->r, L->s);
+    te_linear_row_l1(g, L->w, L->w_l1);
     L->weight_bits = weight_bits;
     L->frac_bits = frac_bits;
     L->ring_bits = ring_bits;

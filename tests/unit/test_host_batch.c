@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,7 +153,11 @@ static void *device_thread(void *arg)
         Twinedge__LayerRequest q = TWINEDGE__LAYER_REQUEST__INIT;
         q.deployment_id = (char *)DEPLOY_ID;
         q.device_id = j->device;
-        q.counter = 1;
+        static const uint8_t session[TE_SESSION_BYTES] = {42};
+        q.session.data = (uint8_t *)session;
+        q.session.len = sizeof session;
+        static _Atomic uint64_t next_counter = 1; /* never one (session, counter, layer) twice */
+        q.counter = atomic_fetch_add(&next_counter, 1);
         q.layer = j->layer;
         q.ring_bits = j->l;
         q.batch = j->batch;

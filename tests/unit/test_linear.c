@@ -308,8 +308,15 @@ typedef struct layer_fix {
     te_layer L;
     int32_t w[4096];
     float scale[64], bias[64];
-    uint64_t r[4096], s[4096];
+    uint64_t r[4096], s[4096], l1[64];
 } layer_fix;
+
+/* w_l1 and s from the current weights (after a test changes them). */
+static void layer_keys(layer_fix *f)
+{
+    te_linear_row_l1(&f->L.geom, f->w, f->l1);
+    te_linear_transpose_fp(&f->L.geom, f->w, f->r, f->s);
+}
 
 static void make_layer(layer_fix *f, const te_linear_geom *g, int frac_bits, rng *r)
 {
@@ -323,6 +330,7 @@ static void make_layer(layer_fix *f, const te_linear_geom *g, int frac_bits, rng
     f->L.bias = f->bias;
     f->L.r = f->r;
     f->L.s = f->s;
+    f->L.w_l1 = f->l1;
     f->L.w = f->w;
     assert_true(w_len(g) <= 4096 && out_len(g) <= 4096 && in_len(g) <= 4096 && g->out_c <= 64);
     for (int64_t i = 0; i < w_len(g); i++)
@@ -333,7 +341,7 @@ static void make_layer(layer_fix *f, const te_linear_geom *g, int frac_bits, rng
     }
     for (int64_t i = 0; i < out_len(g); i++)
         f->r[i] = rnd(r) % TE_P61;
-    te_linear_transpose_fp(g, f->w, f->r, f->s);
+    layer_keys(f);
 }
 
 static void test_encode_decode_verify(void **state)
@@ -413,7 +421,7 @@ static void test_verify_catches_ring_overflow(void **state)
     make_layer(&f, &g, 0, &r);
     for (int i = 0; i < 64 * 8; i++)
         f.w[i] = 100;
-    te_linear_transpose_fp(&g, f.w, f.r, f.s);
+    layer_keys(&f);
     uint64_t x[64], y[8];
     for (int i = 0; i < 64; i++)
         x[i] = 100; /* true y = 640000 needs 21 bits: wraps in 16 */
@@ -422,6 +430,87 @@ static void test_verify_catches_ring_overflow(void **state)
     assert_int_equal(te_layer_verify(&f.L, 16, x, y, &err), TE_EINTEGRITY);
     te_linear_ref_ring(&g, f.w, 24, x, y);
     assert_int_equal(te_layer_verify(&f.L, 24, x, y, &err), TE_OK);
+    /* the device never lets it come to that: its plan widens the ring
+     * before sending, from the input alone */
+    float xf[64];
+    for (int i = 0; i < 64; i++)
+        xf[i] = 100.0f;
+    f.L.ring_bits = 16;
+    te_layer_plan plan;
+    assert_int_equal(te_layer_plan_input(&f.L, xf, &plan, &err), TE_OK);
+    assert_true(plan.widened && plan.l == 64 && plan.max_abs_x == 100 && plan.bound == 640000);
+    f.L.ring_bits = 24; /* 640000 < 2^23: the calibrated ring holds it */
+    assert_int_equal(te_layer_plan_input(&f.L, xf, &plan, &err), TE_OK);
+    assert_true(!plan.widened && plan.l == 24);
+    xf[3] = -8388.0f; /* 8388 * 64 * 100 = 53683200 >= 2^23: widen */
+    assert_int_equal(te_layer_plan_input(&f.L, xf, &plan, &err), TE_OK);
+    assert_true(plan.widened && plan.l == 64 && plan.max_abs_x == 8388);
+}
+
+/* The attack of the security review: at a 62-bit ring or wider, y + k*p
+ * still fits and r.(y + k*p) == r.y (mod p) for every r, so the dot product
+ * alone accepts it.  The bound refuses it. */
+static void test_bound_refuses_multiples_of_p(void **state)
+{
+    (void)state;
+    rng r = { 17 };
+    static layer_fix f;
+    te_linear_geom g = fc(1, 32, 8);
+    make_layer(&f, &g, 0, &r);
+    uint64_t x[32], y[8], y2[8];
+    for (int i = 0; i < 32; i++)
+        x[i] = te_ring_from_signed((int64_t)rnd_signed(&r, 10), 64);
+    te_linear_ref_ring(&g, f.w, 64, x, y);
+    te_err err;
+    assert_int_equal(te_layer_verify(&f.L, 64, x, y, &err), TE_OK);
+    for (int k = 0; k < 8; k++)
+        for (int sign = -1; sign <= 1; sign += 2) {
+            memcpy(y2, y, sizeof y);
+            y2[k] += (uint64_t)(int64_t)sign * TE_P61 * (uint64_t)(k % 3 + 1);
+            /* negative control: the congruence the old check relied on holds */
+            assert_true(te_fp_dot_ring(f.r, y2, 8, 64) == te_fp_dot_ring(f.r, y, 8, 64));
+            te_err_clear(&err);
+            assert_int_equal(te_layer_verify(&f.L, 64, x, y2, &err), TE_EINTEGRITY);
+            assert_non_null(strstr(err.msg, "integrity check failed at linear layer conv2"));
+        }
+    /* an honest result exactly at the bound passes: all weights and inputs at their extremes */
+    for (int i = 0; i < 32 * 8; i++)
+        f.w[i] = i % 2 ? 127 : -127;
+    layer_keys(&f);
+    for (int i = 0; i < 32; i++)
+        x[i] = te_ring_from_signed(i % 2 ? 1000 : -1000, 64);
+    te_linear_ref_ring(&g, f.w, 64, x, y);
+    assert_true(te_ring_to_signed(y[0], 64) == 32 * 127 * 1000);
+    assert_int_equal(te_layer_verify(&f.L, 64, x, y, &err), TE_OK);
+    y[0] += 1; /* one past it */
+    assert_int_equal(te_layer_verify(&f.L, 64, x, y, &err), TE_EINTEGRITY);
+}
+
+/* Inputs whose results could reach p/2 cannot be verified: refused before
+ * anything is sent, naming the layer; so are non-finite inputs. */
+static void test_plan_refuses_unverifiable_inputs(void **state)
+{
+    (void)state;
+    rng r = { 23 };
+    static layer_fix f;
+    te_linear_geom g = fc(1, 4, 2);
+    make_layer(&f, &g, 8, &r);
+    f.l1[0] = f.l1[1] = (uint64_t)1 << 40;
+    float x[4] = { 1.0f, 2.0f, -3.0f, 0.5f };
+    te_layer_plan plan;
+    te_err err;
+    assert_int_equal(te_layer_plan_input(&f.L, x, &plan, &err), TE_OK); /* 768 * 2^40 < 2^60 */
+    assert_true(plan.max_abs_x == 768 && plan.l == 64);
+    x[1] = 4096.0f; /* 2^20 * 2^40 = 2^60: not below p/2 */
+    te_err_clear(&err);
+    assert_int_equal(te_layer_plan_input(&f.L, x, &plan, &err), TE_EOVERFLOW);
+    assert_non_null(strstr(err.msg, "conv2"));
+    x[1] = NAN;
+    te_err_clear(&err);
+    assert_int_equal(te_layer_plan_input(&f.L, x, &plan, &err), TE_EOVERFLOW);
+    assert_non_null(strstr(err.msg, "not a finite number"));
+    x[1] = INFINITY;
+    assert_int_equal(te_layer_plan_input(&f.L, x, &plan, &err), TE_EOVERFLOW);
 }
 
 static void test_encode_overflow(void **state)
@@ -475,6 +564,14 @@ static void check_fused(layer_fix *f, unsigned l, const float *x, rng *r)
     assert_true(xe && mk && y && z && resp && share && want && got && dref && dgot && nb <= 8);
     te_err err;
     assert_int_equal(te_layer_encode(L, l, x, xe, &err), TE_OK);
+    uint64_t mx = 0;
+    for (size_t i = 0; i < ni; i++) {
+        int64_t v = te_ring_to_signed(xe[i], l);
+        mx = (uint64_t)llabs((long long)v) > mx ? (uint64_t)llabs((long long)v) : mx;
+    }
+    te_layer_plan plan;
+    if (te_layer_plan_input(L, x, &plan, &err) == TE_OK)
+        assert_true(plan.max_abs_x == mx);
     assert_int_equal(te_prf_ring(key, 99, 5, TE_PRF_MASK, l, mk, ni, &err), TE_OK);
     te_ring_vadd(mk, mk, xe, ni, l);
     te_pack(mk, ni, l, want);
@@ -495,7 +592,7 @@ static void check_fused(layer_fix *f, unsigned l, const float *x, rng *r)
     assert_int_equal(te_prf_ring(key, 99, 5, TE_PRF_OUT, l, z, no, &err), TE_OK);
     te_ring_vsub(resp, y, z, no, l);
     assert_int_equal(te_prf_stream_open(&ps, key, 99, 5, TE_PRF_OUT, &err), TE_OK);
-    assert_int_equal(te_layer_finish(L, l, resp, &ps, NULL, rhs, dgot, &err), TE_OK);
+    assert_int_equal(te_layer_finish(L, l, resp, &ps, NULL, rhs, mx, dgot, &err), TE_OK);
     te_prf_stream_close(&ps);
     assert_memory_equal(resp, y, no * 8);
     assert_memory_equal(dgot, dref, no * sizeof(float));
@@ -504,7 +601,7 @@ static void check_fused(layer_fix *f, unsigned l, const float *x, rng *r)
         share[i] = rnd(r) & te_ring_mask(l);
         resp[i] = te_ring_add(y[i], share[i], l);
     }
-    assert_int_equal(te_layer_finish(L, l, resp, NULL, share, rhs, dgot, &err), TE_OK);
+    assert_int_equal(te_layer_finish(L, l, resp, NULL, share, rhs, mx, dgot, &err), TE_OK);
     assert_memory_equal(dgot, dref, no * sizeof(float));
     /* any wrong element of any sample is caught, and nothing is returned */
     for (int rep = 0; rep < 4; rep++) {
@@ -512,7 +609,7 @@ static void check_fused(layer_fix *f, unsigned l, const float *x, rng *r)
         for (size_t i = 0; i < no; i++)
             resp[i] = te_ring_add(y[i], share[i], l);
         resp[bad] = te_ring_add(resp[bad], (uint64_t)1 << (rnd(r) % l), l);
-        assert_int_equal(te_layer_finish(L, l, resp, NULL, share, rhs, dgot, &err), TE_EINTEGRITY);
+        assert_int_equal(te_layer_finish(L, l, resp, NULL, share, rhs, mx, dgot, &err), TE_EINTEGRITY);
         assert_non_null(strstr(err.msg, "integrity check failed at linear layer conv2"));
         for (size_t i = 0; i < no; i++)
             assert_true(dgot[i] == 0.0f);
@@ -609,6 +706,8 @@ int main(void)
         cmocka_unit_test(test_transpose_identity),
         cmocka_unit_test(test_encode_decode_verify),
         cmocka_unit_test(test_verify_catches_ring_overflow),
+        cmocka_unit_test(test_bound_refuses_multiples_of_p),
+        cmocka_unit_test(test_plan_refuses_unverifiable_inputs),
         cmocka_unit_test(test_encode_overflow),
         cmocka_unit_test(test_fused_passes),
     };

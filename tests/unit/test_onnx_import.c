@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "compile.h"
+#include "keys.h"
 #include "onnx_import.h"
 #include "owner.h"
 #include "te_bundle.h"
@@ -290,6 +291,21 @@ static void test_build_calibrated(void **state)
             }
             assert_int_equal(mx, 32767); /* the largest weight of each row uses the full range */
         }
+        /* the deployment carries the bounds, and no integrity keys: those are
+         * drawn per device at provisioning */
+        assert_null(L->r);
+        assert_null(L->s);
+        assert_non_null(L->w_l1);
+        for (int64_t o = 0; o < L->geom.out_c; o++) {
+            uint64_t l1 = 0;
+            for (int64_t k = 0; k < per; k++)
+                l1 += (uint64_t)abs(L->w[o * per + k]);
+            assert_true(L->w_l1[o] == l1);
+        }
+    }
+    assert_int_equal(te_owner_make_keys(m, &err), TE_OK);
+    for (int i = 0; i < m->n_layers; i++) {
+        const te_layer *L = &m->layers[i];
         /* integrity keys: r.(W x) == s.x (mod p) for a random integer x */
         int64_t nin = te_geom_in_len(&L->geom), nout = te_geom_out_len(&L->geom);
         te_linear_geom g1 = L->geom;

@@ -359,6 +359,7 @@ static te_status lep_precompute(bench_link *b, const te_model *m, uint64_t t, te
 typedef struct plain_ctx {
     bench_link *link;
     const char *deployment_id;
+    char device_id[64];        /* the hosts serve a device in its own name only */
     uint64_t *bits;
     size_t bits_len;
     uint8_t *buf;
@@ -399,7 +400,7 @@ static te_status plain_linear(void *vctx, const te_model *m, int layer, const fl
     te_pack(pc->bits, n_in, 32, pc->buf);
     Twinedge__LayerRequest q = TWINEDGE__LAYER_REQUEST__INIT;
     q.deployment_id = (char *)pc->deployment_id;
-    q.device_id = "";
+    q.device_id = pc->device_id;
     q.layer = (uint32_t)layer;
     q.ring_bits = 32;
     q.batch = (uint64_t)batch;
@@ -482,6 +483,11 @@ static te_status session_open(session *s, const te_model *m, const char *device_
     }
     s->pc.link = &s->link;
     s->pc.deployment_id = m->deployment_id;
+    te_device_key key;
+    snprintf(tls, sizeof tls, "%s/device.key", device_dir);
+    if (st == TE_OK && (st = te_device_key_read(tls, &key, err)) == TE_OK)
+        memcpy(s->pc.device_id, key.device_id, sizeof s->pc.device_id);
+    memset(&key, 0, sizeof key);
     if (st != TE_OK)
         session_close(s);
     return st;

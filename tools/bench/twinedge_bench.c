@@ -407,7 +407,7 @@ static te_status null_linear(void *vctx, const te_model *m, int layer, const flo
 
 typedef struct dev_result {
     double device_cpu_s, plain_cpu_s, plain_wall_s, private_wall_s, nonlinear_cpu_s;
-    int retries;
+    int widened_layers;
 } dev_result;
 
 static int device_one(const opts *o, const char *name, dev_result *res)
@@ -516,7 +516,7 @@ static int device_one(const opts *o, const char *name, dev_result *res)
     res->device_cpu_s = median(tc, o->reps);
     twinedge_report rep;
     if (twinedge_last_report(dev, &rep) == TWINEDGE_OK)
-        res->retries = rep.retries;
+        res->widened_layers = rep.widened_layers;
     res->private_wall_s = median(tw, o->reps);
     rc = 0;
 fail:
@@ -541,7 +541,7 @@ static int cmd_device(const opts *o)
            "subtracted) vs plaintext float32 inference on one core (OpenBLAS, 1 thread); median of %d\n",
            cpu, o->reps);
     printf("%-10s %14s %14s %10s %16s %18s %8s\n", "model", "device cpu ms", "plain cpu ms", "ratio",
-           "private wall ms", "non-linear cpu ms", "retries");
+           "private wall ms", "non-linear cpu ms", "widened_layers");
     dev_result res[MAX_MODELS];
     memset(res, 0, sizeof res);
     for (int i = 0; i < o->n_models; i++) {
@@ -549,7 +549,7 @@ static int cmd_device(const opts *o)
             return 1;
         printf("%-10s %14.3f %14.3f %10.4f %16.3f %18.3f %8d\n", o->models[i], res[i].device_cpu_s * 1e3,
                res[i].plain_cpu_s * 1e3, res[i].device_cpu_s / res[i].plain_cpu_s, res[i].private_wall_s * 1e3,
-               res[i].nonlinear_cpu_s * 1e3, res[i].retries);
+               res[i].nonlinear_cpu_s * 1e3, res[i].widened_layers);
         fflush(stdout);
     }
     if (o->json) {
@@ -566,9 +566,9 @@ static int cmd_device(const opts *o)
             json_str(f, o->models[i]);
             fprintf(f,
                     ", \"device_cpu_s\": %.9f, \"plain_cpu_s\": %.9f, \"plain_wall_s\": %.9f, "
-                    "\"private_wall_s\": %.9f, \"nonlinear_cpu_s\": %.9f, \"retries\": %d, \"device_over_plain\": %.6f}%s\n",
+                    "\"private_wall_s\": %.9f, \"nonlinear_cpu_s\": %.9f, \"widened_layers\": %d, \"device_over_plain\": %.6f}%s\n",
                     res[i].device_cpu_s, res[i].plain_cpu_s, res[i].plain_wall_s, res[i].private_wall_s,
-                    res[i].nonlinear_cpu_s, res[i].retries,
+                    res[i].nonlinear_cpu_s, res[i].widened_layers,
                     res[i].device_cpu_s / res[i].plain_cpu_s, i + 1 < o->n_models ? "," : "");
         }
         fprintf(f, "  ]\n}\n");
