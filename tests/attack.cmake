@@ -10,18 +10,23 @@
 #                                        with the old behaviour: they must work
 #   *_slow                               200 trials per attack (LABELS slow)
 #
-# The negative controls run twinedge-infer built with the old behaviour.
-# Until those targets exist, today's twinedge-infer stands in; either set a
-# variable below (or -D it) or define the target, which is picked up here.
+# The negative controls run twinedge-infer built with the old behaviour:
+# the device's sources compiled again with one TE_NEGCTL_* switch each (see
+# core/te_linear.c and device-sdk/src/device.c).  Test builds only: these
+# executables are never installed, and no release build defines a switch.
 set(TE_ATTACK_NEGCTL_TARGETS bound retry session)
+set(TE_NEGCTL_DEFS_bound TE_NEGCTL_NO_BOUND)
+set(TE_NEGCTL_DEFS_retry TE_NEGCTL_NO_BOUND TE_NEGCTL_HOST_RETRY)
+set(TE_NEGCTL_DEFS_session TE_NEGCTL_FIXED_SESSION)
 foreach(kind ${TE_ATTACK_NEGCTL_TARGETS})
   string(TOUPPER ${kind} K)
+  add_executable(twinedge-infer-negctl-${kind} ${PROJECT_SOURCE_DIR}/tools/twinedge_infer.c
+                 ${PROJECT_SOURCE_DIR}/device-sdk/src/device.c ${PROJECT_SOURCE_DIR}/core/te_linear.c)
+  # the objects above take the place of the archives' device.o and te_linear.o
+  target_compile_definitions(twinedge-infer-negctl-${kind} PRIVATE ${TE_NEGCTL_DEFS_${kind}})
+  target_link_libraries(twinedge-infer-negctl-${kind} PRIVATE twinedge_device_net twinedge_core)
   if(NOT DEFINED TE_ATTACK_NEGCTL_${K})
-    if(TARGET twinedge-infer-negctl-${kind})
-      set(TE_ATTACK_NEGCTL_${K} twinedge-infer-negctl-${kind})
-    else()
-      set(TE_ATTACK_NEGCTL_${K} twinedge-infer) # stand-in until twinedge-infer-negctl-${kind} exists
-    endif()
+    set(TE_ATTACK_NEGCTL_${K} twinedge-infer-negctl-${kind})
   endif()
 endforeach()
 # TE_ATTACK_NEGCTL_BOUND:   no bound check               (attack_negctl_addp)
@@ -69,10 +74,23 @@ te_attack_test(attack_negctl_lattice 300 attack attack_integrity.sh lattice 2 ${
                --expect accepted --shared-r)
 
 te_attack_test(attack_masks 300 attack attack_masks.sh ${TE_ATTACK_INFER})
+# The masks' negative control needs the old hosts too: today's refuse a
+# (session, counter, layer) they have served (host/replay.h), so a repeated
+# mask would never reach the plugin's tap.
+add_executable(twinedge-host-negctl-noguard ${PROJECT_SOURCE_DIR}/host/daemon/main.c
+               ${PROJECT_SOURCE_DIR}/host/daemon/config.c ${PROJECT_SOURCE_DIR}/host/daemon/store.c
+               ${PROJECT_SOURCE_DIR}/host/daemon/service.c ${PROJECT_SOURCE_DIR}/host/host.c)
+target_compile_definitions(twinedge-host-negctl-noguard PRIVATE TE_NEGCTL_NO_REPLAY_GUARD)
+target_include_directories(twinedge-host-negctl-noguard PRIVATE ${PROJECT_SOURCE_DIR}/host/daemon)
+target_link_libraries(twinedge-host-negctl-noguard PRIVATE twinedge_host twinedge_net_transport
+                      twinedge_proto_service twinedge_proto_health)
 te_attack_test(attack_negctl_masks 300 attack attack_masks.sh $<TARGET_FILE:${TE_ATTACK_NEGCTL_SESSION}>
                --expect reuse)
+set_property(TEST attack_negctl_masks APPEND PROPERTY ENVIRONMENT
+             "TE_HOST=$<TARGET_FILE:twinedge-host-negctl-noguard>")
 te_attack_test(attack_keys 120 attack attack_keys.sh)
 
 # Everything the drivers run (building te-attack-bundle builds it all).
 add_dependencies(te-attack-bundle twinedge-plugin-evil twinedge-plugin-cpu twinedge-host twinedge-owner twinedge-infer
-                 ${TE_ATTACK_NEGCTL_BOUND} ${TE_ATTACK_NEGCTL_RETRY} ${TE_ATTACK_NEGCTL_SESSION})
+                 ${TE_ATTACK_NEGCTL_BOUND} ${TE_ATTACK_NEGCTL_RETRY} ${TE_ATTACK_NEGCTL_SESSION}
+                 twinedge-host-negctl-noguard)
