@@ -10,11 +10,22 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "te_bundle.h"
 
@@ -553,11 +564,33 @@ void te_net_server_stop(te_net_server *s, int grace_ms)
 
 /* ---- client ---- */
 
+/* gRPC takes the minimum reconnect backoff as the least time a connection
+ * attempt (TCP + TLS handshake) may take, 20 s by default.  A busy host can
+ * take longer, and an attempt cut short fails every call waiting on it, so
+ * the attempt may take this long and each call's own deadline is the limit. */
+#define TE_NET_CONNECT_TIMEOUT_MS 300000
+/* A refused connection is retried after 100 ms, growing to at most 1 s: a
+ * restarted host is reachable again within a second. */
+#define TE_NET_INITIAL_BACKOFF_MS 100
+#define TE_NET_MAX_BACKOFF_MS 1000
+/* A host that refuses connections (nothing listening) or whose name does
+ * not resolve is given this long to come up, within the deadline: enough
+ * for a restart, short enough that a wrong address is told promptly.  A
+ * host that accepts the connection gets the whole deadline. */
+#define TE_NET_UNREACHABLE_MS 3000
+/* The longest a TLS probe (tls_probe_refused) may take, within the deadline. */
+#define TE_NET_PROBE_MS 3000
+/* Never served: the fail-fast call that reads a connection failure. */
+#define TE_NET_PROBE_METHOD "/twinedge.Net/ConnectProbe"
+
 struct te_net_channel {
     grpc_channel *channel;
     char target[1024];
-    uint32_t md_flags;       /* replicas: wait for one to be ready (within the deadline) */
+    char server_name[256];
+    te_net_creds creds;      /* our certificate and key (copies), for tls_probe_refused */
 };
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
 te_status te_net_channel_new(const te_net_channel_config *cfg, te_net_channel **out, te_err *err)
 {
@@ -570,11 +603,20 @@ te_status te_net_channel_new(const te_net_channel_config *cfg, te_net_channel **
     if (!ch)
         return te_errf(err, TE_ENOMEM, "out of memory");
     snprintf(ch->target, sizeof ch->target, "%s", cfg->target);
+    snprintf(ch->server_name, sizeof ch->server_name, "%s", cfg->server_name ? cfg->server_name : "");
+    ch->creds.cert_pem = dup_or_null(cfg->creds->cert_pem);
+    ch->creds.key_pem = dup_or_null(cfg->creds->key_pem);
+    if (!ch->creds.cert_pem != !cfg->creds->cert_pem || !ch->creds.key_pem != !cfg->creds->key_pem) {
+        te_net_creds_free(&ch->creds);
+        free(ch);
+        return te_errf(err, TE_ENOMEM, "out of memory");
+    }
     grpc_init();
     grpc_ssl_pem_key_cert_pair pair = {cfg->creds->key_pem, cfg->creds->cert_pem};
     grpc_channel_credentials *cc =
         grpc_ssl_credentials_create(cfg->creds->ca_pem, cfg->creds->cert_pem ? &pair : NULL, NULL, NULL);
     if (!cc) {
+        te_net_creds_free(&ch->creds);
         free(ch);
         grpc_shutdown();
         return te_errf(err, TE_EAUTH, "TLS credentials for %s were refused", cfg->target);
@@ -589,26 +631,21 @@ te_status te_net_channel_new(const te_net_channel_config *cfg, te_net_channel **
     args[n].type = GRPC_ARG_INTEGER;
     args[n].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
     args[n++].value.integer = (int)maxmsg;
-    /* A restarted host should be reachable again within a second. */
     args[n].type = GRPC_ARG_INTEGER;
     args[n].key = (char *)GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
-    args[n++].value.integer = 100;
+    args[n++].value.integer = TE_NET_INITIAL_BACKOFF_MS;
     args[n].type = GRPC_ARG_INTEGER;
     args[n].key = (char *)GRPC_ARG_MIN_RECONNECT_BACKOFF_MS;
-    args[n++].value.integer = 100;
+    args[n++].value.integer = TE_NET_CONNECT_TIMEOUT_MS;
     args[n].type = GRPC_ARG_INTEGER;
     args[n].key = (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
-    args[n++].value.integer = 1000;
+    args[n++].value.integer = TE_NET_MAX_BACKOFF_MS;
     args[n].type = GRPC_ARG_INTEGER;
     args[n].key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL;
     args[n++].value.integer = 1;
     /* Several replicas ("ipv4:h:p,h:p" or a DNS name with several
      * addresses): spread the calls over all of them, not just the first. */
-    /* Calls wait (within their deadline) for a replica to be connected:
-     * round robin fails a call at once while every replica is still in its
-     * first connection attempt, as happens when many clients start. */
     if (strchr(cfg->target, ',') || strncmp(cfg->target, "dns:", 4) == 0) {
-        ch->md_flags = GRPC_INITIAL_METADATA_WAIT_FOR_READY;
         args[n].type = GRPC_ARG_STRING;
         args[n].key = (char *)GRPC_ARG_LB_POLICY_NAME;
         args[n++].value.string = (char *)"round_robin";
@@ -622,6 +659,7 @@ te_status te_net_channel_new(const te_net_channel_config *cfg, te_net_channel **
     ch->channel = grpc_channel_create(cfg->target, cc, &ca);
     grpc_channel_credentials_release(cc);
     if (!ch->channel) {
+        te_net_creds_free(&ch->creds);
         free(ch);
         grpc_shutdown();
         return te_errf(err, TE_ETRANSPORT, "cannot create a channel to %s", cfg->target);
@@ -635,11 +673,341 @@ void te_net_channel_free(te_net_channel *ch)
     if (!ch)
         return;
     grpc_channel_destroy(ch->channel);
+    te_net_creds_free(&ch->creds);
     free(ch);
     grpc_shutdown();
 }
 
 const char *te_net_channel_target(const te_net_channel *ch) { return ch->target; }
+
+/* ---- why a connection failed: unreachable, timed out, credentials refused ---- */
+
+static int has_word(const char *s, const char *w)
+{
+    size_t n = strlen(w);
+    for (; *s; s++)
+        if (strncasecmp(s, w, n) == 0)
+            return 1;
+    return 0;
+}
+
+/* gRPC's words for a certificate that failed a check: ours (a TLS 1.2 peer's
+ * alert) or the host's ("certificate verify failed", "Peer name ... is not in
+ * peer certificate"). */
+static int creds_words(const char *det)
+{
+    return has_word(det, "certificate") || has_word(det, "peer name") || has_word(det, "unknown ca") ||
+           has_word(det, "access denied");
+}
+
+/* The connection ended during set-up with no reason given. */
+static int closed_words(const char *det)
+{
+    return has_word(det, "socket closed") || has_word(det, "connection reset") || has_word(det, "broken pipe") ||
+           has_word(det, "handshake read failed") || has_word(det, "handshake write failed");
+}
+
+/* Nothing there: no listener, no route, no such name. */
+static int absent_words(const char *det)
+{
+    return has_word(det, "connection refused") || has_word(det, "DNS resolution failed") ||
+           has_word(det, "no route to host") || has_word(det, "network is unreachable");
+}
+
+/* A connection attempt that ran out of time (gRPC's own limit on it). */
+static int timeout_words(const char *det)
+{
+    return has_word(det, "timed out") || has_word(det, "handshaker shutdown");
+}
+
+static int ms_left(gpr_timespec deadline)
+{
+    int64_t ms = gpr_time_to_millis(gpr_time_sub(deadline, gpr_now(GPR_CLOCK_MONOTONIC)));
+    return ms < 0 ? 0 : ms > INT32_MAX ? INT32_MAX : (int)ms;
+}
+
+/* The address a connection failure names ("ipv4:H:P: ..." or
+ * "ipv6:[H]:P: ..."); 1 if found. */
+static int failed_address(const char *det, char *host, size_t cap, char *port, size_t pcap)
+{
+    const char *p = strstr(det, "ipv4:"), *h, *he;
+    int v6 = 0;
+    if (!p) {
+        p = strstr(det, "ipv6:[");
+        v6 = 1;
+    }
+    if (!p)
+        return 0;
+    if (v6) {
+        h = p + 6;
+        he = strchr(h, ']');
+        if (!he || he[1] != ':')
+            return 0;
+    } else {
+        h = p + 5;
+        he = strchr(h, ':');
+        if (!he)
+            return 0;
+    }
+    const char *ps = v6 ? he + 2 : he + 1, *pe = ps;
+    while (*pe >= '0' && *pe <= '9')
+        pe++;
+    if ((size_t)(he - h) >= cap || pe == ps || (size_t)(pe - ps) >= pcap)
+        return 0;
+    memcpy(host, h, (size_t)(he - h));
+    host[he - h] = '\0';
+    memcpy(port, ps, (size_t)(pe - ps));
+    port[pe - ps] = '\0';
+    return 1;
+}
+
+static int wait_fd(int fd, int events, gpr_timespec deadline)
+{
+    struct pollfd p = {fd, (short)events, 0};
+    int r;
+    do {
+        r = poll(&p, 1, ms_left(deadline));
+    } while (r < 0 && errno == EINTR);
+    return r > 0;
+}
+
+static int tcp_connect(const char *host, const char *port, gpr_timespec deadline)
+{
+    struct addrinfo hints, *ai = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    if (getaddrinfo(host, port, &hints, &ai) != 0 || !ai)
+        return -1;
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int ok = fd >= 0 && (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno == EINPROGRESS);
+    freeaddrinfo(ai);
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    if (ok && (!wait_fd(fd, POLLOUT, deadline) || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr))
+        ok = 0;
+    if (!ok && fd >= 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+static int is_cert_alert(int alert)
+{
+    switch (alert) {
+    case SSL_AD_BAD_CERTIFICATE:
+    case SSL_AD_UNSUPPORTED_CERTIFICATE:
+    case SSL_AD_CERTIFICATE_REVOKED:
+    case SSL_AD_CERTIFICATE_EXPIRED:
+    case SSL_AD_CERTIFICATE_UNKNOWN:
+    case SSL_AD_UNKNOWN_CA:
+    case SSL_AD_ACCESS_DENIED:
+    case SSL_AD_CERTIFICATE_REQUIRED:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Did the host at host:port refuse our certificate?  With TLS 1.3 the
+ * client's handshake is over before the server checks the client's
+ * certificate, and gRPC's server then just closes the connection, so gRPC
+ * reports "Socket closed", as it does for a host that closes connections for
+ * any other reason.  In a TLS 1.2 handshake of our own the server checks our
+ * certificate before it sends its Finished: a close (or a certificate alert)
+ * right after we sent ours is a refusal.  Nothing but the handshake is sent.
+ * 1: refused, with what happened in why. */
+static int tls_probe_refused(const te_net_channel *ch, const char *host, const char *port, gpr_timespec deadline,
+                             char *why, size_t cap)
+{
+    gpr_timespec cap_t =
+        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(TE_NET_PROBE_MS, GPR_TIMESPAN));
+    if (gpr_time_cmp(cap_t, deadline) < 0)
+        deadline = cap_t;
+    int refused = 0;
+    why[0] = '\0';
+    int fd = tcp_connect(host, port, deadline);
+    if (fd < 0)
+        return 0;
+    /* OpenSSL writes with write(): a host that has closed the connection
+     * would raise SIGPIPE; it stays pending on this thread and is taken. */
+    sigset_t pipe_set, old_set, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
+    sigpending(&pending);
+    int was_pending = sigismember(&pending, SIGPIPE);
+    ERR_clear_error();
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = NULL;
+    int ok = ctx && SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) &&
+             SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION) &&
+             SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x02h2", 3) == 0;
+    if (ok && ch->creds.cert_pem && ch->creds.key_pem) {
+        BIO *b = BIO_new_mem_buf(ch->creds.cert_pem, -1);
+        X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+        BIO_free(b);
+        b = BIO_new_mem_buf(ch->creds.key_pem, -1);
+        EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+        BIO_free(b);
+        ok = x && k && SSL_CTX_use_certificate(ctx, x) == 1 && SSL_CTX_use_PrivateKey(ctx, k) == 1;
+        X509_free(x);
+        EVP_PKEY_free(k);
+    }
+    if (ok) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL); /* gRPC checks the host's certificate */
+        ssl = SSL_new(ctx);
+        ok = ssl && SSL_set_fd(ssl, fd) == 1;
+        if (ok && ch->server_name[0])
+            SSL_set_tlsext_host_name(ssl, ch->server_name);
+    }
+    while (ok) {
+        int r = SSL_connect(ssl);
+        if (r == 1) {
+            snprintf(why, cap, "the host completed a TLS handshake with our certificate");
+            break;
+        }
+        int e = SSL_get_error(ssl, r);
+        if ((e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) &&
+            wait_fd(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline))
+            continue;
+        unsigned long ec = ERR_peek_last_error();
+        int reason = ERR_GET_REASON(ec);
+        if (reason > SSL_AD_REASON_OFFSET && is_cert_alert(reason - SSL_AD_REASON_OFFSET)) {
+            refused = 1;
+            snprintf(why, cap, "its TLS alert: %s", SSL_alert_desc_string_long(reason - SSL_AD_REASON_OFFSET));
+        } else if (SSL_get_state(ssl) == TLS_ST_CW_FINISHED && e != SSL_ERROR_WANT_READ) {
+            refused = 1;
+            snprintf(why, cap, "it closed the connection after our part of the TLS handshake");
+        }
+        break;
+    }
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    close(fd);
+    sigpending(&pending);
+    if (!was_pending && sigismember(&pending, SIGPIPE)) {
+        const struct timespec zero = {0, 0};
+        sigtimedwait(&pipe_set, NULL, &zero);
+    }
+    pthread_sigmask(SIG_SETMASK, &old_set, NULL);
+    return refused;
+}
+
+/* gRPC's "failed to connect to all addresses; last error: UNKNOWN: X": X. */
+static const char *last_error(const char *det)
+{
+    const char *p = strstr(det, "last error: ");
+    p = p ? p + strlen("last error: ") : det;
+    const char *q = p;
+    while ((*q >= 'A' && *q <= 'Z') || *q == '_')
+        q++;
+    return q > p && q[0] == ':' && q[1] == ' ' ? q + 2 : p;
+}
+
+/* Credentials refused: which side refused, from gRPC's words. */
+static te_status creds_refused(const te_net_channel *ch, const char *det, te_err *err)
+{
+    if (has_word(det, "alert"))
+        return te_errf(err, TE_EAUTH, "%s: TLS credentials refused: the host did not accept our certificate (%s)",
+                       ch->target, last_error(det));
+    return te_errf(err, TE_EAUTH, "%s: TLS credentials refused: the host's certificate failed our check (%s)",
+                   ch->target, last_error(det));
+}
+
+/* Why the channel's last connection attempt failed.  While the channel is
+ * in TRANSIENT_FAILURE gRPC fails a call that does not wait for ready at
+ * once, with that attempt's error.  TE_OK: the call went through after all
+ * (connected); TE_EAUTH: credentials refused (err set); TE_ETRANSPORT: the
+ * error, in det. */
+static te_status connect_error(te_net_channel *ch, grpc_completion_queue *cq, gpr_timespec deadline, char *det,
+                               size_t cap, te_err *err)
+{
+    grpc_slice m = grpc_slice_from_static_string(TE_NET_PROBE_METHOD);
+    grpc_call *call = grpc_channel_create_call(ch->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq, m, NULL, deadline, NULL);
+    if (!call)
+        return TE_ETRANSPORT;
+    grpc_metadata_array trailing;
+    grpc_metadata_array_init(&trailing);
+    grpc_status_code status = GRPC_STATUS_UNKNOWN;
+    grpc_slice details = grpc_empty_slice();
+    grpc_op ops[3];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[2].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[2].data.recv_status_on_client.trailing_metadata = &trailing;
+    ops[2].data.recv_status_on_client.status = &status;
+    ops[2].data.recv_status_on_client.status_details = &details;
+    int ok = grpc_call_start_batch(call, ops, 3, call, NULL) == GRPC_CALL_OK &&
+             grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type == GRPC_OP_COMPLETE;
+    char *d = grpc_slice_to_c_string(details);
+    grpc_slice_unref(details);
+    grpc_metadata_array_destroy(&trailing);
+    grpc_call_unref(call);
+    te_status st = TE_ETRANSPORT;
+    if (ok && status != GRPC_STATUS_UNAVAILABLE && status != GRPC_STATUS_DEADLINE_EXCEEDED) {
+        st = TE_OK; /* a host answered (the method is unknown to it) */
+    } else if (ok && status == GRPC_STATUS_UNAVAILABLE && d && *d) {
+        char host[256], port[16], why[160];
+        if (creds_words(d))
+            st = creds_refused(ch, d, err);
+        else if (closed_words(d) && failed_address(d, host, sizeof host, port, sizeof port) &&
+                 tls_probe_refused(ch, host, port, deadline, why, sizeof why))
+            st = te_errf(err, TE_EAUTH, "%s: TLS credentials refused: the host did not accept %s (%s; %s)", ch->target,
+                         ch->creds.cert_pem ? "our certificate" : "us without a client certificate", why,
+                         last_error(d));
+        else
+            snprintf(det, cap, "%s", last_error(d));
+    }
+    gpr_free(d);
+    return st;
+}
+
+/* Wait, within the deadline, until the channel is connected: gRPC retries
+ * failed attempts (backoff) meanwhile.  Refused credentials fail at once:
+ * trying again cannot help. */
+static te_status wait_ready(te_net_channel *ch, grpc_completion_queue *cq, gpr_timespec deadline, int timeout_ms,
+                            const char *method, te_err *err)
+{
+    char last[TE_ERR_MSG_MAX] = "";
+    gpr_timespec until = deadline; /* the deadline, or the grace of an absent host */
+    int absent = 0;
+    grpc_connectivity_state st = grpc_channel_check_connectivity_state(ch->channel, 1);
+    while (st != GRPC_CHANNEL_READY && st != GRPC_CHANNEL_SHUTDOWN) {
+        if (st == GRPC_CHANNEL_TRANSIENT_FAILURE) {
+            te_status cs = connect_error(ch, cq, deadline, last, sizeof last, err);
+            if (cs != TE_ETRANSPORT)
+                return cs;
+            if (!absent && absent_words(last)) {
+                absent = 1;
+                gpr_timespec g = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                              gpr_time_from_millis(TE_NET_UNREACHABLE_MS, GPR_TIMESPAN));
+                if (gpr_time_cmp(g, until) < 0)
+                    until = g;
+            }
+        }
+        grpc_channel_watch_connectivity_state(ch->channel, st, until, cq, ch);
+        grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type != GRPC_OP_COMPLETE || !ev.success)
+            break; /* the deadline (or the grace) */
+        st = grpc_channel_check_connectivity_state(ch->channel, 1);
+    }
+    if (st == GRPC_CHANNEL_READY)
+        return TE_OK;
+    if (last[0] && timeout_words(last))
+        return te_errf(err, TE_ETRANSPORT, "%s: %s timed out after %d ms: no connection (%s)", ch->target, method,
+                       timeout_ms, last);
+    if (last[0])
+        return te_errf(err, TE_ETRANSPORT, "%s unreachable: %s", ch->target, last);
+    if (st == GRPC_CHANNEL_SHUTDOWN)
+        return te_errf(err, TE_ETRANSPORT, "%s unreachable: the channel is shut down", ch->target);
+    return te_errf(err, TE_ETRANSPORT,
+                   "%s: %s timed out after %d ms: no connection (the host did not complete the TCP and TLS set-up)",
+                   ch->target, method, timeout_ms);
+}
 
 struct te_net_stream {
     te_net_channel *ch;
@@ -654,6 +1022,10 @@ struct te_net_stream {
     int timeout_ms;
     char method[128];
 };
+
+/* Calls wait (within their deadline) for the channel to be connected, and
+ * for a reconnect when the connection drops before the call is sent. */
+#define TE_NET_MD_FLAGS GRPC_INITIAL_METADATA_WAIT_FOR_READY
 
 static int cli_batch(te_net_stream *s, const grpc_op *ops, size_t n)
 {
@@ -675,16 +1047,14 @@ static te_status map_status(te_net_stream *s, te_err *err)
         st = TE_OK;
         break;
     case GRPC_STATUS_DEADLINE_EXCEEDED:
-        st = te_errf(err, TE_ETRANSPORT, "%s: %s timed out after %d ms", t, m, s->timeout_ms);
+        st = te_errf(err, TE_ETRANSPORT, "%s: %s timed out after %d ms%s", t, m, s->timeout_ms,
+                     grpc_channel_check_connectivity_state(s->ch->channel, 0) == GRPC_CHANNEL_READY
+                         ? ""
+                         : " (the connection was lost and not set up again)");
         break;
     case GRPC_STATUS_UNAVAILABLE:
-        /* With TLS 1.3 the client's handshake is over before the server
-         * checks the client certificate: a refused certificate shows as a
-         * connection attempt that the server closed. */
-        if (strstr(det, "andshake") || strstr(det, "SSL") || strstr(det, "ssl") || strstr(det, "certificate") ||
-            strstr(det, "TLS") || strstr(det, "ALERT") ||
-            (strstr(det, "failed to connect") && strstr(det, "Socket closed")))
-            st = te_errf(err, TE_EAUTH, "%s: TLS credentials refused (%s)", t, det);
+        if (creds_words(det))
+            st = creds_refused(s->ch, det, err);
         else
             st = te_errf(err, TE_ETRANSPORT, "%s unreachable: %s", t, det);
         break;
@@ -738,9 +1108,14 @@ te_status te_net_stream_open(te_net_channel *ch, const char *method, int timeout
     grpc_metadata_array_init(&s->trailing_md);
     s->details = grpc_empty_slice();
     s->cq = grpc_completion_queue_create_for_next(NULL);
+    gpr_timespec deadline = deadline_ms(s->timeout_ms);
+    te_status st = wait_ready(ch, s->cq, deadline, s->timeout_ms, method, err);
+    if (st != TE_OK) {
+        te_net_stream_free(s);
+        return st;
+    }
     grpc_slice ms = grpc_slice_from_copied_string(method);
-    s->call = grpc_channel_create_call(ch->channel, NULL, GRPC_PROPAGATE_DEFAULTS, s->cq, ms, NULL,
-                                       deadline_ms(s->timeout_ms), NULL);
+    s->call = grpc_channel_create_call(ch->channel, NULL, GRPC_PROPAGATE_DEFAULTS, s->cq, ms, NULL, deadline, NULL);
     grpc_slice_unref(ms);
     if (!s->call) {
         te_net_stream_free(s);
@@ -760,7 +1135,7 @@ static te_status stream_step(te_net_stream *s, const uint8_t *req, size_t req_le
     size_t n = 0;
     grpc_byte_buffer *out = req ? bb_from(req, req_len) : NULL, *in = NULL;
     if (!s->started) {
-        ops[n].flags = s->ch->md_flags;
+        ops[n].flags = TE_NET_MD_FLAGS;
         ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
     }
     if (out) {
@@ -819,7 +1194,7 @@ te_status te_net_stream_close(te_net_stream *s, te_err *err)
         memset(ops, 0, sizeof ops);
         size_t n = 0;
         if (!s->started) {
-            ops[n].flags = s->ch->md_flags;
+            ops[n].flags = TE_NET_MD_FLAGS;
             ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
         }
         ops[n++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;

@@ -10,12 +10,23 @@
  *
  * Client: a channel (thread-safe, one HTTP/2 connection reused by every
  * call) and blocking calls with a deadline, each on its own completion
- * queue, so any number of threads may call at once.
+ * queue, so any number of threads may call at once.  A call waits, within
+ * its deadline, for the channel to connect (a busy host slow to finish the
+ * TLS handshake, a host not up yet, a connection to set up again); only
+ * refused credentials fail at once.
  *
  * Messages are opaque bytes (serialized protobuf).  Errors come back as
- * te_status: TE_ETRANSPORT (unreachable, timed out, broken), TE_EAUTH (TLS
- * handshake refused, or the server said UNAUTHENTICATED/PERMISSION_DENIED),
- * TE_EINVAL (INVALID_ARGUMENT, message too large), TE_ESERVER otherwise. */
+ * te_status, each message naming the host and what happened:
+ *   TE_ETRANSPORT  "HOST unreachable: ..." (nothing listening, connection
+ *                  refused or closed, DNS), "HOST: METHOD timed out after N
+ *                  ms" (the deadline passed, connected or not), a broken or
+ *                  cancelled call;
+ *   TE_EAUTH       "HOST: TLS credentials refused: ..." (the host did not
+ *                  accept our certificate, or its certificate failed our
+ *                  check), or the server said UNAUTHENTICATED /
+ *                  PERMISSION_DENIED;
+ *   TE_EINVAL      INVALID_ARGUMENT, message too large;
+ *   TE_ESERVER     otherwise. */
 #ifndef TE_NET_H
 #define TE_NET_H
 

@@ -4,7 +4,8 @@ te_add_unit_test(test_net_wrapper SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/integratio
 
 # Two twinedge-host processes over loopback mTLS (needs the testdata fixture).
 te_add_unit_test(test_net_hosts SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_net_hosts.c
-                 LIBS te_harness twinedge_device_net twinedge_owner_deploy twinedge_pki TIMEOUT 300)
+                 LIBS te_harness twinedge_device_net twinedge_owner_deploy twinedge_pki twinedge_proto_service
+                 TIMEOUT 300)
 target_compile_definitions(test_net_hosts PRIVATE TE_HOST_BIN="$<TARGET_FILE:twinedge-host>"
                            TE_INFER_BIN="$<TARGET_FILE:twinedge-infer>")
 add_dependencies(test_net_hosts twinedge-host twinedge-infer twinedge-plugin-cpu)

@@ -270,6 +270,11 @@ static void register_fn(void *ctx, const char *peer, const te_net_msg *msgs, siz
 static void stats_fn(void *ctx, const char *peer, const te_net_msg *msgs, size_t n, te_net_reply *r)
 {
     hostd_service *svc = ctx;
+    /* The figures tell when and how much each device asks: the owner's only. */
+    if (strcmp(peer, TE_CN_OWNER) != 0) {
+        deny(r, TE_NET_PERMISSION_DENIED, "only the owner may read the figures; '%s' may not", peer);
+        return;
+    }
     Twinedge__StatsReply rep = TWINEDGE__STATS_REPLY__INIT;
     pthread_mutex_lock(&svc->lock);
     rep.role = svc->role == TE_ROLE_A ? "A" : "B";

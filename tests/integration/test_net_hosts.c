@@ -1,9 +1,13 @@
 /* Two real twinedge-host processes on loopback with mutual TLS: deploy,
  * register, infer in both modes (bit-identical to the in-process run),
- * refused credentials, unknown devices, non-owner deploys, malformed
- * requests beside a good device, a host killed mid-inference and restarted
- * from its store, and a clean SIGTERM shutdown. */
+ * refused credentials, unknown devices, non-owner deploys and Stats,
+ * malformed requests beside a good device, 32 devices at once, unreachable
+ * hosts, timeouts and refused credentials told apart (twinedge-infer), a
+ * host killed mid-inference and restarted from its store, and a clean
+ * SIGTERM shutdown. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -13,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -24,6 +29,7 @@
 #include "owner.h"
 #include "pki.h"
 #include "runlib.h"
+#include "service.pb-c.h"
 #include "te_bundle.h"
 #include "te_net.h"
 #include "te_net_transport.h"
@@ -320,12 +326,235 @@ static void test_refused_credentials(void **state)
     twinedge_net *net = NULL;
     char tls[400];
     tls_of(w->device, tls, sizeof tls);
-    assert_int_equal(twinedge_connect(dev, "127.0.0.1:1", w->addr_b, tls, TIMEOUT_MS, &net), TWINEDGE_OK);
+    assert_int_equal(twinedge_connect(dev, "127.0.0.1:1", w->addr_b, tls, 1000, &net), TWINEDGE_OK);
     assert_int_equal(twinedge_infer(dev, TWINEDGE_MEDIATED, w->input, w->n_in, y, w->n_out), TWINEDGE_ETRANSPORT);
     assert_non_null(strstr(twinedge_errmsg(dev), "127.0.0.1:1"));
+    assert_non_null(strstr(twinedge_errmsg(dev), "unreachable"));
     twinedge_close(dev);
     twinedge_disconnect(net);
     free(y);
+}
+
+/* Stats is the owner's: a device and EdgeA are refused. */
+static void test_stats_owner_only(void **state)
+{
+    world *w = *state;
+    te_err err;
+    char tls[400], ha[400], od[400];
+    tls_of(w->device, tls, sizeof tls);
+    snprintf(ha, sizeof ha, "%s/hosts/a", w->deploy);
+    snprintf(od, sizeof od, "%s/owner", w->deploy);
+    const char *who[3] = {tls, ha, od};
+    const char *addrs[2] = {w->addr_a, w->addr_b}, *names[2] = {TE_CN_EDGE_A, TE_CN_EDGE_B};
+    for (int i = 0; i < 3; i++) {
+        te_net_creds c;
+        must(te_net_creds_load(who[i], &c, &err), &err, "creds");
+        for (int h = 0; h < 2; h++) {
+            te_net_channel_config cc = {addrs[h], &c, names[h], 0};
+            te_net_channel *ch = NULL;
+            must(te_net_channel_new(&cc, &ch, &err), &err, "channel");
+            uint8_t *resp = NULL;
+            size_t len = 0;
+            te_status st = te_net_unary(ch, TE_SVC_STATS, (const uint8_t *)"", 0, &resp, &len, TIMEOUT_MS, &err);
+            if (i < 2) {
+                if (st != TE_EAUTH)
+                    fail_msg("Stats for %s on Edge%c: got %d: %s", who[i], h ? 'B' : 'A', st, err.msg);
+                assert_non_null(strstr(err.msg, "only the owner"));
+                assert_null(resp);
+            } else {
+                must(st, &err, "owner's Stats");
+                Twinedge__StatsReply *r = twinedge__stats_reply__unpack(NULL, len, resp);
+                assert_non_null(r);
+                assert_string_equal(r->role, h ? "B" : "A");
+                twinedge__stats_reply__free_unpacked(r, NULL);
+            }
+            free(resp);
+            te_net_channel_free(ch);
+        }
+        te_net_creds_free(&c);
+    }
+}
+
+#define N_CONCURRENT 32
+
+typedef struct one_device {
+    world *w;
+    char dir[300];
+    twinedge_mode mode;
+    int rc;
+    int identical;
+    char msg[600];
+} one_device;
+
+static void *concurrent_device(void *arg)
+{
+    one_device *d = arg;
+    char tls[400];
+    tls_of(d->dir, tls, sizeof tls);
+    float *y = calloc(d->w->n_out, sizeof *y);
+    twinedge_device *dev = NULL;
+    twinedge_net *net = NULL;
+    d->rc = twinedge_open(d->dir, &dev);
+    if (d->rc != TWINEDGE_OK) {
+        snprintf(d->msg, sizeof d->msg, "%s", twinedge_errmsg(dev));
+    } else if ((d->rc = twinedge_connect(dev, d->w->addr_a, d->w->addr_b, tls, 60000, &net)) != TWINEDGE_OK) {
+        snprintf(d->msg, sizeof d->msg, "%s", twinedge_net_errmsg(net));
+    } else {
+        d->rc = twinedge_infer(dev, d->mode, d->w->input, d->w->n_in, y, d->w->n_out);
+        snprintf(d->msg, sizeof d->msg, "%s", twinedge_errmsg(dev));
+        d->identical = d->rc == TWINEDGE_OK && memcmp(y, d->w->expect, d->w->n_out * sizeof *y) == 0;
+    }
+    twinedge_close(dev);
+    twinedge_disconnect(net);
+    free(y);
+    return NULL;
+}
+
+/* 32 devices, each with its own connections, start at once against the
+ * host pair (EdgeA serves 4 calls at a time): every one waits for its
+ * connections and its turn within its deadline and gets the exact result. */
+static void test_concurrent_devices(void **state)
+{
+    world *w = *state;
+    te_err err;
+    char od[400];
+    snprintf(od, sizeof od, "%s/owner", w->deploy);
+    one_device *devs = calloc(N_CONCURRENT, sizeof *devs);
+    for (int i = 0; i < N_CONCURRENT; i++) {
+        char name[32], key[400];
+        snprintf(name, sizeof name, "c%02d", i);
+        snprintf(devs[i].dir, sizeof devs[i].dir, "%s/concurrent-%02d", w->dir, i);
+        must(te_owner_provision(w->deploy, name, devs[i].dir, &err), &err, "provision");
+        must(te_pki_device(w->deploy, name, devs[i].dir, &err), &err, "device pki");
+        snprintf(key, sizeof key, "%s/device.key", devs[i].dir);
+        must(te_owner_register_device(od, w->addr_b, key, TIMEOUT_MS, &err), &err, "register");
+        devs[i].w = w;
+        devs[i].mode = i % 2 ? TWINEDGE_MEDIATED : TWINEDGE_RELAY;
+    }
+    pthread_t th[N_CONCURRENT];
+    double t0 = now_s();
+    for (int i = 0; i < N_CONCURRENT; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, concurrent_device, &devs[i]), 0);
+    for (int i = 0; i < N_CONCURRENT; i++)
+        pthread_join(th[i], NULL);
+    int ok = 0;
+    for (int i = 0; i < N_CONCURRENT; i++) {
+        if (devs[i].rc != TWINEDGE_OK)
+            print_message("device %d: %d: %s\n", i, devs[i].rc, devs[i].msg);
+        ok += devs[i].rc == TWINEDGE_OK && devs[i].identical;
+    }
+    print_message("%d devices at once: %d exact results in %.2f s\n", N_CONCURRENT, ok, now_s() - t0);
+    assert_int_equal(ok, N_CONCURRENT);
+    free(devs);
+}
+
+/* A TCP socket that accepts connections (the kernel does) but never answers. */
+static int silent_listener(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 16), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/* twinedge-infer's exit status and what it printed. */
+static int infer_cli(world *w, const char *edge_a, const char *tls, int timeout_ms, char *msg, size_t cap)
+{
+    char cmd[3000], in[512], out[400], log[400];
+    fx_data(in, sizeof in, MODEL ".input.npy");
+    snprintf(out, sizeof out, "%s/kinds.npy", w->dir);
+    snprintf(log, sizeof log, "%s/kinds.log", w->dir);
+    snprintf(cmd, sizeof cmd,
+             "%s %s %s -o %s --edge-a %s --edge-b %s --mode mediated --tls %s --timeout-ms %d >%s 2>&1",
+             TE_INFER_BIN, w->device, in, out, edge_a, w->addr_b, tls, timeout_ms, log);
+    int st = system(cmd);
+    msg[0] = '\0';
+    FILE *f = fopen(log, "r");
+    if (f) {
+        size_t n = fread(msg, 1, cap - 1, f);
+        msg[n] = '\0';
+        fclose(f);
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Unreachable, timed out and refused credentials, through twinedge-infer
+ * against the real hosts: each its own message (and exit status: 4 for the
+ * network, 3 for credentials). */
+static void test_error_kinds_cli(void **state)
+{
+    world *w = *state;
+    char tls[400], msg[4000], addr[64];
+    tls_of(w->device, tls, sizeof tls);
+
+    /* nothing listening */
+    int port;
+    close(silent_listener(&port));
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    double t0 = now_s();
+    int rc = infer_cli(w, addr, tls, 1500, msg, sizeof msg);
+    print_message("nothing listening: exit %d (%.2f s): %s", rc, now_s() - t0, msg);
+    assert_int_equal(rc, 4);
+    assert_non_null(strstr(msg, addr));
+    assert_non_null(strstr(msg, "unreachable"));
+    assert_null(strstr(msg, "timed out"));
+
+    /* accepts TCP, never answers */
+    int fd = silent_listener(&port);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    t0 = now_s();
+    rc = infer_cli(w, addr, tls, 1500, msg, sizeof msg);
+    print_message("silent host: exit %d (%.2f s): %s", rc, now_s() - t0, msg);
+    close(fd);
+    assert_int_equal(rc, 4);
+    assert_non_null(strstr(msg, addr));
+    assert_non_null(strstr(msg, "timed out"));
+    assert_null(strstr(msg, "unreachable"));
+    assert_null(strstr(msg, "credentials"));
+
+    /* a device certificate from a forged CA (same name as the deployment's) */
+    char forged[400], cmd[4000];
+    snprintf(forged, sizeof forged, "%s/forged", w->dir);
+    snprintf(cmd, sizeof cmd,
+             "set -e; mkdir -p %s/tls %s/tls-trust; cd %s; "
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem "
+             "-subj '/O=twinedge/CN=twinedge deployment CA' -days 2 2>/dev/null; "
+             "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout tls/key.pem "
+             "-subj '/O=twinedge/CN=device:d1' -out d.csr 2>/dev/null; "
+             "printf 'basicConstraints=critical,CA:FALSE\\nextendedKeyUsage=serverAuth,clientAuth\\n' > ext.cnf; "
+             "openssl x509 -req -in d.csr -CA ca.pem -CAkey ca.key -set_serial 7 -days 2 -extfile ext.cnf "
+             "-out tls/cert.pem 2>/dev/null; "
+             "cp %s/ca/ca.pem tls/ca.pem; "
+             "cp ca.pem tls-trust/ca.pem; cp %s/cert.pem %s/key.pem tls-trust/",
+             forged, forged, forged, w->deploy, tls, tls);
+    assert_int_equal(system(cmd), 0);
+    char ftls[500];
+    snprintf(ftls, sizeof ftls, "%s/tls", forged);
+    t0 = now_s();
+    rc = infer_cli(w, w->addr_a, ftls, 5000, msg, sizeof msg);
+    print_message("forged device certificate: exit %d (%.2f s): %s", rc, now_s() - t0, msg);
+    assert_int_equal(rc, 3);
+    assert_non_null(strstr(msg, "credentials refused"));
+    assert_non_null(strstr(msg, "did not accept our certificate"));
+    assert_null(strstr(msg, "unreachable"));
+    assert_null(strstr(msg, "timed out"));
+    assert_true(now_s() - t0 < 4.0); /* refused at once, not at the deadline */
+
+    /* a device that trusts the forged CA only: it refuses the hosts' certificates */
+    snprintf(ftls, sizeof ftls, "%s/tls-trust", forged);
+    rc = infer_cli(w, w->addr_a, ftls, 5000, msg, sizeof msg);
+    print_message("device trusting a forged CA: exit %d: %s", rc, msg);
+    assert_int_equal(rc, 3);
+    assert_non_null(strstr(msg, "credentials refused"));
+    assert_non_null(strstr(msg, "failed our check"));
 }
 
 static void test_unknown_device_and_deploy_rights(void **state)
@@ -450,6 +679,11 @@ static void test_malformed_beside_good_device(void **state)
             q.ring_bits = (uint32_t)dm->layers[0].ring_bits;
             q.batch = 1;
             q.mode = TWINEDGE__MODE__MODE_MEDIATED;
+            uint8_t session[16];
+            for (size_t i = 0; i < sizeof session; i++)
+                session[i] = (uint8_t)(0xa5 ^ (i * 31) ^ (size_t)(round + 16 * h));
+            q.session.data = session;
+            q.session.len = sizeof session;
             uint8_t data[7] = {1, 2, 3, 4, 5, 6, 7};
             q.data.data = data;
             q.data.len = sizeof data;
@@ -461,14 +695,13 @@ static void test_malformed_beside_good_device(void **state)
             q.layer = 1000;
             n = twinedge__layer_request__pack(&q, buf);
             assert_int_equal(raw_infer(ch, buf, n), TE_EINVAL);
-            /* another device's id under d1's certificate (EdgeB) */
-            if (h == 1) {
-                q.layer = 0;
-                q.data.len = 0;
-                q.device_id = "d2";
-                n = twinedge__layer_request__pack(&q, buf);
-                assert_int_equal(raw_infer(ch, buf, n), TE_EAUTH);
-            }
+            /* another device's id under d1's certificate: refused by EdgeB
+             * and by EdgeA alike (a device acts in its own name only) */
+            q.layer = 0;
+            q.data.len = 0;
+            q.device_id = "d2";
+            n = twinedge__layer_request__pack(&q, buf);
+            assert_int_equal(raw_infer(ch, buf, n), TE_EAUTH);
         }
         /* larger than the hosts' message limit (64 MiB) */
         size_t big = (size_t)65 << 20;
@@ -571,8 +804,8 @@ static void test_cli(void **state)
              in, out, w->addr_a, w->addr_b, w->rogue);
     int st = system(cmd);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 3);
-    snprintf(cmd, sizeof cmd, "%s %s %s -o %s --edge-a 127.0.0.1:1 --edge-b %s 2>/dev/null", TE_INFER_BIN,
-             w->device, in, out, w->addr_b);
+    snprintf(cmd, sizeof cmd, "%s %s %s -o %s --edge-a 127.0.0.1:1 --edge-b %s --timeout-ms 1000 2>/dev/null",
+             TE_INFER_BIN, w->device, in, out, w->addr_b);
     st = system(cmd);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 4);
 }
@@ -584,6 +817,9 @@ int main(void)
         cmocka_unit_test(test_refused_credentials),
         cmocka_unit_test(test_cli),
         cmocka_unit_test(test_unknown_device_and_deploy_rights),
+        cmocka_unit_test(test_stats_owner_only),
+        cmocka_unit_test(test_error_kinds_cli),
+        cmocka_unit_test(test_concurrent_devices),
         cmocka_unit_test(test_malformed_beside_good_device),
         cmocka_unit_test(test_killed_host_and_restart),
     };

@@ -1,6 +1,11 @@
 /* The gRPC wrapper and the CA: mutual TLS over loopback with certificates
  * from owner/pki.c; unary, client-streaming and bidi calls; peer identity;
- * refused credentials; unreachable hosts; timeouts; size limits. */
+ * refused credentials, unreachable hosts and timeouts told apart; calls that
+ * wait for a slow or late host; size limits. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -15,10 +22,10 @@
 #include "te_net.h"
 
 typedef struct env {
-    char dir[256], ca[300], srv[300], cli[300], rogue_ca[300], rogue[300], anon[300];
+    char dir[256], ca[300], srv[300], cli[300], rogue_ca[300], rogue[300], anon[300], trusts_rogue[300];
     te_net_creds srv_creds, cli_creds;
-    te_net_server *server;
-    char target[64];
+    te_net_server *server, *late;
+    char target[64], late_target[64];
 } env;
 
 /* "peer|payload reversed" */
@@ -65,6 +72,7 @@ static int setup(void **state)
     snprintf(e->rogue_ca, sizeof e->rogue_ca, "%s/rogue-ca", e->dir);
     snprintf(e->rogue, sizeof e->rogue, "%s/rogue", e->dir);
     snprintf(e->anon, sizeof e->anon, "%s/anon", e->dir);
+    snprintf(e->trusts_rogue, sizeof e->trusts_rogue, "%s/trusts-rogue", e->dir);
     if (te_pki_init_ca(e->ca, &err) != TE_OK || te_pki_issue(e->ca, "edge-b", 1, e->srv, &err) != TE_OK ||
         te_pki_issue(e->ca, "device:d1", 0, e->cli, &err) != TE_OK || te_pki_init_ca(e->rogue_ca, &err) != TE_OK ||
         te_pki_issue(e->rogue_ca, "owner", 0, e->rogue, &err) != TE_OK ||
@@ -79,8 +87,12 @@ static int setup(void **state)
     snprintf(p, sizeof p, "%s/key.pem", e->anon);
     unlink(p);
     /* the rogue client trusts the real CA but its certificate is the rogue's */
-    char cmd[1000];
+    char cmd[2000];
     snprintf(cmd, sizeof cmd, "cp %s/ca.pem %s/ca.pem", e->ca, e->rogue);
+    assert_int_equal(system(cmd), 0);
+    /* a client with a good certificate that trusts the rogue CA only */
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && cp %s/ca.pem %s/ && cp %s/cert.pem %s/key.pem %s/", e->trusts_rogue,
+             e->rogue_ca, e->trusts_rogue, e->cli, e->cli, e->trusts_rogue);
     assert_int_equal(system(cmd), 0);
 
     if (te_net_creds_load(e->srv, &e->srv_creds, &err) != TE_OK ||
@@ -222,6 +234,268 @@ static void test_refused_credentials(void **state)
     te_net_channel_free(ch);
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* A TCP socket listening on a free loopback port. */
+static int listener(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 64), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/* A plain TCP peer: closes every connection at once (close_ms < 0), or
+ * forwards it to to_port after close_ms milliseconds (a host slow to
+ * answer). */
+typedef struct tcp_peer {
+    int fd, port, to_port, delay_ms;
+    volatile int stop;
+    pthread_t th;
+} tcp_peer;
+
+static int connect_to(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons((uint16_t)port);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+static void relay(int a, int b)
+{
+    struct pollfd p[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
+    char buf[16384];
+    for (;;) {
+        if (poll(p, 2, 200) < 0)
+            return;
+        for (int i = 0; i < 2; i++) {
+            if (!p[i].revents)
+                continue;
+            ssize_t n = read(p[i].fd, buf, sizeof buf);
+            if (n <= 0 || write(p[1 - i].fd, buf, (size_t)n) != n)
+                return;
+        }
+    }
+}
+
+static void *tcp_peer_main(void *arg)
+{
+    tcp_peer *t = arg;
+    while (!t->stop) {
+        struct pollfd p = {t->fd, POLLIN, 0};
+        if (poll(&p, 1, 50) <= 0)
+            continue;
+        int c = accept(t->fd, NULL, NULL);
+        if (c < 0)
+            continue;
+        if (t->delay_ms >= 0) {
+            usleep((useconds_t)t->delay_ms * 1000);
+            int up = connect_to(t->to_port);
+            if (up >= 0) {
+                relay(c, up);
+                close(up);
+            }
+        }
+        close(c);
+    }
+    return NULL;
+}
+
+static void tcp_peer_start(tcp_peer *t, int to_port, int delay_ms)
+{
+    memset(t, 0, sizeof *t);
+    t->fd = listener(&t->port);
+    t->to_port = to_port;
+    t->delay_ms = delay_ms;
+    assert_int_equal(pthread_create(&t->th, NULL, tcp_peer_main, t), 0);
+}
+
+static void tcp_peer_stop(tcp_peer *t)
+{
+    t->stop = 1;
+    pthread_join(t->th, NULL);
+    close(t->fd);
+}
+
+/* One unary call to target with the given credentials; the status, the
+ * message in msg and the time it took. */
+static te_status call_once(const char *target, const te_net_creds *c, const char *name, int timeout_ms, char *msg,
+                           size_t cap, double *secs)
+{
+    te_net_channel *ch = NULL;
+    te_err err;
+    te_err_clear(&err);
+    te_net_channel_config cc = {target, c, name, 0};
+    if (te_net_channel_new(&cc, &ch, &err) != TE_OK)
+        fail_msg("channel: %s", err.msg);
+    uint8_t *resp = NULL;
+    size_t len = 0;
+    double t0 = now_s();
+    te_status st = te_net_unary(ch, "/t.S/Unary", (const uint8_t *)"abc", 3, &resp, &len, timeout_ms, &err);
+    *secs = now_s() - t0;
+    snprintf(msg, cap, "%s", st == TE_OK ? "" : err.msg);
+    if (st == TE_OK)
+        assert_non_null(resp);
+    else
+        assert_null(resp);
+    free(resp);
+    te_net_channel_free(ch);
+    return st;
+}
+
+/* Unreachable, timed out and refused credentials: distinct statuses or
+ * messages, each naming the host. */
+static void test_error_kinds(void **state)
+{
+    env *e = *state;
+    char target[64], msg[TE_ERR_MSG_MAX];
+    double dt;
+    te_status st;
+
+    /* nothing listening: unreachable, once the host has had 3 s (within
+     * the deadline) to come up */
+    int port;
+    close(listener(&port));
+    snprintf(target, sizeof target, "127.0.0.1:%d", port);
+    st = call_once(target, &e->cli_creds, NULL, 20000, msg, sizeof msg, &dt);
+    print_message("nothing listening (%.2f s): %s\n", dt, msg);
+    assert_int_equal(st, TE_ETRANSPORT);
+    assert_non_null(strstr(msg, "unreachable"));
+    assert_non_null(strstr(msg, "Connection refused"));
+    assert_non_null(strstr(msg, target));
+    assert_null(strstr(msg, "timed out"));
+    assert_true(dt > 2.5 && dt < 8.0);
+    st = call_once(target, &e->cli_creds, NULL, 1000, msg, sizeof msg, &dt);
+    assert_int_equal(st, TE_ETRANSPORT);
+    assert_non_null(strstr(msg, "unreachable"));
+    assert_true(dt > 0.8 && dt < 3.0);
+
+    /* a host that accepts TCP but never answers the TLS handshake: timed out */
+    int silent = listener(&port);
+    snprintf(target, sizeof target, "127.0.0.1:%d", port);
+    st = call_once(target, &e->cli_creds, NULL, 1000, msg, sizeof msg, &dt);
+    print_message("silent host (%.2f s): %s\n", dt, msg);
+    assert_int_equal(st, TE_ETRANSPORT);
+    assert_non_null(strstr(msg, "timed out"));
+    assert_null(strstr(msg, "unreachable"));
+    assert_null(strstr(msg, "credentials"));
+    assert_true(dt > 0.8 && dt < 3.5);
+    close(silent);
+
+    /* a host that closes every connection at once: unreachable, not refused credentials */
+    tcp_peer closer;
+    tcp_peer_start(&closer, 0, -1);
+    snprintf(target, sizeof target, "127.0.0.1:%d", closer.port);
+    st = call_once(target, &e->cli_creds, NULL, 1500, msg, sizeof msg, &dt);
+    print_message("closing host (%.2f s): %s\n", dt, msg);
+    assert_int_equal(st, TE_ETRANSPORT);
+    assert_non_null(strstr(msg, "unreachable"));
+    assert_null(strstr(msg, "credentials"));
+    tcp_peer_stop(&closer);
+
+    /* the host refuses our certificate (another CA's; none): refused at once */
+    const char *dirs[2] = {e->rogue, e->anon};
+    for (int i = 0; i < 2; i++) {
+        te_net_creds c;
+        te_err err;
+        assert_int_equal(te_net_creds_load(dirs[i], &c, &err), TE_OK);
+        st = call_once(e->target, &c, NULL, 5000, msg, sizeof msg, &dt);
+        print_message("%s (%.2f s): %s\n", i ? "no client certificate" : "client certificate of another CA", dt,
+                      msg);
+        assert_int_equal(st, TE_EAUTH);
+        assert_non_null(strstr(msg, "credentials refused"));
+        assert_non_null(strstr(msg, i ? "without a client certificate" : "did not accept our certificate"));
+        assert_non_null(strstr(msg, e->target));
+        assert_true(dt < 4.0); /* at once, not at the deadline */
+        te_net_creds_free(&c);
+    }
+    /* we refuse the host's: it does not name the expected host; another CA signed it */
+    st = call_once(e->target, &e->cli_creds, "edge-a", 5000, msg, sizeof msg, &dt);
+    print_message("host certificate for another name (%.2f s): %s\n", dt, msg);
+    assert_int_equal(st, TE_EAUTH);
+    assert_non_null(strstr(msg, "credentials refused"));
+    assert_non_null(strstr(msg, "failed our check"));
+    assert_true(dt < 4.0);
+    te_net_creds trusts_rogue;
+    te_err err;
+    assert_int_equal(te_net_creds_load(e->trusts_rogue, &trusts_rogue, &err), TE_OK);
+    st = call_once(e->target, &trusts_rogue, NULL, 5000, msg, sizeof msg, &dt);
+    print_message("host certificate of another CA (%.2f s): %s\n", dt, msg);
+    assert_int_equal(st, TE_EAUTH);
+    assert_non_null(strstr(msg, "credentials refused"));
+    assert_non_null(strstr(msg, "failed our check"));
+    te_net_creds_free(&trusts_rogue);
+}
+
+static void *start_late(void *arg)
+{
+    env *e = arg;
+    usleep(800 * 1000);
+    te_net_method methods[] = {{"/t.S/Unary", TE_NET_UNARY, echo_fn, NULL}};
+    te_net_server_config sc = {e->late_target, &e->srv_creds, methods, 1, 2, 0, 0, 0, NULL, NULL};
+    te_err err;
+    if (te_net_server_start(&sc, &e->late, &err) != TE_OK)
+        e->late = NULL;
+    return NULL;
+}
+
+/* A call waits, within its deadline, for a host that is slow to set up the
+ * connection or not up yet; so do 32 clients at once. */
+static void test_waits_for_connection(void **state)
+{
+    env *e = *state;
+    char target[64], msg[TE_ERR_MSG_MAX];
+    double dt;
+    /* TLS set-up delayed by 1.5 s (the connection is forwarded late) */
+    tcp_peer slow;
+    tcp_peer_start(&slow, te_net_server_port(e->server), 1500);
+    snprintf(target, sizeof target, "127.0.0.1:%d", slow.port);
+    te_status st = call_once(target, &e->cli_creds, "edge-b", 6000, msg, sizeof msg, &dt);
+    print_message("slow host (%.2f s): %s\n", dt, st == TE_OK ? "OK" : msg);
+    assert_int_equal(st, TE_OK);
+    assert_true(dt > 1.4);
+    /* ... but not beyond the deadline: timed out */
+    st = call_once(target, &e->cli_creds, "edge-b", 700, msg, sizeof msg, &dt);
+    assert_int_equal(st, TE_ETRANSPORT);
+    assert_non_null(strstr(msg, "timed out"));
+    tcp_peer_stop(&slow);
+
+    /* a host that starts listening 0.8 s after the call began */
+    int port;
+    close(listener(&port));
+    snprintf(e->late_target, sizeof e->late_target, "127.0.0.1:%d", port);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, start_late, e), 0);
+    st = call_once(e->late_target, &e->cli_creds, NULL, 8000, msg, sizeof msg, &dt);
+    pthread_join(th, NULL);
+    assert_non_null(e->late);
+    print_message("late host (%.2f s): %s\n", dt, st == TE_OK ? "OK" : msg);
+    assert_int_equal(st, TE_OK);
+    te_net_server_stop(e->late, 1000);
+    e->late = NULL;
+}
+
 static void test_unreachable_timeout_limits(void **state)
 {
     env *e = *state;
@@ -265,6 +539,8 @@ int main(void)
         cmocka_unit_test(test_streams),
         cmocka_unit_test(test_refused_credentials),
         cmocka_unit_test(test_unreachable_timeout_limits),
+        cmocka_unit_test(test_error_kinds),
+        cmocka_unit_test(test_waits_for_connection),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
