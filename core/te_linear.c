@@ -146,16 +146,6 @@ void te_linear_float(const te_linear_geom *g, const float *w, const float *in, f
     }
 }
 
-/* a * b mod p for any a, b < 2^64 (2^61 == 1 mod p: fold the high bits). */
-static inline uint64_t mulmod_p61(uint64_t a, uint64_t b)
-{
-    unsigned __int128 v = (unsigned __int128)a * b;
-    unsigned __int128 x = (v & TE_P61) + (v >> 61);
-    uint64_t y = (uint64_t)(x & TE_P61) + (uint64_t)(x >> 61);
-    y = (y & TE_P61) + (y >> 61);
-    return y >= TE_P61 ? y - TE_P61 : y;
-}
-
 /* Weight-major rather than through lin_visit: the owner runs this on whole
  * models, so it avoids a call per tap.  Same geometry, checked in the tests
  * against r.(W x) == (W^T r).x. */
@@ -165,7 +155,7 @@ void te_linear_transpose_fp(const te_linear_geom *g, const int32_t *w, const uin
     if (g->kind == TE_LIN_FC) {
         for (int64_t o = 0; o < g->out_c; o++)
             for (int64_t k = 0; k < g->in_c; k++)
-                s[k] = te_fp_add(s[k], mulmod_p61(te_fp_from_signed(w[o * g->in_c + k]), r[o]));
+                s[k] = te_fp_add(s[k], te_fp_mul(te_fp_from_signed(w[o * g->in_c + k]), r[o]));
         return;
     }
     int64_t icg = g->in_c / g->group, ocg = g->out_c / g->group;
@@ -187,7 +177,7 @@ void te_linear_transpose_fp(const te_linear_geom *g, const int32_t *w, const uin
                         for (int64_t ow = 0; ow < g->out_w; ow++) {
                             int64_t iw = ow * g->stride_w - g->pad_l + kw * g->dil_w;
                             if (iw >= 0 && iw < g->in_w)
-                                si[iw] = te_fp_add(si[iw], mulmod_p61(wf, ro[ow]));
+                                si[iw] = te_fp_add(si[iw], te_fp_mul(wf, ro[ow]));
                         }
                     }
                 }

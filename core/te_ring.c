@@ -111,6 +111,7 @@ TE_INLINE uint64_t load_partial_le(const uint8_t *p, unsigned rem)
     return v;
 }
 
+#if TE_HAVE_INT128
 /* Eight elements of l bits are exactly l bytes, so groups of 8 pack and
  * unpack independently; instantiated for each constant l below, the
  * unrolled loops reduce to fixed shifts and stores. */
@@ -140,6 +141,8 @@ TE_INLINE void pack_groups(const uint64_t *in, size_t groups, unsigned l, uint8_
     }
 }
 
+#endif
+
 TE_INLINE void unpack_groups(const uint8_t *in, size_t groups, unsigned l, uint64_t *out)
 {
     const uint64_t m = te_ring_mask(l);
@@ -165,15 +168,21 @@ TE_INLINE void unpack_groups(const uint8_t *in, size_t groups, unsigned l, uint6
 #define TE_ALL_WIDTHS(X) TE_L8(X, 0) TE_L8(X, 8) TE_L8(X, 16) TE_L8(X, 24) TE_L8(X, 32) TE_L8(X, 40) \
     TE_L8(X, 48) TE_L8(X, 56)
 
-/* Returns 0 (nothing done) for a width outside 1..64. */
+/* Returns 0 (nothing done) for a width outside 1..64, and always without a
+ * 128-bit type: pack_generic then packs everything (same bytes). */
 static int pack_groups_any(const uint64_t *in, size_t groups, unsigned l, uint8_t *out)
 {
+#if TE_HAVE_INT128
     switch (l) {
 #define TE_PACK_CASE(L) case L: pack_groups(in, groups, L, out); return 1;
     TE_ALL_WIDTHS(TE_PACK_CASE)
 #undef TE_PACK_CASE
     default: return 0;
     }
+#else
+    (void)in, (void)groups, (void)l, (void)out;
+    return 0;
+#endif
 }
 
 static int unpack_groups_any(const uint8_t *in, size_t groups, unsigned l, uint64_t *out)
@@ -264,20 +273,6 @@ static te_status unpack_tail(const uint8_t *in, size_t len, size_t n, unsigned l
 
 /* ---- F_p, p = 2^61 - 1 ---- */
 
-uint64_t te_fp_reduce128(unsigned __int128 v)
-{
-    /* 2^61 == 1 (mod p): fold the high part onto the low part */
-    unsigned __int128 x = (v & TE_P61) + (v >> 61); /* < 2^67 + 2^61 */
-    uint64_t y = (uint64_t)(x & TE_P61) + (uint64_t)(x >> 61); /* < 2^61 + 2^7 */
-    y = (y & TE_P61) + (y >> 61);
-    return y >= TE_P61 ? y - TE_P61 : y;
-}
-
-uint64_t te_fp_mul(uint64_t a, uint64_t b)
-{
-    return te_fp_reduce128((unsigned __int128)a * b);
-}
-
 uint64_t te_fp_from_signed(int64_t v)
 {
     if (v >= 0)
@@ -290,14 +285,48 @@ uint64_t te_fp_from_signed(int64_t v)
 /* Signed 128-bit accumulation: a[i] < 2^61 and |x[i]| <= 2^(l-1), so each
  * product a[i] * x[i] has magnitude < 2^(60+l) and 2^(66-l) of them sum to
  * less than 2^126: the block length before a reduction is chosen from l
- * (4 at l = 64, effectively unbounded at the widths layers use). */
-static inline uint64_t fp_from_i128(__int128 v)
+ * (4 at l = 64, effectively unbounded at the widths layers use).  The
+ * accumulator is __int128, or two's complement in two words without it. */
+#if TE_HAVE_INT128
+typedef __int128 acc128;
+#define ACC_ZERO 0
+static inline void acc_madd(acc128 *s, uint64_t a, int64_t x)
 {
-    if (v >= 0)
-        return te_fp_reduce128((unsigned __int128)v);
-    uint64_t r = te_fp_reduce128((unsigned __int128)(-v)); /* |v| < 2^126 */
-    return r ? TE_P61 - r : 0;
+    *s += (__int128)(int64_t)a * x;
 }
+static inline uint64_t fp_from_acc(acc128 v)
+{
+    unsigned __int128 m = v >= 0 ? (unsigned __int128)v : (unsigned __int128)(-v); /* |v| < 2^126 */
+    uint64_t r = te_fp_reduce_hl((uint64_t)(m >> 64), (uint64_t)m);
+    return v >= 0 || !r ? r : TE_P61 - r;
+}
+#else
+typedef struct acc128 {
+    uint64_t lo, hi;
+} acc128;
+#define ACC_ZERO { 0, 0 }
+static inline void acc_madd(acc128 *s, uint64_t a, int64_t x)
+{
+    uint64_t mag = x < 0 ? (uint64_t)0 - (uint64_t)x : (uint64_t)x;
+    uint64_t lo, hi = te_mul64_hi(a, mag, &lo);
+    if (x < 0) { /* negate the 128-bit product */
+        lo = ~lo + 1;
+        hi = ~hi + (lo == 0);
+    }
+    s->lo += lo;
+    s->hi += hi + (s->lo < lo);
+}
+static inline uint64_t fp_from_acc(acc128 v)
+{
+    int neg = (int64_t)v.hi < 0;
+    if (neg) {
+        v.lo = ~v.lo + 1;
+        v.hi = ~v.hi + (v.lo == 0);
+    }
+    uint64_t r = te_fp_reduce_hl(v.hi, v.lo);
+    return !neg || !r ? r : TE_P61 - r;
+}
+#endif
 
 static inline size_t fp_block(unsigned l)
 {
@@ -318,18 +347,18 @@ uint64_t te_fp_dot_small(const uint64_t *a, const int64_t *x, size_t n, unsigned
     size_t i = 0;
     while (i < n) {
         size_t end = n - i > blk ? i + blk : n;
-        __int128 s0 = 0, s1 = 0;
+        acc128 s0 = ACC_ZERO, s1 = ACC_ZERO;
         for (; i + 1 < end; i += 2) {
-            s0 += (__int128)(int64_t)a[i] * x[i];
-            s1 += (__int128)(int64_t)a[i + 1] * x[i + 1];
+            acc_madd(&s0, a[i], x[i]);
+            acc_madd(&s1, a[i + 1], x[i + 1]);
         }
         if (i < end) {
-            s0 += (__int128)(int64_t)a[i] * x[i];
+            acc_madd(&s0, a[i], x[i]);
             i++;
         }
         /* each of s0, s1 < 2^126 in magnitude */
-        acc = te_fp_add(acc, fp_from_i128(s0));
-        acc = te_fp_add(acc, fp_from_i128(s1));
+        acc = te_fp_add(acc, fp_from_acc(s0));
+        acc = te_fp_add(acc, fp_from_acc(s1));
     }
     return acc;
 }
@@ -347,17 +376,17 @@ uint64_t te_fp_dot_ring(const uint64_t *a, const uint64_t *x, size_t n, unsigned
     size_t i = 0;
     while (i < n) {
         size_t end = n - i > blk ? i + blk : n;
-        __int128 s0 = 0, s1 = 0;
+        acc128 s0 = ACC_ZERO, s1 = ACC_ZERO;
         for (; i + 1 < end; i += 2) {
-            s0 += (__int128)(int64_t)a[i] * lift_l(x[i] & m, half);
-            s1 += (__int128)(int64_t)a[i + 1] * lift_l(x[i + 1] & m, half);
+            acc_madd(&s0, a[i], lift_l(x[i] & m, half));
+            acc_madd(&s1, a[i + 1], lift_l(x[i + 1] & m, half));
         }
         if (i < end) {
-            s0 += (__int128)(int64_t)a[i] * lift_l(x[i] & m, half);
+            acc_madd(&s0, a[i], lift_l(x[i] & m, half));
             i++;
         }
-        acc = te_fp_add(acc, fp_from_i128(s0));
-        acc = te_fp_add(acc, fp_from_i128(s1));
+        acc = te_fp_add(acc, fp_from_acc(s0));
+        acc = te_fp_add(acc, fp_from_acc(s1));
     }
     return acc;
 }

@@ -1,5 +1,8 @@
 /* Ring, fixed point, bit packing and F_p: fast paths against slow,
- * obviously-correct references. */
+ * obviously-correct references.  Built twice: test_ring against the library
+ * (unsigned __int128 on x86-64) and test_ring_portable with te_ring.c
+ * compiled with TE_RING_PORTABLE, the 32-bit targets' path; the references
+ * here use __int128 in both, so both paths are pinned to the same bits. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -219,17 +222,46 @@ static void test_unpack_bad_width(void **state)
     assert_int_equal(te_unpack(b, 8, 1, 65, o, &err), TE_EINVAL);
 }
 
+static uint64_t reduce_u128(u128 v)
+{
+    return te_fp_reduce_hl((uint64_t)(v >> 64), (uint64_t)v);
+}
+
+/* The 64x64->128 emulation against the compiler's product, and the path
+ * this build uses (TE_HAVE_INT128 says which). */
+static void test_mul64_hi(void **state)
+{
+    (void)state;
+    const uint64_t edges[] = {0, 1, 2, 0xFFFFFFFFULL, 0x100000000ULL, 0xFFFFFFFFFFFFFFFFULL, 0x8000000000000000ULL,
+                              (uint64_t)P, (uint64_t)P - 1, 0xFFFFFFFF00000000ULL, 0x00000000FFFFFFFFULL};
+    const size_t ne = sizeof edges / sizeof edges[0];
+    uint64_t s = 3;
+    for (size_t i = 0; i < ne * ne + 200000; i++) {
+        uint64_t a = i < ne * ne ? edges[i / ne] : rng_next(&s), b = i < ne * ne ? edges[i % ne] : rng_next(&s);
+        if (i >= ne * ne && (i & 3) == 1)
+            a >>= rng_next(&s) % 64;
+        u128 want = (u128)a * b;
+        uint64_t lo, hi = te_mul64_hi_portable(a, b, &lo);
+        assert_true(hi == (uint64_t)(want >> 64) && lo == (uint64_t)want);
+        hi = te_mul64_hi(a, b, &lo);
+        assert_true(hi == (uint64_t)(want >> 64) && lo == (uint64_t)want);
+    }
+#ifdef TE_RING_PORTABLE
+    assert_int_equal(TE_HAVE_INT128, 0);
+#endif
+}
+
 static void test_fp_reduce_mul(void **state)
 {
     (void)state;
     const u128 edges[] = {0, 1, P - 1, P, P + 1, 2 * P, P * P, ((u128)1 << 64) - 1, (u128)1 << 64, ~(u128)0,
                           ~(u128)0 - 1, ((u128)1 << 122) * 63, (u128)P << 66};
     for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++)
-        assert_true(te_fp_reduce128(edges[i]) == (uint64_t)(edges[i] % P));
+        assert_true(reduce_u128(edges[i]) == (uint64_t)(edges[i] % P));
     uint64_t s = 7;
     for (int i = 0; i < 100000; i++) {
         u128 v = ((u128)rng_next(&s) << 64) | rng_next(&s);
-        assert_true(te_fp_reduce128(v) == (uint64_t)(v % P));
+        assert_true(reduce_u128(v) == (uint64_t)(v % P));
         uint64_t a = rng_next(&s) % (uint64_t)P, b = rng_next(&s) % (uint64_t)P;
         assert_true(te_fp_mul(a, b) == (uint64_t)(((u128)a * b) % P));
         assert_true(te_fp_add(a, b) == (uint64_t)(((u128)a + b) % P));
@@ -421,6 +453,7 @@ int main(void)
         cmocka_unit_test(test_fx_encode),
         cmocka_unit_test(test_pack_all_widths),
         cmocka_unit_test(test_unpack_bad_width),
+        cmocka_unit_test(test_mul64_hi),
         cmocka_unit_test(test_fp_reduce_mul),
         cmocka_unit_test(test_fp_from_signed),
         cmocka_unit_test(test_fp_dot_signed),
