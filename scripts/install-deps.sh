@@ -7,7 +7,7 @@ PKGS=(
   build-essential cmake pkg-config
   libssl-dev libprotobuf-c-dev protobuf-c-compiler libgrpc-dev libbrotli-dev
   opencl-headers ocl-icd-opencl-dev pocl-opencl-icd libclblast-dev
-  libcmocka-dev libopenblas-dev libstb-dev libonnx-dev
+  libcmocka-dev libopenblas-dev libstb-dev libpng-dev libjpeg-dev libonnx-dev
   python3 python3-torch python3-onnx python3-numpy
   dataset-fashion-mnist
   gnuplot-nox iproute2

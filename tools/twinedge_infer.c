@@ -18,11 +18,14 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: twinedge-infer DEVICE_DIR INPUT -o OUTPUT.npy --edge-a TARGET --edge-b TARGET\n"
             "                      [--mode relay|mediated] [--report REPORT.json] [--tls DIR] [--timeout-ms N]\n"
+            "                      [--fit crop|stretch]\n"
             "\n"
             "Runs one private inference of INPUT with the device in DEVICE_DIR, EdgeA and EdgeB\n"
             "reached over gRPC with mutual TLS (credentials: DEVICE_DIR/tls).\n"
             "INPUT: a float32 .npy tensor, or a PNG/JPEG image (told apart by content), resized\n"
-            "to the model input and normalised with the deployment's preprocessing.\n"
+            "to the model input and normalised with the deployment's preprocessing; an image of\n"
+            "another aspect ratio is centre-cropped to the model's (--fit crop, the default)\n"
+            "or distorted to it (--fit stretch), and a note says which.\n"
             "TARGET: HOST:PORT, or several replicas: ipv4:HOST:PORT,HOST:PORT,... (round robin).\n");
 }
 
@@ -35,8 +38,8 @@ static int fail(const char *msg)
 /* INPUT by content: a PNG/JPEG becomes the model input (resized, converted,
  * normalised with the deployment's preprocessing), anything else is read
  * as .npy. */
-static te_status read_input(const char *dir, const twinedge_device *dev, const char *path, te_shape *shape,
-                            float **x, te_err *err)
+static te_status read_input(const char *dir, const twinedge_device *dev, const char *path, te_image_fit fit,
+                            te_shape *shape, float **x, te_err *err)
 {
     uint8_t *buf = NULL;
     size_t len = 0;
@@ -59,7 +62,14 @@ static te_status read_input(const char *dir, const twinedge_device *dev, const c
     if (in.ndim != 4 || in.d[0] != 1) {
         st = te_errf(err, TE_ESHAPE, "%s is an image, but the model input is not (1, C, H, W)", path);
     } else if ((st = te_device_bundle_read(bundle, &m, err)) == TE_OK) {
-        st = te_image_to_tensor(buf, len, (int)in.d[1], (int)in.d[2], (int)in.d[3], &m->pre, x, err);
+        int iw, ih, ic;
+        if (te_image_info(buf, len, &iw, &ih, &ic, err) == TE_OK &&
+            te_image_aspect_differs(iw, ih, (int)in.d[3], (int)in.d[2]))
+            fprintf(stderr, "twinedge-infer: note: %s is %d x %d, the model takes %lld x %lld: %s\n", path, iw, ih,
+                    (long long)in.d[3], (long long)in.d[2],
+                    fit == TE_FIT_CROP ? "centre-cropped to its aspect ratio (--fit stretch distorts instead)"
+                                       : "stretched to it (--fit crop keeps the proportions)");
+        st = te_image_to_tensor(buf, len, (int)in.d[1], (int)in.d[2], (int)in.d[3], &m->pre, fit, x, err);
         if (st != TE_OK)
             te_err_wrap(err, "%s", path);
         else
@@ -75,7 +85,8 @@ int main(int argc, char **argv)
     const char *out = NULL, *a = NULL, *b = NULL, *report = NULL, *tls = NULL;
     int timeout_ms = 30000;
     twinedge_mode mode = TWINEDGE_RELAY;
-    enum { O_A = 256, O_B, O_MODE, O_REPORT, O_TLS, O_TIMEOUT };
+    te_image_fit fit = TE_FIT_CROP;
+    enum { O_A = 256, O_B, O_MODE, O_REPORT, O_TLS, O_TIMEOUT, O_FIT };
     static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
                                          {"edge-a", required_argument, NULL, O_A},
                                          {"edge-b", required_argument, NULL, O_B},
@@ -83,6 +94,7 @@ int main(int argc, char **argv)
                                          {"report", required_argument, NULL, O_REPORT},
                                          {"tls", required_argument, NULL, O_TLS},
                                          {"timeout-ms", required_argument, NULL, O_TIMEOUT},
+                                         {"fit", required_argument, NULL, O_FIT},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
@@ -102,6 +114,14 @@ int main(int argc, char **argv)
         case O_REPORT: report = optarg; break;
         case O_TLS: tls = optarg; break;
         case O_TIMEOUT: timeout_ms = atoi(optarg); break;
+        case O_FIT:
+            if (strcmp(optarg, "crop") == 0)
+                fit = TE_FIT_CROP;
+            else if (strcmp(optarg, "stretch") == 0)
+                fit = TE_FIT_STRETCH;
+            else
+                return fail("--fit must be crop or stretch");
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -126,7 +146,7 @@ int main(int argc, char **argv)
         fail(twinedge_errmsg(dev));
         goto done;
     }
-    if (read_input(dir, dev, input, &in_shape, &x, &err) != TE_OK) {
+    if (read_input(dir, dev, input, fit, &in_shape, &x, &err) != TE_OK) {
         fail(err.msg);
         goto done;
     }

@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     float *t = NULL;
     int w, h, n;
     (void)te_image_info(data + 1, size - 1, &w, &h, &n, &err);
-    if (te_image_to_tensor(data + 1, size - 1, c, hw, hw + 1, &pre, &t, &err) == TE_OK)
+    if (te_image_to_tensor(data + 1, size - 1, c, hw, hw + 1, &pre, (data[0] & 0x40) ? TE_FIT_CROP : TE_FIT_STRETCH, &t, &err) == TE_OK)
         free(t);
     return 0;
 }

@@ -133,12 +133,24 @@ png(sys.argv[1] + "/digit.png", img)
 f32 = np.float32  # the device's arithmetic: (pixel / 255 - mean) / std in float32
 x = (img.astype(f32) / f32(255) - f32(0.5)) / f32(0.25)
 np.save(sys.argv[1] + "/digit.npy", x.astype(f32).reshape(1, 1, 28, 28))
+wide = np.concatenate([np.full((28, 6), 255, np.uint8), img, np.zeros((28, 6), np.uint8)], axis=1)
+png(sys.argv[1] + "/wide.png", wide)  # 40 x 28: the digit in its centre
 PY
 "$INFER" "$WORK/cam3" "$WORK/digit.png" -o "$WORK/from_png.npy" --edge-a "$A" --edge-b "$B" >/dev/null \
   || fail "twinedge-infer with a PNG"
 "$INFER" "$WORK/cam3" "$WORK/digit.npy" -o "$WORK/from_npy.npy" --edge-a "$A" --edge-b "$B" >/dev/null \
   || fail "twinedge-infer with the .npy"
 cmp "$WORK/from_png.npy" "$WORK/from_npy.npy" || fail "the PNG and its tensor give different outputs"
+# another aspect ratio: centre-cropped by default (the digit itself, bit for
+# bit), stretched on request, and said either way
+"$INFER" "$WORK/cam3" "$WORK/wide.png" -o "$WORK/from_wide.npy" --edge-a "$A" --edge-b "$B" >/dev/null \
+  2>"$WORK/note" || fail "twinedge-infer with a wide PNG"
+grep -q "centre-cropped" "$WORK/note" || fail "no note on the crop: $(cat "$WORK/note")"
+cmp "$WORK/from_wide.npy" "$WORK/from_npy.npy" || fail "the centre crop of the wide PNG is not the digit"
+"$INFER" "$WORK/cam3" "$WORK/wide.png" -o "$WORK/from_wide.npy" --edge-a "$A" --edge-b "$B" --fit stretch \
+  >/dev/null 2>"$WORK/note" || fail "twinedge-infer --fit stretch"
+grep -q "stretched" "$WORK/note" || fail "no note on the stretch: $(cat "$WORK/note")"
+if cmp -s "$WORK/from_wide.npy" "$WORK/from_npy.npy"; then fail "--fit stretch gave the cropped input"; fi
 # an unregistered device is refused by EdgeB
 "$OWNER" provision "$WORK/dep" --device cam-2 -o "$WORK/cam2" >/dev/null || fail "provision cam-2"
 if "$APP" "$WORK/cam2" "$A" "$B" "$DATA/lenet5.input.npy" >/dev/null 2>"$WORK/err"; then

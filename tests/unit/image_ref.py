@@ -67,6 +67,18 @@ def expect(img, c, h, w, mean, std):
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
 
 
+def centre_crop(img, h, w):
+    """The largest centred region of aspect w:h (te_image.c's TE_FIT_CROP, same integer rounding)."""
+    ih, iw = img.shape[:2]
+    if iw * h > ih * w:
+        cw = max(1, (ih * w + h // 2) // h)
+        x0 = (iw - cw) // 2
+        return img[:, x0:x0 + cw]
+    ch = max(1, (iw * h + w // 2) // w)
+    y0 = (ih - ch) // 2
+    return img[y0:y0 + ch]
+
+
 def cross_check_torch(img, h, w):
     try:
         import torch
@@ -108,6 +120,12 @@ def main():
     g16 = pattern(9, 11, 1, 5, hi=65535)
     png(f"{out}/grey16.png", g16[:, :, 0], bit_depth=16)
     cases.append(("grey16_1x9x11", (g16 >> 8).astype(np.uint8), 1, 9, 11, [0], [1]))
+    # --fit crop: wide images lose their sides, tall ones their top and bottom
+    cases.append(("crop_rgb_3x16x20", centre_crop(rgb, 16, 20), 3, 16, 20, [0.485, 0.456, 0.406],
+                  [0.229, 0.224, 0.225]))
+    cases.append(("crop_rgb_1x28x28", centre_crop(rgb, 28, 28), 1, 28, 28, [0.5], [0.25]))
+    cases.append(("crop_rgba_3x5x6", centre_crop(rgba, 5, 6), 3, 5, 6, [0.1, 0.2, 0.3], [0.5, 0.6, 0.7]))
+    assert centre_crop(rgba, 5, 6).shape[:2] == (8, 9) and centre_crop(rgb, 16, 20).shape[:2] == (23, 29)
     for name, img, c, h, w, mean, std in cases:
         cross_check_torch(to_channels(img.astype(np.float64), c), h, w)
         np.save(f"{out}/{name}.npy", expect(img, c, h, w, mean, std))
