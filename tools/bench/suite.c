@@ -89,9 +89,11 @@ typedef struct mode_fig {
     double cosine;                 /* of the output to the float32 model's */
     double *layer_s;               /* [n_layers] median time from one outsourced layer to the next */
     uint64_t *layer_up, *layer_down;
+    int measured;                  /* 0: not run (bench.json writes null) */
 } mode_fig;
 
 typedef struct tput_fig {
+    int measured;
     int clients, inferences;
     double wall_s, per_s, p50_s, p99_s;
 } tput_fig;
@@ -952,6 +954,7 @@ static te_status link_run(const suite_opts *o, const te_model *m, model_fig *F, 
             continue;
         progress("%s: %s, %s (%d repetitions)", F->name, link, mode_title[k], reps);
         st = measure_mode(o, m, &s, &hp, k, reps, x, n_in, y, n_out, ref, &figs[k], err);
+        figs[k].measured = st == TE_OK;
         if (st != TE_OK) {
             te_err_wrap(err, "%s over %s", mode_name[k], link);
             break;
@@ -982,6 +985,7 @@ static te_status link_run(const suite_opts *o, const te_model *m, model_fig *F, 
             progress("%s: throughput, %d devices x %d inferences, %s", F->name, o->clients, o->requests,
                      mode_title[k ? M_RELAY : M_PLAIN]);
             st = measure_tput(o, m, work, &hp, k ? M_RELAY : M_PLAIN, x, n_in, n_out, &F->tput[k], err);
+            F->tput[k].measured = st == TE_OK;
         }
     }
     free(y);
@@ -1137,34 +1141,54 @@ typedef struct ratios {
 
 static double div0(double a, double b) { return b > 0 ? a / b : 0; }
 
+/* a / b when both were measured, else NAN (bench.json: null, the report: "not measured"). */
+static double ratio_of(int ok, double a, double b) { return ok && b > 0 ? a / b : NAN; }
+
 static ratios model_ratios(const model_fig *F)
 {
     ratios r;
     const mode_fig *L = F->loop, *W = F->wifi;
-    r.kernel_worst = F->k_worst;
-    r.device_cpu = div0(L[M_RELAY].device_cpu_s, F->local_cpu_s);
-    r.device_cpu_mediated = div0(L[M_MEDIATED].device_cpu_s, F->local_cpu_s);
-    r.latency = div0(L[M_RELAY].wall_s, L[M_PLAIN].wall_s);
-    r.bytes = div0((double)(L[M_RELAY].up + L[M_RELAY].down), (double)(L[M_PLAIN].up + L[M_PLAIN].down));
-    r.tput = div0(F->tput[1].per_s, F->tput[0].per_s);
-    r.wifi_latency = F->wifi_done ? div0(W[M_RELAY].wall_s, W[M_PLAIN].wall_s) : 0;
-    r.speedup_local = div0(F->local_wall_s, L[M_RELAY].wall_s);
-    r.speedup_local_wifi = F->wifi_done ? div0(F->local_wall_s, W[M_RELAY].wall_s) : 0;
-    r.energy_saving = 1 - div0(L[M_RELAY].energy_j, F->local_energy_j);
-    r.energy_saving_wifi = F->wifi_done ? 1 - div0(W[M_RELAY].energy_j, F->local_energy_j) : 0;
+    int plain = L[M_PLAIN].measured && L[M_RELAY].measured;
+    int wplain = F->wifi_done && W[M_PLAIN].measured && W[M_RELAY].measured;
+    int wrelay = F->wifi_done && W[M_RELAY].measured;
+    r.kernel_worst = F->n_k ? F->k_worst : NAN;
+    r.device_cpu = ratio_of(L[M_RELAY].measured, L[M_RELAY].device_cpu_s, F->local_cpu_s);
+    r.device_cpu_mediated = ratio_of(L[M_MEDIATED].measured, L[M_MEDIATED].device_cpu_s, F->local_cpu_s);
+    r.latency = ratio_of(plain, L[M_RELAY].wall_s, L[M_PLAIN].wall_s);
+    r.bytes = ratio_of(plain, (double)(L[M_RELAY].up + L[M_RELAY].down), (double)(L[M_PLAIN].up + L[M_PLAIN].down));
+    r.tput = ratio_of(F->tput[0].measured && F->tput[1].measured, F->tput[1].per_s, F->tput[0].per_s);
+    r.wifi_latency = ratio_of(wplain, W[M_RELAY].wall_s, W[M_PLAIN].wall_s);
+    r.speedup_local = ratio_of(L[M_RELAY].measured, F->local_wall_s, L[M_RELAY].wall_s);
+    r.speedup_local_wifi = ratio_of(wrelay, F->local_wall_s, W[M_RELAY].wall_s);
+    r.energy_saving = 1 - ratio_of(L[M_RELAY].measured, L[M_RELAY].energy_j, F->local_energy_j);
+    r.energy_saving_wifi = 1 - ratio_of(wrelay, W[M_RELAY].energy_j, F->local_energy_j);
     return r;
 }
 
-/* Per-layer figures of a mode (0 when the mode was not measured). */
-static double lay_s(const mode_fig *m, int j) { return m->layer_s ? m->layer_s[j] : 0; }
-static uint64_t lay_bytes(const mode_fig *m, int j, int down)
+/* A number, or null when it was not measured (NAN): never a 0 that reads as
+ * a measurement. */
+static void json_num(FILE *f, const char *fmt, double v)
+{
+    if (isfinite(v))
+        fprintf(f, fmt, v);
+    else
+        fputs("null", f);
+}
+
+/* Per-layer figures of a mode (NAN / null when the mode was not measured). */
+static double lay_s(const mode_fig *m, int j) { return m->measured && m->layer_s ? m->layer_s[j] : NAN; }
+static double lay_bytes(const mode_fig *m, int j, int down)
 {
     const uint64_t *v = down ? m->layer_down : m->layer_up;
-    return v ? v[j] : 0;
+    return m->measured && v ? (double)v[j] : NAN;
 }
 
 static void json_mode(FILE *f, const mode_fig *m)
 {
+    if (!m->measured) {
+        fputs("null", f);
+        return;
+    }
     fprintf(f,
             "{\"latency_s\": %.6f, \"device_cpu_s\": %.6f, \"edge_a_cpu_s\": %.6f, \"edge_b_cpu_s\": %.6f, "
             "\"device_bytes_up\": %" PRIu64 ", \"device_bytes_down\": %" PRIu64 ", \"output_cosine_to_float\": %.8f, "
@@ -1234,14 +1258,21 @@ static int write_json(const suite_opts *o, const char *path, const model_fig *F,
                    ", \"relay\": %" PRIu64 ", \"mediated\": %" PRIu64 ", \"lep\": %" PRIu64 "},\n",
                 M->storage_local, M->storage_plain, M->storage_private, M->storage_private,
                 M->storage_plain + 1000 * M->storage_lep_per_req);
+        int pm = M->loop[M_PLAIN].measured && M->plainact_bytes > 0;
         fprintf(f, "      \"brotli\": {\"blinded_request_bytes\": %" PRIu64 ", \"blinded_request_brotli\": %" PRIu64
-                   ", \"plain_request_bytes\": %" PRIu64 ", \"plain_request_brotli\": %" PRIu64
-                   ", \"edge_bundle_payload_bytes\": %" PRIu64 ", \"edge_bundle_file_bytes\": %" PRIu64 "},\n",
-                M->blinded_bytes, M->blinded_brotli, M->plainact_bytes, M->plainact_brotli, M->edge_bundle_raw,
-                M->edge_bundle_bytes);
+                   ", \"plain_request_bytes\": ", M->blinded_bytes, M->blinded_brotli);
+        json_num(f, "%.0f", pm ? (double)M->plainact_bytes : NAN);
+        fprintf(f, ", \"plain_request_brotli\": ");
+        json_num(f, "%.0f", pm ? (double)M->plainact_brotli : NAN);
+        fprintf(f, ", \"edge_bundle_payload_bytes\": %" PRIu64 ", \"edge_bundle_file_bytes\": %" PRIu64 "},\n",
+                M->edge_bundle_raw, M->edge_bundle_bytes);
         fprintf(f, "      \"throughput\": {");
         for (int k = 0; k < 2; k++) {
             const tput_fig *t = &M->tput[k];
+            if (!t->measured) {
+                fprintf(f, "\"%s\": null%s", k ? "relay" : "plain", k ? "" : ", ");
+                continue;
+            }
             fprintf(f, "\"%s\": {\"clients\": %d, \"inferences\": %d, \"wall_s\": %.6f, \"per_s\": %.6f, "
                        "\"p50_s\": %.6f, \"p99_s\": %.6f}%s",
                     k ? "relay" : "plain", t->clients, t->inferences, t->wall_s, t->per_s, t->p50_s, t->p99_s,
@@ -1254,29 +1285,48 @@ static int write_json(const suite_opts *o, const char *path, const model_fig *F,
             json_str(f, K->layer);
             fprintf(f, ", \"shape\": ");
             json_str(f, K->shape);
-            fprintf(f, ", \"batch\": %lld, \"ring_bits\": %d, \"plain_s\": %.9f, \"secure_s\": %.9f, \"ratio\": %.4f}%s\n",
-                    (long long)K->batch, K->ring_bits, K->plain_s, K->secure_s, div0(K->secure_s, K->plain_s),
-                    j + 1 < M->n_k ? "," : "");
+            fprintf(f, ", \"batch\": %lld, \"ring_bits\": %d, \"plain_s\": %.9f, \"secure_s\": %.9f, \"ratio\": ",
+                    (long long)K->batch, K->ring_bits, K->plain_s, K->secure_s);
+            json_num(f, "%.4f", ratio_of(1, K->secure_s, K->plain_s));
+            fprintf(f, "}%s\n", j + 1 < M->n_k ? "," : "");
         }
         fprintf(f, "      ],\n      \"layers\": [\n");
         for (int j = 0; j < M->n_layers; j++) {
             fprintf(f, "        {\"name\": ");
             json_str(f, M->layer_names[j]);
             fprintf(f, ", \"ring_bits\": %d", M->ring_bits[j]);
-            for (int k = 0; k < N_MODES; k++)
-                fprintf(f, ", \"%s_s\": %.6f, \"%s_bytes_up\": %" PRIu64 ", \"%s_bytes_down\": %" PRIu64,
-                        mode_name[k], lay_s(&M->loop[k], j), mode_name[k], lay_bytes(&M->loop[k], j, 0),
-                        mode_name[k], lay_bytes(&M->loop[k], j, 1));
+            for (int k = 0; k < N_MODES; k++) {
+                fprintf(f, ", \"%s_s\": ", mode_name[k]);
+                json_num(f, "%.6f", lay_s(&M->loop[k], j));
+                fprintf(f, ", \"%s_bytes_up\": ", mode_name[k]);
+                json_num(f, "%.0f", lay_bytes(&M->loop[k], j, 0));
+                fprintf(f, ", \"%s_bytes_down\": ", mode_name[k]);
+                json_num(f, "%.0f", lay_bytes(&M->loop[k], j, 1));
+            }
             fprintf(f, "}%s\n", j + 1 < M->n_layers ? "," : "");
         }
-        fprintf(f, "      ],\n      \"ratios\": {\"edge_layer_secure_over_plain_max\": %.4f, "
-                   "\"device_cpu_private_over_local\": %.6f, \"device_cpu_mediated_over_local\": %.6f, "
-                   "\"latency_relay_over_plain_outsourcing\": %.4f, \"bytes_relay_over_plain_outsourcing\": %.4f, "
-                   "\"throughput_private_over_plain\": %.4f, \"wireless_latency_relay_over_plain_outsourcing\": %.4f, "
-                   "\"speedup_relay_over_local\": %.4f, \"wireless_speedup_relay_over_local\": %.4f, "
-                   "\"device_energy_saving_relay\": %.4f, \"wireless_device_energy_saving_relay\": %.4f}\n",
-                r.kernel_worst, r.device_cpu, r.device_cpu_mediated, r.latency, r.bytes, r.tput, r.wifi_latency,
-                r.speedup_local, r.speedup_local_wifi, r.energy_saving, r.energy_saving_wifi);
+        const struct {
+            const char *key, *fmt;
+            double v;
+        } rs[] = {
+            {"edge_layer_secure_over_plain_max", "%.4f", r.kernel_worst},
+            {"device_cpu_private_over_local", "%.6f", r.device_cpu},
+            {"device_cpu_mediated_over_local", "%.6f", r.device_cpu_mediated},
+            {"latency_relay_over_plain_outsourcing", "%.4f", r.latency},
+            {"bytes_relay_over_plain_outsourcing", "%.4f", r.bytes},
+            {"throughput_private_over_plain", "%.4f", r.tput},
+            {"wireless_latency_relay_over_plain_outsourcing", "%.4f", r.wifi_latency},
+            {"speedup_relay_over_local", "%.4f", r.speedup_local},
+            {"wireless_speedup_relay_over_local", "%.4f", r.speedup_local_wifi},
+            {"device_energy_saving_relay", "%.4f", r.energy_saving},
+            {"wireless_device_energy_saving_relay", "%.4f", r.energy_saving_wifi},
+        };
+        fprintf(f, "      ],\n      \"ratios\": {");
+        for (size_t q = 0; q < sizeof rs / sizeof rs[0]; q++) {
+            fprintf(f, "%s\"%s\": ", q ? ", " : "", rs[q].key);
+            json_num(f, rs[q].fmt, rs[q].v);
+        }
+        fprintf(f, "}\n");
         fprintf(f, "    }%s\n", i + 1 < n ? "," : "");
     }
     fprintf(f, "  }\n}\n");
@@ -1387,10 +1437,25 @@ static int write_charts(const char *dir, const model_fig *F, int n, char *why, s
 
 static const char *met(double v, double target, int at_most)
 {
-    if (v <= 0)
+    if (!isfinite(v) || v <= 0)
         return "not measured";
     return (at_most ? v <= target : v >= target) ? "yes" : "**no**";
 }
+
+/* A ratio for the report, or "not measured". */
+typedef struct fr_buf {
+    char s[32];
+} fr_buf;
+static fr_buf fr(double v, const char *fmt)
+{
+    fr_buf b;
+    if (isfinite(v))
+        snprintf(b.s, sizeof b.s, fmt, v);
+    else
+        snprintf(b.s, sizeof b.s, "not measured");
+    return b;
+}
+#define FR(v, fmt) fr((v), (fmt)).s
 
 static void md_modes(FILE *f, const model_fig *M, const mode_fig *mf)
 {
@@ -1461,24 +1526,24 @@ static int write_report(const suite_opts *o, const char *dir, const model_fig *F
         const model_fig *M = &F[i];
         ratios r = model_ratios(M);
         fprintf(f, "| %s | worst blinded layer / float32 SGEMM, one host (batch 1 and 16; %s %s batch %lld) | "
-                   "%.2fx | <= 1.5x | %s |\n",
+                   "%s | <= 1.5x | %s |\n",
                 M->name, M->n_k ? M->k[M->k_worst_i].layer : "-", M->n_k ? M->k[M->k_worst_i].shape : "",
-                M->n_k ? (long long)M->k[M->k_worst_i].batch : 0LL, r.kernel_worst, met(r.kernel_worst, 1.5, 1));
-        fprintf(f, "| %s | device CPU, private (relay) / local plaintext | %.4f | <= 0.01 | %s |\n", M->name,
-                r.device_cpu, met(r.device_cpu, 0.01, 1));
-        fprintf(f, "| %s | latency, relay / plaintext outsourcing, loopback | %.2fx | <= 1.3x | %s |\n", M->name,
-                r.latency, met(r.latency, 1.3, 1));
-        fprintf(f, "| %s | device link bytes, relay / plaintext float32 outsourcing | %.3fx | <= 1.0x | %s |\n",
-                M->name, r.bytes, met(r.bytes, 1.0, 1));
-        fprintf(f, "| %s | throughput, %d devices, private (relay) / plaintext outsourcing | %.3fx | >= 0.5x | %s |\n",
-                M->name, o->clients, r.tput, met(r.tput, 0.5, 0));
-        fprintf(f, "| %s | latency, local plaintext / private relay (speed-up), loopback | %.2fx | > 1 | %s |\n",
-                M->name, r.speedup_local, met(r.speedup_local, 1.0000001, 0));
+                M->n_k ? (long long)M->k[M->k_worst_i].batch : 0LL, FR(r.kernel_worst, "%.2fx"), met(r.kernel_worst, 1.5, 1));
+        fprintf(f, "| %s | device CPU, private (relay) / local plaintext | %s | <= 0.01 | %s |\n", M->name,
+                FR(r.device_cpu, "%.4f"), met(r.device_cpu, 0.01, 1));
+        fprintf(f, "| %s | latency, relay / plaintext outsourcing, loopback | %s | <= 1.3x | %s |\n", M->name,
+                FR(r.latency, "%.2fx"), met(r.latency, 1.3, 1));
+        fprintf(f, "| %s | device link bytes, relay / plaintext float32 outsourcing | %s | <= 1.0x | %s |\n",
+                M->name, FR(r.bytes, "%.3fx"), met(r.bytes, 1.0, 1));
+        fprintf(f, "| %s | throughput, %d devices, private (relay) / plaintext outsourcing | %s | >= 0.5x | %s |\n",
+                M->name, o->clients, FR(r.tput, "%.3fx"), met(r.tput, 0.5, 0));
+        fprintf(f, "| %s | latency, local plaintext / private relay (speed-up), loopback | %s | > 1 | %s |\n",
+                M->name, FR(r.speedup_local, "%.2fx"), met(r.speedup_local, 1.0000001, 0));
         if (M->wifi_done)
-            fprintf(f, "| %s | latency, local plaintext / private relay (speed-up), wireless | %.2fx | > 1 | %s |\n",
-                    M->name, r.speedup_local_wifi, met(r.speedup_local_wifi, 1.0000001, 0));
-        fprintf(f, "| %s | device energy saved vs local plaintext (relay, loopback) | %.1f%% | - | - |\n", M->name,
-                100 * r.energy_saving);
+            fprintf(f, "| %s | latency, local plaintext / private relay (speed-up), wireless | %s | > 1 | %s |\n",
+                    M->name, FR(r.speedup_local_wifi, "%.2fx"), met(r.speedup_local_wifi, 1.0000001, 0));
+        fprintf(f, "| %s | device energy saved vs local plaintext (relay, loopback) | %s | - | - |\n", M->name,
+                FR(100 * r.energy_saving, "%.1f%%"));
     }
     fputc('\n', f);
 
@@ -1792,10 +1857,10 @@ int bench_suite_main(int argc, char **argv)
         }
         n = i + 1;
         ratios r = model_ratios(&F[i]);
-        progress("%s done (%.0f s so far): worst layer %.2fx, device CPU %.4f of local, relay latency %.2fx and "
-                 "bytes %.3fx of plaintext outsourcing, throughput %.3fx",
-                 o.models[i], te_clock_s(CLOCK_MONOTONIC) - t0, r.kernel_worst, r.device_cpu, r.latency, r.bytes,
-                 r.tput);
+        progress("%s done (%.0f s so far): worst layer %s, device CPU %s of local, relay latency %s and "
+                 "bytes %s of plaintext outsourcing, throughput %s",
+                 o.models[i], te_clock_s(CLOCK_MONOTONIC) - t0, FR(r.kernel_worst, "%.2fx"), FR(r.device_cpu, "%.4f"),
+                 FR(r.latency, "%.2fx"), FR(r.bytes, "%.3fx"), FR(r.tput, "%.3fx"));
     }
     if (rc == 0) {
         char note[512] = "";
