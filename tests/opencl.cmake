@@ -2,8 +2,22 @@
 # (PoCL in CI).  No implementation is a test failure, never a skip.
 
 te_add_unit_test(test_opencl_plugin SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_opencl_plugin.c
-                 LIBS twinedge_plugin_loader twinedge_core Threads::Threads TIMEOUT 300)
+                 LIBS te_harness twinedge_plugin_loader twinedge_core Threads::Threads m TIMEOUT 600)
 add_dependencies(test_opencl_plugin twinedge-plugin-opencl twinedge-plugin-cpu)
+
+# The DGEMM limb path on every linear layer of each test architecture
+# (reduced input sizes) at l = 16, 32, 48, 64, against the CPU plugin; the
+# full-size AlexNet and ResNet-18 in the slow suite.
+foreach(m ${TE_ARCH_MODELS})
+  add_test(NAME test_opencl_dgemm_${m} COMMAND test_opencl_plugin --arch ${m})
+  set_tests_properties(test_opencl_dgemm_${m} PROPERTIES FIXTURES_REQUIRED testdata TIMEOUT 900 LABELS opencl
+    ENVIRONMENT "TE_TEST_DATA=${TE_TEST_DATA};TWINEDGE_PLUGIN_DIR=${TE_PLUGIN_BUILD_DIR}")
+endforeach()
+foreach(m alexnet resnet18)
+  add_test(NAME test_opencl_dgemm_full_${m} COMMAND test_opencl_plugin --arch ${m})
+  set_tests_properties(test_opencl_dgemm_full_${m} PROPERTIES FIXTURES_REQUIRED testdata_full TIMEOUT 3600
+    LABELS "slow;opencl" ENVIRONMENT "TE_TEST_DATA=${TE_TEST_DATA}/full;TWINEDGE_PLUGIN_DIR=${TE_PLUGIN_BUILD_DIR}")
+endforeach()
 
 # The same binary with the ICD loader pointed at an empty vendor directory:
 # create() must report that no platform exists.

@@ -1,8 +1,11 @@
 /* The OpenCL compute plugin: out = W . in mod 2^l over blinded inputs.
  *
- * All arithmetic on the device is unsigned 64-bit (ulong), which wraps mod
- * 2^64; since 2^l divides 2^64 the results masked to l bits are exact for
- * every l in 1..64 (see kernels-cl/ and docs/opencl.md).
+ * Two exact paths per layer, chosen at load time (kernel=auto|ulong|dgemm):
+ * the ulong kernels of kernels-cl/ (unsigned 64-bit arithmetic wraps mod
+ * 2^64, and 2^l divides 2^64), and CLBlast DGEMM over limbs small enough that
+ * every sum stays below 2^53 (kernels-cl/te_limbs.cl), recombined in ulong.
+ * The float32 baseline run_f32 is im2col on the device plus CLBlast SGEMM.
+ * See docs/opencl.md.
  *
  * One context, one in-order command queue and one program per plugin
  * context, built in create().  Weights stay on the device from load_layer()
@@ -12,6 +15,7 @@
 
 #include <CL/cl.h>
 #include <CL/cl_ext.h>
+#include <clblast_c.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -20,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "te_ocl_kernels.h" /* generated: te_ocl_sources[], te_ocl_source_names[] */
 #include "te_ring.h"
@@ -37,6 +42,11 @@
 #define GEMM_LY 8
 #define FC_WG 64                /* must match kernels-cl/te_fc.cl */
 #define DW_WG 64
+#define LIMBS_SOURCE "te_limbs.cl"  /* built as its own program, only on fp64 devices */
+#define LIMB_SUM_BOUND ((uint64_t)1 << 53) /* every DGEMM partial sum stays below this */
+#define AUTO_REPS 3             /* timed runs per path when kernel=auto */
+
+enum { KERNEL_AUTO = 0, KERNEL_ULONG = 1, KERNEL_DGEMM = 2 };
 
 typedef struct ocl_config {
     char platform[128];     /* "" = first platform with a matching device */
@@ -45,6 +55,7 @@ typedef struct ocl_config {
     const char *type_name;
     char cache_dir[OCL_PATH_MAX];
     char kernel_dir[OCL_PATH_MAX];
+    int kernel;             /* KERNEL_AUTO, _ULONG or _DGEMM */
 } ocl_config;
 
 struct te_plugin_ctx {
@@ -54,10 +65,16 @@ struct te_plugin_ctx {
     cl_command_queue queue;
     cl_program program;
     cl_kernel k_gemm, k_dw, k_fc;
+    cl_kernel k_i2f, k_im2col_f, k_scatter_f;   /* the float32 baseline */
+    cl_program limbs_program;                   /* NULL without cl_khr_fp64 */
+    cl_kernel k_im2col_limbs, k_combine;
+    int kernel_mode;
     pthread_mutex_t lock;
     int lock_init;
-    cl_mem in_buf, out_buf;    /* grown on demand, guarded by lock */
-    size_t in_cap, out_cap;
+    /* grown on demand, guarded by lock; cd_buf only ever holds DGEMM results
+     * (finite) or the zeros it was created with, see ensure_buf */
+    cl_mem in_buf, out_buf, col_buf, cf_buf, cd_buf;
+    size_t in_cap, out_cap, col_cap, cf_cap, cd_cap;
     uint64_t global_mem, max_alloc;
     char device_name[128];
 };
@@ -68,8 +85,13 @@ struct te_plugin_layer {
     te_linear_geom g;
     int64_t icg, ocg, K, P, in_len, out_len;
     int path;
+    int use_dgemm;      /* the exact path run() takes */
     cl_mem w_buf;       /* int32 [out_c][K] */
-    cl_mem ktab_buf;    /* int4 [K] (GEMM path) */
+    cl_mem ktab_buf;    /* int4 [K] */
+    cl_mem wf_buf;      /* float [out_c][K], made on the first run_f32() (under the context lock) */
+    cl_mem wd_buf;      /* double limbs [group][n_w * ocg][K] (DGEMM path) */
+    int n_w, wb, xb;    /* weight limbs of wb bits, input limbs of xb bits */
+    double t_ulong, t_dgemm; /* kernel=auto: median seconds at l = 64, batch 1 (0: not timed) */
 };
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -229,6 +251,15 @@ static te_status parse_config(const char *config, ocl_config *cfg, te_err *err)
                     return te_errf(err, TE_EINVAL,
                                    "opencl plugin: device_type=%s: use cpu, gpu, accelerator or all", val);
                 }
+            } else if (strcmp(s, "kernel") == 0) {
+                if (strcmp(val, "auto") == 0)
+                    cfg->kernel = KERNEL_AUTO;
+                else if (strcmp(val, "ulong") == 0)
+                    cfg->kernel = KERNEL_ULONG;
+                else if (strcmp(val, "dgemm") == 0)
+                    cfg->kernel = KERNEL_DGEMM;
+                else
+                    return te_errf(err, TE_EINVAL, "opencl plugin: kernel=%s: use auto, ulong or dgemm", val);
             } else if (strcmp(s, "cache_dir") == 0 || strcmp(s, "kernel_dir") == 0) {
                 char *dst = s[0] == 'c' ? cfg->cache_dir : cfg->kernel_dir;
                 if (strlen(val) >= OCL_PATH_MAX)
@@ -237,7 +268,7 @@ static te_status parse_config(const char *config, ocl_config *cfg, te_err *err)
             } else {
                 return te_errf(err, TE_EINVAL,
                                "opencl plugin: unknown config key '%s' (known keys: platform, device, "
-                               "device_type, cache_dir, kernel_dir)", s);
+                               "device_type, kernel, cache_dir, kernel_dir)", s);
             }
         }
         if (!end)
@@ -407,10 +438,11 @@ static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
 
 /* Binary cache file name: a hash of the sources and of the device, driver
  * and platform identity, so a driver update invalidates it. */
-static void cache_path(te_plugin_ctx *ctx, const ocl_config *cfg, const char *const *srcs, char *path, size_t cap)
+static void cache_path(te_plugin_ctx *ctx, const ocl_config *cfg, const char *const *srcs, int n_srcs, char *path,
+                       size_t cap)
 {
     uint64_t h = 0xCBF29CE484222325ULL;
-    for (int i = 0; i < TE_OCL_NUM_SOURCES; i++)
+    for (int i = 0; i < n_srcs; i++)
         h = fnv1a(h, srcs[i], strlen(srcs[i]) + 1);
     char s[256];
     device_str(ctx->device, CL_DEVICE_NAME, s, sizeof s);
@@ -471,12 +503,56 @@ static void save_cached(te_plugin_ctx *ctx, const char *path)
     free(bin);
 }
 
+/* Build a program from source; a failure carries the compiler's log. */
+static te_status compile_program(te_plugin_ctx *ctx, int n, const char **srcs, cl_program *out, te_err *err)
+{
+    cl_int rc;
+    *out = clCreateProgramWithSource(ctx->context, (cl_uint)n, srcs, NULL, &rc);
+    if (rc != CL_SUCCESS) {
+        *out = NULL;
+        return cl_fail(err, "creating the OpenCL program", rc);
+    }
+    rc = clBuildProgram(*out, 1, &ctx->device, "", NULL, NULL);
+    if (rc == CL_SUCCESS)
+        return TE_OK;
+    char log[TE_ERR_MSG_MAX] = "";
+    size_t len = 0;
+    if (clGetProgramBuildInfo(*out, ctx->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &len) == CL_SUCCESS && len > 0) {
+        char *full = malloc(len + 1);
+        if (full && clGetProgramBuildInfo(*out, ctx->device, CL_PROGRAM_BUILD_LOG, len, full, NULL) == CL_SUCCESS) {
+            full[len] = '\0';
+            snprintf(log, sizeof log, "%s", trim(full));
+        }
+        free(full);
+    }
+    clReleaseProgram(*out);
+    *out = NULL;
+    return te_errf(err, TE_EPLUGIN, "opencl plugin: building the kernels for %s failed (%s); build log: %s",
+                   ctx->device_name, cl_err_name(rc), log[0] ? log : "(empty)");
+}
+
+static te_status make_kernel(cl_program prog, const char *name, cl_kernel *k, te_err *err)
+{
+    cl_int rc;
+    *k = clCreateKernel(prog, name, &rc);
+    if (rc == CL_SUCCESS)
+        return TE_OK;
+    *k = NULL;
+    return te_errf(err, TE_EPLUGIN, "opencl plugin: kernel %s missing from the program: %s", name, cl_err_name(rc));
+}
+
+static int device_has_fp64(cl_device_id d)
+{
+    cl_device_fp_config fp = 0;
+    return clGetDeviceInfo(d, CL_DEVICE_DOUBLE_FP_CONFIG, sizeof fp, &fp, NULL) == CL_SUCCESS && fp != 0;
+}
+
 static te_status build_program(te_plugin_ctx *ctx, const ocl_config *cfg, te_err *err)
 {
-    const char *srcs[TE_OCL_NUM_SOURCES];
+    const char *srcs[TE_OCL_NUM_SOURCES], *main_srcs[TE_OCL_NUM_SOURCES], *limbs_src = NULL;
     char *loaded[TE_OCL_NUM_SOURCES] = { 0 };
+    int n_main = 0;
     te_status st = TE_OK;
-    cl_int rc;
     char cpath[OCL_PATH_MAX + 64];
     for (int i = 0; i < TE_OCL_NUM_SOURCES; i++) {
         srcs[i] = te_ocl_sources[i];
@@ -489,57 +565,49 @@ static te_status build_program(te_plugin_ctx *ctx, const ocl_config *cfg, te_err
                 goto done;
             srcs[i] = loaded[i];
         }
+        if (strcmp(te_ocl_source_names[i], LIMBS_SOURCE) == 0)
+            limbs_src = srcs[i];
+        else
+            main_srcs[n_main++] = srcs[i];
     }
     if (cfg->cache_dir[0]) {
-        cache_path(ctx, cfg, srcs, cpath, sizeof cpath);
+        cache_path(ctx, cfg, main_srcs, n_main, cpath, sizeof cpath);
         load_cached(ctx, cpath);
     }
     if (!ctx->program) {
-        ctx->program = clCreateProgramWithSource(ctx->context, TE_OCL_NUM_SOURCES, srcs, NULL, &rc);
-        if (rc != CL_SUCCESS) {
-            ctx->program = NULL;
-            st = cl_fail(err, "creating the OpenCL program", rc);
+        st = compile_program(ctx, n_main, main_srcs, &ctx->program, err);
+        if (st != TE_OK)
             goto done;
-        }
-        rc = clBuildProgram(ctx->program, 1, &ctx->device, "", NULL, NULL);
-        if (rc != CL_SUCCESS) {
-            char log[TE_ERR_MSG_MAX] = "";
-            size_t n = 0;
-            if (clGetProgramBuildInfo(ctx->program, ctx->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &n) == CL_SUCCESS &&
-                n > 0) {
-                char *full = malloc(n + 1);
-                if (full && clGetProgramBuildInfo(ctx->program, ctx->device, CL_PROGRAM_BUILD_LOG, n, full, NULL) ==
-                                CL_SUCCESS) {
-                    full[n] = '\0';
-                    snprintf(log, sizeof log, "%s", trim(full));
-                }
-                free(full);
-            }
-            st = te_errf(err, TE_EPLUGIN, "opencl plugin: building the kernels for %s failed (%s); build log: %s",
-                         ctx->device_name, cl_err_name(rc), log[0] ? log : "(empty)");
-            goto done;
-        }
         if (cfg->cache_dir[0])
             save_cached(ctx, cpath);
     }
-    static const char *const names[3] = { "te_gemm_conv", "te_depthwise", "te_fc_gemv" };
-    cl_kernel *ks[3] = { &ctx->k_gemm, &ctx->k_dw, &ctx->k_fc };
-    for (int i = 0; i < 3; i++) {
-        *ks[i] = clCreateKernel(ctx->program, names[i], &rc);
-        if (rc != CL_SUCCESS) {
-            *ks[i] = NULL;
-            st = te_errf(err, TE_EPLUGIN, "opencl plugin: kernel %s missing from the program: %s", names[i],
-                         cl_err_name(rc));
+    static const char *const names[6] = { "te_gemm_conv", "te_depthwise", "te_fc_gemv",
+                                          "te_i2f",       "te_im2col_f",  "te_scatter_f" };
+    cl_kernel *ks[6] = { &ctx->k_gemm, &ctx->k_dw, &ctx->k_fc, &ctx->k_i2f, &ctx->k_im2col_f, &ctx->k_scatter_f };
+    for (int i = 0; i < 6; i++) {
+        if ((st = make_kernel(ctx->program, names[i], ks[i], err)) != TE_OK)
             goto done;
-        }
+        if (i >= 3)
+            continue; /* launched with the implementation's choice of work-group size */
         size_t wg = 0;
-        rc = clGetKernelWorkGroupInfo(*ks[i], ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
+        cl_int rc = clGetKernelWorkGroupInfo(*ks[i], ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
         if (rc == CL_SUCCESS && wg < 64) {
             st = te_errf(err, TE_EPLUGIN, "opencl plugin: device %s allows only %zu work items per group for %s "
                          "(64 needed)", ctx->device_name, wg, names[i]);
             goto done;
         }
     }
+    /* The DGEMM limb path needs doubles; without them kernel=auto is ulong. */
+    if (limbs_src && device_has_fp64(ctx->device)) {
+        if ((st = compile_program(ctx, 1, &limbs_src, &ctx->limbs_program, err)) != TE_OK)
+            goto done;
+        if ((st = make_kernel(ctx->limbs_program, "te_im2col_limbs", &ctx->k_im2col_limbs, err)) != TE_OK ||
+            (st = make_kernel(ctx->limbs_program, "te_limbs_combine", &ctx->k_combine, err)) != TE_OK)
+            goto done;
+    }
+    if (cfg->kernel == KERNEL_DGEMM && !ctx->k_combine)
+        st = te_errf(err, TE_EPLUGIN, "opencl plugin: kernel=dgemm needs double precision (cl_khr_fp64), which %s "
+                     "lacks; use kernel=ulong or auto", ctx->device_name);
 done:
     for (int i = 0; i < TE_OCL_NUM_SOURCES; i++)
         free(loaded[i]);
@@ -554,16 +622,19 @@ static void ocl_destroy(te_plugin_ctx *ctx)
         return;
     if (ctx->in_buf)
         clReleaseMemObject(ctx->in_buf);
-    if (ctx->out_buf)
-        clReleaseMemObject(ctx->out_buf);
-    if (ctx->k_gemm)
-        clReleaseKernel(ctx->k_gemm);
-    if (ctx->k_dw)
-        clReleaseKernel(ctx->k_dw);
-    if (ctx->k_fc)
-        clReleaseKernel(ctx->k_fc);
+    cl_mem bufs[4] = { ctx->out_buf, ctx->col_buf, ctx->cf_buf, ctx->cd_buf };
+    for (int i = 0; i < 4; i++)
+        if (bufs[i])
+            clReleaseMemObject(bufs[i]);
+    cl_kernel ks[8] = { ctx->k_gemm, ctx->k_dw, ctx->k_fc, ctx->k_i2f, ctx->k_im2col_f, ctx->k_scatter_f,
+                        ctx->k_im2col_limbs, ctx->k_combine };
+    for (int i = 0; i < 8; i++)
+        if (ks[i])
+            clReleaseKernel(ks[i]);
     if (ctx->program)
         clReleaseProgram(ctx->program);
+    if (ctx->limbs_program)
+        clReleaseProgram(ctx->limbs_program);
     if (ctx->queue)
         clReleaseCommandQueue(ctx->queue);
     if (ctx->context)
@@ -616,6 +687,7 @@ static te_status ocl_create(const char *config, te_plugin_ctx **out, te_err *err
         st = cl_fail(err, "creating an OpenCL command queue", rc);
         goto fail;
     }
+    ctx->kernel_mode = cfg.kernel;
     st = build_program(ctx, &cfg, err);
     if (st != TE_OK)
         goto fail;
@@ -667,96 +739,11 @@ static te_status check_geom(const te_linear_geom *g, te_err *err)
     return TE_OK;
 }
 
-static te_status ocl_load_layer(te_plugin_ctx *ctx, const te_linear_geom *geom, const int32_t *w,
-                                te_plugin_layer **out, te_err *err)
-{
-    *out = NULL;
-    if (!geom || !w)
-        return te_errf(err, TE_EINVAL, "opencl plugin: load_layer() without geometry or weights");
-    te_status st = check_geom(geom, err);
-    if (st != TE_OK)
-        return st;
-    te_plugin_layer *L = calloc(1, sizeof *L);
-    if (!L)
-        return te_errf(err, TE_ENOMEM, "opencl plugin: out of memory loading a layer");
-    L->g = *geom;
-    if (geom->kind == TE_LIN_FC) {
-        /* An FC layer is the 1x1 convolution of an in_c x 1 x 1 input. */
-        L->g.in_h = L->g.in_w = L->g.out_h = L->g.out_w = 1;
-        L->g.k_h = L->g.k_w = L->g.stride_h = L->g.stride_w = L->g.dil_h = L->g.dil_w = L->g.group = 1;
-        L->g.pad_t = L->g.pad_l = L->g.pad_b = L->g.pad_r = 0;
-    }
-    const te_linear_geom *g = &L->g;
-    L->icg = g->in_c / g->group;
-    L->ocg = g->out_c / g->group;
-    L->K = L->icg * g->k_h * g->k_w;
-    L->P = g->out_h * g->out_w;
-    L->in_len = g->in_c * g->in_h * g->in_w;
-    L->out_len = g->out_c * L->P;
-    L->path = (geom->kind == TE_LIN_CONV && L->icg == 1) ? PATH_DEPTHWISE : PATH_GEMM;
-    int64_t nw = g->out_c * L->K;
-    if (L->K > INT_MAX || nw > INT_MAX || L->in_len > INT_MAX || L->out_len > INT_MAX ||
-        g->in_c > INT_MAX || g->out_c > INT_MAX) {
-        free(L);
-        return te_errf(err, TE_EUNSUPPORTED, "opencl plugin: layer too large for the kernels (%lld weights)",
-                       (long long)nw);
-    }
-    if ((uint64_t)nw * 4 > ctx->max_alloc) {
-        free(L);
-        return te_errf(err, TE_EPLUGIN, "opencl plugin: %lld weights exceed the device's largest buffer (%llu bytes)",
-                       (long long)nw, (unsigned long long)ctx->max_alloc);
-    }
-    cl_int rc;
-    /* CL_MEM_COPY_HOST_PTR only reads the pointer. */
-    L->w_buf = clCreateBuffer(ctx->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, (size_t)nw * sizeof(cl_int),
-                              (void *)(uintptr_t)w, &rc);
-    if (rc != CL_SUCCESS) {
-        free(L);
-        return cl_fail(err, "uploading the layer's weights", rc);
-    }
-    if (L->path == PATH_GEMM) {
-        cl_int *kt = malloc((size_t)L->K * 4 * sizeof *kt);
-        if (!kt) {
-            clReleaseMemObject(L->w_buf);
-            free(L);
-            return te_errf(err, TE_ENOMEM, "opencl plugin: out of memory loading a layer");
-        }
-        int64_t k = 0, hw = g->in_h * g->in_w;
-        for (int64_t ci = 0; ci < L->icg; ci++)
-            for (int64_t kh = 0; kh < g->k_h; kh++)
-                for (int64_t kw = 0; kw < g->k_w; kw++, k++) {
-                    kt[4 * k] = (cl_int)(ci * hw);
-                    kt[4 * k + 1] = (cl_int)(kh * g->dil_h);
-                    kt[4 * k + 2] = (cl_int)(kw * g->dil_w);
-                    kt[4 * k + 3] = 0;
-                }
-        L->ktab_buf = clCreateBuffer(ctx->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
-                                     (size_t)L->K * 4 * sizeof *kt, kt, &rc);
-        free(kt);
-        if (rc != CL_SUCCESS) {
-            clReleaseMemObject(L->w_buf);
-            free(L);
-            return cl_fail(err, "uploading the layer's tap table", rc);
-        }
-    }
-    *out = L;
-    return TE_OK;
-}
+/* ---- buffers and kernel arguments --------------------------------------- */
 
-static void ocl_release_layer(te_plugin_ctx *ctx, te_plugin_layer *L)
-{
-    if (!L)
-        return;
-    if (L->w_buf)
-        clReleaseMemObject(L->w_buf);
-    if (L->ktab_buf)
-        clReleaseMemObject(L->ktab_buf);
-    free(L);
-}
-
-/* ---- run --------------------------------------------------------------- */
-
-static te_status ensure_buf(te_plugin_ctx *ctx, cl_mem *buf, size_t *cap, size_t bytes, cl_mem_flags flags,
+/* Grow *buf to at least bytes.  zero: fill a new buffer with zeros (cd_buf:
+ * CLBlast may read C even with beta = 0, and 0 * NaN would not be 0). */
+static te_status ensure_buf(te_plugin_ctx *ctx, cl_mem *buf, size_t *cap, size_t bytes, cl_mem_flags flags, int zero,
                             te_err *err)
 {
     if (*buf && *cap >= bytes)
@@ -765,11 +752,23 @@ static te_status ensure_buf(te_plugin_ctx *ctx, cl_mem *buf, size_t *cap, size_t
         clReleaseMemObject(*buf);
     *buf = NULL;
     *cap = 0;
+    if (bytes > ctx->max_alloc)
+        return te_errf(err, TE_EINVAL, "opencl plugin: a %zu-byte buffer exceeds the device's largest allocation "
+                       "(%llu bytes)", bytes, (unsigned long long)ctx->max_alloc);
     cl_int rc;
     *buf = clCreateBuffer(ctx->context, flags, bytes, NULL, &rc);
     if (rc != CL_SUCCESS) {
         *buf = NULL;
         return cl_fail(err, "allocating a device buffer", rc);
+    }
+    if (zero) {
+        cl_uchar z = 0;
+        rc = clEnqueueFillBuffer(ctx->queue, *buf, &z, 1, 0, bytes, 0, NULL, NULL);
+        if (rc != CL_SUCCESS) {
+            clReleaseMemObject(*buf);
+            *buf = NULL;
+            return cl_fail(err, "clearing a device buffer", rc);
+        }
     }
     *cap = bytes;
     return TE_OK;
@@ -809,7 +808,115 @@ static size_t round_up(size_t n, size_t m)
     return (n + m - 1) / m * m;
 }
 
-/* Set the arguments of the kernel for L and enqueue it (lock held). */
+static te_status blast_fail(te_err *err, const char *what, CLBlastStatusCode code)
+{
+    return te_errf(err, code == CLBlastOpenCLOutOfHostMemory ? TE_ENOMEM : TE_EPLUGIN,
+                   "opencl plugin: CLBlast %s failed (status %d%s)", what, (int)code,
+                   code == CLBlastTempBufferAllocFailure || code == CLBlastOpenCLOutOfResources ? ": out of device memory"
+                                                                                               : "");
+}
+
+/* ---- the DGEMM limb plan --------------------------------------------------- */
+
+/* The widest input limb xb such that K * mw * (2^xb - 1) < 2^53 (at most 52
+ * bits); 0 when not even one bit fits. */
+static int limb_input_bits(int64_t K, uint64_t mw)
+{
+    if (mw == 0)
+        return 52;
+    uint64_t p = (uint64_t)K * mw; /* K < 2^31, mw <= 2^31 */
+    if (p >= LIMB_SUM_BOUND)
+        return 0;
+    uint64_t q = (LIMB_SUM_BOUND - 1) / p; /* 2^xb - 1 <= q */
+    int xb = 0;
+    while (xb < 52 && (((uint64_t)1 << (xb + 1)) - 1) <= q)
+        xb++;
+    return xb;
+}
+
+/* Choose n_w weight limbs of wb bits (the top one signed) and xb-bit input
+ * limbs so that the fewest limb products cover a 64-bit ring; 0 if none. */
+static int plan_limbs(te_plugin_layer *L, const int32_t *w, int64_t nw)
+{
+    int64_t lo = 0, hi = 0;
+    for (int64_t i = 0; i < nw; i++) {
+        lo = w[i] < lo ? w[i] : lo;
+        hi = w[i] > hi ? w[i] : hi;
+    }
+    int s = 1; /* signed width of the weights */
+    while (s < 33 && (lo < -((int64_t)1 << (s - 1)) || hi >= ((int64_t)1 << (s - 1))))
+        s++;
+    uint64_t maxabs = (uint64_t)(-lo > hi ? -lo : hi);
+    int best = 0;
+    for (int n_w = 1; n_w <= 4; n_w++) {
+        int wb = n_w == 1 ? 64 : (s + n_w - 1) / n_w;
+        uint64_t mw = maxabs;
+        if (n_w > 1) {
+            int top = s - wb * (n_w - 1); /* signed bits left for the top limb */
+            if (top < 1)
+                break;
+            uint64_t low_max = ((uint64_t)1 << wb) - 1, top_max = (uint64_t)1 << (top - 1);
+            mw = low_max > top_max ? low_max : top_max;
+        }
+        int xb = limb_input_bits(L->K, mw);
+        if (xb < 1)
+            continue;
+        int cost = 0;
+        for (int j = 0; j < n_w && (int64_t)wb * j < 64; j++)
+            cost += (64 - wb * j + xb - 1) / xb;
+        if (!best || cost < best) {
+            best = cost;
+            L->n_w = n_w;
+            L->wb = wb;
+            L->xb = xb;
+        }
+    }
+    return best != 0;
+}
+
+/* Weights split into limbs, uploaded as doubles [group][n_w * ocg][K]. */
+static te_status load_limbs(te_plugin_ctx *ctx, te_plugin_layer *L, const int32_t *w, te_err *err)
+{
+    int64_t nw = L->g.out_c * L->K;
+    if (!plan_limbs(L, w, nw))
+        return te_errf(err, TE_EUNSUPPORTED, "opencl plugin: no limb split keeps this layer's sums (K = %lld) below "
+                       "2^53", (long long)L->K);
+    uint64_t bytes = (uint64_t)nw * (uint64_t)L->n_w * sizeof(double);
+    if (bytes > ctx->max_alloc || bytes > SIZE_MAX)
+        return te_errf(err, TE_EPLUGIN, "opencl plugin: the layer's %d weight limbs (%llu bytes) exceed the "
+                       "device's largest buffer", L->n_w, (unsigned long long)bytes);
+    double *wd = malloc((size_t)bytes);
+    if (!wd)
+        return te_errf(err, TE_ENOMEM, "opencl plugin: out of memory for %llu bytes of weight limbs",
+                       (unsigned long long)bytes);
+    const int64_t M = L->ocg, K = L->K;
+    const uint64_t lmask = L->n_w > 1 ? ((uint64_t)1 << L->wb) - 1 : 0;
+    for (int64_t g = 0; g < L->g.group; g++)
+        for (int64_t o = 0; o < M; o++)
+            for (int64_t k = 0; k < K; k++) {
+                int64_t r = w[(g * M + o) * K + k];
+                for (int j = 0; j < L->n_w; j++) {
+                    int64_t limb = r;
+                    if (j + 1 < L->n_w) { /* low limbs unsigned; r stays exact */
+                        limb = (int64_t)((uint64_t)r & lmask);
+                        r = (r - limb) / ((int64_t)1 << L->wb);
+                    }
+                    wd[((g * L->n_w + j) * M + o) * K + k] = (double)limb;
+                }
+            }
+    cl_int rc;
+    L->wd_buf = clCreateBuffer(ctx->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, (size_t)bytes, wd, &rc);
+    free(wd);
+    if (rc != CL_SUCCESS) {
+        L->wd_buf = NULL;
+        return cl_fail(err, "uploading the layer's weight limbs", rc);
+    }
+    return TE_OK;
+}
+
+/* ---- the three runs (context lock held) ----------------------------------- */
+
+/* Set the arguments of the ulong kernel for L and enqueue it. */
 static cl_int enqueue_layer(te_plugin_ctx *ctx, const te_plugin_layer *L, uint64_t batch, uint64_t mask)
 {
     const te_linear_geom *g = &L->g;
@@ -890,40 +997,41 @@ static cl_int enqueue_layer(te_plugin_ctx *ctx, const te_plugin_layer *L, uint64
     return clEnqueueNDRangeKernel(ctx->queue, a.k, dims, NULL, gws, lws, 0, NULL, NULL);
 }
 
-static te_status ocl_run(te_plugin_ctx *ctx, te_plugin_layer *L, unsigned ring_bits, uint64_t batch,
-                         const uint64_t *in, uint64_t *out, te_err *err)
+/* The im2col arguments shared by te_im2col_f and te_im2col_limbs (after
+ * the three buffers). */
+static void im2col_args(argset *a, const te_plugin_layer *L, int64_t ncols)
 {
-    if (!L || !in || !out)
-        return te_errf(err, TE_EINVAL, "opencl plugin: run() without a layer or buffers");
-    if (ring_bits < 1 || ring_bits > 64)
-        return te_errf(err, TE_EINVAL, "opencl plugin: ring width %u outside 1..64", ring_bits);
-    if (batch > OCL_MAX_BATCH)
-        return te_errf(err, TE_EINVAL, "opencl plugin: batch %llu exceeds the maximum %llu",
-                       (unsigned long long)batch, (unsigned long long)OCL_MAX_BATCH);
-    if (batch == 0)
-        return TE_OK;
-    uint64_t n_in = batch * (uint64_t)L->in_len, n_out = batch * (uint64_t)L->out_len;
-    if (n_in > INT_MAX || n_out > INT_MAX)
-        return te_errf(err, TE_EINVAL, "opencl plugin: batch %llu is too large for this layer (at most %lld samples)",
-                       (unsigned long long)batch,
-                       (long long)(INT_MAX / (L->in_len > L->out_len ? L->in_len : L->out_len)));
-    size_t in_bytes = (size_t)n_in * sizeof(cl_ulong), out_bytes = (size_t)n_out * sizeof(cl_ulong);
-    if (in_bytes > ctx->max_alloc || out_bytes > ctx->max_alloc)
-        return te_errf(err, TE_EINVAL, "opencl plugin: batch %llu needs buffers beyond the device's largest "
-                       "allocation (%llu bytes)", (unsigned long long)batch, (unsigned long long)ctx->max_alloc);
+    const te_linear_geom *g = &L->g;
+    arg_int(a, ncols);
+    arg_int(a, L->K);
+    arg_int(a, L->P);
+    arg_int(a, g->out_w);
+    arg_int(a, g->in_h);
+    arg_int(a, g->in_w);
+    arg_int(a, L->in_len);
+    arg_int(a, L->icg * g->in_h * g->in_w);
+    arg_int(a, g->stride_h);
+    arg_int(a, g->stride_w);
+    arg_int(a, g->pad_t);
+    arg_int(a, g->pad_l);
+}
 
-    pthread_mutex_lock(&ctx->lock);
-    te_status st = ensure_buf(ctx, &ctx->in_buf, &ctx->in_cap, in_bytes, CL_MEM_READ_ONLY, err);
+static te_status run_ulong_locked(te_plugin_ctx *ctx, te_plugin_layer *L, unsigned l, uint64_t batch,
+                                  const uint64_t *in, uint64_t *out, te_err *err)
+{
+    size_t in_bytes = (size_t)(batch * (uint64_t)L->in_len) * sizeof(cl_ulong);
+    size_t out_bytes = (size_t)(batch * (uint64_t)L->out_len) * sizeof(cl_ulong);
+    te_status st = ensure_buf(ctx, &ctx->in_buf, &ctx->in_cap, in_bytes, CL_MEM_READ_ONLY, 0, err);
     if (st == TE_OK)
-        st = ensure_buf(ctx, &ctx->out_buf, &ctx->out_cap, out_bytes, CL_MEM_WRITE_ONLY, err);
+        st = ensure_buf(ctx, &ctx->out_buf, &ctx->out_cap, out_bytes, CL_MEM_READ_WRITE, 0, err);
     if (st != TE_OK)
-        goto done;
+        return st;
     cl_int rc = clEnqueueWriteBuffer(ctx->queue, ctx->in_buf, CL_FALSE, 0, in_bytes, in, 0, NULL, NULL);
     if (rc != CL_SUCCESS) {
         st = cl_fail(err, "copying the input to the device", rc);
         goto sync;
     }
-    rc = enqueue_layer(ctx, L, batch, te_ring_mask(ring_bits));
+    rc = enqueue_layer(ctx, L, batch, te_ring_mask(l));
     if (rc != CL_SUCCESS) {
         st = cl_fail(err, "launching the kernel", rc);
         goto sync;
@@ -934,7 +1042,431 @@ static te_status ocl_run(te_plugin_ctx *ctx, te_plugin_layer *L, unsigned ring_b
 sync:
     /* Never return while the device may still read `in`. */
     clFinish(ctx->queue);
-done:
+    return st;
+}
+
+/* C = A . B for each group: one CLBlast call (strided over the groups). */
+static CLBlastStatusCode dgemm_groups(te_plugin_ctx *ctx, size_t groups, size_t m, size_t n, size_t k, cl_mem a,
+                                      size_t a_off, size_t lda, size_t a_stride, cl_mem b, size_t ldb, size_t b_stride,
+                                      cl_mem c, size_t c_off, size_t ldc, size_t c_stride)
+{
+    if (groups == 1)
+        return CLBlastDgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, m, n, k, 1.0, a, a_off, lda,
+                            b, 0, ldb, 0.0, c, c_off, ldc, &ctx->queue, NULL);
+    return CLBlastDgemmStridedBatched(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, m, n, k, 1.0, a,
+                                      a_off, lda, a_stride, b, 0, ldb, b_stride, 0.0, c, c_off, ldc, c_stride, groups,
+                                      &ctx->queue, NULL);
+}
+
+static CLBlastStatusCode sgemm_groups(te_plugin_ctx *ctx, size_t groups, size_t m, size_t n, size_t k, cl_mem a,
+                                      size_t lda, size_t a_stride, cl_mem b, size_t ldb, size_t b_stride, cl_mem c,
+                                      size_t ldc, size_t c_stride)
+{
+    if (groups == 1)
+        return CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, m, n, k, 1.0f, a, 0, lda, b,
+                            0, ldb, 0.0f, c, 0, ldc, &ctx->queue, NULL);
+    return CLBlastSgemmStridedBatched(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, m, n, k, 1.0f, a,
+                                      0, lda, a_stride, b, 0, ldb, b_stride, 0.0f, c, 0, ldc, c_stride, groups,
+                                      &ctx->queue, NULL);
+}
+
+/* The exact DGEMM limb path: input limbs by im2col on the device, one
+ * DGEMM per weight limb over the input limbs it needs, ulong recombination. */
+static te_status run_dgemm_locked(te_plugin_ctx *ctx, te_plugin_layer *L, unsigned l, uint64_t batch,
+                                  const uint64_t *in, uint64_t *out, te_err *err)
+{
+    const size_t groups = (size_t)L->g.group, M = (size_t)L->ocg, K = (size_t)L->K;
+    const size_t ncols = (size_t)batch * (size_t)L->P;
+    const int n_x = ((int)l + L->xb - 1) / L->xb;
+    const size_t width = (size_t)n_x * ncols;
+    size_t in_bytes = (size_t)(batch * (uint64_t)L->in_len) * sizeof(cl_ulong);
+    size_t out_bytes = (size_t)(batch * (uint64_t)L->out_len) * sizeof(cl_ulong);
+    double col_n = (double)groups * (double)K * (double)width, cd_n = (double)groups * L->n_w * (double)M * width;
+    if (col_n * 8 > (double)ctx->max_alloc || cd_n * 8 > (double)ctx->max_alloc)
+        return te_errf(err, TE_EINVAL, "opencl plugin: batch %llu at l = %u needs DGEMM limb buffers beyond the "
+                       "device's largest allocation (%llu bytes); use kernel=ulong", (unsigned long long)batch, l,
+                       (unsigned long long)ctx->max_alloc);
+    te_status st = ensure_buf(ctx, &ctx->in_buf, &ctx->in_cap, in_bytes, CL_MEM_READ_ONLY, 0, err);
+    if (st == TE_OK)
+        st = ensure_buf(ctx, &ctx->out_buf, &ctx->out_cap, out_bytes, CL_MEM_READ_WRITE, 0, err);
+    if (st == TE_OK)
+        st = ensure_buf(ctx, &ctx->col_buf, &ctx->col_cap, (size_t)col_n * 8, CL_MEM_READ_WRITE, 0, err);
+    if (st == TE_OK)
+        st = ensure_buf(ctx, &ctx->cd_buf, &ctx->cd_cap, (size_t)cd_n * 8, CL_MEM_READ_WRITE, 1, err);
+    if (st != TE_OK)
+        return st;
+    cl_int rc = clEnqueueWriteBuffer(ctx->queue, ctx->in_buf, CL_FALSE, 0, in_bytes, in, 0, NULL, NULL);
+    if (rc != CL_SUCCESS) {
+        st = cl_fail(err, "copying the input to the device", rc);
+        goto sync;
+    }
+    argset a = { ctx->k_im2col_limbs, 0, CL_SUCCESS };
+    arg_mem(&a, ctx->in_buf);
+    arg_mem(&a, L->ktab_buf);
+    arg_mem(&a, ctx->col_buf);
+    im2col_args(&a, L, (int64_t)ncols);
+    arg_int(&a, L->xb);
+    arg_int(&a, n_x);
+    size_t gws[3] = { ncols, K, groups };
+    if (a.rc == CL_SUCCESS)
+        a.rc = clEnqueueNDRangeKernel(ctx->queue, a.k, 3, NULL, gws, NULL, 0, NULL, NULL);
+    if (a.rc != CL_SUCCESS) {
+        st = cl_fail(err, "launching the limb im2col kernel", a.rc);
+        goto sync;
+    }
+    for (int j = 0; j < L->n_w; j++) {
+        int64_t sj = (int64_t)L->wb * j;
+        if (sj >= (int64_t)l)
+            break;
+        size_t nxj = (size_t)(((int64_t)l - sj + L->xb - 1) / L->xb); /* input limbs with shift < l */
+        CLBlastStatusCode bc = dgemm_groups(ctx, groups, M, nxj * ncols, K, L->wd_buf, (size_t)j * M * K, K,
+                                            (size_t)L->n_w * M * K, ctx->col_buf, width, K * width, ctx->cd_buf,
+                                            (size_t)j * M * width, width, (size_t)L->n_w * M * width);
+        if (bc != CLBlastSuccess) {
+            st = blast_fail(err, "DGEMM", bc);
+            goto sync;
+        }
+    }
+    int64_t total = (int64_t)batch * L->out_len;
+    argset c = { ctx->k_combine, 0, CL_SUCCESS };
+    arg_mem(&c, ctx->cd_buf);
+    arg_mem(&c, ctx->out_buf);
+    arg_int(&c, total);
+    arg_int(&c, L->ocg);
+    arg_int(&c, L->P);
+    arg_int(&c, L->out_len);
+    arg_int(&c, (int64_t)ncols);
+    arg_int(&c, n_x);
+    arg_int(&c, L->n_w);
+    arg_int(&c, L->xb);
+    arg_int(&c, L->wb);
+    arg_int(&c, l);
+    arg_ulong(&c, te_ring_mask(l));
+    size_t gt = (size_t)total;
+    if (c.rc == CL_SUCCESS)
+        c.rc = clEnqueueNDRangeKernel(ctx->queue, c.k, 1, NULL, &gt, NULL, 0, NULL, NULL);
+    if (c.rc != CL_SUCCESS) {
+        st = cl_fail(err, "launching the limb recombination kernel", c.rc);
+        goto sync;
+    }
+    rc = clEnqueueReadBuffer(ctx->queue, ctx->out_buf, CL_TRUE, 0, out_bytes, out, 0, NULL, NULL);
+    if (rc != CL_SUCCESS)
+        st = cl_fail(err, "running the DGEMM limb path / reading the result", rc);
+sync:
+    clFinish(ctx->queue);
+    return st;
+}
+
+/* The float32 baseline: im2col on the device, CLBlast SGEMM, scatter. */
+static te_status run_f32_locked(te_plugin_ctx *ctx, te_plugin_layer *L, uint64_t batch, const float *in, float *out,
+                                te_err *err)
+{
+    const size_t groups = (size_t)L->g.group, M = (size_t)L->ocg, K = (size_t)L->K;
+    const size_t ncols = (size_t)batch * (size_t)L->P, nw = (size_t)(L->g.out_c * L->K);
+    size_t in_bytes = (size_t)(batch * (uint64_t)L->in_len) * sizeof(float);
+    size_t out_bytes = (size_t)(batch * (uint64_t)L->out_len) * sizeof(float);
+    double col_bytes = (double)groups * (double)K * (double)ncols * sizeof(float);
+    if (col_bytes > (double)ctx->max_alloc)
+        return te_errf(err, TE_EINVAL, "opencl plugin: batch %llu needs a float32 im2col buffer beyond the device's "
+                       "largest allocation (%llu bytes)", (unsigned long long)batch,
+                       (unsigned long long)ctx->max_alloc);
+    cl_int rc;
+    te_status st = TE_OK;
+    if (!L->wf_buf) {
+        L->wf_buf = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, nw * sizeof(float), NULL, &rc);
+        if (rc != CL_SUCCESS) {
+            L->wf_buf = NULL;
+            return cl_fail(err, "allocating the float32 weights", rc);
+        }
+        argset a = { ctx->k_i2f, 0, CL_SUCCESS };
+        arg_mem(&a, L->w_buf);
+        arg_mem(&a, L->wf_buf);
+        arg_int(&a, (int64_t)nw);
+        if (a.rc == CL_SUCCESS)
+            a.rc = clEnqueueNDRangeKernel(ctx->queue, a.k, 1, NULL, &nw, NULL, 0, NULL, NULL);
+        if (a.rc != CL_SUCCESS) {
+            clReleaseMemObject(L->wf_buf);
+            L->wf_buf = NULL;
+            clFinish(ctx->queue);
+            return cl_fail(err, "converting the weights to float32", a.rc);
+        }
+    }
+    st = ensure_buf(ctx, &ctx->in_buf, &ctx->in_cap, in_bytes, CL_MEM_READ_ONLY, 0, err);
+    if (st == TE_OK)
+        st = ensure_buf(ctx, &ctx->out_buf, &ctx->out_cap, out_bytes, CL_MEM_READ_WRITE, 0, err);
+    if (st == TE_OK)
+        st = ensure_buf(ctx, &ctx->col_buf, &ctx->col_cap, (size_t)col_bytes, CL_MEM_READ_WRITE, 0, err);
+    if (st == TE_OK && batch > 1)
+        st = ensure_buf(ctx, &ctx->cf_buf, &ctx->cf_cap, out_bytes, CL_MEM_READ_WRITE, 0, err);
+    if (st != TE_OK)
+        goto sync;
+    rc = clEnqueueWriteBuffer(ctx->queue, ctx->in_buf, CL_FALSE, 0, in_bytes, in, 0, NULL, NULL);
+    if (rc != CL_SUCCESS) {
+        st = cl_fail(err, "copying the input to the device", rc);
+        goto sync;
+    }
+    argset a = { ctx->k_im2col_f, 0, CL_SUCCESS };
+    arg_mem(&a, ctx->in_buf);
+    arg_mem(&a, L->ktab_buf);
+    arg_mem(&a, ctx->col_buf);
+    im2col_args(&a, L, (int64_t)ncols);
+    size_t gws[3] = { ncols, K, groups };
+    if (a.rc == CL_SUCCESS)
+        a.rc = clEnqueueNDRangeKernel(ctx->queue, a.k, 3, NULL, gws, NULL, 0, NULL, NULL);
+    if (a.rc != CL_SUCCESS) {
+        st = cl_fail(err, "launching the float32 im2col kernel", a.rc);
+        goto sync;
+    }
+    /* With one sample, C[g][o][pos] is already the output layout.  C is
+     * cleared first: CLBlast may read it even with beta = 0. */
+    cl_mem C = batch == 1 ? ctx->out_buf : ctx->cf_buf;
+    cl_float zero = 0.0f;
+    rc = clEnqueueFillBuffer(ctx->queue, C, &zero, sizeof zero, 0, out_bytes, 0, NULL, NULL);
+    if (rc != CL_SUCCESS) {
+        st = cl_fail(err, "clearing the float32 output", rc);
+        goto sync;
+    }
+    CLBlastStatusCode bc = sgemm_groups(ctx, groups, M, ncols, K, L->wf_buf, K, M * K, ctx->col_buf, ncols,
+                                        K * ncols, C, ncols, M * ncols);
+    if (bc != CLBlastSuccess) {
+        st = blast_fail(err, "SGEMM", bc);
+        goto sync;
+    }
+    if (batch > 1) {
+        int64_t total = (int64_t)batch * L->out_len;
+        argset c = { ctx->k_scatter_f, 0, CL_SUCCESS };
+        arg_mem(&c, ctx->cf_buf);
+        arg_mem(&c, ctx->out_buf);
+        arg_int(&c, total);
+        arg_int(&c, L->ocg);
+        arg_int(&c, L->P);
+        arg_int(&c, L->out_len);
+        arg_int(&c, (int64_t)ncols);
+        size_t gt = (size_t)total;
+        if (c.rc == CL_SUCCESS)
+            c.rc = clEnqueueNDRangeKernel(ctx->queue, c.k, 1, NULL, &gt, NULL, 0, NULL, NULL);
+        if (c.rc != CL_SUCCESS) {
+            st = cl_fail(err, "launching the float32 scatter kernel", c.rc);
+            goto sync;
+        }
+    }
+    rc = clEnqueueReadBuffer(ctx->queue, ctx->out_buf, CL_TRUE, 0, out_bytes, out, 0, NULL, NULL);
+    if (rc != CL_SUCCESS)
+        st = cl_fail(err, "running SGEMM / reading the result", rc);
+sync:
+    clFinish(ctx->queue);
+    return st;
+}
+
+/* ---- layers ------------------------------------------------------------ */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* kernel=auto: time both exact paths on this layer (l = 64, batch 1, one
+ * warm-up, then AUTO_REPS alternating runs, medians) and keep the faster.
+ * A DGEMM path that fails here is not chosen. */
+static te_status choose_path(te_plugin_ctx *ctx, te_plugin_layer *L, te_err *err)
+{
+    uint64_t *x = malloc((size_t)L->in_len * sizeof *x), *y = malloc((size_t)L->out_len * sizeof *y);
+    if (!x || !y) {
+        free(x);
+        free(y);
+        return te_errf(err, TE_ENOMEM, "opencl plugin: out of memory timing the layer");
+    }
+    uint64_t s = 0x9E3779B97F4A7C15ULL;
+    for (int64_t i = 0; i < L->in_len; i++) { /* xorshift64: any full-width values */
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        x[i] = s;
+    }
+    double tu[AUTO_REPS], td[AUTO_REPS];
+    te_status st = TE_OK;
+    int dgemm_ok = 1;
+    te_err scratch;
+    pthread_mutex_lock(&ctx->lock);
+    for (int r = -1; r < AUTO_REPS && st == TE_OK; r++) {
+        double t0 = now_s();
+        st = run_ulong_locked(ctx, L, 64, 1, x, y, err);
+        double t1 = now_s();
+        if (dgemm_ok && run_dgemm_locked(ctx, L, 64, 1, x, y, &scratch) != TE_OK)
+            dgemm_ok = 0;
+        double t2 = now_s();
+        if (r >= 0)
+            tu[r] = t1 - t0, td[r] = t2 - t1;
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    free(x);
+    free(y);
+    if (st != TE_OK)
+        return st;
+    qsort(tu, AUTO_REPS, sizeof *tu, cmp_dbl);
+    qsort(td, AUTO_REPS, sizeof *td, cmp_dbl);
+    L->t_ulong = tu[AUTO_REPS / 2];
+    L->t_dgemm = dgemm_ok ? td[AUTO_REPS / 2] : 0;
+    L->use_dgemm = dgemm_ok && L->t_dgemm < L->t_ulong;
+    return TE_OK;
+}
+
+static void ocl_release_layer(te_plugin_ctx *ctx, te_plugin_layer *L)
+{
+    (void)ctx;
+    if (!L)
+        return;
+    cl_mem bufs[4] = { L->w_buf, L->ktab_buf, L->wf_buf, L->wd_buf };
+    for (int i = 0; i < 4; i++)
+        if (bufs[i])
+            clReleaseMemObject(bufs[i]);
+    free(L);
+}
+
+static te_status ocl_load_layer(te_plugin_ctx *ctx, const te_linear_geom *geom, const int32_t *w,
+                                te_plugin_layer **out, te_err *err)
+{
+    *out = NULL;
+    if (!geom || !w)
+        return te_errf(err, TE_EINVAL, "opencl plugin: load_layer() without geometry or weights");
+    te_status st = check_geom(geom, err);
+    if (st != TE_OK)
+        return st;
+    te_plugin_layer *L = calloc(1, sizeof *L);
+    if (!L)
+        return te_errf(err, TE_ENOMEM, "opencl plugin: out of memory loading a layer");
+    L->g = *geom;
+    if (geom->kind == TE_LIN_FC) {
+        /* An FC layer is the 1x1 convolution of an in_c x 1 x 1 input. */
+        L->g.in_h = L->g.in_w = L->g.out_h = L->g.out_w = 1;
+        L->g.k_h = L->g.k_w = L->g.stride_h = L->g.stride_w = L->g.dil_h = L->g.dil_w = L->g.group = 1;
+        L->g.pad_t = L->g.pad_l = L->g.pad_b = L->g.pad_r = 0;
+    }
+    const te_linear_geom *g = &L->g;
+    L->icg = g->in_c / g->group;
+    L->ocg = g->out_c / g->group;
+    L->K = L->icg * g->k_h * g->k_w;
+    L->P = g->out_h * g->out_w;
+    L->in_len = g->in_c * g->in_h * g->in_w;
+    L->out_len = g->out_c * L->P;
+    L->path = (geom->kind == TE_LIN_CONV && L->icg == 1) ? PATH_DEPTHWISE : PATH_GEMM;
+    int64_t nw = g->out_c * L->K;
+    if (L->K > INT_MAX || nw > INT_MAX || L->in_len > INT_MAX || L->out_len > INT_MAX ||
+        g->in_c > INT_MAX || g->out_c > INT_MAX) {
+        free(L);
+        return te_errf(err, TE_EUNSUPPORTED, "opencl plugin: layer too large for the kernels (%lld weights)",
+                       (long long)nw);
+    }
+    if ((uint64_t)nw * 4 > ctx->max_alloc) {
+        free(L);
+        return te_errf(err, TE_EPLUGIN, "opencl plugin: %lld weights exceed the device's largest buffer (%llu bytes)",
+                       (long long)nw, (unsigned long long)ctx->max_alloc);
+    }
+    cl_int rc;
+    /* CL_MEM_COPY_HOST_PTR only reads the pointer. */
+    L->w_buf = clCreateBuffer(ctx->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, (size_t)nw * sizeof(cl_int),
+                              (void *)(uintptr_t)w, &rc);
+    if (rc != CL_SUCCESS) {
+        L->w_buf = NULL;
+        st = cl_fail(err, "uploading the layer's weights", rc);
+        goto fail;
+    }
+    /* The tap table: the ulong GEMM's fused gather and both im2col kernels. */
+    cl_int *kt = malloc((size_t)L->K * 4 * sizeof *kt);
+    if (!kt) {
+        st = te_errf(err, TE_ENOMEM, "opencl plugin: out of memory loading a layer");
+        goto fail;
+    }
+    int64_t k = 0, hw = g->in_h * g->in_w;
+    for (int64_t ci = 0; ci < L->icg; ci++)
+        for (int64_t kh = 0; kh < g->k_h; kh++)
+            for (int64_t kw = 0; kw < g->k_w; kw++, k++) {
+                kt[4 * k] = (cl_int)(ci * hw);
+                kt[4 * k + 1] = (cl_int)(kh * g->dil_h);
+                kt[4 * k + 2] = (cl_int)(kw * g->dil_w);
+                kt[4 * k + 3] = 0;
+            }
+    L->ktab_buf = clCreateBuffer(ctx->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, (size_t)L->K * 4 * sizeof *kt,
+                                 kt, &rc);
+    free(kt);
+    if (rc != CL_SUCCESS) {
+        L->ktab_buf = NULL;
+        st = cl_fail(err, "uploading the layer's tap table", rc);
+        goto fail;
+    }
+    if (ctx->kernel_mode != KERNEL_ULONG && ctx->k_combine) {
+        st = load_limbs(ctx, L, w, err);
+        if (st != TE_OK && ctx->kernel_mode == KERNEL_DGEMM)
+            goto fail;
+        st = TE_OK; /* kernel=auto: a layer the limbs cannot take runs on the ulong kernels */
+    }
+    if (L->wd_buf && ctx->kernel_mode == KERNEL_DGEMM)
+        L->use_dgemm = 1;
+    else if (L->wd_buf && (st = choose_path(ctx, L, err)) != TE_OK)
+        goto fail;
+    if (L->wd_buf && !L->use_dgemm) { /* the ulong kernels won: free the limbs */
+        clReleaseMemObject(L->wd_buf);
+        L->wd_buf = NULL;
+    }
+    *out = L;
+    return TE_OK;
+fail:
+    ocl_release_layer(ctx, L);
+    return st;
+}
+
+/* ---- run --------------------------------------------------------------- */
+
+static te_status check_batch(const te_plugin_layer *L, uint64_t batch, size_t elem, uint64_t max_alloc, te_err *err)
+{
+    if (batch > OCL_MAX_BATCH)
+        return te_errf(err, TE_EINVAL, "opencl plugin: batch %llu exceeds the maximum %llu",
+                       (unsigned long long)batch, (unsigned long long)OCL_MAX_BATCH);
+    uint64_t n_in = batch * (uint64_t)L->in_len, n_out = batch * (uint64_t)L->out_len;
+    if (n_in > INT_MAX || n_out > INT_MAX)
+        return te_errf(err, TE_EINVAL, "opencl plugin: batch %llu is too large for this layer (at most %lld samples)",
+                       (unsigned long long)batch,
+                       (long long)(INT_MAX / (L->in_len > L->out_len ? L->in_len : L->out_len)));
+    if (n_in * elem > max_alloc || n_out * elem > max_alloc)
+        return te_errf(err, TE_EINVAL, "opencl plugin: batch %llu needs buffers beyond the device's largest "
+                       "allocation (%llu bytes)", (unsigned long long)batch, (unsigned long long)max_alloc);
+    return TE_OK;
+}
+
+static te_status ocl_run(te_plugin_ctx *ctx, te_plugin_layer *L, unsigned ring_bits, uint64_t batch,
+                         const uint64_t *in, uint64_t *out, te_err *err)
+{
+    if (!L || !in || !out)
+        return te_errf(err, TE_EINVAL, "opencl plugin: run() without a layer or buffers");
+    if (ring_bits < 1 || ring_bits > 64)
+        return te_errf(err, TE_EINVAL, "opencl plugin: ring width %u outside 1..64", ring_bits);
+    te_status st = check_batch(L, batch, sizeof(cl_ulong), ctx->max_alloc, err);
+    if (st != TE_OK || batch == 0)
+        return st;
+    pthread_mutex_lock(&ctx->lock);
+    st = L->use_dgemm ? run_dgemm_locked(ctx, L, ring_bits, batch, in, out, err)
+                      : run_ulong_locked(ctx, L, ring_bits, batch, in, out, err);
+    pthread_mutex_unlock(&ctx->lock);
+    return st;
+}
+
+/* The no-privacy float32 baseline (te_plugin.h): CLBlast SGEMM on this device. */
+static te_status ocl_run_f32(te_plugin_ctx *ctx, te_plugin_layer *L, uint64_t batch, const float *in, float *out,
+                             te_err *err)
+{
+    if (!L || !in || !out)
+        return te_errf(err, TE_EINVAL, "opencl plugin: run_f32() without a layer or buffers");
+    te_status st = check_batch(L, batch, sizeof(float), ctx->max_alloc, err);
+    if (st != TE_OK || batch == 0)
+        return st;
+    pthread_mutex_lock(&ctx->lock);
+    st = run_f32_locked(ctx, L, batch, in, out, err);
     pthread_mutex_unlock(&ctx->lock);
     return st;
 }
@@ -948,6 +1480,7 @@ static const te_plugin_ops ocl_ops = {
     .load_layer = ocl_load_layer,
     .run = ocl_run,
     .release_layer = ocl_release_layer,
+    .run_f32 = ocl_run_f32,
 };
 
 __attribute__((visibility("default"))) te_status te_plugin_entry(uint32_t host_abi_version, const te_plugin_ops **ops,

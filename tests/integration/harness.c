@@ -124,3 +124,19 @@ double fx_cosine(const float *a, const float *b, size_t n)
     }
     return ab / (sqrt(aa) * sqrt(bb) + 1e-300);
 }
+
+te_model *fx_build_model(const char *name)
+{
+    char onnx[512], calib[512];
+    char base[400];
+    fx_data(base, sizeof base, name);
+    snprintf(onnx, sizeof onnx, "%s.onnx", base);
+    snprintf(calib, sizeof calib, "%s.calib.npy", base);
+    te_owner_options opt;
+    memset(&opt, 0, sizeof opt);
+    te_owner_options_init(&opt);
+    te_model *m = NULL;
+    te_err err;
+    must(te_owner_build(onnx, access(calib, R_OK) == 0 ? calib : NULL, &opt, &m, &err), &err, onnx);
+    return m;
+}

@@ -44,4 +44,9 @@ void fx_reference_fixed(te_fixture *f, const float *input, float *out);
 
 double fx_cosine(const float *a, const float *b, size_t n);
 
+/* Compile $TE_TEST_DATA/NAME.onnx in memory (calibrated with NAME.calib.npy
+ * when it exists), as the owner would; free with te_model_free.  Fails the
+ * cmocka test on error. */
+te_model *fx_build_model(const char *name);
+
 #endif

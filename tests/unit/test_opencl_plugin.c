@@ -1,9 +1,15 @@
 /* The OpenCL plugin, loaded through the real loader (on PoCL in CI), must
  * agree bit for bit with te_linear_ref_ring and with the CPU plugin on every
- * geometry and ring width, and fail clearly when no device is there.
+ * geometry and ring width, on both exact paths (the ulong kernels and the
+ * CLBlast DGEMM limbs, each forced by kernel=, and whatever kernel=auto
+ * picks); its float32 baseline (CLBlast SGEMM) must match the CPU plugin's;
+ * and it must fail clearly when no device is there.
  *
  * Run with --no-platform (ctest sets OCL_ICD_VENDORS to an empty directory)
- * it checks only the "no OpenCL platform" error. */
+ * it checks only the "no OpenCL platform" error; with --arch NAME, every
+ * linear layer of the test model NAME on the DGEMM path at l = 16, 32, 48, 64
+ * against the CPU plugin. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +23,7 @@
 
 #include <cmocka.h>
 
+#include "harness.h"
 #include "te_linear.h"
 #include "te_plugin.h"
 #include "te_ring.h"
@@ -64,7 +71,12 @@ typedef struct fixture {
     te_plugin *ocl, *cpu;
     const te_plugin_ops *ops, *cpu_ops;
     te_plugin_ctx *ctx, *cpu_ctx;
+    /* the same plugin with each exact path forced (ops are the same table) */
+    te_plugin *ocl_path[2];
+    te_plugin_ctx *path_ctx[2];
 } fixture;
+
+static const char *const path_config[2] = { "kernel=ulong", "kernel=dgemm" };
 
 /* Opened once per process: PoCL's first kernel compile takes seconds. */
 static int group_setup(void **state)
@@ -88,6 +100,18 @@ static int group_setup(void **state)
         free(f);
         return -1;
     }
+    for (int i = 0; i < 2; i++) {
+        if (te_plugin_open("opencl", path_config[i], &f->ocl_path[i], &err) != TE_OK) {
+            fprintf(stderr, "FAIL: cannot open the OpenCL plugin with %s: %s\n", path_config[i], err.msg);
+            for (int j = 0; j < i; j++)
+                te_plugin_close(f->ocl_path[j]);
+            te_plugin_close(f->ocl);
+            te_plugin_close(f->cpu);
+            free(f);
+            return -1;
+        }
+        f->path_ctx[i] = te_plugin_get_ctx(f->ocl_path[i]);
+    }
     f->ops = te_plugin_get_ops(f->ocl);
     f->ctx = te_plugin_get_ctx(f->ocl);
     f->cpu_ops = te_plugin_get_ops(f->cpu);
@@ -102,6 +126,8 @@ static int group_teardown(void **state)
     if (f) {
         te_plugin_close(f->ocl);
         te_plugin_close(f->cpu);
+        for (int i = 0; i < 2; i++)
+            te_plugin_close(f->ocl_path[i]);
         free(f);
     }
     return 0;
@@ -160,6 +186,25 @@ static void check_one(fixture *f, const te_linear_geom *g, unsigned l, unsigned 
             fail_msg("%s l=%u wbits=%u: output %zu: opencl %llx, cpu %llx, reference %llx", d, l, wbits, i,
                      (unsigned long long)got[i], (unsigned long long)cpu[i], (unsigned long long)want[i]);
         }
+    }
+    /* each exact path forced, on the same data (a fixture without them:
+     * the binary-cache test's context) */
+    for (int p = 0; p < 2 && f->path_ctx[p]; p++) {
+        te_plugin_layer *ql = NULL;
+        if (f->ops->load_layer(f->path_ctx[p], g, w, &ql, &err) != TE_OK)
+            fail_msg("%s: load_layer: %s", path_config[p], err.msg);
+        for (size_t i = 0; i < no; i++)
+            got[i] = 0xDEADBEEFDEADBEEFULL;
+        if (f->ops->run(f->path_ctx[p], ql, l, (uint64_t)g->batch, x, got, &err) != TE_OK)
+            fail_msg("%s: run: %s", path_config[p], err.msg);
+        for (size_t i = 0; i < no; i++)
+            if (got[i] != want[i]) {
+                char d[256];
+                describe(g, d, sizeof d);
+                fail_msg("%s %s l=%u wbits=%u: output %zu: opencl %llx, reference %llx", path_config[p], d, l, wbits,
+                         i, (unsigned long long)got[i], (unsigned long long)want[i]);
+            }
+        f->ops->release_layer(f->path_ctx[p], ql);
     }
     f->ops->release_layer(f->ctx, pl);
     f->cpu_ops->release_layer(f->cpu_ctx, cl);
@@ -372,6 +417,7 @@ static void test_bad_config(void **state)
     expect_open_error("device=-1", TE_EINVAL, "device=-1");
     expect_open_error("colour=blue", TE_EINVAL, "unknown config key 'colour'");
     expect_open_error("platform", TE_EINVAL, "not key=value");
+    expect_open_error("kernel=fast", TE_EINVAL, "kernel=fast: use auto, ulong or dgemm");
 }
 
 static void test_select_by_name_and_type(void **state)
@@ -434,6 +480,8 @@ static void test_build_failure_reports_log(void **state)
     write_text(dir, "te_gemm.cl", "__kernel void te_gemm_conv(__global ulong *o) { o[0] = undeclared_thing; }\n");
     write_text(dir, "te_depthwise.cl", "__kernel void te_depthwise(__global ulong *o) { o[0] = 0; }\n");
     write_text(dir, "te_fc.cl", "__kernel void te_fc_gemv(__global ulong *o) { o[0] = 0; }\n");
+    write_text(dir, "te_f32.cl", "__kernel void te_i2f(__global float *o) { o[0] = 0; }\n");
+    write_text(dir, "te_limbs.cl", "__kernel void te_limbs_combine(__global ulong *o) { o[0] = 0; }\n");
     snprintf(config, sizeof config, "kernel_dir=%s", dir);
     expect_open_error(config, TE_EPLUGIN, "build log");
     expect_open_error(config, TE_EPLUGIN, "undeclared_thing");
@@ -464,6 +512,7 @@ static void test_binary_cache(void **state)
         closedir(d);
         assert_int_equal(files, 1);
         fixture g = *f;
+        g.path_ctx[0] = g.path_ctx[1] = NULL;
         g.ocl = p;
         g.ops = te_plugin_get_ops(p);
         g.ctx = te_plugin_get_ctx(p);
@@ -485,8 +534,146 @@ static void test_no_platform(void **state)
     expect_open_error("", TE_EPLUGIN, "no OpenCL platform found (is an ICD such as pocl-opencl-icd installed?)");
 }
 
+/* ---- the float32 baseline (run_f32, CLBlast SGEMM) --------------------- */
+
+/* run_f32 on both plugins; with small integer weights and inputs every sum
+ * is exact in float32, so both must equal the integer reference bit for bit
+ * whatever order they add in; otherwise they agree to rounding. */
+static void check_f32(fixture *f, const te_linear_geom *g, int small_ints, rng *r)
+{
+    size_t ni = (size_t)(te_geom_in_len(g) * g->batch), no = (size_t)(te_geom_out_len(g) * g->batch);
+    size_t nw = (size_t)te_geom_weight_len(g);
+    int32_t *w = malloc(nw * sizeof *w);
+    float *x = malloc(ni * sizeof *x), *got = malloc(no * sizeof *got), *cpu = malloc(no * sizeof *cpu);
+    uint64_t *xr = malloc(ni * sizeof *xr), *want = malloc(no * sizeof *want);
+    assert_true(w && x && got && cpu && xr && want);
+    for (size_t i = 0; i < nw; i++)
+        w[i] = small_ints ? (int32_t)(rnd(r) % 17) - 8 : rnd_w(r, 16);
+    for (size_t i = 0; i < ni; i++) {
+        int64_t v = (int64_t)(rnd(r) % 17) - 8;
+        x[i] = small_ints ? (float)v : (float)((double)(rnd(r) >> 11) * 0x1p-53 - 0.5);
+        xr[i] = (uint64_t)v;
+    }
+    for (size_t i = 0; i < no; i++)
+        got[i] = -12345.0f;
+    te_err err;
+    te_err_clear(&err);
+    te_plugin_layer *pl = NULL, *cl = NULL;
+    assert_non_null(f->ops->run_f32);
+    if (f->ops->load_layer(f->ctx, g, w, &pl, &err) != TE_OK)
+        fail_msg("load_layer: %s", err.msg);
+    if (f->ops->run_f32(f->ctx, pl, (uint64_t)g->batch, x, got, &err) != TE_OK)
+        fail_msg("run_f32: %s", err.msg);
+    assert_int_equal(f->cpu_ops->load_layer(f->cpu_ctx, g, w, &cl, &err), TE_OK);
+    assert_int_equal(f->cpu_ops->run_f32(f->cpu_ctx, cl, (uint64_t)g->batch, x, cpu, &err), TE_OK);
+    char d[256];
+    describe(g, d, sizeof d);
+    if (small_ints) {
+        te_linear_ref_ring(g, w, 64, xr, want);
+        for (size_t i = 0; i < no; i++) {
+            float ref = (float)te_ring_to_signed(want[i], 64);
+            if (got[i] != ref || cpu[i] != ref)
+                fail_msg("f32 %s: output %zu: opencl %g, cpu %g, exact %g", d, i, (double)got[i], (double)cpu[i],
+                         (double)ref);
+        }
+    } else {
+        float big = 0;
+        for (size_t i = 0; i < no; i++)
+            big = fabsf(cpu[i]) > big ? fabsf(cpu[i]) : big;
+        for (size_t i = 0; i < no; i++)
+            if (fabsf(got[i] - cpu[i]) > 1e-4f * (big + 1.0f))
+                fail_msg("f32 %s: output %zu: opencl %g, cpu %g", d, i, (double)got[i], (double)cpu[i]);
+    }
+    f->ops->release_layer(f->ctx, pl);
+    f->cpu_ops->release_layer(f->cpu_ctx, cl);
+    free(w), free(x), free(got), free(cpu), free(xr), free(want);
+}
+
+static void test_f32_baseline(void **state)
+{
+    fixture *f = *state;
+    rng r = { 77 };
+    te_linear_geom gs[32];
+    size_t n = 0;
+    for (int64_t b = 1; b <= 3; b += 2) {
+        gs[n++] = conv(b, 3, 9, 9, 5, 1, 1, 0, 0, 0, 0, 1, 1);          /* 1x1 */
+        gs[n++] = conv(b, 4, 8, 10, 6, 3, 1, 1, 1, 1, 1, 1, 1);         /* 3x3 same */
+        gs[n++] = conv(b, 3, 27, 27, 6, 11, 4, 2, 2, 2, 2, 1, 1);       /* 11x11 stride 4 */
+        gs[n++] = conv(b, 5, 10, 9, 3, 3, 1, 2, 2, 2, 2, 2, 1);         /* dilation 2 */
+        gs[n++] = conv(b, 4, 9, 8, 5, 3, 2, 0, 1, 2, 0, 1, 1);          /* asymmetric pads */
+        gs[n++] = conv(b, 6, 8, 8, 10, 3, 1, 1, 1, 1, 1, 1, 2);         /* groups 2 */
+        gs[n++] = conv(b, 6, 7, 7, 12, 5, 1, 2, 2, 2, 2, 1, 6);         /* depthwise x2 multiplier */
+        gs[n++] = fc(b, 300, 70);
+    }
+    gs[n++] = conv2(1, 5, 9, 13, 7, 3, 5, 2, 1, 1, 2, 0, 3, 1, 2, 1);   /* rectangular everything */
+    gs[n++] = conv(2, 40, 9, 9, 70, 3, 1, 1, 1, 1, 1, 1, 1);            /* several tiles each way */
+    gs[n++] = fc(1, 3000, 3);
+    for (size_t gi = 0; gi < n; gi++)
+        check_f32(f, &gs[gi], 1, &r);
+    te_linear_geom g1 = conv(2, 40, 9, 9, 70, 3, 1, 1, 1, 1, 1, 1, 1), g2 = fc(3, 300, 70);
+    check_f32(f, &g1, 0, &r);
+    check_f32(f, &g2, 0, &r);
+}
+
+/* ---- --arch NAME: every layer of a test architecture on the DGEMM limbs --- */
+
+static void test_arch_dgemm(void **state)
+{
+    const char *name = *state;
+    te_model *m = fx_build_model(name);
+    te_plugin *ocl = NULL, *cpu = NULL;
+    te_err err;
+    te_err_clear(&err);
+    if (te_plugin_open("opencl", "kernel=dgemm", &ocl, &err) != TE_OK)
+        fail_msg("opencl plugin, kernel=dgemm: %s", err.msg);
+    if (te_plugin_open("cpu", "threads=2", &cpu, &err) != TE_OK)
+        fail_msg("cpu plugin: %s", err.msg);
+    const te_plugin_ops *ops = te_plugin_get_ops(ocl), *cops = te_plugin_get_ops(cpu);
+    te_plugin_ctx *ctx = te_plugin_get_ctx(ocl), *cctx = te_plugin_get_ctx(cpu);
+    static const unsigned widths[] = { 16, 32, 48, 64 };
+    rng r = { 4242 };
+    int checked = 0;
+    for (int li = 0; li < m->n_layers; li++) {
+        const te_layer *L = &m->layers[li];
+        te_plugin_layer *pl = NULL, *cl = NULL;
+        if (ops->load_layer(ctx, &L->geom, L->w, &pl, &err) != TE_OK)
+            fail_msg("%s layer %s: load_layer (dgemm): %s", name, L->name ? L->name : "?", err.msg);
+        assert_int_equal(cops->load_layer(cctx, &L->geom, L->w, &cl, &err), TE_OK);
+        for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++) {
+            unsigned l = widths[wi];
+            uint64_t batch = l == 64 ? 2 : 1;
+            size_t ni = (size_t)(te_geom_in_len(&L->geom) * (int64_t)batch);
+            size_t no = (size_t)(te_geom_out_len(&L->geom) * (int64_t)batch);
+            uint64_t *x = malloc(ni * sizeof *x), *got = malloc(no * sizeof *got), *want = malloc(no * sizeof *want);
+            assert_true(x && got && want);
+            for (size_t i = 0; i < ni; i++)
+                x[i] = rnd(&r) & te_ring_mask(l);
+            if (ops->run(ctx, pl, l, batch, x, got, &err) != TE_OK)
+                fail_msg("%s layer %s l=%u: run (dgemm): %s", name, L->name ? L->name : "?", l, err.msg);
+            assert_int_equal(cops->run(cctx, cl, l, batch, x, want, &err), TE_OK);
+            for (size_t i = 0; i < no; i++)
+                if (got[i] != want[i])
+                    fail_msg("%s layer %s l=%u: output %zu: dgemm limbs %llx, cpu %llx", name,
+                             L->name ? L->name : "?", l, i, (unsigned long long)got[i], (unsigned long long)want[i]);
+            free(x), free(got), free(want);
+            checked++;
+        }
+        ops->release_layer(ctx, pl);
+        cops->release_layer(cctx, cl);
+    }
+    assert_true(checked > 0);
+    printf("%s: %d linear layers x 4 ring widths bit-identical (DGEMM limbs vs cpu)\n", name, m->n_layers);
+    te_plugin_close(ocl);
+    te_plugin_close(cpu);
+    te_model_free(m);
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 2 && strcmp(argv[1], "--arch") == 0) {
+        const struct CMUnitTest tests[] = { cmocka_unit_test_prestate(test_arch_dgemm, argv[2]) };
+        return cmocka_run_group_tests_name("opencl_arch_dgemm", tests, NULL, NULL);
+    }
     if (argc > 1 && strcmp(argv[1], "--no-platform") == 0) {
         const struct CMUnitTest tests[] = { cmocka_unit_test(test_no_platform) };
         return cmocka_run_group_tests_name("opencl_plugin_no_platform", tests, NULL, NULL);
@@ -497,6 +684,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_fc),
         cmocka_unit_test(test_full_int32_weights),
         cmocka_unit_test(test_large_dot_len),
+        cmocka_unit_test(test_f32_baseline),
         cmocka_unit_test(test_run_errors),
         cmocka_unit_test(test_concurrent_runs),
         cmocka_unit_test(test_bad_config),
