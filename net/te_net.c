@@ -19,6 +19,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,126 +148,87 @@ static void cq_drain_destroy(grpc_completion_queue *cq)
     grpc_completion_queue_destroy(cq);
 }
 
-/* ---- server ---- */
+/* ---- server ----
+ *
+ * Every call is a small state machine driven by completion events on one
+ * queue, served by one thread (the poller).  A call holds two references:
+ * its "op" (the one operation batch in flight, or its message queued for or
+ * in a handler) and its "close" (RECV_CLOSE_ON_SERVER, outstanding from the
+ * start, which completes when the call is over or cancelled).  It is freed
+ * when both are released. */
 
-typedef struct worker {
-    struct te_net_server *s;
-    pthread_t thread;
-    int started;
-    grpc_completion_queue *cq;
-} worker;
+enum { TAG_NEW = 1, TAG_OP, TAG_CLOSE, TAG_SHUTDOWN };
+enum { STEP_START = 1, STEP_RECV, STEP_SENT, STEP_FINISH };
 
-struct te_net_server {
-    grpc_server *server;
-    grpc_completion_queue *shutdown_cq;
-    te_net_method *methods;
-    int n_methods;
-    worker *workers;
-    int n_workers;
-    size_t max_stream;
-    int idle_ms;
-    int port;
-    te_net_call_log log;
-    void *log_ctx;
-};
-
-/* One operation batch on a worker's queue; 1 on success.  A client that
- * keeps the worker waiting longer than idle_ms gets its call cancelled. */
-static int srv_batch(worker *w, grpc_call *call, const grpc_op *ops, size_t n)
-{
-    if (grpc_call_start_batch(call, ops, n, w, NULL) != GRPC_CALL_OK)
-        return 0;
-    grpc_event ev = grpc_completion_queue_next(w->cq, deadline_ms(w->s->idle_ms), NULL);
-    if (ev.type == GRPC_QUEUE_TIMEOUT) {
-        grpc_call_cancel(call, NULL);
-        grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        return 0;
-    }
-    return ev.type == GRPC_OP_COMPLETE && ev.success;
-}
-
-/* Receive the next message; 1 with *got = 0 at the end of the stream. */
-static int srv_recv(worker *w, grpc_call *call, uint8_t **data, size_t *len, int *got)
-{
-    grpc_byte_buffer *bb = NULL;
-    grpc_op op;
-    memset(&op, 0, sizeof op);
-    op.op = GRPC_OP_RECV_MESSAGE;
-    op.data.recv_message.recv_message = &bb;
-    *got = 0;
-    if (!srv_batch(w, call, &op, 1)) {
-        if (bb)
-            grpc_byte_buffer_destroy(bb);
-        return 0;
-    }
-    if (!bb)
-        return 1;
-    int ok = bb_to(bb, data, len);
-    grpc_byte_buffer_destroy(bb);
-    *got = ok;
-    return ok;
-}
-
-static int srv_send(worker *w, grpc_call *call, const uint8_t *data, size_t len)
-{
-    grpc_byte_buffer *bb = bb_from(data, len);
-    grpc_op op;
-    memset(&op, 0, sizeof op);
-    op.op = GRPC_OP_SEND_MESSAGE;
-    op.data.send_message.send_message = bb;
-    int ok = srv_batch(w, call, &op, 1);
-    grpc_byte_buffer_destroy(bb);
-    return ok;
-}
-
-/* Final status (and, for unary / client-streaming, the response). */
-static void srv_finish(worker *w, grpc_call *call, int code, const char *msg, const uint8_t *data, size_t len,
-                       int with_message)
-{
-    grpc_op ops[3];
-    memset(ops, 0, sizeof ops);
-    size_t n = 0;
-    grpc_byte_buffer *bb = NULL;
-    int cancelled = 0;
-    grpc_slice details = grpc_slice_from_copied_string(msg ? msg : "");
-    if (with_message && code == TE_NET_OK) {
-        bb = bb_from(data, len);
-        ops[n].op = GRPC_OP_SEND_MESSAGE;
-        ops[n++].data.send_message.send_message = bb;
-    }
-    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-    ops[n].data.send_status_from_server.status = (grpc_status_code)code;
-    ops[n++].data.send_status_from_server.status_details = msg && *msg ? &details : NULL;
-    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-    ops[n++].data.recv_close_on_server.cancelled = &cancelled;
-    srv_batch(w, call, ops, n);
-    grpc_slice_unref(details);
-    if (bb)
-        grpc_byte_buffer_destroy(bb);
-}
-
-static void peer_name(grpc_call *call, char *out, size_t cap)
-{
-    out[0] = '\0';
-    grpc_auth_context *ac = grpc_call_auth_context(call);
-    if (!ac)
-        return;
-    if (grpc_auth_context_peer_is_authenticated(ac)) {
-        grpc_auth_property_iterator it = grpc_auth_context_find_properties_by_name(ac, GRPC_X509_CN_PROPERTY_NAME);
-        const grpc_auth_property *p = grpc_auth_property_iterator_next(&it);
-        if (p && p->value_length < cap) {
-            memcpy(out, p->value, p->value_length);
-            out[p->value_length] = '\0';
-        }
-    }
-    grpc_auth_context_release(ac);
-}
+struct srv_call;
+typedef struct srv_tag {
+    int kind;
+    struct srv_call *c;
+} srv_tag;
 
 typedef struct msg_list {
     te_net_msg *v;
     uint8_t **owned;
     size_t n, cap, bytes;
 } msg_list;
+
+typedef struct srv_call {
+    struct te_net_server *s;
+    srv_tag new_tag, op_tag, close_tag;
+    grpc_call *call;
+    grpc_call_details details;
+    grpc_metadata_array md;
+    const te_net_method *m;
+    char method[256], peer[256];
+    int step;
+    atomic_int refs;
+    atomic_int closed;            /* the call is over (cancelled, or its status sent) */
+    int close_cancelled;
+    int md_sent;
+    grpc_byte_buffer *recv_bb, *send_bb;
+    grpc_slice status_details;
+    grpc_metadata trailer;
+    msg_list msgs;
+    te_net_reply rep;
+    uint64_t served;
+    double t0, waiting_since;     /* waiting_since > 0: waiting on the client (poller only) */
+    int code;
+    char msg[TE_ERR_MSG_MAX + 128];
+    struct srv_call *prev, *next; /* s->calls, under s->lock */
+    struct srv_call *qnext;       /* s->queue, under s->lock */
+} srv_call;
+
+struct te_net_server {
+    grpc_server *server;
+    grpc_completion_queue *cq;
+    te_net_method *methods;
+    int n_methods;
+    pthread_t poller, *workers;
+    int poller_started, n_workers, workers_started;
+    size_t max_stream, max_queue_bytes;
+    int idle_ms, max_calls, max_queue;
+    int port;
+    te_net_call_log log;
+    void *log_ctx;
+    srv_tag shutdown_tag;
+
+    pthread_mutex_t lock;         /* guards everything below */
+    pthread_cond_t cv;            /* workers: queue or stop; stop(): shutdown_done, open_calls */
+    srv_call *calls;
+    srv_call *qhead, *qtail;
+    int queued;
+    size_t queued_bytes;
+    int open_calls;
+    int stopping, shutdown_done;
+    uint64_t n_calls, n_refused;
+};
+
+#define TE_NET_DEFAULT_MAX_CALLS 10000
+#define TE_NET_DEFAULT_MAX_QUEUE 4096
+#define TE_NET_DEFAULT_QUEUE_BYTES ((size_t)512 << 20)
+/* calls asked for in advance, so a burst of new calls is accepted at once */
+#define TE_NET_PENDING_ACCEPTS 32
+#define TE_NET_NOT_SERVED_KEY "te-not-served"
 
 static void msg_list_free(msg_list *l)
 {
@@ -299,166 +261,446 @@ static int msg_list_push(msg_list *l, uint8_t *data, size_t len)
     return 1;
 }
 
-static void reply_set(te_net_reply *r, int code, const char *msg)
+static void peer_name(grpc_call *call, char *out, size_t cap)
 {
-    r->code = code;
-    snprintf(r->msg, sizeof r->msg, "%s", msg);
+    out[0] = '\0';
+    grpc_auth_context *ac = grpc_call_auth_context(call);
+    if (!ac)
+        return;
+    if (grpc_auth_context_peer_is_authenticated(ac)) {
+        grpc_auth_property_iterator it = grpc_auth_context_find_properties_by_name(ac, GRPC_X509_CN_PROPERTY_NAME);
+        const grpc_auth_property *p = grpc_auth_property_iterator_next(&it);
+        if (p && p->value_length < cap) {
+            memcpy(out, p->value, p->value_length);
+            out[p->value_length] = '\0';
+        }
+    }
+    grpc_auth_context_release(ac);
 }
 
-static void serve_call(worker *w, grpc_call *call, const grpc_call_details *details)
+static void call_free(srv_call *c)
 {
-    te_net_server *s = w->s;
-    double t0 = now_ms();
-    char method[256] = "?", peer[256];
-    char *m = grpc_slice_to_c_string(details->method);
-    snprintf(method, sizeof method, "%s", m);
-    gpr_free(m);
-    peer_name(call, peer, sizeof peer);
+    if (c->call)
+        grpc_call_unref(c->call);
+    grpc_call_details_destroy(&c->details);
+    grpc_metadata_array_destroy(&c->md);
+    if (c->recv_bb)
+        grpc_byte_buffer_destroy(c->recv_bb);
+    if (c->send_bb)
+        grpc_byte_buffer_destroy(c->send_bb);
+    grpc_slice_unref(c->status_details);
+    msg_list_free(&c->msgs);
+    free(c->rep.data);
+    free(c);
+}
 
-    const te_net_method *md = NULL;
-    for (int i = 0; i < s->n_methods; i++)
-        if (strcmp(s->methods[i].path, method) == 0)
-            md = &s->methods[i];
+static void call_set(srv_call *c, int code, const char *msg)
+{
+    c->code = code;
+    snprintf(c->msg, sizeof c->msg, "%s", msg ? msg : "");
+}
 
-    te_net_reply rep;
-    memset(&rep, 0, sizeof rep);
-    grpc_op op;
-    memset(&op, 0, sizeof op);
-    op.op = GRPC_OP_SEND_INITIAL_METADATA;
-    if (!srv_batch(w, call, &op, 1)) {
-        reply_set(&rep, TE_NET_CANCELLED, "call ended before it started");
-        goto log;
-    }
-    if (!md) {
-        reply_set(&rep, TE_NET_UNIMPLEMENTED, "unknown method");
-        srv_finish(w, call, rep.code, "unknown method", NULL, 0, 0);
-        goto log;
-    }
-    if (!peer[0]) {
-        reply_set(&rep, TE_NET_UNAUTHENTICATED, "no authenticated client certificate");
-        srv_finish(w, call, rep.code, rep.msg, NULL, 0, 0);
-        goto log;
-    }
-
-    uint8_t *data = NULL;
-    size_t len = 0;
-    int got = 0;
-    if (md->kind == TE_NET_BIDI) {
-        uint64_t n = 0;
-        for (;;) {
-            if (!srv_recv(w, call, &data, &len, &got)) {
-                reply_set(&rep, TE_NET_CANCELLED, "stream broken or cancelled by the client");
-                break;
-            }
-            if (!got) {
-                srv_finish(w, call, TE_NET_OK, NULL, NULL, 0, 0);
-                break;
-            }
-            te_net_msg msg = {data, len};
-            memset(&rep, 0, sizeof rep);
-            md->fn(md->ctx, peer, &msg, 1, &rep);
-            free(data);
-            data = NULL;
-            n++;
-            if (rep.code != TE_NET_OK) {
-                free(rep.data);
-                rep.data = NULL;
-                srv_finish(w, call, rep.code, rep.msg, NULL, 0, 0);
-                break;
-            }
-            int ok = srv_send(w, call, rep.data ? rep.data : (const uint8_t *)"", rep.data ? rep.len : 0);
-            free(rep.data);
-            rep.data = NULL;
-            if (!ok) {
-                reply_set(&rep, TE_NET_CANCELLED, "stream broken or cancelled by the client");
-                break;
-            }
-        }
-        if (rep.code == TE_NET_OK)
-            snprintf(rep.msg, sizeof rep.msg, "%llu messages", (unsigned long long)n);
-    } else {
-        msg_list l;
-        memset(&l, 0, sizeof l);
-        int ok = 1, too_big = 0;
-        for (;;) {
-            if (!srv_recv(w, call, &data, &len, &got)) {
-                ok = 0;
-                break;
-            }
-            if (!got)
-                break;
-            if (l.bytes + len > s->max_stream) {
-                free(data);
-                too_big = 1;
-                break;
-            }
-            if (!msg_list_push(&l, data, len)) {
-                free(data);
-                ok = 0;
-                break;
-            }
-            if (md->kind == TE_NET_UNARY)
-                break;
-        }
-        if (!ok) {
-            reply_set(&rep, TE_NET_CANCELLED, "stream broken or cancelled by the client");
-        } else if (too_big) {
-            reply_set(&rep, TE_NET_RESOURCE_EXHAUSTED, "stream larger than the server accepts");
-            srv_finish(w, call, rep.code, rep.msg, NULL, 0, 0);
-        } else if (md->kind == TE_NET_UNARY && l.n != 1) {
-            reply_set(&rep, TE_NET_INVALID_ARGUMENT, "unary call without a request message");
-            srv_finish(w, call, rep.code, rep.msg, NULL, 0, 0);
-        } else {
-            md->fn(md->ctx, peer, l.v, l.n, &rep);
-            srv_finish(w, call, rep.code, rep.msg, rep.data ? rep.data : (const uint8_t *)"",
-                       rep.data ? rep.len : 0, 1);
-            free(rep.data);
-            rep.data = NULL;
-        }
-        msg_list_free(&l);
-    }
-log:
+/* Drop one reference; the last one logs the call and frees it. */
+static void call_release(srv_call *c)
+{
+    if (atomic_fetch_sub(&c->refs, 1) != 1)
+        return;
+    te_net_server *s = c->s;
+    if (c->close_cancelled && !c->code)
+        call_set(c, TE_NET_CANCELLED, "stream broken or cancelled by the client");
     if (s->log)
-        s->log(s->log_ctx, method, peer[0] ? peer : "(unauthenticated)", rep.code, rep.msg, now_ms() - t0);
+        s->log(s->log_ctx, c->method, c->peer[0] ? c->peer : "(unauthenticated)", c->code, c->msg, now_ms() - c->t0);
+    pthread_mutex_lock(&s->lock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->calls = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->open_calls--;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->lock);
+    call_free(c);
+}
+
+/* Start the call's one operation batch; on failure the op reference goes. */
+static void call_ops(srv_call *c, int step, grpc_op *ops, size_t n)
+{
+    c->step = step;
+    if (grpc_call_start_batch(c->call, ops, n, &c->op_tag, NULL) != GRPC_CALL_OK) {
+        if (!c->code) {
+            c->code = TE_NET_INTERNAL;
+            snprintf(c->msg, sizeof c->msg, "cannot start a call operation");
+        }
+        grpc_call_cancel(c->call, NULL);
+        call_release(c);
+    }
+}
+
+/* End the call with a status (and, for unary / client-streaming calls, the
+ * response).  not_served: the handler never saw the message, which the
+ * client may send again (overload). */
+static void call_finish(srv_call *c, int code, const char *msg, const uint8_t *data, size_t len, int with_message,
+                        int not_served)
+{
+    if (code != TE_NET_OK || !c->code)
+        call_set(c, code, msg);
+    grpc_op ops[3];
+    memset(ops, 0, sizeof ops);
+    size_t n = 0;
+    if (!c->md_sent) {
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        c->md_sent = 1;
+    }
+    if (with_message && code == TE_NET_OK) {
+        c->send_bb = bb_from(data, len);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = c->send_bb;
+    }
+    grpc_slice_unref(c->status_details);
+    c->status_details = grpc_slice_from_copied_string(msg ? msg : "");
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = (grpc_status_code)code;
+    ops[n].data.send_status_from_server.status_details = msg && *msg ? &c->status_details : NULL;
+    if (not_served) {
+        c->trailer.key = grpc_slice_from_static_string(TE_NET_NOT_SERVED_KEY);
+        c->trailer.value = grpc_slice_from_static_string("1");
+        ops[n].data.send_status_from_server.trailing_metadata_count = 1;
+        ops[n].data.send_status_from_server.trailing_metadata = &c->trailer;
+    }
+    n++;
+    call_ops(c, STEP_FINISH, ops, n);
+}
+
+static void call_refuse(srv_call *c, const char *msg)
+{
+    te_net_server *s = c->s;
+    pthread_mutex_lock(&s->lock);
+    s->n_refused++;
+    pthread_mutex_unlock(&s->lock);
+    call_finish(c, TE_NET_RESOURCE_EXHAUSTED, msg, NULL, 0, 0, 1);
+}
+
+/* Ask for the next message (the first one together with our metadata). */
+static void call_recv(srv_call *c, int step)
+{
+    grpc_op ops[2];
+    memset(ops, 0, sizeof ops);
+    size_t n = 0;
+    if (!c->md_sent) {
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        c->md_sent = 1;
+    }
+    ops[n].op = GRPC_OP_RECV_MESSAGE;
+    ops[n++].data.recv_message.recv_message = &c->recv_bb;
+    c->waiting_since = now_ms();
+    call_ops(c, step, ops, n);
+}
+
+/* After the handler: answer, then wait for the next request (bidi) or end. */
+static void call_answer(srv_call *c)
+{
+    te_net_reply *r = &c->rep;
+    if (c->m->kind == TE_NET_BIDI) {
+        msg_list_free(&c->msgs);
+        if (r->code != TE_NET_OK) {
+            free(r->data);
+            r->data = NULL;
+            call_finish(c, r->code, r->msg, NULL, 0, 0, 0);
+            return;
+        }
+        c->send_bb = bb_from(r->data ? r->data : (const uint8_t *)"", r->data ? r->len : 0);
+        free(r->data);
+        r->data = NULL;
+        grpc_op op;
+        memset(&op, 0, sizeof op);
+        op.op = GRPC_OP_SEND_MESSAGE;
+        op.data.send_message.send_message = c->send_bb;
+        call_ops(c, STEP_SENT, &op, 1);
+        return;
+    }
+    /* once the batch is started the call may be freed at any moment: take
+     * the response out of it first */
+    uint8_t *data = r->data;
+    r->data = NULL;
+    call_finish(c, r->code, r->msg, data ? data : (const uint8_t *)"", data ? r->len : 0, 1, 0);
+    free(data);
+}
+
+static void call_handle(srv_call *c)
+{
+    memset(&c->rep, 0, sizeof c->rep);
+    c->m->fn(c->m->ctx, c->peer, c->msgs.v, c->msgs.n, &c->rep);
+    c->served++;
+    call_answer(c);
+}
+
+/* Hand the messages to a worker, or refuse them when the queue is full. */
+static void call_dispatch(srv_call *c)
+{
+    te_net_server *s = c->s;
+    if (c->m->inline_call) {
+        call_handle(c);
+        return;
+    }
+    pthread_mutex_lock(&s->lock);
+    int full = s->queued >= s->max_queue || s->queued_bytes + c->msgs.bytes > s->max_queue_bytes;
+    int queued = s->queued;
+    if (!full) {
+        c->qnext = NULL;
+        if (s->qtail)
+            s->qtail->qnext = c;
+        else
+            s->qhead = c;
+        s->qtail = c;
+        s->queued++;
+        s->queued_bytes += c->msgs.bytes;
+        pthread_cond_signal(&s->cv);
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (full) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "host busy: %d requests queued; not served, try again", queued);
+        call_refuse(c, msg);
+    }
 }
 
 static void *worker_main(void *arg)
 {
-    worker *w = arg;
+    te_net_server *s = arg;
+    pthread_mutex_lock(&s->lock);
     for (;;) {
-        grpc_call *call = NULL;
-        grpc_call_details details;
-        grpc_metadata_array md;
-        grpc_call_details_init(&details);
-        grpc_metadata_array_init(&md);
-        int ok = grpc_server_request_call(w->s->server, &call, &details, &md, w->cq, w->cq, w) == GRPC_CALL_OK;
-        if (ok) {
-            grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-            ok = ev.type == GRPC_OP_COMPLETE && ev.success;
+        while (!s->qhead && !s->stopping)
+            pthread_cond_wait(&s->cv, &s->lock);
+        srv_call *c = s->qhead;
+        if (!c)
+            break; /* stopping, nothing left */
+        s->qhead = c->qnext;
+        if (!s->qhead)
+            s->qtail = NULL;
+        s->queued--;
+        s->queued_bytes -= c->msgs.bytes;
+        pthread_mutex_unlock(&s->lock);
+        if (atomic_load(&c->closed)) {
+            /* cancelled (deadline, client gone) while queued: no work for nobody */
+            msg_list_free(&c->msgs);
+            call_set(c, TE_NET_CANCELLED, "cancelled by the client while queued");
+            call_release(c);
+        } else {
+            call_handle(c);
         }
-        if (ok)
-            serve_call(w, call, &details);
-        if (call)
-            grpc_call_unref(call);
-        grpc_call_details_destroy(&details);
-        grpc_metadata_array_destroy(&md);
-        if (!ok)
-            break; /* the server is shutting down */
+        pthread_mutex_lock(&s->lock);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+/* A message (or the end of the client's messages) arrived. */
+static void call_got(srv_call *c)
+{
+    te_net_server *s = c->s;
+    c->waiting_since = 0;
+    grpc_byte_buffer *bb = c->recv_bb;
+    c->recv_bb = NULL;
+    if (!bb) { /* the client half-closed */
+        if (c->m->kind == TE_NET_BIDI) {
+            char msg[64];
+            snprintf(msg, sizeof msg, "%llu messages", (unsigned long long)c->served);
+            call_finish(c, TE_NET_OK, msg, NULL, 0, 0, 0);
+        } else if (c->m->kind == TE_NET_UNARY) {
+            call_finish(c, TE_NET_INVALID_ARGUMENT, "unary call without a request message", NULL, 0, 0, 0);
+        } else {
+            call_dispatch(c);
+        }
+        return;
+    }
+    uint8_t *data = NULL;
+    size_t len = 0;
+    int ok = bb_to(bb, &data, &len);
+    grpc_byte_buffer_destroy(bb);
+    if (!ok) {
+        call_finish(c, TE_NET_RESOURCE_EXHAUSTED, "out of memory", NULL, 0, 0, 0);
+        return;
+    }
+    if (c->m->kind == TE_NET_CLIENT_STREAM && c->msgs.bytes + len > s->max_stream) {
+        free(data);
+        call_finish(c, TE_NET_RESOURCE_EXHAUSTED, "stream larger than the server accepts", NULL, 0, 0, 0);
+        return;
+    }
+    if (!msg_list_push(&c->msgs, data, len)) {
+        free(data);
+        call_finish(c, TE_NET_RESOURCE_EXHAUSTED, "out of memory", NULL, 0, 0, 0);
+        return;
+    }
+    if (c->m->kind == TE_NET_CLIENT_STREAM)
+        call_recv(c, STEP_RECV);
+    else
+        call_dispatch(c);
+}
+
+/* A new call: who, what, whether there is room; then its first message. */
+static void call_start(srv_call *c)
+{
+    te_net_server *s = c->s;
+    c->t0 = now_ms();
+    char *m = grpc_slice_to_c_string(c->details.method);
+    snprintf(c->method, sizeof c->method, "%s", m);
+    gpr_free(m);
+    peer_name(c->call, c->peer, sizeof c->peer);
+    for (int i = 0; i < s->n_methods && !c->m; i++)
+        if (strcmp(s->methods[i].path, c->method) == 0)
+            c->m = &s->methods[i];
+    pthread_mutex_lock(&s->lock);
+    int full = s->open_calls >= s->max_calls;
+    s->open_calls++;
+    s->n_calls++;
+    c->next = s->calls;
+    if (s->calls)
+        s->calls->prev = c;
+    s->calls = c;
+    pthread_mutex_unlock(&s->lock);
+    /* op + close */
+    atomic_store(&c->refs, 2);
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &c->close_cancelled;
+    if (grpc_call_start_batch(c->call, &op, 1, &c->close_tag, NULL) != GRPC_CALL_OK)
+        call_release(c);
+    if (full) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "host busy: %d calls open; not served, try again", s->max_calls);
+        call_refuse(c, msg);
+    } else if (!c->m) {
+        call_finish(c, TE_NET_UNIMPLEMENTED, "unknown method", NULL, 0, 0, 0);
+    } else if (!c->peer[0]) {
+        call_finish(c, TE_NET_UNAUTHENTICATED, "no authenticated client certificate", NULL, 0, 0, 0);
+    } else {
+        call_recv(c, STEP_START);
+    }
+}
+
+static void accept_one(te_net_server *s)
+{
+    srv_call *c = calloc(1, sizeof *c);
+    if (!c)
+        return;
+    c->s = s;
+    c->new_tag = (srv_tag){TAG_NEW, c};
+    c->op_tag = (srv_tag){TAG_OP, c};
+    c->close_tag = (srv_tag){TAG_CLOSE, c};
+    c->status_details = grpc_empty_slice();
+    grpc_call_details_init(&c->details);
+    grpc_metadata_array_init(&c->md);
+    if (grpc_server_request_call(s->server, &c->call, &c->details, &c->md, s->cq, s->cq, &c->new_tag) !=
+        GRPC_CALL_OK)
+        call_free(c);
+}
+
+/* Cancel calls that have kept us waiting on their client too long. */
+static void sweep_idle(te_net_server *s)
+{
+    double now = now_ms();
+    pthread_mutex_lock(&s->lock);
+    for (srv_call *c = s->calls; c; c = c->next)
+        if (c->waiting_since > 0 && now - c->waiting_since > s->idle_ms && c->call) {
+            c->waiting_since = 0;
+            grpc_call_cancel_with_status(c->call, GRPC_STATUS_DEADLINE_EXCEEDED, "idle: no message from the client",
+                                         NULL);
+        }
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void *poller_main(void *arg)
+{
+    te_net_server *s = arg;
+    double last_sweep = now_ms();
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(s->cq, deadline_ms(500), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (now_ms() - last_sweep > 500) {
+            sweep_idle(s);
+            last_sweep = now_ms();
+        }
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        srv_tag *t = ev.tag;
+        srv_call *c = t->c;
+        switch (t->kind) {
+        case TAG_SHUTDOWN:
+            pthread_mutex_lock(&s->lock);
+            s->shutdown_done = 1;
+            pthread_cond_broadcast(&s->cv);
+            pthread_mutex_unlock(&s->lock);
+            break;
+        case TAG_NEW:
+            if (!ev.success) { /* shutting down */
+                call_free(c);
+                break;
+            }
+            accept_one(s);
+            call_start(c);
+            break;
+        case TAG_CLOSE:
+            /* the op may be in a worker: only the flag here, the
+             * last release reads close_cancelled */
+            atomic_store(&c->closed, 1);
+            call_release(c);
+            break;
+        case TAG_OP:
+            if (c->step == STEP_FINISH || !ev.success) {
+                if (!ev.success && c->step != STEP_FINISH && !c->code)
+                    call_set(c, TE_NET_CANCELLED, "stream broken or cancelled by the client");
+                c->waiting_since = 0;
+                if (!ev.success && c->recv_bb) {
+                    grpc_byte_buffer_destroy(c->recv_bb);
+                    c->recv_bb = NULL;
+                }
+                call_release(c);
+            } else if (c->step == STEP_SENT) {
+                grpc_byte_buffer_destroy(c->send_bb);
+                c->send_bb = NULL;
+                call_recv(c, STEP_RECV);
+            } else {
+                call_got(c);
+            }
+            break;
+        }
     }
     return NULL;
+}
+
+void te_net_server_figures_get(te_net_server *s, te_net_server_figures *f)
+{
+    pthread_mutex_lock(&s->lock);
+    f->calls = s->n_calls;
+    f->refused = s->n_refused;
+    f->open_calls = s->open_calls;
+    f->queued = s->queued;
+    pthread_mutex_unlock(&s->lock);
 }
 
 static void server_free(te_net_server *s)
 {
     if (s->server)
         grpc_server_destroy(s->server);
-    for (int i = 0; i < s->n_workers; i++)
-        cq_drain_destroy(s->workers[i].cq);
-    cq_drain_destroy(s->shutdown_cq);
+    if (s->cq) {
+        grpc_completion_queue_shutdown(s->cq);
+        if (s->poller_started)
+            pthread_join(s->poller, NULL);
+        else
+            while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+                   GRPC_QUEUE_SHUTDOWN) {
+            }
+        grpc_completion_queue_destroy(s->cq);
+    }
     free(s->workers);
     for (int i = 0; i < s->n_methods; i++)
         free((char *)s->methods[i].path);
     free(s->methods);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->lock);
     free(s);
     grpc_shutdown();
 }
@@ -476,11 +718,17 @@ te_status te_net_server_start(const te_net_server_config *cfg, te_net_server **o
         grpc_shutdown();
         return te_errf(err, TE_ENOMEM, "out of memory");
     }
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cv, NULL);
     s->n_workers = cfg->workers > 0 ? cfg->workers : TE_NET_DEFAULT_WORKERS;
     s->max_stream = cfg->max_stream_bytes ? cfg->max_stream_bytes : TE_NET_DEFAULT_STREAM_MAX;
     s->idle_ms = cfg->idle_timeout_ms > 0 ? cfg->idle_timeout_ms : TE_NET_DEFAULT_IDLE_MS;
+    s->max_calls = cfg->max_calls > 0 ? cfg->max_calls : TE_NET_DEFAULT_MAX_CALLS;
+    s->max_queue = cfg->max_queue > 0 ? cfg->max_queue : TE_NET_DEFAULT_MAX_QUEUE;
+    s->max_queue_bytes = cfg->max_queue_bytes ? cfg->max_queue_bytes : TE_NET_DEFAULT_QUEUE_BYTES;
     s->log = cfg->log;
     s->log_ctx = cfg->log_ctx;
+    s->shutdown_tag = (srv_tag){TAG_SHUTDOWN, NULL};
     s->workers = calloc((size_t)s->n_workers, sizeof *s->workers);
     s->methods = calloc((size_t)(cfg->n_methods > 0 ? cfg->n_methods : 1), sizeof *s->methods);
     if (!s->workers || !s->methods) {
@@ -511,13 +759,8 @@ te_status te_net_server_start(const te_net_server_config *cfg, te_net_server **o
     args[2].value.integer = 0;
     grpc_channel_args ca = {3, args};
     s->server = grpc_server_create(&ca, NULL);
-    s->shutdown_cq = grpc_completion_queue_create_for_next(NULL);
-    grpc_server_register_completion_queue(s->server, s->shutdown_cq, NULL);
-    for (int i = 0; i < s->n_workers; i++) {
-        s->workers[i].s = s;
-        s->workers[i].cq = grpc_completion_queue_create_for_next(NULL);
-        grpc_server_register_completion_queue(s->server, s->workers[i].cq, NULL);
-    }
+    s->cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(s->server, s->cq, NULL);
     grpc_ssl_pem_key_cert_pair pair = {cfg->creds->key_pem, cfg->creds->cert_pem};
     grpc_server_credentials *sc = grpc_ssl_server_credentials_create_ex(
         cfg->creds->ca_pem, &pair, 1, GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY, NULL);
@@ -533,12 +776,19 @@ te_status te_net_server_start(const te_net_server_config *cfg, te_net_server **o
                        cfg->listen);
     }
     grpc_server_start(s->server);
+    for (int i = 0; i < TE_NET_PENDING_ACCEPTS; i++)
+        accept_one(s);
+    if (pthread_create(&s->poller, NULL, poller_main, s) != 0) {
+        te_net_server_stop(s, 0);
+        return te_errf(err, TE_ENOMEM, "cannot start server threads");
+    }
+    s->poller_started = 1;
     for (int i = 0; i < s->n_workers; i++) {
-        if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0) {
+        if (pthread_create(&s->workers[i], NULL, worker_main, s) != 0) {
             te_net_server_stop(s, 0);
             return te_errf(err, TE_ENOMEM, "cannot start server threads");
         }
-        s->workers[i].started = 1;
+        s->workers_started++;
     }
     *out = s;
     return TE_OK;
@@ -550,15 +800,33 @@ void te_net_server_stop(te_net_server *s, int grace_ms)
 {
     if (!s)
         return;
-    grpc_server_shutdown_and_notify(s->server, s->shutdown_cq, s);
-    grpc_event ev = grpc_completion_queue_next(s->shutdown_cq, deadline_ms(grace_ms > 0 ? grace_ms : 0), NULL);
-    if (ev.type == GRPC_QUEUE_TIMEOUT) {
-        grpc_server_cancel_all_calls(s->server);
-        grpc_completion_queue_next(s->shutdown_cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    long ms = grace_ms > 0 ? grace_ms : 0;
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
     }
-    for (int i = 0; i < s->n_workers; i++)
-        if (s->workers[i].started)
-            pthread_join(s->workers[i].thread, NULL);
+    pthread_mutex_lock(&s->lock);
+    /* the calls in flight finish within the grace, or are cancelled */
+    while ((!s->shutdown_done || s->open_calls > 0) && s->poller_started) {
+        if (pthread_cond_timedwait(&s->cv, &s->lock, &until) != 0) {
+            pthread_mutex_unlock(&s->lock);
+            grpc_server_cancel_all_calls(s->server);
+            pthread_mutex_lock(&s->lock);
+            while ((!s->shutdown_done || s->open_calls > 0) && s->poller_started)
+                pthread_cond_wait(&s->cv, &s->lock);
+            break;
+        }
+    }
+    s->stopping = 1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->lock);
+    for (int i = 0; i < s->workers_started; i++)
+        pthread_join(s->workers[i], NULL);
     server_free(s);
 }
 
@@ -1019,6 +1287,7 @@ struct te_net_stream {
     int started;     /* initial metadata sent */
     int md_asked;    /* initial metadata requested (needed before any message is delivered) */
     int have_status;
+    int unserved;    /* the host refused the last message unserved (overload) */
     int timeout_ms;
     char method[128];
 };
@@ -1036,12 +1305,29 @@ static int cli_batch(te_net_stream *s, const grpc_op *ops, size_t n)
     return ev.type == GRPC_OP_COMPLETE && ev.success;
 }
 
+/* The host's word that it never handed the message to its handler. */
+static int said_not_served(const grpc_metadata_array *md)
+{
+    for (size_t i = 0; i < md->count; i++)
+        if (grpc_slice_str_cmp(md->metadata[i].key, "te-not-served") == 0 &&
+            grpc_slice_str_cmp(md->metadata[i].value, "1") == 0)
+            return 1;
+    return 0;
+}
+
 static te_status map_status(te_net_stream *s, te_err *err)
 {
     char *d = grpc_slice_to_c_string(s->details);
     const char *det = d && *d ? d : "no details";
     const char *t = s->ch->target, *m = s->method;
     te_status st;
+    s->unserved = (s->status == GRPC_STATUS_RESOURCE_EXHAUSTED || s->status == GRPC_STATUS_UNAVAILABLE) &&
+                  said_not_served(&s->trailing_md);
+    if (s->unserved) {
+        st = te_errf(err, TE_ETRANSPORT, "%s busy: %s refused: %s", t, m, det);
+        gpr_free(d);
+        return st;
+    }
     switch ((int)s->status) {
     case GRPC_STATUS_OK:
         st = TE_OK;
@@ -1204,6 +1490,8 @@ te_status te_net_stream_close(te_net_stream *s, te_err *err)
     return cli_status(s, err);
 }
 
+int te_net_stream_unserved(const te_net_stream *s) { return s && s->unserved; }
+
 void te_net_stream_free(te_net_stream *s)
 {
     if (!s)
@@ -1220,11 +1508,13 @@ void te_net_stream_free(te_net_stream *s)
     free(s);
 }
 
-te_status te_net_client_stream(te_net_channel *ch, const char *method, const te_net_msg *msgs, size_t n,
-                               uint8_t **resp, size_t *resp_len, int timeout_ms, te_err *err)
+/* One client-streaming call; *unserved: the host refused it unserved. */
+static te_status client_stream_once(te_net_channel *ch, const char *method, const te_net_msg *msgs, size_t n,
+                                    uint8_t **resp, size_t *resp_len, int timeout_ms, int *unserved, te_err *err)
 {
     *resp = NULL;
     *resp_len = 0;
+    *unserved = 0;
     te_net_stream *s = NULL;
     te_status st = te_net_stream_open(ch, method, timeout_ms, &s, err);
     for (size_t i = 0; st == TE_OK && i + 1 < n; i++)
@@ -1236,8 +1526,47 @@ te_status te_net_client_stream(te_net_channel *ch, const char *method, const te_
         *resp = NULL;
         *resp_len = 0;
     }
+    *unserved = te_net_stream_unserved(s);
     te_net_stream_free(s);
     return st;
+}
+
+int te_net_backoff_ms(int attempt, unsigned *seed)
+{
+    int cap = TE_NET_RETRY_FIRST_MS << (attempt < 6 ? attempt : 6);
+    if (cap > TE_NET_RETRY_MAX_MS)
+        cap = TE_NET_RETRY_MAX_MS;
+    /* full jitter: refused clients must not come back in step */
+    *seed = *seed * 1103515245u + 12345u;
+    return cap / 2 + (int)((*seed >> 8) % (unsigned)(cap / 2 + 1));
+}
+
+unsigned te_net_backoff_seed(const void *p)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned)ts.tv_nsec ^ (unsigned)(uintptr_t)p ^ (unsigned)getpid() * 2654435761u;
+}
+
+te_status te_net_client_stream(te_net_channel *ch, const char *method, const te_net_msg *msgs, size_t n,
+                               uint8_t **resp, size_t *resp_len, int timeout_ms, te_err *err)
+{
+    /* A call the host refused unserved goes again, the same bytes (sending a
+     * message twice that was never served tells no host anything new), after
+     * a randomised pause, within the call's deadline. */
+    double until = now_ms() + (timeout_ms > 0 ? timeout_ms : 30000);
+    unsigned seed = te_net_backoff_seed(ch);
+    for (int attempt = 0;; attempt++) {
+        int unserved = 0;
+        int left = (int)(until - now_ms());
+        te_status st = client_stream_once(ch, method, msgs, n, resp, resp_len, left > 1 ? left : 1, &unserved, err);
+        if (st == TE_OK || !unserved)
+            return st;
+        int pause = te_net_backoff_ms(attempt, &seed);
+        if (now_ms() + pause >= until)
+            return te_err_wrap(err, "gave up after %d tries within %d ms", attempt + 1, timeout_ms);
+        nanosleep(&(struct timespec){pause / 1000, (long)(pause % 1000) * 1000000L}, NULL);
+    }
 }
 
 te_status te_net_unary(te_net_channel *ch, const char *method, const uint8_t *req, size_t req_len, uint8_t **resp,

@@ -1,25 +1,35 @@
-/* A small synchronous wrapper of the gRPC C core (completion queues) with
- * mutual TLS, for the twinedge service.
+/* A small wrapper of the gRPC C core (completion queues) with mutual TLS,
+ * for the twinedge service.
  *
- * Server: a pool of worker threads; each owns a completion queue registered
- * with the server, asks for one call at a time and serves it to the end
- * (unary, client-streaming or bidi-streaming), so the number of workers is
- * the number of calls served at once.  Every caller must present a
- * certificate signed by the configured CA; handlers get the certificate's
- * common name.
+ * Server: asynchronous.  One thread drives every call's state on one
+ * completion queue (accepting calls, reading and writing messages), so an
+ * open stream that waits on its client holds no thread; handlers run on a
+ * pool of `workers` threads fed by a bounded queue, except methods marked
+ * `inline`, cheap ones (health checks) run by the completion-queue thread
+ * itself, never behind queued work.  Overload is answered, never left to
+ * time out: a call beyond `max_calls` open calls, or a message that would
+ * queue beyond `max_queue` messages or `max_queue_bytes` bytes, ends with
+ * RESOURCE_EXHAUSTED and the trailing metadata "te-not-served: 1", which
+ * says that the handler never saw the message.  Every caller must present
+ * a certificate signed by the configured CA; handlers get the
+ * certificate's common name.
  *
  * Client: a channel (thread-safe, one HTTP/2 connection reused by every
  * call) and blocking calls with a deadline, each on its own completion
  * queue, so any number of threads may call at once.  A call waits, within
  * its deadline, for the channel to connect (a busy host slow to finish the
  * TLS handshake, a host not up yet, a connection to set up again); only
- * refused credentials fail at once.
+ * refused credentials fail at once.  Unary and client-streaming calls that
+ * a host refused unserved are sent again, the same bytes, after a growing
+ * randomised pause, until their deadline; a stream reports it
+ * (te_net_stream_unserved) and its user decides.
  *
  * Messages are opaque bytes (serialized protobuf).  Errors come back as
  * te_status, each message naming the host and what happened:
  *   TE_ETRANSPORT  "HOST unreachable: ..." (nothing listening, connection
  *                  refused or closed, DNS), "HOST: METHOD timed out after N
- *                  ms" (the deadline passed, connected or not), a broken or
+ *                  ms" (the deadline passed, connected or not), "HOST busy:
+ *                  ..." (refused unserved, overload), a broken or
  *                  cancelled call;
  *   TE_EAUTH       "HOST: TLS credentials refused: ..." (the host did not
  *                  accept our certificate, or its certificate failed our
@@ -88,7 +98,8 @@ typedef struct te_net_reply {
     char msg[TE_ERR_MSG_MAX + 128];
 } te_net_reply;
 
-/* Called from a worker thread (several at once).  peer: the caller's
+/* Called from a worker thread (several at once), or from the
+ * completion-queue thread for an inline method.  peer: the caller's
  * certificate common name.  Unary: one message; client-streaming: all of
  * them; bidi: once per request (a non-OK code ends the stream). */
 typedef void (*te_net_handler)(void *ctx, const char *peer, const te_net_msg *msgs, size_t n_msgs,
@@ -99,6 +110,10 @@ typedef struct te_net_method {
     te_net_kind kind;
     te_net_handler fn;
     void *ctx;
+    /* 1: run on the completion-queue thread as soon as the message is in,
+     * never queued behind other calls (health checks, figures); the
+     * handler must be quick and must not block */
+    int inline_call;
 } te_net_method;
 
 /* Optional: one line per finished call (for logs). */
@@ -110,18 +125,30 @@ typedef struct te_net_server_config {
     const te_net_creds *creds;        /* cert + key required */
     const te_net_method *methods;     /* copied */
     int n_methods;
-    int workers;                      /* calls served at once; 0: 8 */
+    int workers;                      /* handler threads; 0: 8 */
     size_t max_message;               /* 0: TE_NET_DEFAULT_MAX_MESSAGE */
     size_t max_stream_bytes;          /* client-streaming total; 0: 1 GiB */
     int idle_timeout_ms;              /* a call waiting longer on its client is cancelled; 0: 120 s */
     te_net_call_log log;
     void *log_ctx;
+    int max_calls;                    /* calls open at once; 0: 10000 */
+    int max_queue;                    /* messages waiting for a worker; 0: 4096 */
+    size_t max_queue_bytes;           /* their bytes; 0: 512 MiB */
 } te_net_server_config;
+
+/* What the server has done since it started, for figures and tests. */
+typedef struct te_net_server_figures {
+    uint64_t calls;       /* accepted */
+    uint64_t refused;     /* ended unserved with RESOURCE_EXHAUSTED (overload) */
+    int open_calls;       /* now */
+    int queued;           /* messages waiting for a worker now */
+} te_net_server_figures;
 
 typedef struct te_net_server te_net_server;
 
 te_status te_net_server_start(const te_net_server_config *cfg, te_net_server **s, te_err *err);
 int te_net_server_port(const te_net_server *s);
+void te_net_server_figures_get(te_net_server *s, te_net_server_figures *f);
 /* Stop accepting calls, let the calls in flight finish for up to grace_ms,
  * cancel the rest, join the workers and free everything.  NULL is fine. */
 void te_net_server_stop(te_net_server *s, int grace_ms);
@@ -159,7 +186,19 @@ te_status te_net_stream_open(te_net_channel *ch, const char *method, int timeout
 te_status te_net_stream_exchange(te_net_stream *s, const uint8_t *req, size_t req_len, uint8_t **resp,
                                  size_t *resp_len, te_err *err);
 te_status te_net_stream_close(te_net_stream *s, te_err *err);
+/* 1 when the stream ended because the host refused it before its handler
+ * saw the last message sent (overload: "te-not-served"), so sending the
+ * same message again on a new stream is safe. */
+int te_net_stream_unserved(const te_net_stream *s);
 /* Cancels the stream if it was not closed; NULL is fine. */
 void te_net_stream_free(te_net_stream *s);
+
+/* Pause before try attempt + 1 of a call refused unserved: grows from
+ * TE_NET_RETRY_FIRST_MS to TE_NET_RETRY_MAX_MS, randomised (full jitter,
+ * from *seed) so that refused clients do not come back together. */
+#define TE_NET_RETRY_FIRST_MS 20
+#define TE_NET_RETRY_MAX_MS 1000
+int te_net_backoff_ms(int attempt, unsigned *seed);
+unsigned te_net_backoff_seed(const void *p);
 
 #endif

@@ -4,6 +4,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 typedef struct net_transport {
     te_net_channel *ch[2];       /* by te_party */
@@ -27,6 +29,64 @@ static void close_session(net_transport *nt, int party)
     }
 }
 
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+/* One exchange on the inference's stream (or, outside an inference, on a
+ * stream of its own).
+ *
+ * A host that is overloaded refuses a message before serving it and says
+ * so ("te-not-served"); the stream then ends, and the very same bytes go
+ * again on a new stream after a randomised pause, within this call's
+ * deadline.  Security: only these bytes are ever sent again, never a new
+ * request for the same (session, counter, layer): the device encoded and
+ * masked them once, so no mask ever covers two different inputs.  A host
+ * that lied about not serving sees the same message twice and learns
+ * nothing new; an honest host that did serve it refuses the repeat (replay
+ * guard), and the device gets an error.  Nothing else is retried here: a
+ * broken stream, a timeout or an answer of any kind (a failed integrity
+ * check included, which the device handles) goes back to the caller. */
+static te_status device_exchange(net_transport *nt, te_party to, const uint8_t *req, size_t req_len, uint8_t **resp,
+                                 size_t *resp_len, te_err *err)
+{
+    te_net_channel *ch = nt->ch[to];
+    double until = now_ms() + nt->timeout_ms;
+    unsigned seed = te_net_backoff_seed(nt);
+    for (int attempt = 0;; attempt++) {
+        te_net_stream *one = NULL;
+        te_net_stream **s = nt->in_session ? &nt->session[to] : &one;
+        te_status st = TE_OK;
+        if (!*s) {
+            int left = nt->in_session ? nt->timeout_ms : (int)(until - now_ms());
+            st = te_net_stream_open(ch, TE_SVC_INFER, left > 1 ? left : 1, s, err);
+        }
+        if (st == TE_OK)
+            st = te_net_stream_exchange(*s, req, req_len, resp, resp_len, err);
+        if (st == TE_OK && !nt->in_session && (st = te_net_stream_close(*s, err)) != TE_OK) {
+            free(*resp);
+            *resp = NULL;
+            *resp_len = 0;
+        }
+        int unserved = te_net_stream_unserved(*s);
+        if (nt->in_session) {
+            if (st != TE_OK)
+                close_session(nt, to); /* a broken stream is not reused */
+        } else {
+            te_net_stream_free(one);
+        }
+        if (st == TE_OK || !unserved)
+            return st;
+        int pause = te_net_backoff_ms(attempt, &seed);
+        if (now_ms() + pause >= until)
+            return te_err_wrap(err, "gave up after %d tries within %d ms", attempt + 1, nt->timeout_ms);
+        nanosleep(&(struct timespec){pause / 1000, (long)(pause % 1000) * 1000000L}, NULL);
+    }
+}
+
 static te_status net_call(te_transport *t, te_party to, const uint8_t *req, size_t req_len, uint8_t **resp,
                           size_t *resp_len, te_err *err)
 {
@@ -35,34 +95,16 @@ static te_status net_call(te_transport *t, te_party to, const uint8_t *req, size
     *resp_len = 0;
     if (to != TE_PARTY_EDGE_A && to != TE_PARTY_EDGE_B)
         return te_errf(err, TE_EINVAL, "no such party");
-    te_net_channel *ch = nt->ch[to];
-    if (!ch)
+    if (!nt->ch[to])
         return te_errf(err, TE_ETRANSPORT, "no address configured for Edge%c", to == TE_PARTY_EDGE_A ? 'A' : 'B');
     te_status st;
     if (nt->peer_link) {
         if (to != TE_PARTY_EDGE_B)
             return te_errf(err, TE_ETRANSPORT, "EdgeA's peer link reaches EdgeB only");
-        st = te_net_unary(ch, TE_SVC_MASK_SHARE, req, req_len, resp, resp_len, nt->timeout_ms, err);
-    } else if (nt->in_session) {
-        if (!nt->session[to])
-            st = te_net_stream_open(ch, TE_SVC_INFER, nt->timeout_ms, &nt->session[to], err);
-        else
-            st = TE_OK;
-        if (st == TE_OK)
-            st = te_net_stream_exchange(nt->session[to], req, req_len, resp, resp_len, err);
-        if (st != TE_OK)
-            close_session(nt, to); /* a broken stream is not reused */
+        /* te_net_unary sends a call refused unserved again itself */
+        st = te_net_unary(nt->ch[to], TE_SVC_MASK_SHARE, req, req_len, resp, resp_len, nt->timeout_ms, err);
     } else {
-        te_net_stream *s = NULL;
-        st = te_net_stream_open(ch, TE_SVC_INFER, nt->timeout_ms, &s, err);
-        if (st == TE_OK)
-            st = te_net_stream_exchange(s, req, req_len, resp, resp_len, err);
-        if (st == TE_OK && (st = te_net_stream_close(s, err)) != TE_OK) {
-            free(*resp);
-            *resp = NULL;
-            *resp_len = 0;
-        }
-        te_net_stream_free(s);
+        st = device_exchange(nt, to, req, req_len, resp, resp_len, err);
     }
     if (st != TE_OK)
         return st;

@@ -13,6 +13,9 @@ void hostd_config_defaults(hostd_config *c)
     snprintf(c->listen, sizeof c->listen, "127.0.0.1:50051");
     snprintf(c->plugin, sizeof c->plugin, "cpu");
     c->workers = 8;
+    c->max_calls = 10000;
+    c->max_queue = 4096;
+    c->max_queue_mb = 512;
     c->max_message_mb = 64;
     c->peer_timeout_ms = 30000;
     c->grace_ms = 5000;
@@ -64,6 +67,12 @@ te_status hostd_config_set(hostd_config *c, const char *key, const char *v, te_e
         return set_str(c->port_file, sizeof c->port_file, key, v, err);
     if (strcmp(key, "workers") == 0)
         return set_int(&c->workers, key, v, 1, 256, err);
+    if (strcmp(key, "max_calls") == 0 || strcmp(key, "max-calls") == 0)
+        return set_int(&c->max_calls, key, v, 1, 1000000, err);
+    if (strcmp(key, "max_queue") == 0 || strcmp(key, "max-queue") == 0)
+        return set_int(&c->max_queue, key, v, 1, 1000000, err);
+    if (strcmp(key, "max_queue_mb") == 0 || strcmp(key, "max-queue-mb") == 0)
+        return set_int(&c->max_queue_mb, key, v, 1, 65536, err);
     if (strcmp(key, "max_message_mb") == 0)
         return set_int(&c->max_message_mb, key, v, 1, 1024, err);
     if (strcmp(key, "peer_timeout_ms") == 0)

@@ -22,7 +22,10 @@ typedef struct hostd_config {
     char store[HOSTD_STR];        /* deployments and device keys survive restarts here */
     char credentials[HOSTD_STR];  /* ca.pem, cert.pem, key.pem */
     char port_file[HOSTD_STR];    /* written with the bound port once serving */
-    int workers;                  /* calls served at once */
+    int workers;                  /* handler threads (layer requests computed at once) */
+    int max_calls;                /* calls open at once; more: RESOURCE_EXHAUSTED, not served */
+    int max_queue;                /* requests waiting for a worker; more: RESOURCE_EXHAUSTED */
+    int max_queue_mb;             /* their bytes, MiB */
     int max_message_mb;
     int peer_timeout_ms;          /* EdgeA -> EdgeB calls */
     int grace_ms;                 /* on SIGTERM: time for calls in flight */

@@ -59,7 +59,12 @@ static void usage(FILE *f)
             "  --store DIR             deployments and device keys, kept across restarts\n"
             "  --credentials DIR       ca.pem, cert.pem, key.pem of this host\n"
             "  --port-file FILE        write the port once serving\n"
-            "  --workers N             calls served at once (default 8)\n"
+            "  --workers N             handler threads: layer requests computed at once (default 8);\n"
+            "                          open streams hold no thread\n"
+            "  --max-calls N           calls open at once (default 10000); beyond: RESOURCE_EXHAUSTED\n"
+            "  --max-queue N           requests waiting for a worker (default 4096); beyond: refused\n"
+            "                          unserved (RESOURCE_EXHAUSTED), devices retry\n"
+            "  --max-queue-mb N        their bytes, MiB (default 512)\n"
             "  --batch-window-us N     combine concurrent requests for a layer within N us (0..100000,\n"
             "                          default 0: off)\n"
             "  --allow-plaintext 0|1   EdgeA: also serve the benchmarks' plaintext baseline (no privacy;\n"
@@ -82,7 +87,7 @@ int main(int argc, char **argv)
     te_err err;
     te_err_clear(&err);
     enum { O_CONFIG = 256, O_ROLE, O_LISTEN, O_PEER, O_PLUGIN, O_PCONF, O_STORE, O_CREDS, O_PORTFILE, O_WORKERS,
-           O_FALLBACK, O_BATCH_WINDOW, O_PLAINTEXT, O_PRECOMPUTE };
+           O_FALLBACK, O_BATCH_WINDOW, O_PLAINTEXT, O_PRECOMPUTE, O_MAX_CALLS, O_MAX_QUEUE, O_MAX_QUEUE_MB };
     static const struct option opts[] = {
         {"config", required_argument, NULL, O_CONFIG},     {"role", required_argument, NULL, O_ROLE},
         {"listen", required_argument, NULL, O_LISTEN},     {"peer", required_argument, NULL, O_PEER},
@@ -93,6 +98,9 @@ int main(int argc, char **argv)
         {"batch-window-us", required_argument, NULL, O_BATCH_WINDOW},
         {"allow-plaintext", required_argument, NULL, O_PLAINTEXT},
         {"precompute-mb", required_argument, NULL, O_PRECOMPUTE},
+        {"max-calls", required_argument, NULL, O_MAX_CALLS},
+        {"max-queue", required_argument, NULL, O_MAX_QUEUE},
+        {"max-queue-mb", required_argument, NULL, O_MAX_QUEUE_MB},
         {"help", no_argument, NULL, 'h'},                  {NULL, 0, NULL, 0}};
     /* The config file first, whatever its position, then the flags. */
     for (int i = 1; i + 1 < argc; i++)
@@ -116,6 +124,9 @@ int main(int argc, char **argv)
         case O_BATCH_WINDOW: key = "batch_window_us"; break;
         case O_PLAINTEXT: key = "allow_plaintext"; break;
         case O_PRECOMPUTE: key = "precompute_mb"; break;
+        case O_MAX_CALLS: key = "max_calls"; break;
+        case O_MAX_QUEUE: key = "max_queue"; break;
+        case O_MAX_QUEUE_MB: key = "max_queue_mb"; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -193,7 +204,7 @@ int main(int argc, char **argv)
     te_net_method methods[8];
     int nm = hostd_service_methods(&svc, methods, 8);
     te_net_server_config sc = {cfg.listen, &creds, methods, nm, cfg.workers, (size_t)cfg.max_message_mb << 20, 0, 0,
-                               call_log, NULL};
+                               call_log, NULL, cfg.max_calls, cfg.max_queue, (size_t)cfg.max_queue_mb << 20};
     if (te_net_server_start(&sc, &server, &err) != TE_OK) {
         fail(err.msg);
         goto out;

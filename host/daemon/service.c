@@ -339,12 +339,13 @@ static void health_fn(void *ctx, const char *peer, const te_net_msg *msgs, size_
 int hostd_service_methods(hostd_service *svc, te_net_method *m, int cap)
 {
     const te_net_method all[] = {
-        {TE_SVC_INFER, TE_NET_BIDI, infer_fn, svc},
-        {TE_SVC_MASK_SHARE, TE_NET_UNARY, mask_share_fn, svc},
-        {TE_SVC_DEPLOY, TE_NET_CLIENT_STREAM, deploy_fn, svc},
-        {TE_SVC_REGISTER_DEVICE, TE_NET_UNARY, register_fn, svc},
-        {TE_SVC_STATS, TE_NET_UNARY, stats_fn, svc},
-        {TE_SVC_HEALTH_CHECK, TE_NET_UNARY, health_fn, svc},
+        {TE_SVC_INFER, TE_NET_BIDI, infer_fn, svc, 0},
+        {TE_SVC_MASK_SHARE, TE_NET_UNARY, mask_share_fn, svc, 0},
+        {TE_SVC_DEPLOY, TE_NET_CLIENT_STREAM, deploy_fn, svc, 0},
+        {TE_SVC_REGISTER_DEVICE, TE_NET_UNARY, register_fn, svc, 0},
+        /* quick, never queued behind layer requests */
+        {TE_SVC_STATS, TE_NET_UNARY, stats_fn, svc, 1},
+        {TE_SVC_HEALTH_CHECK, TE_NET_UNARY, health_fn, svc, 1},
     };
     int n = (int)(sizeof all / sizeof all[0]);
     if (n > cap)

@@ -98,10 +98,10 @@ static int setup(void **state)
     if (te_net_creds_load(e->srv, &e->srv_creds, &err) != TE_OK ||
         te_net_creds_load(e->cli, &e->cli_creds, &err) != TE_OK)
         fail_msg("creds: %s", err.msg);
-    te_net_method methods[] = {{"/t.S/Unary", TE_NET_UNARY, echo_fn, NULL},
-                               {"/t.S/Up", TE_NET_CLIENT_STREAM, echo_fn, NULL},
-                               {"/t.S/Bidi", TE_NET_BIDI, echo_fn, NULL}};
-    te_net_server_config sc = {"127.0.0.1:0", &e->srv_creds, methods, 3, 4, 1 << 16, 1 << 20, 0, NULL, NULL};
+    te_net_method methods[] = {{"/t.S/Unary", TE_NET_UNARY, echo_fn, NULL, 0},
+                               {"/t.S/Up", TE_NET_CLIENT_STREAM, echo_fn, NULL, 0},
+                               {"/t.S/Bidi", TE_NET_BIDI, echo_fn, NULL, 0}};
+    te_net_server_config sc = {"127.0.0.1:0", &e->srv_creds, methods, 3, 4, 1 << 16, 1 << 20, 0, NULL, NULL, 0, 0, 0};
     if (te_net_server_start(&sc, &e->server, &err) != TE_OK)
         fail_msg("server: %s", err.msg);
     assert_true(te_net_server_port(e->server) > 0);
@@ -452,8 +452,8 @@ static void *start_late(void *arg)
 {
     env *e = arg;
     usleep(800 * 1000);
-    te_net_method methods[] = {{"/t.S/Unary", TE_NET_UNARY, echo_fn, NULL}};
-    te_net_server_config sc = {e->late_target, &e->srv_creds, methods, 1, 2, 0, 0, 0, NULL, NULL};
+    te_net_method methods[] = {{"/t.S/Unary", TE_NET_UNARY, echo_fn, NULL, 0}};
+    te_net_server_config sc = {e->late_target, &e->srv_creds, methods, 1, 2, 0, 0, 0, NULL, NULL, 0, 0, 0};
     te_err err;
     if (te_net_server_start(&sc, &e->late, &err) != TE_OK)
         e->late = NULL;
@@ -532,6 +532,127 @@ static void test_unreachable_timeout_limits(void **state)
     te_net_channel_free(ch);
 }
 
+static double wall_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+typedef struct sleeper {
+    te_net_channel *ch;
+    te_status st;
+} sleeper;
+
+static void *sleep_call(void *arg)
+{
+    sleeper *sl = arg;
+    uint8_t *resp = NULL;
+    size_t len = 0;
+    te_err err;
+    sl->st = te_net_unary(sl->ch, "/t.S/Unary", (const uint8_t *)"sleep", 5, &resp, &len, 10000, &err);
+    free(resp);
+    return NULL;
+}
+
+/* The asynchronous server: with one worker, 64 streams are open at once
+ * and all answered (an open stream holds no thread); with the worker busy
+ * and its queue (1) full, a message is refused unserved with
+ * RESOURCE_EXHAUSTED, which a stream reports (negative control: this is
+ * what a client that does not retry sees) and a unary call retries until
+ * served within its deadline; an inline method (health) is answered at
+ * once meanwhile. */
+static void test_async_streams_and_overload(void **state)
+{
+    env *e = *state;
+    te_net_method methods[] = {{"/t.S/Unary", TE_NET_UNARY, echo_fn, NULL, 0},
+                               {"/t.S/Bidi", TE_NET_BIDI, echo_fn, NULL, 0},
+                               {"/t.S/Health", TE_NET_UNARY, echo_fn, NULL, 1}};
+    te_net_server_config sc = {"127.0.0.1:0", &e->srv_creds, methods, 3, 1, 0, 0, 0, NULL, NULL, 0, 1, 0};
+    te_net_server *srv = NULL;
+    te_err err;
+    assert_int_equal(te_net_server_start(&sc, &srv, &err), TE_OK);
+    char target[64];
+    snprintf(target, sizeof target, "127.0.0.1:%d", te_net_server_port(srv));
+    te_net_channel_config cc = {target, &e->cli_creds, "edge-b", 0};
+    te_net_channel *ch = NULL;
+    assert_int_equal(te_net_channel_new(&cc, &ch, &err), TE_OK);
+    uint8_t *resp = NULL;
+    size_t len = 0;
+
+    enum { N = 64 };
+    te_net_stream *st[N];
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < N; i++) {
+            if (round == 0)
+                assert_int_equal(te_net_stream_open(ch, "/t.S/Bidi", 10000, &st[i], &err), TE_OK);
+            char m[16], want[32];
+            snprintf(m, sizeof m, "%c%02d", 'a' + round, i);
+            snprintf(want, sizeof want, "device:d1|%c%c%c", m[2], m[1], m[0]);
+            if (te_net_stream_exchange(st[i], (const uint8_t *)m, strlen(m), &resp, &len, &err) != TE_OK)
+                fail_msg("stream %d, round %d: %s", i, round, err.msg);
+            assert_int_equal(len, strlen(want));
+            assert_memory_equal(resp, want, len);
+            free(resp);
+        }
+    te_net_server_figures f;
+    te_net_server_figures_get(srv, &f);
+    assert_int_equal(f.open_calls, N); /* all open at once, one worker */
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(te_net_stream_close(st[i], &err), TE_OK);
+        te_net_stream_free(st[i]);
+    }
+
+    /* the worker sleeps on the first call, the second waits in the queue */
+    sleeper sl[2] = {{ch, TE_OK}, {ch, TE_OK}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(pthread_create(&th[i], NULL, sleep_call, &sl[i]), 0);
+        usleep(150 * 1000);
+    }
+    /* a third message finds the queue full: refused, unserved */
+    te_net_stream *s = NULL;
+    assert_int_equal(te_net_stream_open(ch, "/t.S/Bidi", 5000, &s, &err), TE_OK);
+    assert_int_equal(te_net_stream_exchange(s, (const uint8_t *)"x", 1, &resp, &len, &err), TE_ETRANSPORT);
+    print_message("queue full: %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "busy"));
+    assert_int_equal(te_net_stream_unserved(s), 1);
+    te_net_stream_free(s);
+    /* the inline method does not wait for the worker */
+    double t0 = wall_s();
+    assert_int_equal(te_net_unary(ch, "/t.S/Health", (const uint8_t *)"h", 1, &resp, &len, 5000, &err), TE_OK);
+    double dt = wall_s() - t0;
+    free(resp);
+    print_message("inline call beside a busy worker: %.3f s\n", dt);
+    assert_true(dt < 0.5);
+    /* a unary call is refused too, and sent again until served */
+    t0 = wall_s();
+    if (te_net_unary(ch, "/t.S/Unary", (const uint8_t *)"q", 1, &resp, &len, 10000, &err) != TE_OK)
+        fail_msg("retried unary: %s", err.msg);
+    print_message("unary call served after %.2f s of refusals\n", wall_s() - t0);
+    assert_memory_equal(resp, "device:d1|q", len);
+    free(resp);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(sl[i].st, TE_OK);
+    }
+    te_net_server_figures_get(srv, &f);
+    print_message("calls %llu, refused %llu\n", (unsigned long long)f.calls, (unsigned long long)f.refused);
+    assert_true(f.refused >= 2);
+    /* a deadline shorter than the wait: a clear error, not a hang */
+    assert_int_equal(pthread_create(&th[0], NULL, sleep_call, &sl[0]), 0);
+    usleep(100 * 1000);
+    assert_int_equal(pthread_create(&th[1], NULL, sleep_call, &sl[1]), 0);
+    usleep(100 * 1000);
+    assert_int_equal(te_net_unary(ch, "/t.S/Unary", (const uint8_t *)"q", 1, &resp, &len, 300, &err), TE_ETRANSPORT);
+    print_message("refused within the deadline: %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "busy"));
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    te_net_channel_free(ch);
+    te_net_server_stop(srv, 1000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -541,6 +662,7 @@ int main(void)
         cmocka_unit_test(test_unreachable_timeout_limits),
         cmocka_unit_test(test_error_kinds),
         cmocka_unit_test(test_waits_for_connection),
+        cmocka_unit_test(test_async_streams_and_overload),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
