@@ -1,0 +1,9 @@
+# Operating the hosts: deploy/ (systemd, Kubernetes) and twinedge-probe.
+#   deploy_files   systemd-analyze verify, kubectl kustomize + checks of the rendered manifests
+#   probe          twinedge-probe against real hosts over mutual TLS
+add_test(NAME deploy_files COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/deploy/deploy_files_test.sh ${PROJECT_SOURCE_DIR}
+         $<TARGET_FILE:twinedge-host>)
+set_tests_properties(deploy_files PROPERTIES TIMEOUT 120 LABELS deploy)
+add_test(NAME probe COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/deploy/probe_test.sh $<TARGET_FILE:twinedge-probe>)
+set_tests_properties(probe PROPERTIES FIXTURES_REQUIRED testdata TIMEOUT 180 LABELS deploy
+                     ENVIRONMENT "${TE_ATTACK_ENV}")
