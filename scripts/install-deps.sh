@@ -11,7 +11,12 @@ PKGS=(
   python3 python3-torch python3-onnx python3-numpy
   dataset-fashion-mnist
   gnuplot-nox iproute2
+  # operating the hosts: metrics, sd_notify, the deploy/ checks
+  libmicrohttpd-dev libsystemd-dev libcjson-dev systemd prometheus python3-yaml
 )
+# kubectl with kustomize renders deploy/k8s in the tests; Debian's
+# kubernetes-client conflicts with a kubectl installed otherwise
+if ! command -v kubectl >/dev/null; then PKGS+=(kubernetes-client); fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends "${PKGS[@]}"
