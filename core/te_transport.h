@@ -73,4 +73,10 @@ static inline void te_transport_end(te_transport *t)
         t->ops->end(t);
 }
 
+/* Attach a transport (not owned) to a device handle: device-sdk/src/device.c.
+ * Inside the tree only (tests, tools); the installed API has
+ * twinedge_set_transport() with callbacks instead of this struct. */
+struct twinedge_device;
+int twinedge_use_transport(struct twinedge_device *dev, te_transport *t);
+
 #endif

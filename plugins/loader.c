@@ -34,6 +34,19 @@ static int valid_short_name(const char *name)
     return 1;
 }
 
+/* Append ", path" to tried, cut to its capacity: the error message lists
+ * the paths tried as far as they fit (a copy loop rather than snprintf,
+ * whose truncation gcc -O2 -Wformat-truncation reports). */
+static void note_tried(char *tried, size_t cap, const char *path)
+{
+    size_t used = strlen(tried);
+    for (const char *c = used ? ", " : ""; *c && used + 1 < cap; c++)
+        tried[used++] = *c;
+    for (const char *c = path; *c && used + 1 < cap; c++)
+        tried[used++] = *c;
+    tried[used] = '\0';
+}
+
 /* Try dir/libtwinedge-plugin-<name>.so; append what was tried to `tried`. */
 static int try_dir(const char *dir, size_t dir_len, const char *name, char *out, char *tried, size_t tried_cap)
 {
@@ -42,9 +55,7 @@ static int try_dir(const char *dir, size_t dir_len, const char *name, char *out,
     int n = snprintf(out, PLUGIN_PATH_MAX, "%.*s/libtwinedge-plugin-%s.so", (int)dir_len, dir, name);
     if (n < 0 || n >= PLUGIN_PATH_MAX)
         return 0;
-    size_t used = strlen(tried);
-    if (used < tried_cap)
-        snprintf(tried + used, tried_cap - used, "%s%s", used ? ", " : "", out);
+    note_tried(tried, tried_cap, out);
     return access(out, F_OK) == 0;
 }
 

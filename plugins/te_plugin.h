@@ -14,14 +14,85 @@
  *     out[b][o] = sum_j W[o][j] * in[b][j]   (mod 2^l)
  * over blinded inputs (uniform in Z_2^l): it must be exact for every l in
  * [min_ring_bits, max_ring_bits].  Inputs and outputs are reduced ring
- * elements in uint64_t, laid out as in te_linear.h. */
+ * elements in uint64_t, laid out as in te_linear.h.
+ *
+ * The header stands alone: a third-party plugin builds against the
+ * installed copy (pkg-config twinedge-plugin, or find_package(twinedge) and
+ * twinedge::plugin) with no other twinedge header or library.  Inside the
+ * twinedge tree (TE_IN_TREE) the shared types come from te_error.h and
+ * te_model.h instead; tests/unit/test_plugin_abi.c checks that both
+ * definitions have the same values and layout. */
 #ifndef TE_PLUGIN_H
 #define TE_PLUGIN_H
 
-#include <stdint.h>
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef TE_IN_TREE
 #include "te_error.h"
 #include "te_model.h"
+#else
+typedef enum te_status {
+    TE_OK = 0,
+    TE_EINVAL = 1,       /* bad argument or bad input data */
+    TE_ENOMEM = 2,       /* allocation failed */
+    TE_EIO = 3,          /* file or OS error */
+    TE_EFORMAT = 4,      /* malformed data */
+    TE_EUNSUPPORTED = 5, /* a geometry or feature the plugin does not offer */
+    TE_ESHAPE = 6,
+    TE_EINTEGRITY = 7,
+    TE_EOVERFLOW = 8,
+    TE_ETRANSPORT = 9,
+    TE_EAUTH = 10,
+    TE_EPLUGIN = 11,     /* the plugin failed to load or run */
+    TE_ECOUNTER = 12,
+    TE_ESERVER = 13
+} te_status;
+
+#define TE_ERR_MSG_MAX 512
+typedef struct te_err {
+    te_status code;
+    char msg[TE_ERR_MSG_MAX];
+} te_err;
+
+typedef enum te_lin_kind {
+    TE_LIN_FC = 1,       /* y[b][o] = sum_k W[o][k] x[b][k]; rows = batch */
+    TE_LIN_CONV = 2      /* 2-D convolution, NCHW, weights [out_c][in_c/group][k_h][k_w] */
+} te_lin_kind;
+
+/* Geometry of one linear layer.  For FC: in_c = K, out_c = N, all of
+ * in_h, in_w, out_h, out_w, k_h, k_w, stride, dil, group = 1 and pads 0;
+ * batch = number of rows.  For CONV: batch = N of the NCHW input. */
+typedef struct te_linear_geom {
+    te_lin_kind kind;
+    int64_t batch;
+    int64_t in_c, in_h, in_w;
+    int64_t out_c, out_h, out_w;
+    int64_t k_h, k_w;
+    int64_t stride_h, stride_w;
+    int64_t pad_t, pad_l, pad_b, pad_r;
+    int64_t dil_h, dil_w;
+    int64_t group;
+} te_linear_geom;
+#endif
+
+/* Fill err (may be NULL) with a printf-style message; returns code.  For
+ * plugins, which need no twinedge library to report an error. */
+static inline te_status te_plugin_errf(te_err *err, te_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static inline te_status te_plugin_errf(te_err *err, te_status code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        err->code = code;
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
 
 #define TE_PLUGIN_ABI_VERSION 2u
 #define TE_PLUGIN_ENTRY_SYMBOL "te_plugin_entry"
@@ -72,16 +143,16 @@ static inline te_status te_plugin_offer(const te_plugin_ops *table, uint32_t hos
                                         const te_plugin_ops **ops, te_err *err)
 {
     if (!ops)
-        return te_errf(err, TE_EINVAL, "%s plugin: no ops pointer", table->name);
+        return te_plugin_errf(err, TE_EINVAL, "%s plugin: no ops pointer", table->name);
     *ops = NULL;
     if (host_abi_version != TE_PLUGIN_ABI_VERSION)
-        return te_errf(err, TE_EPLUGIN, "%s plugin speaks plugin ABI version %u, the host version %u", table->name,
+        return te_plugin_errf(err, TE_EPLUGIN, "%s plugin speaks plugin ABI version %u, the host version %u", table->name,
                        (unsigned)TE_PLUGIN_ABI_VERSION, (unsigned)host_abi_version);
     *ops = table;
     return TE_OK;
 }
 
-/* Host side: dlopen a plugin by path, or by short name ("cpu", "opencl"),
+/* Host side (twinedge-host; plugins do not call these): dlopen a plugin by path, or by short name ("cpu", "opencl"),
  * resolved as <dir>/libtwinedge-plugin-<name>.so where dir is, in order,
  * $TWINEDGE_PLUGIN_DIR, the build tree, and the installed lib/twinedge. */
 typedef struct te_plugin te_plugin;

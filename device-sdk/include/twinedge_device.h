@@ -5,7 +5,7 @@
  *         fprintf(stderr, "%s\n", twinedge_errmsg(dev));  // dev may be NULL: "out of memory"
  *         ...
  *     }
- *     twinedge_connect(dev, ...);   // or twinedge_use_transport() in-process
+ *     twinedge_connect(dev, ...);   // twinedge_net.h; or twinedge_set_transport()
  *     twinedge_infer(dev, TWINEDGE_RELAY, input, n_in, output, n_out);
  *     twinedge_close(dev);
  *
@@ -23,11 +23,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "twinedge_version.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Status codes (same values as te_status inside twinedge). */
+/* Functions the shared library exports (everything else in it is hidden). */
+#if defined(__GNUC__) || defined(__clang__)
+#define TWINEDGE_API __attribute__((visibility("default")))
+#else
+#define TWINEDGE_API
+#endif
+
+/* The library's version, "MAJOR.MINOR.PATCH"; compare with
+ * TWINEDGE_VERSION_STRING to see the header and the library agree. */
+TWINEDGE_API const char *twinedge_version(void);
+
+/* Status codes (the library checks at compile time that they equal its
+ * internal ones). */
 enum {
     TWINEDGE_OK = 0,
     TWINEDGE_EINVAL = 1,
@@ -51,24 +65,51 @@ typedef enum twinedge_mode {
 } twinedge_mode;
 
 typedef struct twinedge_device twinedge_device;
-struct te_transport;
 
 /* Open a provisioned device directory (device.bundle, device.key; both must
  * be readable by their owner only). */
-int twinedge_open(const char *device_dir, twinedge_device **dev);
-void twinedge_close(twinedge_device *dev);
+TWINEDGE_API int twinedge_open(const char *device_dir, twinedge_device **dev);
+TWINEDGE_API void twinedge_close(twinedge_device *dev);
 
-/* Route requests through a transport (not owned).  The network transport
- * is attached by twinedge_connect(); tests use the in-process one. */
-int twinedge_use_transport(twinedge_device *dev, struct te_transport *t);
+/* How requests reach the hosts, for an app that brings its own channel
+ * (twinedge_connect() in twinedge_net.h is the SDK's gRPC one).  A message
+ * is a serialized twinedge.LayerRequest / LayerResponse (proto/wire.proto):
+ * carry the bytes unchanged to the host named by `to` and back.  The
+ * verification does not trust the channel: a host or channel that alters a
+ * result makes the inference fail with TWINEDGE_EINTEGRITY. */
+typedef enum twinedge_party {
+    TWINEDGE_EDGE_A = 0,
+    TWINEDGE_EDGE_B = 1
+} twinedge_party;
+
+typedef struct twinedge_transport {
+    /* sizeof(twinedge_transport) as the app was compiled: later versions
+     * add members at the end and read only what the app's struct has. */
+    size_t struct_size;
+    void *ctx; /* handed to every callback */
+    /* One request, one response.  Set *resp to a buffer from malloc()
+     * (the SDK frees it) and *resp_len; return TWINEDGE_OK, or
+     * TWINEDGE_ETRANSPORT (unreachable, timed out) / TWINEDGE_EAUTH with a
+     * message written into msg (msg_cap bytes, NUL-terminated).  Required. */
+    int (*call)(void *ctx, twinedge_party to, const uint8_t *req, size_t req_len, uint8_t **resp,
+                size_t *resp_len, char *msg, size_t msg_cap);
+    /* Optional (NULL: nothing to do): one inference's calls start / have
+     * ended, e.g. to keep one stream per host open for an inference. */
+    int (*begin)(void *ctx, char *msg, size_t msg_cap);
+    void (*end)(void *ctx);
+} twinedge_transport;
+
+/* Route dev's requests through t (copied; t->ctx must outlive dev's use of
+ * it).  Replaces any transport attached before. */
+TWINEDGE_API int twinedge_set_transport(twinedge_device *dev, const twinedge_transport *t);
 
 /* Model input / output shapes (ndim <= 8). */
-int twinedge_input_shape(const twinedge_device *dev, int64_t dims[8], int *ndim);
-int twinedge_output_shape(const twinedge_device *dev, int64_t dims[8], int *ndim);
+TWINEDGE_API int twinedge_input_shape(const twinedge_device *dev, int64_t dims[8], int *ndim);
+TWINEDGE_API int twinedge_output_shape(const twinedge_device *dev, int64_t dims[8], int *ndim);
 
 /* One private inference.  n_in / n_out are element counts. */
-int twinedge_infer(twinedge_device *dev, twinedge_mode mode, const float *input, size_t n_in, float *output,
-                   size_t n_out);
+TWINEDGE_API int twinedge_infer(twinedge_device *dev, twinedge_mode mode, const float *input, size_t n_in,
+                                float *output, size_t n_out);
 
 /* Figures about the last inference. */
 typedef struct twinedge_report {
@@ -79,15 +120,15 @@ typedef struct twinedge_report {
     uint64_t bytes_up;         /* bytes the device sent (message payloads) */
     uint64_t bytes_down;
 } twinedge_report;
-int twinedge_last_report(const twinedge_device *dev, twinedge_report *r);
+TWINEDGE_API int twinedge_last_report(const twinedge_device *dev, twinedge_report *r);
 
 /* Called before each outsourced layer (progress, tests). */
 typedef void (*twinedge_layer_hook)(void *ctx, int layer, uint64_t counter);
-void twinedge_set_layer_hook(twinedge_device *dev, twinedge_layer_hook fn, void *ctx);
+TWINEDGE_API void twinedge_set_layer_hook(twinedge_device *dev, twinedge_layer_hook fn, void *ctx);
 
 /* The last error's code and message ("" when none).  dev may be NULL. */
-int twinedge_errcode(const twinedge_device *dev);
-const char *twinedge_errmsg(const twinedge_device *dev);
+TWINEDGE_API int twinedge_errcode(const twinedge_device *dev);
+TWINEDGE_API const char *twinedge_errmsg(const twinedge_device *dev);
 
 #ifdef __cplusplus
 }

@@ -30,13 +30,13 @@ extern "C" {
 
 typedef struct twinedge_net twinedge_net;
 
-/* Open the link and attach it to dev (twinedge_use_transport).  *net is
+/* Open the link and attach it to dev (in place of any other transport).  *net is
  * set even on failure (then it holds the error; NULL only when out of
  * memory); free it with twinedge_disconnect once dev no longer uses it. */
-int twinedge_connect(twinedge_device *dev, const char *edge_a, const char *edge_b, const char *tls_dir,
+TWINEDGE_API int twinedge_connect(twinedge_device *dev, const char *edge_a, const char *edge_b, const char *tls_dir,
                      int timeout_ms, twinedge_net **net);
-void twinedge_disconnect(twinedge_net *net);
-const char *twinedge_net_errmsg(const twinedge_net *net);
+TWINEDGE_API void twinedge_disconnect(twinedge_net *net);
+TWINEDGE_API const char *twinedge_net_errmsg(const twinedge_net *net);
 
 /* Bytes of the serialized messages, counted as the in-process transport counts them. */
 typedef struct twinedge_net_stats {
@@ -45,7 +45,7 @@ typedef struct twinedge_net_stats {
     uint64_t bytes_to_b, bytes_from_b;
     uint64_t messages;
 } twinedge_net_stats;
-int twinedge_net_get_stats(const twinedge_net *net, twinedge_net_stats *s);
+TWINEDGE_API int twinedge_net_get_stats(const twinedge_net *net, twinedge_net_stats *s);
 
 #ifdef __cplusplus
 }

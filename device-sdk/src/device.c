@@ -2,6 +2,7 @@
 #include "twinedge_device.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,11 +19,36 @@
 #include "te_wire.h"
 #include "wire.pb-c.h"
 
+/* The public status codes are te_status's values: a change on either side
+ * stops the build instead of mislabelling an error. */
+#define TE_SAME_CODE(pub, internal) _Static_assert((int)(pub) == (int)(internal), #pub " != " #internal)
+TE_SAME_CODE(TWINEDGE_OK, TE_OK);
+TE_SAME_CODE(TWINEDGE_EINVAL, TE_EINVAL);
+TE_SAME_CODE(TWINEDGE_ENOMEM, TE_ENOMEM);
+TE_SAME_CODE(TWINEDGE_EIO, TE_EIO);
+TE_SAME_CODE(TWINEDGE_EFORMAT, TE_EFORMAT);
+TE_SAME_CODE(TWINEDGE_EUNSUPPORTED, TE_EUNSUPPORTED);
+TE_SAME_CODE(TWINEDGE_ESHAPE, TE_ESHAPE);
+TE_SAME_CODE(TWINEDGE_EINTEGRITY, TE_EINTEGRITY);
+TE_SAME_CODE(TWINEDGE_EOVERFLOW, TE_EOVERFLOW);
+TE_SAME_CODE(TWINEDGE_ETRANSPORT, TE_ETRANSPORT);
+TE_SAME_CODE(TWINEDGE_EAUTH, TE_EAUTH);
+TE_SAME_CODE(TWINEDGE_EPLUGIN, TE_EPLUGIN);
+TE_SAME_CODE(TWINEDGE_ECOUNTER, TE_ECOUNTER);
+TE_SAME_CODE(TWINEDGE_ESERVER, TE_ESERVER);
+TE_SAME_CODE(TWINEDGE_EDGE_A, TE_PARTY_EDGE_A);
+TE_SAME_CODE(TWINEDGE_EDGE_B, TE_PARTY_EDGE_B);
+
+const char *twinedge_version(void) { return TWINEDGE_VERSION_STRING; }
+
 struct twinedge_device {
     te_model *model;
     te_device_key key;
     te_exec *exec;
     te_transport *transport;
+    /* an app's transport (twinedge_set_transport), adapted to te_transport */
+    twinedge_transport app;
+    te_transport app_link;
     /* Mask uniqueness: (session, t) never repeats under the key.  The
      * session is fresh from the OS CSPRNG for each handle (and again in a
      * forked child), t counts the handle's inferences; nothing is read back
@@ -177,6 +203,74 @@ int twinedge_use_transport(twinedge_device *dev, struct te_transport *t)
     dev->transport = t;
     te_err_clear(&dev->err);
     return TWINEDGE_OK;
+}
+
+/* ---- an app's transport (twinedge_transport) as a te_transport ---- */
+
+static te_status app_status(int rc, char *msg, const char *what, te_err *err)
+{
+    msg[TE_ERR_MSG_MAX - 1] = '\0';
+    te_status st = rc == TWINEDGE_EAUTH ? TE_EAUTH : TE_ETRANSPORT; /* anything else: the channel failed */
+    return te_errf(err, st, "%s: %s", what, msg[0] ? msg : "the app's transport failed without a message");
+}
+
+static te_status app_call(te_transport *t, te_party to, const uint8_t *req, size_t req_len, uint8_t **resp,
+                          size_t *resp_len, te_err *err)
+{
+    const twinedge_transport *a = t->impl;
+    char msg[TE_ERR_MSG_MAX] = "";
+    *resp = NULL;
+    *resp_len = 0;
+    int rc = a->call(a->ctx, (twinedge_party)to, req, req_len, resp, resp_len, msg, sizeof msg);
+    if (rc != TWINEDGE_OK) {
+        free(*resp);
+        *resp = NULL;
+        return app_status(rc, msg, "transport", err);
+    }
+    if (!*resp && *resp_len)
+        return te_errf(err, TE_ETRANSPORT, "transport: the app's call() returned %zu bytes but no buffer", *resp_len);
+    return TE_OK;
+}
+
+static te_status app_begin(te_transport *t, te_err *err)
+{
+    const twinedge_transport *a = t->impl;
+    char msg[TE_ERR_MSG_MAX] = "";
+    if (!a->begin)
+        return TE_OK;
+    int rc = a->begin(a->ctx, msg, sizeof msg);
+    return rc == TWINEDGE_OK ? TE_OK : app_status(rc, msg, "transport begin", err);
+}
+
+static void app_end(te_transport *t)
+{
+    const twinedge_transport *a = t->impl;
+    if (a->end)
+        a->end(a->ctx);
+}
+
+static void app_destroy(te_transport *t) { (void)t; /* the app owns its channel */ }
+
+static const te_transport_ops app_ops = {.call = app_call, .destroy = app_destroy, .begin = app_begin,
+                                         .end = app_end};
+
+int twinedge_set_transport(twinedge_device *dev, const twinedge_transport *t)
+{
+    if (!dev)
+        return TWINEDGE_EINVAL;
+    /* the members this version knows; a shorter struct (an older app) has
+     * no optional ones past its end */
+    const size_t need = offsetof(twinedge_transport, call) + sizeof t->call;
+    if (!t || t->struct_size < need || !t->call)
+        return te_errf(&dev->err, TE_EINVAL, "twinedge_set_transport: %s",
+                       !t ? "no transport" : t->struct_size < need ? "struct_size too small (set it to "
+                       "sizeof(twinedge_transport))" : "no call() function");
+    memset(&dev->app, 0, sizeof dev->app);
+    memcpy(&dev->app, t, t->struct_size < sizeof dev->app ? t->struct_size : sizeof dev->app);
+    dev->app.struct_size = sizeof dev->app;
+    dev->app_link.ops = &app_ops;
+    dev->app_link.impl = &dev->app;
+    return twinedge_use_transport(dev, &dev->app_link);
 }
 
 void twinedge_set_layer_hook(twinedge_device *dev, twinedge_layer_hook fn, void *ctx)

@@ -24,20 +24,24 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # Compile lenet5 into $WORK/dep and start EdgeB, then EdgeA (relay peer: B),
 # deploy to both.  Sets EDGE_A, EDGE_B.  ATT_HOST_ARGS: more twinedge-host flags.
+# ATT_PLUGIN: a plugin (path) the hosts load instead of the evil plugin, for
+# other tests that need real hosts (tests/sdk).
 ATT_HOST_ARGS=()
+ATT_PLUGIN=${ATT_PLUGIN:-}
 att_start() {
   "$TE_OWNER" compile "$TE_TEST_DATA/lenet5.onnx" -o "$WORK/dep" --calibration "$TE_TEST_DATA/lenet5.calib.npy" \
     --quiet >/dev/null || fail "twinedge-owner compile"
-  local role peer=()
+  local role peer=() plugin
   for role in b a; do
     mkdir -p "$WORK/state-$role"
     echo "attack=none" >"$WORK/control-$role"
     [ "$role" = a ] && peer=(--peer "$EDGE_B")
+    plugin=(--plugin "$TE_EVIL_PLUGIN"
+            --plugin-config "inner=$TE_CPU_PLUGIN;control=$WORK/control-$role;state=$WORK/state-$role;role=$role")
+    [ -n "$ATT_PLUGIN" ] && plugin=(--plugin "$ATT_PLUGIN")
     "$TE_HOST" --role "$role" --listen 127.0.0.1:0 --store "$WORK/store-$role" \
       --credentials "$WORK/dep/hosts/$role" --port-file "$WORK/port-$role" "${peer[@]}" "${ATT_HOST_ARGS[@]}" \
-      --plugin "$TE_EVIL_PLUGIN" \
-      --plugin-config "inner=$TE_CPU_PLUGIN;control=$WORK/control-$role;state=$WORK/state-$role;role=$role" \
-      2>"$WORK/host-$role.log" &
+      "${plugin[@]}" 2>"$WORK/host-$role.log" &
     HOST_PIDS="$HOST_PIDS $!"
     for _ in $(seq 400); do [ -s "$WORK/port-$role" ] && break; sleep 0.05; done
     [ -s "$WORK/port-$role" ] || fail "twinedge-host $role did not start: $(cat "$WORK/host-$role.log")"

@@ -1,0 +1,154 @@
+/* The device SDK's public surface inside one process: an app's own
+ * transport (twinedge_set_transport, callbacks) carries the same bytes as
+ * the in-process hosts' link and gives the same output bit for bit; its
+ * failures come back as the app reported them; a struct from an app that
+ * set no size is refused; the version macros match the library. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "te_transport.h"
+
+#define MODEL "lenet5"
+
+/* The app's channel: here the in-process hosts' link, reached only through
+ * the public callbacks; counts what it carried and can be told to fail. */
+typedef struct app_chan {
+    te_transport *link;
+    int calls, begins, ends;
+    int fail_with;   /* 0, or a TWINEDGE_* code call() returns */
+} app_chan;
+
+static int app_call(void *ctx, twinedge_party to, const uint8_t *req, size_t req_len, uint8_t **resp,
+                    size_t *resp_len, char *msg, size_t msg_cap)
+{
+    app_chan *c = ctx;
+    c->calls++;
+    if (c->fail_with) {
+        snprintf(msg, msg_cap, "radio link down (test)");
+        return c->fail_with;
+    }
+    te_err err;
+    te_status st = te_transport_call(c->link, (te_party)to, req, req_len, resp, resp_len, &err);
+    if (st != TE_OK) {
+        snprintf(msg, msg_cap, "%s", err.msg);
+        return TWINEDGE_ETRANSPORT;
+    }
+    return TWINEDGE_OK;
+}
+
+static int app_begin(void *ctx, char *msg, size_t msg_cap)
+{
+    app_chan *c = ctx;
+    c->begins++;
+    te_err err;
+    if (te_transport_begin(c->link, &err) != TE_OK) {
+        snprintf(msg, msg_cap, "%s", err.msg);
+        return TWINEDGE_ETRANSPORT;
+    }
+    return TWINEDGE_OK;
+}
+
+static void app_end(void *ctx)
+{
+    app_chan *c = ctx;
+    c->ends++;
+    te_transport_end(c->link);
+}
+
+static void test_app_transport(void **state)
+{
+    (void)state;
+    te_fixture f;
+    fx_setup(&f, MODEL, NULL, NULL);
+    float *want = malloc(f.n_out * sizeof *want), *got = malloc(f.n_out * sizeof *got);
+    assert_non_null(want);
+    assert_non_null(got);
+    for (int mode = TWINEDGE_RELAY; mode <= TWINEDGE_MEDIATED; mode++) {
+        /* the tree's own link first (fx_setup attached it) */
+        assert_int_equal(twinedge_infer(f.dev, (twinedge_mode)mode, f.input, f.n_in, want, f.n_out), TWINEDGE_OK);
+
+        app_chan chan = {.link = f.pair->device_link};
+        twinedge_transport t = {.struct_size = sizeof t, .ctx = &chan, .call = app_call, .begin = app_begin,
+                                .end = app_end};
+        assert_int_equal(twinedge_set_transport(f.dev, &t), TWINEDGE_OK);
+        memset(&t, 0xA5, sizeof t); /* copied: the app's struct may go away */
+        memset(got, 0, f.n_out * sizeof *got);
+        assert_int_equal(twinedge_infer(f.dev, (twinedge_mode)mode, f.input, f.n_in, got, f.n_out), TWINEDGE_OK);
+        assert_memory_equal(want, got, f.n_out * sizeof *got);
+        twinedge_report r;
+        assert_int_equal(twinedge_last_report(f.dev, &r), TWINEDGE_OK);
+        assert_true(chan.calls >= r.linear_layers && r.layers_checked == r.linear_layers);
+        assert_int_equal(chan.begins, 1);
+        assert_int_equal(chan.ends, 1);
+
+        /* the app's failure, with its message and code, and nothing written */
+        chan.fail_with = TWINEDGE_ETRANSPORT;
+        memset(got, 0, f.n_out * sizeof *got);
+        assert_int_equal(twinedge_infer(f.dev, (twinedge_mode)mode, f.input, f.n_in, got, f.n_out),
+                         TWINEDGE_ETRANSPORT);
+        assert_non_null(strstr(twinedge_errmsg(f.dev), "radio link down (test)"));
+        for (size_t i = 0; i < f.n_out; i++)
+            assert_true(got[i] == 0.0f);
+        chan.fail_with = TWINEDGE_EAUTH;
+        assert_int_equal(twinedge_infer(f.dev, (twinedge_mode)mode, f.input, f.n_in, got, f.n_out), TWINEDGE_EAUTH);
+        twinedge_use_transport(f.dev, f.pair->device_link);
+    }
+    free(want);
+    free(got);
+    fx_teardown(&f);
+}
+
+static void test_bad_transport_refused(void **state)
+{
+    (void)state;
+    te_fixture f;
+    fx_setup(&f, MODEL, NULL, NULL);
+    app_chan chan = {.link = f.pair->device_link};
+    twinedge_transport t = {.ctx = &chan, .call = app_call}; /* struct_size not set */
+    assert_int_equal(twinedge_set_transport(f.dev, &t), TWINEDGE_EINVAL);
+    assert_non_null(strstr(twinedge_errmsg(f.dev), "struct_size"));
+    t.struct_size = sizeof t;
+    t.call = NULL;
+    assert_int_equal(twinedge_set_transport(f.dev, &t), TWINEDGE_EINVAL);
+    assert_int_equal(twinedge_set_transport(f.dev, NULL), TWINEDGE_EINVAL);
+    /* an older app's struct, up to call(): accepted, no begin/end called */
+    t.call = app_call;
+    t.begin = app_begin;
+    t.struct_size = offsetof(twinedge_transport, begin);
+    assert_int_equal(twinedge_set_transport(f.dev, &t), TWINEDGE_OK);
+    float *got = malloc(f.n_out * sizeof *got);
+    assert_int_equal(twinedge_infer(f.dev, TWINEDGE_RELAY, f.input, f.n_in, got, f.n_out), TWINEDGE_OK);
+    assert_int_equal(chan.begins, 0);
+    assert_true(chan.calls > 0);
+    free(got);
+    fx_teardown(&f);
+}
+
+static void test_version(void **state)
+{
+    (void)state;
+    char want[32];
+    snprintf(want, sizeof want, "%d.%d.%d", TWINEDGE_VERSION_MAJOR, TWINEDGE_VERSION_MINOR, TWINEDGE_VERSION_PATCH);
+    assert_string_equal(twinedge_version(), want);
+    assert_string_equal(twinedge_version(), TWINEDGE_VERSION_STRING);
+    assert_int_equal(TWINEDGE_VERSION_NUMBER,
+                     TWINEDGE_VERSION_MAJOR * 10000 + TWINEDGE_VERSION_MINOR * 100 + TWINEDGE_VERSION_PATCH);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_version),
+        cmocka_unit_test(test_app_transport),
+        cmocka_unit_test(test_bad_transport_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
