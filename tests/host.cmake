@@ -17,3 +17,7 @@ te_add_unit_test(test_host_precompute_e2e SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/un
                  LIBS twinedge_owner twinedge_runlib twinedge_host twinedge_device_static twinedge_core TIMEOUT 300)
 add_dependencies(test_host_precompute_e2e twinedge-plugin-cpu)
 set_tests_properties(test_host_precompute_e2e PROPERTIES FIXTURES_REQUIRED testdata)
+
+# The host's Prometheus metrics: exposition text and its HTTP endpoint.
+te_add_unit_test(test_metrics SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_metrics.c LIBS twinedge_hostd_metrics
+                 TIMEOUT 60)
