@@ -11,7 +11,7 @@ static const char usage[] =
     "usage:\n"
     "  twinedge-owner compile MODEL.onnx -o DEPLOY_DIR [--calibration INPUTS.npy]\n"
     "                 [--weight-bits N] [--act-bits N] [--headroom N] [--mean M,..] [--std S,..] [--quiet]\n"
-    "  twinedge-owner provision DEPLOY_DIR --device NAME -o DEVICE_DIR [--edge-b HOST:PORT]\n"
+    "  twinedge-owner provision DEPLOY_DIR --device NAME -o DEVICE_DIR [--edge-b HOST:PORT] [--force]\n"
     "  twinedge-owner deploy DEPLOY_DIR --edge-a HOST:PORT --edge-b HOST:PORT\n"
     "  twinedge-owner --help\n"
     "\n"
@@ -40,6 +40,9 @@ static const char usage[] =
     "  EdgeB as DEPLOY_DIR/hosts/b/devices/NAME.key; issues the device's certificate\n"
     "  (CN device:NAME) into DEVICE_DIR/tls.  --edge-b HOST:PORT: also registers the key\n"
     "  with the running EdgeB over gRPC (mutual TLS, DEPLOY_DIR/owner credentials).\n"
+    "  A NAME already provisioned in DEPLOY_DIR, or a DEVICE_DIR that holds a device,\n"
+    "  is refused unless --force: a new key makes the device holding the old one fail\n"
+    "  every inference with an integrity error.\n"
     "\n"
     "deploy: uploads DEPLOY_DIR/edge.bundle to EdgeA and EdgeB (twinedge-host) over gRPC\n"
     "  with the owner's credentials (DEPLOY_DIR/owner) and registers every device key in\n"
@@ -200,10 +203,13 @@ static int cmd_compile(int argc, char **argv)
 static int cmd_provision(int argc, char **argv)
 {
     const char *deploy = NULL, *name = NULL, *out = NULL, *edge_b = NULL;
+    int force = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--device") || !strcmp(a, "--edge-b")) {
+        if (!strcmp(a, "--force")) {
+            force = 1;
+        } else if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--device") || !strcmp(a, "--edge-b")) {
             if (!v) {
                 fprintf(stderr, "twinedge-owner: error: %s needs a value\n", a);
                 return 1;
@@ -226,8 +232,11 @@ static int cmd_provision(int argc, char **argv)
         }
     }
     if (!deploy || !name || !out)
-        return fail("usage: twinedge-owner provision DEPLOY_DIR --device NAME -o DEVICE_DIR [--edge-b HOST:PORT]");
+        return fail("usage: twinedge-owner provision DEPLOY_DIR --device NAME -o DEVICE_DIR [--edge-b HOST:PORT] "
+                    "[--force]");
     te_err err = {0};
+    if (!force && te_owner_provision_check(deploy, name, out, &err) != TE_OK)
+        return fail(err.msg);
     if (te_owner_provision(deploy, name, out, &err) != TE_OK)
         return fail(err.msg);
     printf("provisioned device '%s': %s/device.key, %s/tls; registered as %s/hosts/b/devices/%s.key\n", name, out,

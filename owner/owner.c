@@ -347,6 +347,25 @@ out:
     return st;
 }
 
+te_status te_owner_provision_check(const char *deploy_dir, const char *device_name, const char *device_dir,
+                                   te_err *err)
+{
+    char name[80];
+    snprintf(name, sizeof name, "hosts/b/devices/%s.key", device_name ? device_name : "");
+    /* a new key for a name in use leaves the device that holds the old one
+     * failing every inference with an integrity error, which reads like an
+     * attack: replacing it must be asked for */
+    if (file_exists(deploy_dir, name))
+        return te_errf(err, TE_EINVAL, "device '%s' is already provisioned in %s (%s/%s): provisioning it again draws "
+                       "a new key, and the device holding the old one would then fail every inference with an "
+                       "integrity error; use --force to replace it (then install the new device directory on "
+                       "the device and register it with EdgeB again)", device_name, deploy_dir, deploy_dir, name);
+    if (file_exists(device_dir, "device.key"))
+        return te_errf(err, TE_EINVAL, "%s already holds a provisioned device (device.key): use --force to replace "
+                       "it, or choose another directory", device_dir);
+    return TE_OK;
+}
+
 te_status te_owner_provision(const char *deploy_dir, const char *device_name, const char *device_dir,
                              te_err *err)
 {

@@ -38,6 +38,12 @@ te_status te_owner_compile(const char *onnx_path, const char *calib_npy, const t
 /* Device names: [A-Za-z0-9_.-]{1,63}, not "." or "..". */
 int te_owner_device_name_ok(const char *name);
 
+/* TE_EINVAL with a message when device_name is already provisioned in
+ * deploy_dir or device_dir already holds a device: what twinedge-owner
+ * provision refuses without --force (te_owner_provision itself replaces). */
+te_status te_owner_provision_check(const char *deploy_dir, const char *device_name, const char *device_dir,
+                                   te_err *err);
+
 /* Draw a device key and write device_dir/device.bundle (a copy),
  * device_dir/device.key and deploy_dir/hosts/b/devices/<name>.key. */
 te_status te_owner_provision(const char *deploy_dir, const char *device_name, const char *device_dir,
