@@ -176,11 +176,6 @@ static te_status check_weights(const te_layer *L, te_err *err)
     return TE_OK;
 }
 
-static int op_needs_two_inputs(te_op op)
-{
-    return op == TE_OP_PRELU || op == TE_OP_ADD || op == TE_OP_SUB || op == TE_OP_MUL || op == TE_OP_DIV;
-}
-
 /* Everything the device bundle carries, cross-references included. */
 static te_status check_device_model(const te_model *m, te_err *err)
 {
@@ -223,9 +218,10 @@ static te_status check_device_model(const te_model *m, te_err *err)
             return te_errf(err, TE_EFORMAT, "node %d '%s': unknown op %d", i, nn, (int)n->op);
         if (n->n_in < 1 || n->n_in > TE_MAX_NODE_IN || !n->in)
             return te_errf(err, TE_EFORMAT, "node %d '%s' (%s): bad input count %d", i, nn, te_op_name(n->op), n->n_in);
-        if (op_needs_two_inputs(n->op) && n->n_in != 2)
-            return te_errf(err, TE_EFORMAT, "node %d '%s' (%s): needs 2 inputs, has %d", i, nn, te_op_name(n->op),
-                           n->n_in);
+        const te_op_desc *d = te_op_info(n->op);
+        if (n->n_in < d->min_in || n->n_in > d->max_in)
+            return te_errf(err, TE_EFORMAT, "node %d '%s' (%s): needs %d to %d inputs, has %d", i, nn,
+                           te_op_name(n->op), d->min_in, d->max_in, n->n_in);
         for (int k = 0; k < n->n_in; k++)
             if (n->in[k] < 0 || n->in[k] >= m->n_values)
                 return te_errf(err, TE_EFORMAT, "node %d '%s': input value id %d out of range", i, nn, n->in[k]);

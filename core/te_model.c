@@ -190,37 +190,85 @@ int te_model_add_layer(te_model *m, const te_layer *t)
     return m->n_layers++;
 }
 
+/* Indexed by te_op.  Costs are estimates per element (docs/owner.md). */
+#define NONLIN "non-linear"
+#define MOVE "data movement"
+static const te_op_desc op_table[TE_OP_COUNT_] = {
+    [TE_OP_INVALID] = {"Invalid", 0, 0, 0, 0, ""},
+    [TE_OP_LINEAR] = {"Linear", 1, 1, 0, 0, "outsourced"},
+    [TE_OP_RELU] = {"Relu", 1, 1, 1, 0, NONLIN},
+    [TE_OP_LEAKY_RELU] = {"LeakyRelu", 1, 1, 2, 0, NONLIN},
+    [TE_OP_PRELU] = {"PRelu", 2, 2, 2, 0, NONLIN},
+    [TE_OP_CLIP] = {"Clip", 1, 1, 2, 0, NONLIN},
+    [TE_OP_SIGMOID] = {"Sigmoid", 1, 1, 4, 0, NONLIN},
+    [TE_OP_TANH] = {"Tanh", 1, 1, 4, 0, NONLIN},
+    [TE_OP_HARD_SIGMOID] = {"HardSigmoid", 1, 1, 3, 0, NONLIN},
+    [TE_OP_HARD_SWISH] = {"HardSwish", 1, 1, 4, 0, NONLIN},
+    [TE_OP_MAXPOOL] = {"MaxPool", 1, 1, 0, 0, NONLIN " (max)"},
+    [TE_OP_AVGPOOL] = {"AveragePool", 1, 1, 0, 0, "cheap (k*k adds per output)"},
+    [TE_OP_GLOBAL_AVGPOOL] = {"GlobalAveragePool", 1, 1, 0, 1, "cheap (one add per input)"},
+    [TE_OP_LRN] = {"LRN", 1, 1, 0, 0, NONLIN},
+    [TE_OP_RESHAPE] = {"Reshape", 1, 1, 0, 0, MOVE},
+    [TE_OP_CONCAT] = {"Concat", 1, 65536, 0, 0, MOVE},
+    [TE_OP_ADD] = {"Add", 2, 2, 1, 0, "cheap (one op per element)"},
+    [TE_OP_SUB] = {"Sub", 2, 2, 1, 0, "cheap (one op per element)"},
+    [TE_OP_MUL] = {"Mul", 2, 2, 1, 0, "cheap, or a product of two activations"},
+    [TE_OP_DIV] = {"Div", 2, 2, 1, 0, NONLIN},
+    [TE_OP_SOFTMAX] = {"Softmax", 1, 1, 5, 0, NONLIN},
+    [TE_OP_PAD] = {"Pad", 1, 1, 0, 0, MOVE},
+    [TE_OP_LPNORM] = {"LpNormalization", 1, 1, 3, 0, NONLIN},
+    [TE_OP_REDUCE_L2] = {"ReduceL2", 1, 1, 0, 2, NONLIN},
+    [TE_OP_TRANSPOSE] = {"Transpose", 1, 1, 0, 0, MOVE},
+    [TE_OP_FLOAT_LINEAR] = {"FloatLinear", 1, 1, 0, 0, "reserved"},
+    [TE_OP_SQRT] = {"Sqrt", 1, 1, 1, 0, NONLIN},
+    [TE_OP_REDUCE_MEAN] = {"ReduceMean", 1, 1, 0, 1, "cheap (one add per input)"},
+    [TE_OP_REDUCE_SUM] = {"ReduceSum", 1, 1, 0, 1, "cheap (one add per input)"},
+    [TE_OP_REDUCE_MAX] = {"ReduceMax", 1, 1, 0, 1, NONLIN " (max)"},
+    [TE_OP_POW] = {"Pow", 2, 2, 4, 0, NONLIN},
+    [TE_OP_ERF] = {"Erf", 1, 1, 8, 0, NONLIN},
+    [TE_OP_EXP] = {"Exp", 1, 1, 4, 0, NONLIN},
+    [TE_OP_LAYER_NORM] = {"LayerNormalization", 2, 3, 8, 0, NONLIN " (normalisation)"},
+    [TE_OP_SLICE] = {"Slice", 1, 1, 0, 0, MOVE},
+    [TE_OP_GATHER] = {"Gather", 2, 2, 0, 0, MOVE},
+    [TE_OP_RESIZE] = {"Resize", 2, 2, 4, 0, "cheap interpolation (data movement for nearest)"},
+    [TE_OP_MATMUL] = {"MatMul", 2, 2, 0, 0, "product of two activations (not outsourced)"},
+    [TE_OP_SPREAD] = {"Spread", 1, 1, 0, 0, MOVE " (ConvTranspose's zero insertion)"},
+};
+
+const te_op_desc *te_op_info(te_op op)
+{
+    if ((int)op < 0 || op >= TE_OP_COUNT_ || !op_table[op].name)
+        return NULL;
+    return &op_table[op];
+}
+
 const char *te_op_name(te_op op)
 {
-    switch (op) {
-    case TE_OP_INVALID: return "Invalid";
-    case TE_OP_LINEAR: return "Linear";
-    case TE_OP_RELU: return "Relu";
-    case TE_OP_LEAKY_RELU: return "LeakyRelu";
-    case TE_OP_PRELU: return "PRelu";
-    case TE_OP_CLIP: return "Clip";
-    case TE_OP_SIGMOID: return "Sigmoid";
-    case TE_OP_TANH: return "Tanh";
-    case TE_OP_HARD_SIGMOID: return "HardSigmoid";
-    case TE_OP_HARD_SWISH: return "HardSwish";
-    case TE_OP_MAXPOOL: return "MaxPool";
-    case TE_OP_AVGPOOL: return "AveragePool";
-    case TE_OP_GLOBAL_AVGPOOL: return "GlobalAveragePool";
-    case TE_OP_LRN: return "LRN";
-    case TE_OP_RESHAPE: return "Reshape";
-    case TE_OP_CONCAT: return "Concat";
-    case TE_OP_ADD: return "Add";
-    case TE_OP_SUB: return "Sub";
-    case TE_OP_MUL: return "Mul";
-    case TE_OP_DIV: return "Div";
-    case TE_OP_SOFTMAX: return "Softmax";
-    case TE_OP_PAD: return "Pad";
-    case TE_OP_LPNORM: return "LpNormalization";
-    case TE_OP_REDUCE_L2: return "ReduceL2";
-    case TE_OP_TRANSPOSE: return "Transpose";
-    case TE_OP_FLOAT_LINEAR: return "FloatLinear";
-    case TE_OP_SQRT: return "Sqrt";
-    case TE_OP_COUNT_: break;
+    const te_op_desc *d = te_op_info(op);
+    return d && op != TE_OP_INVALID ? d->name : op == TE_OP_INVALID ? "Invalid" : "Unknown";
+}
+
+double te_node_flops(const te_model *m, const te_node *n)
+{
+    const te_op_desc *d = te_op_info(n->op);
+    if (!d || n->op == TE_OP_LINEAR || n->out < 0 || n->out >= m->n_values)
+        return 0;
+    double out = (double)te_shape_numel(&m->values[n->out].shape);
+    double in = n->n_in > 0 && n->in[0] >= 0 && n->in[0] < m->n_values
+                    ? (double)te_shape_numel(&m->values[n->in[0]].shape)
+                    : 0;
+    double f = d->out_flops * out + d->in_flops * in;
+    switch (n->op) {
+    case TE_OP_MAXPOOL:
+    case TE_OP_AVGPOOL: f += (double)(n->kernel[0] * n->kernel[1]) * out; break;
+    case TE_OP_LRN: f += (double)(2 * n->size + 4) * out; break;
+    case TE_OP_MATMUL: {
+        /* 2*K per output, K = the first operand's last dimension */
+        const te_shape *a = &m->values[n->in[0]].shape;
+        f += 2.0 * (double)(a->ndim ? a->d[a->ndim - 1] : 1) * out;
+        break;
     }
-    return "Unknown";
+    default: break;
+    }
+    return f;
 }

@@ -54,6 +54,24 @@ typedef enum te_op {
     TE_OP_TRANSPOSE = 24,    /* ints = perm */
     TE_OP_FLOAT_LINEAR = 25, /* reserved: a linear op kept on the device in float (unused for now) */
     TE_OP_SQRT = 26,
+    /* bundle readers before these codes refuse them as unknown ops */
+    TE_OP_REDUCE_MEAN = 27,  /* ints = axes (normalised, sorted), keepdims */
+    TE_OP_REDUCE_SUM = 28,   /* as REDUCE_MEAN */
+    TE_OP_REDUCE_MAX = 29,   /* as REDUCE_MEAN */
+    TE_OP_POW = 30,          /* binary, broadcasting like ADD */
+    TE_OP_ERF = 31,
+    TE_OP_EXP = 32,
+    TE_OP_LAYER_NORM = 33,   /* axis (>= 0), alpha = epsilon; in[1] scale, in[2] bias (optional):
+                              * constants of numel = product of dims axis.. */
+    TE_OP_SLICE = 34,        /* ints = start_0, step_0, start_1, step_1, ... (one pair per dim);
+                              * out[i_0, ...] = in[start_0 + i_0*step_0, ...] */
+    TE_OP_GATHER = 35,       /* axis; in[1] = indices (constant, each in [0, dim)) */
+    TE_OP_RESIZE = 36,       /* in[1] = scales (constant, one per dim); ints = mode, coordinate
+                              * transformation, nearest mode (te_resize_*) */
+    TE_OP_MATMUL = 37,       /* numpy matmul of two ranks >= 2 operands (batch dims broadcast) */
+    TE_OP_SPREAD = 38,       /* ints = stride_h, stride_w, off_t, off_l: 4-D zero insertion,
+                              * out[n][c][off_t + i*stride_h][off_l + j*stride_w] = in[n][c][i][j]
+                              * where inside the output, zero elsewhere (ConvTranspose's input) */
     TE_OP_COUNT_
 } te_op;
 
@@ -62,6 +80,23 @@ typedef enum te_pad_mode {
     TE_PAD_REFLECT = 1,
     TE_PAD_EDGE = 2
 } te_pad_mode;
+
+/* TE_OP_RESIZE's ints[0..2] */
+enum te_resize_mode { TE_RESIZE_NEAREST = 0, TE_RESIZE_LINEAR = 1 };
+enum te_resize_coord {
+    TE_COORD_HALF_PIXEL = 0,
+    TE_COORD_ASYMMETRIC = 1,
+    TE_COORD_ALIGN_CORNERS = 2,
+    TE_COORD_PYTORCH_HALF_PIXEL = 3,
+    TE_COORD_TF_HALF_PIXEL_FOR_NN = 4,
+    TE_COORD_HALF_PIXEL_SYMMETRIC = 5
+};
+enum te_resize_nearest {
+    TE_NEAREST_ROUND_PREFER_FLOOR = 0,
+    TE_NEAREST_ROUND_PREFER_CEIL = 1,
+    TE_NEAREST_FLOOR = 2,
+    TE_NEAREST_CEIL = 3
+};
 
 typedef struct te_node {
     te_op op;
@@ -172,5 +207,21 @@ int te_model_add_value(te_model *m, const char *name, const te_shape *shape, flo
 int te_model_add_node(te_model *m, const te_node *node_template /* in/name/ints are copied */);
 int te_model_add_layer(te_model *m, const te_layer *layer_template /* arrays are taken over */);
 const char *te_op_name(te_op op);
+
+/* What every part of twinedge knows about one op, in one table (te_model.c):
+ * the bundle reader and the executor check input counts against it, the
+ * owner's report takes the device cost and the reason from it. */
+typedef struct te_op_desc {
+    const char *name;
+    int min_in, max_in;  /* accepted input counts */
+    double out_flops;    /* device FLOPs per output element */
+    double in_flops;     /* device FLOPs per input element */
+    const char *why;     /* why the op runs on the device */
+} te_op_desc;
+
+/* The descriptor of op, or NULL for an unknown code. */
+const te_op_desc *te_op_info(te_op op);
+/* Device FLOPs of one non-linear node (0 for TE_OP_LINEAR: see the report). */
+double te_node_flops(const te_model *m, const te_node *n);
 
 #endif

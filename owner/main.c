@@ -10,12 +10,13 @@
 static const char usage[] =
     "usage:\n"
     "  twinedge-owner compile MODEL.onnx -o DEPLOY_DIR [--calibration INPUTS.npy]\n"
-    "                 [--weight-bits N] [--act-bits N] [--headroom N] [--mean M,..] [--std S,..] [--quiet]\n"
+    "                 [--weight-bits N] [--act-bits N] [--headroom N] [--mean M,..] [--std S,..]\n"
+    "                 [--input-shape NAME:D0,D1,...] [--quiet]\n"
     "  twinedge-owner provision DEPLOY_DIR --device NAME -o DEVICE_DIR [--edge-b HOST:PORT] [--force]\n"
     "  twinedge-owner deploy DEPLOY_DIR --edge-a HOST:PORT --edge-b HOST:PORT\n"
     "  twinedge-owner --help\n"
     "\n"
-    "compile: imports the ONNX model (opsets 10..21), folds BatchNormalization into\n"
+    "compile: imports the ONNX model (opsets 7..21), folds BatchNormalization into\n"
     "  the preceding Conv/Gemm/MatMul, quantises every linear layer's weights per\n"
     "  output channel to N signed bits (--weight-bits, default 16), draws the\n"
     "  integrity keys and writes DEPLOY_DIR/device.bundle and DEPLOY_DIR/edge.bundle.\n"
@@ -26,6 +27,10 @@ static const char usage[] =
     "    input / exact integer output + 1 sign bit + headroom (--headroom, default 3),\n"
     "    at most 64.\n"
     "  Without calibration data every layer uses frac_bits 16 and ring_bits 64.\n"
+    "  --input-shape NAME:D0,D1,...: the shape of model input NAME where the file leaves\n"
+    "    dimensions open (dim_param); without it open dimensions come from the\n"
+    "    calibration data's shape, and an open batch dimension alone becomes 1.\n"
+    "    The deployment records the fixed shape; the device refuses other inputs.\n"
     "  --mean M[,M..] --std S[,S..]: image preprocessing recorded in the deployment,\n"
     "    x = (pixel/255 - mean[c]) / std[c] (one value, or one per input channel);\n"
     "    used when a device is given a PNG/JPEG.  Default: x = pixel/255.\n"
@@ -73,13 +78,15 @@ static void print_report(const te_model *m)
     te_owner_report r;
     te_owner_report_compute(m, &r);
     printf("model %s  deployment %s\n\n", m->name ? m->name : "?", m->deployment_id);
-    printf("%-20s %8s %16s\n", "op", "count", "device FLOPs");
+    printf("%-20s %8s %16s   %s\n", "op", "count", "device FLOPs", "why on the device");
     int nonlin = 0;
     for (int op = 1; op < TE_OP_COUNT_; op++) {
         if (!r.op_count[op] || op == TE_OP_LINEAR)
             continue;
         nonlin += r.op_count[op];
-        printf("%-20s %8d %16.0f\n", te_op_name((te_op)op), r.op_count[op], r.op_device_flops[op]);
+        const te_op_desc *d = te_op_info((te_op)op);
+        printf("%-20s %8d %16.0f   %s\n", te_op_name((te_op)op), r.op_count[op], r.op_device_flops[op],
+               d ? d->why : "");
     }
     printf("%-20s %8d %16.0f   (encode/mask/unmask/check/decode)\n", "linear (on device)", r.op_count[TE_OP_LINEAR],
            r.device_linear_flops);
@@ -87,6 +94,10 @@ static void print_report(const te_model *m)
            r.op_count[TE_OP_LINEAR], r.n_conv, r.n_fc, nonlin);
     printf("edge FLOPs:   %.0f\ndevice FLOPs: %.0f\noutsourcing rate: %.3f%%\n\n", r.edge_flops, r.device_flops,
            r.outsourcing_rate);
+    if (r.outsourcing_rate < 90.0)
+        printf("WARNING: only %.1f%% of the FLOPs are outsourced (below 90%%): the device does the rest;\n"
+               "         the ops above with the largest device FLOPs are the reason\n\n",
+               r.outsourcing_rate);
     printf("%-32s %-4s %-34s %5s %5s %5s\n", "layer", "kind", "shape (in -> out, weights)", "wbits", "frac",
            "ring");
     for (int i = 0; i < m->n_layers; i++) {
@@ -166,6 +177,13 @@ static int cmd_compile(int argc, char **argv)
                 n_mean = n;
             else
                 n_std = n;
+            i++;
+        } else if (!strcmp(a, "--input-shape")) {
+            if (opt.n_input_shapes == 4)
+                return fail("at most 4 --input-shape options");
+            if (!v || te_parse_input_shape(v, &opt.input_shapes[opt.n_input_shapes]))
+                return fail("--input-shape needs NAME:D0,D1,... (positive dimensions)");
+            opt.n_input_shapes++;
             i++;
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
             quiet = 1;

@@ -12,7 +12,7 @@
 #include "onnx.pb-c.h"
 #include "te_bundle.h"
 
-#define OPSET_MIN 10
+#define OPSET_MIN 7
 #define OPSET_MAX 21
 #define MAX_NUMEL ((int64_t)1 << 31)
 #define GEOM_MAX ((int64_t)1 << 24) /* bound on kernel/stride/dilation/pad values */
@@ -37,6 +37,7 @@ typedef struct imp {
     ival **v;
     int nv, cap;
     te_err *err;
+    const te_import_opts *opts; /* never NULL */
 } imp;
 
 typedef const Onnx__NodeProto onode;
@@ -760,49 +761,9 @@ static te_op binop_code(const char *t)
         return TE_OP_SUB;
     if (!strcmp(t, "Mul"))
         return TE_OP_MUL;
+    if (!strcmp(t, "Pow"))
+        return TE_OP_POW;
     return TE_OP_DIV;
-}
-
-static te_status fold_binop(imp *I, onode *n, te_op op, ival *a, ival *b, const te_shape *os)
-{
-    int64_t ne = numel(os);
-    int isint = a->is_int && b->is_int;
-    float *f = NULL;
-    int64_t *iv = NULL;
-    if (isint)
-        iv = malloc((size_t)(ne ? ne : 1) * sizeof *iv);
-    else
-        f = malloc((size_t)(ne ? ne : 1) * sizeof *f);
-    if (!f && !iv)
-        return nomem(I);
-    for (int64_t k = 0; k < ne; k++) {
-        int64_t ka = bidx(os, &a->shape, k), kb = bidx(os, &b->shape, k);
-        if (isint) {
-            int64_t x = a->i[ka], y = b->i[kb], r = 0;
-            switch (op) {
-            case TE_OP_ADD: r = (int64_t)((uint64_t)x + (uint64_t)y); break;
-            case TE_OP_SUB: r = (int64_t)((uint64_t)x - (uint64_t)y); break;
-            case TE_OP_MUL: r = (int64_t)((uint64_t)x * (uint64_t)y); break;
-            default:
-                if (y == 0 || (y == -1 && x == INT64_MIN)) {
-                    free(iv);
-                    return bad(I, n, TE_EINVAL, "integer division by zero in a constant");
-                }
-                r = x / y;
-            }
-            iv[k] = r;
-        } else {
-            float x = (float)cget(a, ka), y = (float)cget(b, kb), r;
-            switch (op) {
-            case TE_OP_ADD: r = x + y; break;
-            case TE_OP_SUB: r = x - y; break;
-            case TE_OP_MUL: r = x * y; break;
-            default: r = x / y;
-            }
-            f[k] = r;
-        }
-    }
-    return new_const(I, out_name(n), os, f, iv);
 }
 
 /* Fold "linear + constant" into the linear layer's bias when exact. */
@@ -874,8 +835,8 @@ static te_status op_binary(imp *I, onode *n)
         shape_str(&b->shape, sb, sizeof sb);
         return bad(I, n, TE_ESHAPE, "shapes %s and %s do not broadcast", sa, sb);
     }
-    if (a->is_const && b->is_const)
-        return fold_binop(I, n, op, a, b, &os);
+    if (a->is_const && b->is_const) /* the dispatch folds these first */
+        return bad(I, n, TE_EINVAL, "internal: constant operands reached the device lowering");
     if (op == TE_OP_ADD || op == TE_OP_SUB) {
         ival *x = a->is_const ? b : a, *c = a->is_const ? a : b;
         if (numel(&os) == numel(&x->shape)) {
@@ -1670,6 +1631,8 @@ static te_status op_batchnorm(imp *I, onode *n)
         return st;
     if (attr_i(n, "training_mode", 0))
         return bad(I, n, TE_EUNSUPPORTED, "training mode is not supported");
+    if (I->opset < 9 && attr_i(n, "spatial", 1) == 0) /* opsets 7, 8: per-element statistics */
+        return bad(I, n, TE_EUNSUPPORTED, "spatial=0 (per-element statistics) is not supported");
     if (x->shape.ndim < 2)
         return bad(I, n, TE_ESHAPE, "input must have a channel axis");
     int64_t C = x->shape.d[1];
@@ -1909,7 +1872,7 @@ static te_status op_lpnorm(imp *I, onode *n)
     return emit1(I, &t, x->id, out_name(n), &x->shape, NULL);
 }
 
-static te_status op_reduce_l2(imp *I, onode *n)
+static te_status op_reduce(imp *I, onode *n, te_op op)
 {
     ival *x;
     int64_t axes[TE_MAX_DIMS];
@@ -1944,11 +1907,871 @@ static te_status op_reduce_l2(imp *I, onode *n)
             os.d[os.ndim++] = 1;
     }
     te_node t;
-    node_init(&t, TE_OP_REDUCE_L2, nname(n));
+    node_init(&t, op, nname(n));
     t.ints = sorted;
     t.n_ints = ns;
     t.keepdims = keep;
     return emit1(I, &t, x->id, out_name(n), &os, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* constant folding of element-wise ops (shape arithmetic, masks) */
+
+typedef enum ew_code {
+    EW_ADD, EW_SUB, EW_MUL, EW_DIV, EW_POW, EW_MOD, EW_MIN, EW_MAX, EW_EQUAL, EW_LESS, EW_LESS_EQ, EW_GREATER,
+    EW_GREATER_EQ, EW_AND, EW_OR, EW_XOR, EW_WHERE, EW_NOT, EW_NEG, EW_ABS, EW_FLOOR, EW_CEIL, EW_SQRT, EW_RELU,
+    EW_EXP, EW_LOG, EW_RECIP, EW_SIGMOID, EW_TANH, EW_ERF, EW_SIGN, EW_ROUND, EW_IDENT
+} ew_code;
+
+/* comparisons and logic give booleans (stored as integers) */
+static int ew_bool(ew_code c)
+{
+    return (c >= EW_EQUAL && c <= EW_XOR) || c == EW_NOT;
+}
+
+static double ew_f(ew_code c, double a, double b, double d)
+{
+    switch (c) {
+    case EW_ADD: return a + b;
+    case EW_SUB: return a - b;
+    case EW_MUL: return a * b;
+    case EW_DIV: return a / b;
+    case EW_POW: return pow(a, b);
+    case EW_MOD: return fmod(a, b);
+    case EW_MIN: return a < b ? a : b;
+    case EW_MAX: return a > b ? a : b;
+    case EW_EQUAL: return a == b;
+    case EW_LESS: return a < b;
+    case EW_LESS_EQ: return a <= b;
+    case EW_GREATER: return a > b;
+    case EW_GREATER_EQ: return a >= b;
+    case EW_AND: return (a != 0) && (b != 0);
+    case EW_OR: return (a != 0) || (b != 0);
+    case EW_XOR: return (a != 0) != (b != 0);
+    case EW_WHERE: return a != 0 ? b : d;
+    case EW_NOT: return a == 0;
+    case EW_NEG: return -a;
+    case EW_ABS: return fabs(a);
+    case EW_FLOOR: return floor(a);
+    case EW_CEIL: return ceil(a);
+    case EW_SQRT: return sqrt(a);
+    case EW_RELU: return a > 0 ? a : 0;
+    case EW_EXP: return exp(a);
+    case EW_LOG: return log(a);
+    case EW_RECIP: return 1 / a;
+    case EW_SIGMOID: return 1 / (1 + exp(-a));
+    case EW_TANH: return tanh(a);
+    case EW_ERF: return erf(a);
+    case EW_SIGN: return (a > 0) - (a < 0);
+    case EW_ROUND: return nearbyint(a);
+    case EW_IDENT: return a;
+    }
+    return 0;
+}
+
+/* Integer semantics (shape arithmetic must stay exact); -1 on division by zero. */
+static int ew_i(ew_code c, int64_t a, int64_t b, int64_t d, int64_t *r)
+{
+    switch (c) {
+    case EW_ADD: *r = (int64_t)((uint64_t)a + (uint64_t)b); return 0;
+    case EW_SUB: *r = (int64_t)((uint64_t)a - (uint64_t)b); return 0;
+    case EW_MUL: *r = (int64_t)((uint64_t)a * (uint64_t)b); return 0;
+    case EW_DIV:
+    case EW_MOD:
+        if (b == 0 || (b == -1 && a == INT64_MIN))
+            return -1;
+        if (c == EW_DIV) {
+            *r = a / b;
+        } else { /* ONNX Mod (fmod=0): the sign of the divisor */
+            int64_t m = a % b;
+            *r = (m != 0 && ((m < 0) != (b < 0))) ? m + b : m;
+        }
+        return 0;
+    case EW_MIN: *r = a < b ? a : b; return 0;
+    case EW_MAX: *r = a > b ? a : b; return 0;
+    case EW_NEG: *r = (int64_t)(0 - (uint64_t)a); return 0;
+    case EW_ABS: *r = a < 0 ? (int64_t)(0 - (uint64_t)a) : a; return 0;
+    case EW_WHERE: *r = a != 0 ? b : d; return 0;
+    case EW_RELU: *r = a > 0 ? a : 0; return 0;
+    case EW_SIGN: *r = (a > 0) - (a < 0); return 0;
+    case EW_FLOOR: case EW_CEIL: case EW_ROUND: case EW_IDENT: *r = a; return 0;
+    default: *r = (int64_t)ew_f(c, (double)a, (double)b, (double)d); return 0;
+    }
+}
+
+/* Fold an element-wise op whose inputs (n_in of them) are all constants. */
+static te_status fold_ew(imp *I, onode *n, ew_code code, int n_in)
+{
+    ival *x[3] = {0};
+    te_status st;
+    te_shape os = {0};
+    for (int k = 0; k < n_in; k++) {
+        if ((st = in_req(I, n, (size_t)k, &x[k])))
+            return st;
+        te_shape t;
+        if (bcast(&os, &x[k]->shape, &t))
+            return bad(I, n, TE_ESHAPE, "constant operands do not broadcast");
+        os = t;
+    }
+    /* integers stay integers (Where: its two value operands decide) */
+    int isint = 1;
+    for (int k = code == EW_WHERE ? 1 : 0; k < n_in; k++)
+        isint &= x[k]->is_int;
+    int out_int = isint || ew_bool(code);
+    int64_t ne = numel(&os);
+    float *f = out_int ? NULL : malloc((size_t)(ne ? ne : 1) * sizeof *f);
+    int64_t *iv = out_int ? malloc((size_t)(ne ? ne : 1) * sizeof *iv) : NULL;
+    if (!f && !iv)
+        return nomem(I);
+    for (int64_t k = 0; k < ne; k++) {
+        int64_t ix[3] = {0};
+        for (int j = 0; j < n_in; j++)
+            ix[j] = bidx(&os, &x[j]->shape, k);
+        if (isint) {
+            int64_t a = x[0]->i[ix[0]], b = n_in > 1 ? x[1]->i[ix[1]] : 0, d = n_in > 2 ? x[2]->i[ix[2]] : 0;
+            if (code == EW_WHERE)
+                a = cget_i(x[0], ix[0]);
+            if (ew_i(code, a, b, d, &iv[k])) {
+                free(iv);
+                return bad(I, n, TE_EINVAL, "integer division by zero in a constant");
+            }
+        } else {
+            double a = cget(x[0], ix[0]), b = n_in > 1 ? cget(x[1], ix[1]) : 0, d = n_in > 2 ? cget(x[2], ix[2]) : 0;
+            double r = ew_f(code, a, b, d);
+            if (iv)
+                iv[k] = d2i(r);
+            else
+                f[k] = (float)r;
+        }
+    }
+    return new_const(I, out_name(n), &os, f, iv);
+}
+
+/* ------------------------------------------------------------------ */
+/* Slice, Split, Range, Expand, Size (folded on constants, on the device otherwise) */
+
+/* Output shape and per-dim start/step of a strided slice; ONNX clamping. */
+static te_status slice_plan(imp *I, onode *n, const te_shape *s, int na, const int64_t *st0, const int64_t *en0,
+                            const int64_t *ax0, const int64_t *sp0, int64_t *start, int64_t *step, te_shape *os)
+{
+    *os = *s;
+    for (int d = 0; d < s->ndim; d++) {
+        start[d] = 0;
+        step[d] = 1;
+    }
+    int seen[TE_MAX_DIMS] = {0};
+    for (int j = 0; j < na; j++) {
+        int64_t ax = ax0 ? ax0[j] : j;
+        if (norm_axis(&ax, s->ndim) || seen[ax])
+            return bad(I, n, TE_EINVAL, "bad or repeated axis %lld", (long long)(ax0 ? ax0[j] : j));
+        seen[ax] = 1;
+        int64_t D = s->d[ax], b = st0[j], e = en0[j], t = sp0 ? sp0[j] : 1, cnt;
+        if (t == 0)
+            return bad(I, n, TE_EINVAL, "step 0");
+        if (b < 0)
+            b = b < -D ? 0 - (t < 0) : b + D; /* below the start: 0 going up, -1 going down */
+        if (e < 0)
+            e = e < -D ? -1 : e + D;
+        if (t > 0) {
+            b = b < 0 ? 0 : b > D ? D : b;
+            e = e < 0 ? 0 : e > D ? D : e;
+            cnt = e > b ? (e - b + t - 1) / t : 0;
+        } else {
+            b = b < 0 ? -1 : b > D - 1 ? D - 1 : b;
+            e = e < -1 ? -1 : e > D - 1 ? D - 1 : e;
+            cnt = b > e ? (b - e + (-t) - 1) / (-t) : 0;
+        }
+        if (cnt < 1)
+            return bad(I, n, TE_ESHAPE, "the slice of axis %lld is empty", (long long)ax);
+        start[ax] = b;
+        step[ax] = t;
+        os->d[ax] = cnt;
+    }
+    return TE_OK;
+}
+
+/* Gather a strided window of a constant (or emit TE_OP_SLICE), output named oname. */
+static te_status emit_slice(imp *I, onode *n, const char *nodename, ival *x, const int64_t *start, const int64_t *step,
+                            const te_shape *os, const char *oname)
+{
+    int r = x->shape.ndim;
+    if (x->is_const) {
+        int64_t ne = numel(os), istr[TE_MAX_DIMS], acc = 1;
+        for (int j = r - 1; j >= 0; j--) {
+            istr[j] = acc;
+            acc *= x->shape.d[j];
+        }
+        float *f = x->is_int ? NULL : malloc((size_t)(ne ? ne : 1) * sizeof *f);
+        int64_t *iv = x->is_int ? malloc((size_t)(ne ? ne : 1) * sizeof *iv) : NULL;
+        if (!f && !iv)
+            return nomem(I);
+        for (int64_t k = 0; k < ne; k++) {
+            int64_t rem = k, src = 0;
+            for (int j = r - 1; j >= 0; j--) {
+                src += (start[j] + (rem % os->d[j]) * step[j]) * istr[j];
+                rem /= os->d[j];
+            }
+            if (iv)
+                iv[k] = x->i[src];
+            else
+                f[k] = x->f[src];
+        }
+        return new_const(I, oname, os, f, iv);
+    }
+    int same = 1;
+    for (int j = 0; j < r; j++)
+        same &= start[j] == 0 && step[j] == 1 && os->d[j] == x->shape.d[j];
+    te_node t;
+    node_init(&t, same ? TE_OP_RESHAPE : TE_OP_SLICE, nodename);
+    int64_t ints[2 * TE_MAX_DIMS];
+    for (int j = 0; j < r && !same; j++) {
+        ints[2 * j] = start[j];
+        ints[2 * j + 1] = step[j];
+    }
+    t.ints = ints;
+    t.n_ints = same ? 0 : 2 * r;
+    (void)n;
+    return emit1(I, &t, x->id, oname, os, NULL);
+}
+
+/* A 1-D integer list from constant input k or attribute aname; count, -1 absent. */
+static te_status ints_in_or_attr(imp *I, onode *n, size_t k, const char *aname, int64_t *out, int *count)
+{
+    ival *v = NULL;
+    te_status st;
+    *count = -1;
+    if (I->opset >= 10 || !aname) {
+        if ((st = in_const(I, n, k, 0, &v, aname ? aname : "input")))
+            return st;
+    }
+    if (v) {
+        int64_t c = numel(&v->shape);
+        if (c > TE_MAX_DIMS)
+            return bad(I, n, TE_EINVAL, "too many entries in '%s'", v->name);
+        for (int j = 0; j < (int)c; j++)
+            out[j] = cget_i(v, j);
+        *count = (int)c;
+        return TE_OK;
+    }
+    if (aname) {
+        int c = attr_ints(n, aname, out, TE_MAX_DIMS);
+        if (c == -2)
+            return bad(I, n, TE_EINVAL, "too many entries in '%s'", aname);
+        *count = c;
+    }
+    return TE_OK;
+}
+
+static te_status op_slice(imp *I, onode *n)
+{
+    ival *x;
+    te_status st;
+    int64_t b[TE_MAX_DIMS], e[TE_MAX_DIMS], ax[TE_MAX_DIMS], sp[TE_MAX_DIMS];
+    int nb, ne, na, ns = -1;
+    if ((st = in_req(I, n, 0, &x)))
+        return st;
+    if (I->opset < 10) { /* starts, ends, axes as attributes */
+        nb = attr_ints(n, "starts", b, TE_MAX_DIMS);
+        ne = attr_ints(n, "ends", e, TE_MAX_DIMS);
+        na = attr_ints(n, "axes", ax, TE_MAX_DIMS);
+    } else if ((st = ints_in_or_attr(I, n, 1, NULL, b, &nb)) || (st = ints_in_or_attr(I, n, 2, NULL, e, &ne)) ||
+               (st = ints_in_or_attr(I, n, 3, NULL, ax, &na)) || (st = ints_in_or_attr(I, n, 4, NULL, sp, &ns))) {
+        return st;
+    }
+    if (nb < 0 || ne != nb || (na >= 0 && na != nb) || (ns >= 0 && ns != nb))
+        return bad(I, n, TE_EINVAL, "starts, ends, axes and steps must have the same length");
+    int64_t start[TE_MAX_DIMS], step[TE_MAX_DIMS];
+    te_shape os;
+    if ((st = slice_plan(I, n, &x->shape, nb, b, e, na >= 0 ? ax : NULL, ns >= 0 ? sp : NULL, start, step, &os)))
+        return st;
+    return emit_slice(I, n, nname(n), x, start, step, &os, out_name(n));
+}
+
+static te_status op_split(imp *I, onode *n)
+{
+    ival *x;
+    te_status st;
+    if ((st = in_req(I, n, 0, &x)))
+        return st;
+    int64_t axis = attr_i(n, "axis", 0);
+    if (norm_axis(&axis, x->shape.ndim))
+        return bad(I, n, TE_EINVAL, "axis out of range");
+    int64_t parts[64];
+    int np = -1, no = (int)n->n_output;
+    if (no > 64)
+        return bad(I, n, TE_EUNSUPPORTED, "more than 64 outputs");
+    if (I->opset >= 13) {
+        ival *sv;
+        if ((st = in_const(I, n, 1, 0, &sv, "split")))
+            return st;
+        if (sv) {
+            if (numel(&sv->shape) != no)
+                return bad(I, n, TE_EINVAL, "split has %lld entries for %d outputs", (long long)numel(&sv->shape), no);
+            for (int k = 0; k < no; k++)
+                parts[k] = cget_i(sv, k);
+            np = no;
+        }
+    } else {
+        np = attr_ints(n, "split", parts, 64);
+        if (np >= 0 && np != no)
+            return bad(I, n, TE_EINVAL, "split has %d entries for %d outputs", np, no);
+    }
+    int64_t D = x->shape.d[axis];
+    if (np < 0) { /* equal parts; opset 18 num_outputs: the last one may be smaller */
+        int64_t each = (D + no - 1) / no;
+        for (int k = 0; k < no; k++)
+            parts[k] = k < no - 1 ? each : D - each * (no - 1);
+    }
+    int64_t off = 0;
+    for (int k = 0; k < no; k++) {
+        if (parts[k] < 1 || off + parts[k] > D)
+            return bad(I, n, TE_EINVAL, "split sizes do not add up to %lld", (long long)D);
+        int64_t start[TE_MAX_DIMS] = {0}, step[TE_MAX_DIMS];
+        te_shape os = x->shape;
+        for (int j = 0; j < x->shape.ndim; j++)
+            step[j] = 1;
+        start[axis] = off;
+        os.d[axis] = parts[k];
+        off += parts[k];
+        if (!n->output[k][0])
+            continue;
+        char nm[300];
+        snprintf(nm, sizeof nm, "%s/%d", nname(n), k);
+        if ((st = emit_slice(I, n, nm, x, start, step, &os, n->output[k])))
+            return st;
+    }
+    if (off != D)
+        return bad(I, n, TE_EINVAL, "split sizes add up to %lld, not %lld", (long long)off, (long long)D);
+    return TE_OK;
+}
+
+static te_status op_range(imp *I, onode *n)
+{
+    ival *a, *l, *d;
+    te_status st;
+    if ((st = in_const(I, n, 0, 1, &a, "start")) || (st = in_const(I, n, 1, 1, &l, "limit")) ||
+        (st = in_const(I, n, 2, 1, &d, "delta")))
+        return st;
+    double s0 = cget(a, 0), s1 = cget(l, 0), dd = cget(d, 0);
+    if (dd == 0)
+        return bad(I, n, TE_EINVAL, "delta 0");
+    double c = ceil((s1 - s0) / dd);
+    int64_t cnt = c > 0 ? (int64_t)c : 0;
+    if (cnt < 1 || cnt > MAX_NUMEL)
+        return bad(I, n, TE_ESHAPE, "range of %lld elements", (long long)cnt);
+    te_shape os = {.ndim = 1, .d = {cnt}};
+    int isint = a->is_int && l->is_int && d->is_int;
+    float *f = isint ? NULL : malloc((size_t)cnt * sizeof *f);
+    int64_t *iv = isint ? malloc((size_t)cnt * sizeof *iv) : NULL;
+    if (!f && !iv)
+        return nomem(I);
+    for (int64_t k = 0; k < cnt; k++) {
+        if (iv)
+            iv[k] = a->i[0] + k * d->i[0];
+        else
+            f[k] = (float)(s0 + (double)k * dd);
+    }
+    return new_const(I, out_name(n), &os, f, iv);
+}
+
+static te_status op_expand(imp *I, onode *n)
+{
+    ival *x, *sh;
+    te_status st;
+    if ((st = in_req(I, n, 0, &x)) || (st = in_const(I, n, 1, 1, &sh, "the shape")))
+        return st;
+    int64_t k = numel(&sh->shape);
+    if (k > TE_MAX_DIMS)
+        return bad(I, n, TE_EUNSUPPORTED, "rank too large");
+    te_shape ts = {.ndim = (int)k}, os;
+    for (int j = 0; j < (int)k; j++)
+        ts.d[j] = cget_i(sh, j);
+    if (bcast(&x->shape, &ts, &os) || numel(&os) < 1 || numel(&os) > MAX_NUMEL)
+        return bad(I, n, TE_ESHAPE, "the shape does not broadcast with the input");
+    if (x->is_const) {
+        int64_t ne = numel(&os);
+        float *f = x->is_int ? NULL : malloc((size_t)ne * sizeof *f);
+        int64_t *iv = x->is_int ? malloc((size_t)ne * sizeof *iv) : NULL;
+        if (!f && !iv)
+            return nomem(I);
+        for (int64_t q = 0; q < ne; q++) {
+            int64_t src = bidx(&os, &x->shape, q);
+            if (iv)
+                iv[q] = x->i[src];
+            else
+                f[q] = x->f[src];
+        }
+        return new_const(I, out_name(n), &os, f, iv);
+    }
+    if (numel(&os) == numel(&x->shape))
+        return reshape_to(I, n, x, &os);
+    /* x + zeros(shape): the device's broadcasting Add does the expansion */
+    float *z = calloc((size_t)numel(&ts) > 0 ? (size_t)numel(&ts) : 1, sizeof *z);
+    if (!z)
+        return nomem(I);
+    char nm[300];
+    snprintf(nm, sizeof nm, "%s/zeros", nname(n));
+    int ids[2] = {x->id, te_model_add_value(I->m, nm, &ts, z)};
+    if (ids[1] < 0) {
+        free(z);
+        return nomem(I);
+    }
+    te_node t;
+    node_init(&t, TE_OP_ADD, nname(n));
+    return emit(I, &t, ids, 2, out_name(n), &os, NULL);
+}
+
+static te_status op_size(imp *I, onode *n)
+{
+    ival *x;
+    te_status st;
+    if ((st = in_req(I, n, 0, &x)))
+        return st;
+    int64_t *iv = malloc(sizeof *iv);
+    if (!iv)
+        return nomem(I);
+    iv[0] = numel(&x->shape);
+    te_shape s0 = {0};
+    return new_const(I, out_name(n), &s0, NULL, iv);
+}
+
+/* ------------------------------------------------------------------ */
+/* Resize (opset 10+) and Upsample (7..9) */
+
+typedef struct name_code {
+    const char *name;
+    int code;
+} name_code;
+
+static int lookup_code(const name_code *t, const char *s, int *code)
+{
+    for (; t->name; t++)
+        if (strcmp(t->name, s) == 0) {
+            *code = t->code;
+            return 0;
+        }
+    return -1;
+}
+
+static const name_code coord_modes[] = {
+    {"half_pixel", TE_COORD_HALF_PIXEL},
+    {"asymmetric", TE_COORD_ASYMMETRIC},
+    {"align_corners", TE_COORD_ALIGN_CORNERS},
+    {"pytorch_half_pixel", TE_COORD_PYTORCH_HALF_PIXEL},
+    {"tf_half_pixel_for_nn", TE_COORD_TF_HALF_PIXEL_FOR_NN},
+    {"half_pixel_symmetric", TE_COORD_HALF_PIXEL_SYMMETRIC},
+    {NULL, 0}};
+static const name_code nearest_modes[] = {
+    {"round_prefer_floor", TE_NEAREST_ROUND_PREFER_FLOOR},
+    {"round_prefer_ceil", TE_NEAREST_ROUND_PREFER_CEIL},
+    {"floor", TE_NEAREST_FLOOR},
+    {"ceil", TE_NEAREST_CEIL},
+    {NULL, 0}};
+static const name_code resize_modes[] = {
+    {"nearest", TE_RESIZE_NEAREST}, {"linear", TE_RESIZE_LINEAR}, {"bilinear", TE_RESIZE_LINEAR}, {NULL, 0}};
+
+static te_status str_attr_code(imp *I, onode *n, const char *aname, const char *def, const name_code *t, int *code)
+{
+    char buf[64];
+    attr_s_copy(n, aname, buf, sizeof buf);
+    if (!attr(n, aname))
+        snprintf(buf, sizeof buf, "%s", def);
+    if (lookup_code(t, buf, code))
+        return bad(I, n, TE_EUNSUPPORTED, "%s '%s' is not supported", aname, buf);
+    return TE_OK;
+}
+
+/* scales (floats, one per dim) or sizes decide the output; emits TE_OP_RESIZE. */
+static te_status emit_resize(imp *I, onode *n, ival *x, const double *scales_in, const int64_t *sizes, int mode,
+                             int coord, int nearest)
+{
+    int r = x->shape.ndim;
+    te_shape os = x->shape;
+    float *sc = malloc((size_t)r * sizeof *sc);
+    if (!sc)
+        return nomem(I);
+    for (int d = 0; d < r; d++) {
+        double s = sizes ? (double)sizes[d] / (double)x->shape.d[d] : scales_in[d];
+        int64_t o = sizes ? sizes[d] : (int64_t)floor((double)x->shape.d[d] * s + 1e-9);
+        /* floor(in * scale), guarding against 0.5*2 = 0.99999 style float noise */
+        if (!(s > 0) || !isfinite(s) || o < 1 || o > MAX_NUMEL) {
+            free(sc);
+            return bad(I, n, TE_EINVAL, "scale %g for axis %d gives no output", s, d);
+        }
+        sc[d] = (float)s;
+        os.d[d] = o;
+    }
+    if (numel(&os) > MAX_NUMEL) {
+        free(sc);
+        return bad(I, n, TE_ESHAPE, "output too large");
+    }
+    if (x->is_const) {
+        free(sc);
+        return bad(I, n, TE_EUNSUPPORTED, "resizing a constant is not supported");
+    }
+    char nm[300];
+    snprintf(nm, sizeof nm, "%s/scales", nname(n));
+    te_shape ss = {.ndim = 1, .d = {r}};
+    int ids[2] = {x->id, te_model_add_value(I->m, nm, &ss, sc)};
+    if (ids[1] < 0) {
+        free(sc);
+        return nomem(I);
+    }
+    te_node t;
+    node_init(&t, TE_OP_RESIZE, nname(n));
+    int64_t ints[3] = {mode, coord, nearest};
+    t.ints = ints;
+    t.n_ints = 3;
+    return emit(I, &t, ids, 2, out_name(n), &os, NULL);
+}
+
+static te_status op_upsample(imp *I, onode *n)
+{
+    ival *x, *sv = NULL;
+    te_status st;
+    if ((st = rt_input(I, n, &x)))
+        return st;
+    int r = x->shape.ndim, mode;
+    double sc[TE_MAX_DIMS];
+    if ((st = str_attr_code(I, n, "mode", "nearest", resize_modes, &mode)))
+        return st;
+    if (I->opset >= 9) {
+        if ((st = in_const(I, n, 1, 1, &sv, "scales")))
+            return st;
+        if (numel(&sv->shape) != r)
+            return bad(I, n, TE_EINVAL, "scales must have %d entries", r);
+        for (int d = 0; d < r; d++)
+            sc[d] = cget(sv, d);
+    } else {
+        const Onnx__AttributeProto *a = attr(n, "scales");
+        if (!a || a->n_floats != (size_t)r)
+            return bad(I, n, TE_EINVAL, "the scales attribute must have %d entries", r);
+        for (int d = 0; d < r; d++)
+            sc[d] = a->floats[d];
+    }
+    /* Upsample: asymmetric coordinates, nearest rounds down */
+    return emit_resize(I, n, x, sc, NULL, mode, TE_COORD_ASYMMETRIC, TE_NEAREST_FLOOR);
+}
+
+static te_status op_resize(imp *I, onode *n)
+{
+    ival *x, *sv = NULL, *zv = NULL;
+    te_status st;
+    if ((st = rt_input(I, n, &x)))
+        return st;
+    int r = x->shape.ndim, mode, coord = TE_COORD_ASYMMETRIC, nearest = TE_NEAREST_FLOOR;
+    if ((st = str_attr_code(I, n, "mode", "nearest", resize_modes, &mode)))
+        return st;
+    if (I->opset == 10) {
+        if ((st = in_const(I, n, 1, 1, &sv, "scales")))
+            return st;
+    } else {
+        if ((st = str_attr_code(I, n, "coordinate_transformation_mode", "half_pixel", coord_modes, &coord)) ||
+            (st = str_attr_code(I, n, "nearest_mode", "round_prefer_floor", nearest_modes, &nearest)))
+            return bad(I, n, TE_EUNSUPPORTED, "%s (tf_crop_and_resize and cubic are not supported)",
+                       I->err ? I->err->msg : "");
+        if (attr_i(n, "antialias", 0))
+            return bad(I, n, TE_EUNSUPPORTED, "antialias is not supported");
+        if ((st = in_const(I, n, 2, 0, &sv, "scales")) || (st = in_const(I, n, 3, 0, &zv, "sizes")))
+            return st;
+        if (sv && numel(&sv->shape) == 0)
+            sv = NULL;
+        if (zv && numel(&zv->shape) == 0)
+            zv = NULL;
+    }
+    if (!sv && !zv)
+        return bad(I, n, TE_EINVAL, "neither scales nor sizes are given");
+    int64_t axes[TE_MAX_DIMS];
+    int na = attr_ints(n, "axes", axes, TE_MAX_DIMS);
+    if (na < 0) {
+        na = r;
+        for (int d = 0; d < r; d++)
+            axes[d] = d;
+    }
+    for (int j = 0; j < na; j++)
+        if (norm_axis(&axes[j], r))
+            return bad(I, n, TE_EINVAL, "axis out of range");
+    ival *given = zv ? zv : sv;
+    if (numel(&given->shape) != na)
+        return bad(I, n, TE_EINVAL, "%s must have %d entries", zv ? "sizes" : "scales", na);
+    double sc[TE_MAX_DIMS];
+    int64_t sz[TE_MAX_DIMS];
+    for (int d = 0; d < r; d++) {
+        sc[d] = 1;
+        sz[d] = x->shape.d[d];
+    }
+    if (zv) {
+        char pol[32];
+        attr_s_copy(n, "keep_aspect_ratio_policy", pol, sizeof pol);
+        int keep = pol[0] && strcmp(pol, "stretch") != 0;
+        if (keep && strcmp(pol, "not_larger") != 0 && strcmp(pol, "not_smaller") != 0)
+            return bad(I, n, TE_EUNSUPPORTED, "keep_aspect_ratio_policy '%s'", pol);
+        double s = pol[0] == 'n' && pol[4] == 'l' ? INFINITY : 0;
+        for (int j = 0; j < na; j++) {
+            double q = (double)cget_i(zv, j) / (double)x->shape.d[axes[j]];
+            s = strcmp(pol, "not_larger") == 0 ? fmin(s, q) : fmax(s, q);
+        }
+        for (int j = 0; j < na; j++)
+            sz[axes[j]] = keep ? (int64_t)nearbyint(s * (double)x->shape.d[axes[j]]) : cget_i(zv, j);
+        if (keep) /* the scale is the policy's, not sizes/in */
+            return bad(I, n, TE_EUNSUPPORTED, "keep_aspect_ratio_policy '%s' is not supported", pol);
+        return emit_resize(I, n, x, NULL, sz, mode, coord, nearest);
+    }
+    for (int j = 0; j < na; j++)
+        sc[axes[j]] = cget(sv, j);
+    return emit_resize(I, n, x, sc, NULL, mode, coord, nearest);
+}
+
+/* ------------------------------------------------------------------ */
+/* ConvTranspose: zero insertion on the device, then an ordinary outsourced Conv */
+
+static te_status op_conv_transpose(imp *I, onode *n)
+{
+    ival *x, *w, *b;
+    te_status st;
+    if ((st = rt_input(I, n, &x)) || (st = in_const(I, n, 1, 1, &w, "the weight")) ||
+        (st = in_const(I, n, 2, 0, &b, "the bias")) || (st = need_4d(I, n, x)))
+        return st;
+    if (w->is_int || w->shape.ndim != 4)
+        return bad(I, n, TE_EUNSUPPORTED, "weight must be a 4-D float tensor (2-D transposed convolution)");
+    int64_t g = attr_i(n, "group", 1), C = x->shape.d[1];
+    if (g < 1 || w->shape.d[0] != C || C % g)
+        return bad(I, n, TE_ESHAPE, "weight [%lld,...] does not fit %lld input channels in %lld groups",
+                   (long long)w->shape.d[0], (long long)C, (long long)g);
+    int64_t Mg = w->shape.d[1], M = Mg * g, Cg = C / g, K[2] = {w->shape.d[2], w->shape.d[3]};
+    int64_t s[2] = {1, 1}, d[2] = {1, 1}, pads[4] = {0}, op[2] = {0, 0}, oshape[2], tmp[8];
+    int c;
+    if ((c = attr_ints(n, "kernel_shape", tmp, 8)) >= 0 && (c != 2 || tmp[0] != K[0] || tmp[1] != K[1]))
+        return bad(I, n, TE_ESHAPE, "kernel_shape does not match the weight");
+    if ((c = attr_ints(n, "strides", tmp, 8)) >= 0 && (c != 2 || (s[0] = tmp[0], s[1] = tmp[1], 0)))
+        return bad(I, n, TE_EUNSUPPORTED, "strides must have 2 entries");
+    if ((c = attr_ints(n, "dilations", tmp, 8)) >= 0 && (c != 2 || (d[0] = tmp[0], d[1] = tmp[1], 0)))
+        return bad(I, n, TE_EUNSUPPORTED, "dilations must have 2 entries");
+    if ((c = attr_ints(n, "output_padding", tmp, 8)) >= 0 && (c != 2 || (op[0] = tmp[0], op[1] = tmp[1], 0)))
+        return bad(I, n, TE_EUNSUPPORTED, "output_padding must have 2 entries");
+    if ((c = attr_ints(n, "pads", tmp, 8)) >= 0) {
+        if (c != 4)
+            return bad(I, n, TE_EUNSUPPORTED, "pads must have 4 entries");
+        memcpy(pads, tmp, sizeof pads);
+    }
+    int have_os = attr_ints(n, "output_shape", tmp, 8);
+    if (have_os >= 0) {
+        if (have_os != 2 && have_os != 4)
+            return bad(I, n, TE_EUNSUPPORTED, "output_shape must have 2 entries");
+        oshape[0] = tmp[have_os - 2];
+        oshape[1] = tmp[have_os - 1];
+    }
+    int upper = attr_s_is(n, "auto_pad", "NOTSET", "SAME_UPPER"), lower = attr_s_is(n, "auto_pad", "NOTSET", "SAME_LOWER");
+    int valid = attr_s_is(n, "auto_pad", "NOTSET", "VALID");
+    if (!upper && !lower && !valid && !attr_s_is(n, "auto_pad", "NOTSET", "NOTSET"))
+        return bad(I, n, TE_EUNSUPPORTED, "this auto_pad is not supported");
+    int64_t out[2];
+    for (int j = 0; j < 2; j++) {
+        if (s[j] < 1 || d[j] < 1 || K[j] < 1 || op[j] < 0 || s[j] > GEOM_MAX || d[j] > GEOM_MAX || K[j] > GEOM_MAX ||
+            op[j] > GEOM_MAX || pads[j] < 0 || pads[j + 2] < 0 || pads[j] > GEOM_MAX || pads[j + 2] > GEOM_MAX)
+            return bad(I, n, TE_EINVAL, "invalid kernel, stride, dilation, output_padding or pads");
+        int64_t full = s[j] * (x->shape.d[2 + j] - 1) + op[j] + d[j] * (K[j] - 1) + 1;
+        if (have_os >= 0 || upper || lower) {
+            int64_t want = have_os >= 0 ? oshape[j] : x->shape.d[2 + j] * s[j], total = full - want;
+            if (total < 0)
+                return bad(I, n, TE_ESHAPE, "output_shape larger than the full transposed convolution");
+            /* the odd pixel goes to the end for SAME_UPPER, to the start otherwise */
+            pads[j] = upper ? total / 2 : total - total / 2;
+            pads[j + 2] = total - pads[j];
+        } else if (valid) {
+            pads[j] = pads[j + 2] = 0;
+        }
+        out[j] = full - pads[j] - pads[j + 2];
+        if (out[j] < 1)
+            return bad(I, n, TE_ESHAPE, "empty output");
+    }
+    if (b && (b->is_int || numel(&b->shape) != M))
+        return bad(I, n, TE_ESHAPE, "bias must have %lld floats", (long long)M);
+    /* spread: x[i] lands at d*(K-1) - pad_begin + i*s in a zero plane of out + d*(K-1) */
+    int64_t span[2] = {out[0] + d[0] * (K[0] - 1), out[1] + d[1] * (K[1] - 1)};
+    int64_t ints[4] = {s[0], s[1], d[0] * (K[0] - 1) - pads[0], d[1] * (K[1] - 1) - pads[1]};
+    te_shape ss = {.ndim = 4, .d = {x->shape.d[0], C, span[0], span[1]}};
+    if (numel(&ss) > MAX_NUMEL)
+        return bad(I, n, TE_ESHAPE, "zero-inserted input too large");
+    char nm[300];
+    snprintf(nm, sizeof nm, "%s/spread", nname(n));
+    te_node t;
+    node_init(&t, TE_OP_SPREAD, nm);
+    t.ints = ints;
+    t.n_ints = 4;
+    ival *sv;
+    if ((st = emit1(I, &t, x->id, nm, &ss, &sv)))
+        return st;
+    /* conv weight [M][C/g][kh][kw] = W[g*Cg + c][m][K-1-kh][K-1-kw] */
+    float *wf = malloc((size_t)(M * Cg * K[0] * K[1]) * sizeof *wf);
+    float *bias = b ? copy_floats(b->f, M) : NULL;
+    if (!wf || (b && !bias)) {
+        free(wf);
+        free(bias);
+        return nomem(I);
+    }
+    for (int64_t gg = 0; gg < g; gg++)
+        for (int64_t m = 0; m < Mg; m++)
+            for (int64_t cc = 0; cc < Cg; cc++)
+                for (int64_t kh = 0; kh < K[0]; kh++)
+                    for (int64_t kw = 0; kw < K[1]; kw++)
+                        wf[(((gg * Mg + m) * Cg + cc) * K[0] + kh) * K[1] + kw] =
+                            w->f[(((gg * Cg + cc) * Mg + m) * K[0] + (K[0] - 1 - kh)) * K[1] + (K[1] - 1 - kw)];
+    te_layer L;
+    memset(&L, 0, sizeof L);
+    L.name = (char *)nname(n);
+    L.geom = (te_linear_geom){.kind = TE_LIN_CONV, .batch = x->shape.d[0], .in_c = C, .in_h = span[0],
+                              .in_w = span[1], .out_c = M, .out_h = out[0], .out_w = out[1], .k_h = K[0],
+                              .k_w = K[1], .stride_h = 1, .stride_w = 1, .dil_h = d[0], .dil_w = d[1], .group = g};
+    L.w_float = wf;
+    L.bias = bias;
+    te_shape os = {.ndim = 4, .d = {x->shape.d[0], M, out[0], out[1]}};
+    return add_linear(I, n, &L, sv->id, out_name(n), &os, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* products of activations, normalisation, reductions, element-wise */
+
+static te_status op_matmul_any(imp *I, onode *n)
+{
+    ival *a, *b;
+    te_status st;
+    if ((st = in_req(I, n, 0, &a)) || (st = in_req(I, n, 1, &b)))
+        return st;
+    if (a->is_const != b->is_const || (a->is_const && b->is_const))
+        return a->is_const && b->is_const ? bad(I, n, TE_EUNSUPPORTED, "a product of two constants")
+                                          : op_matmul(I, n);
+    /* two activations: on the device */
+    const te_shape *sa = &a->shape, *sb = &b->shape;
+    if (sa->ndim < 2 || sb->ndim < 2)
+        return bad(I, n, TE_EUNSUPPORTED, "1-D operands of an activation product are not supported");
+    if (sa->d[sa->ndim - 1] != sb->d[sb->ndim - 2])
+        return bad(I, n, TE_ESHAPE, "inner dimensions differ (%lld vs %lld)", (long long)sa->d[sa->ndim - 1],
+                   (long long)sb->d[sb->ndim - 2]);
+    te_shape ba = {.ndim = sa->ndim - 2}, bb = {.ndim = sb->ndim - 2}, bo;
+    memcpy(ba.d, sa->d, (size_t)ba.ndim * sizeof ba.d[0]);
+    memcpy(bb.d, sb->d, (size_t)bb.ndim * sizeof bb.d[0]);
+    if (bcast(&ba, &bb, &bo) || bo.ndim + 2 > TE_MAX_DIMS)
+        return bad(I, n, TE_ESHAPE, "batch dimensions do not broadcast");
+    te_shape os = bo;
+    os.d[os.ndim++] = sa->d[sa->ndim - 2];
+    os.d[os.ndim++] = sb->d[sb->ndim - 1];
+    int ids[2] = {a->id, b->id};
+    te_node t;
+    node_init(&t, TE_OP_MATMUL, nname(n));
+    return emit(I, &t, ids, 2, out_name(n), &os, NULL);
+}
+
+static te_status op_layer_norm(imp *I, onode *n)
+{
+    ival *x, *sc, *bi;
+    te_status st;
+    if ((st = rt_input(I, n, &x)) || (st = only_first_output(I, n)) ||
+        (st = in_const(I, n, 1, 1, &sc, "scale")) || (st = in_const(I, n, 2, 0, &bi, "bias")))
+        return st;
+    int64_t axis = attr_i(n, "axis", -1);
+    if (norm_axis(&axis, x->shape.ndim))
+        return bad(I, n, TE_EINVAL, "axis out of range");
+    te_shape ns = {.ndim = x->shape.ndim - (int)axis};
+    memcpy(ns.d, x->shape.d + axis, (size_t)ns.ndim * sizeof ns.d[0]);
+    int64_t inner = numel(&ns);
+    int ids[3] = {x->id, -1, -1};
+    ival *cs[2] = {sc, bi};
+    for (int k = 0; k < 2; k++) {
+        if (!cs[k])
+            continue;
+        te_shape o;
+        if (bcast(&ns, &cs[k]->shape, &o) || numel(&o) != inner)
+            return bad(I, n, TE_ESHAPE, "%s does not broadcast to the normalised shape", k ? "bias" : "scale");
+        float *f = malloc((size_t)inner * sizeof *f); /* expanded to the normalised shape */
+        if (!f)
+            return nomem(I);
+        for (int64_t q = 0; q < inner; q++)
+            f[q] = (float)cget(cs[k], bidx(&ns, &cs[k]->shape, q));
+        char nm[300];
+        snprintf(nm, sizeof nm, "%s/%s", nname(n), k ? "bias" : "scale");
+        if ((ids[k + 1] = te_model_add_value(I->m, nm, &ns, f)) < 0) {
+            free(f);
+            return nomem(I);
+        }
+    }
+    te_node t;
+    node_init(&t, TE_OP_LAYER_NORM, nname(n));
+    t.axis = axis;
+    t.alpha = attr_f(n, "epsilon", 1e-5f);
+    return emit(I, &t, ids, bi ? 3 : 2, out_name(n), &x->shape, NULL);
+}
+
+/* Neg / Reciprocal as a binary op with a scalar constant. */
+static te_status op_scalar_binary(imp *I, onode *n, te_op op, float c, int const_first)
+{
+    ival *x;
+    te_status st;
+    if ((st = rt_input(I, n, &x)))
+        return st;
+    float *f = malloc(sizeof *f);
+    if (!f)
+        return nomem(I);
+    f[0] = c;
+    char nm[300];
+    snprintf(nm, sizeof nm, "%s/const", nname(n));
+    te_shape s0 = {0};
+    int cid = te_model_add_value(I->m, nm, &s0, f);
+    if (cid < 0) {
+        free(f);
+        return nomem(I);
+    }
+    int ids[2] = {const_first ? cid : x->id, const_first ? x->id : cid};
+    te_node t;
+    node_init(&t, op, nname(n));
+    return emit(I, &t, ids, 2, out_name(n), &x->shape, NULL);
+}
+
+static te_status op_gather_any(imp *I, onode *n)
+{
+    ival *x, *ix;
+    te_status st;
+    if ((st = in_req(I, n, 0, &x)) || (st = in_const(I, n, 1, 1, &ix, "Gather indices")))
+        return st;
+    if (x->is_const)
+        return op_gather(I, n);
+    int64_t axis = attr_i(n, "axis", 0);
+    if (norm_axis(&axis, x->shape.ndim))
+        return bad(I, n, TE_EINVAL, "axis out of range");
+    if (x->shape.ndim - 1 + ix->shape.ndim > TE_MAX_DIMS)
+        return bad(I, n, TE_EUNSUPPORTED, "result rank too large");
+    te_shape os = {0};
+    for (int j = 0; j < axis; j++)
+        os.d[os.ndim++] = x->shape.d[j];
+    for (int j = 0; j < ix->shape.ndim; j++)
+        os.d[os.ndim++] = ix->shape.d[j];
+    for (int j = (int)axis + 1; j < x->shape.ndim; j++)
+        os.d[os.ndim++] = x->shape.d[j];
+    int64_t ni = numel(&ix->shape), dim = x->shape.d[axis];
+    float *f = malloc((size_t)(ni ? ni : 1) * sizeof *f);
+    if (!f)
+        return nomem(I);
+    for (int64_t q = 0; q < ni; q++) {
+        int64_t id = cget_i(ix, q);
+        if (id < 0)
+            id += dim;
+        if (id < 0 || id >= dim) {
+            free(f);
+            return bad(I, n, TE_EINVAL, "index out of range");
+        }
+        f[q] = (float)id;
+    }
+    char nm[300];
+    snprintf(nm, sizeof nm, "%s/indices", nname(n));
+    int ids[2] = {x->id, te_model_add_value(I->m, nm, &ix->shape, f)};
+    if (ids[1] < 0) {
+        free(f);
+        return nomem(I);
+    }
+    te_node t;
+    node_init(&t, TE_OP_GATHER, nname(n));
+    t.axis = axis;
+    return emit(I, &t, ids, 2, out_name(n), &os, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1966,19 +2789,144 @@ static int all_inputs_const(imp *I, onode *n)
     return n->n_input > 0;
 }
 
-static te_status fold_unary(imp *I, onode *n, int is_sqrt)
+/* Handlers take the table's int argument (an op code, a flag) or ignore it. */
+typedef te_status (*op_fn)(imp *I, onode *n, int arg);
+#define PLAIN(f)                                                                                                      \
+    static te_status h_##f(imp *I, onode *n, int arg)                                                                 \
+    {                                                                                                                 \
+        (void)arg;                                                                                                    \
+        return f(I, n);                                                                                               \
+    }
+PLAIN(op_constant)
+PLAIN(op_shape)
+PLAIN(op_cast)
+PLAIN(op_constant_of_shape)
+PLAIN(op_reshape)
+PLAIN(op_flatten)
+PLAIN(op_identity)
+PLAIN(op_binary)
+PLAIN(op_concat)
+PLAIN(op_transpose)
+PLAIN(op_conv)
+PLAIN(op_gemm)
+PLAIN(op_batchnorm)
+PLAIN(op_prelu)
+PLAIN(op_clip)
+PLAIN(op_lrn)
+PLAIN(op_softmax)
+PLAIN(op_pad)
+PLAIN(op_lpnorm)
+PLAIN(op_slice)
+PLAIN(op_split)
+PLAIN(op_range)
+PLAIN(op_expand)
+PLAIN(op_size)
+PLAIN(op_upsample)
+PLAIN(op_resize)
+PLAIN(op_conv_transpose)
+PLAIN(op_matmul_any)
+PLAIN(op_layer_norm)
+PLAIN(op_gather_any)
+static te_status h_squeeze(imp *I, onode *n, int unsq) { return op_squeeze(I, n, unsq); }
+static te_status h_unary(imp *I, onode *n, int op) { return op_unary(I, n, (te_op)op); }
+static te_status h_pool(imp *I, onode *n, int op) { return op_pool(I, n, (te_op)op); }
+static te_status h_reduce(imp *I, onode *n, int op) { return op_reduce(I, n, (te_op)op); }
+static te_status h_neg(imp *I, onode *n, int arg) { (void)arg; return op_scalar_binary(I, n, TE_OP_MUL, -1.0f, 0); }
+static te_status h_recip(imp *I, onode *n, int arg) { (void)arg; return op_scalar_binary(I, n, TE_OP_DIV, 1.0f, 1); }
+
+/* One row per ONNX op: how it is folded when every input is a constant
+ * (fold_n inputs through fold_ew), and how it is lowered otherwise (fn; NULL:
+ * only constants are supported).  Device semantics, bundle encoding and cost
+ * of the te_op it lowers to are in te_model.c's op table. */
+typedef struct op_entry {
+    const char *onnx;
+    op_fn fn;
+    int arg;
+    int fold_n;
+    ew_code fold;
+    int min_opset;
+} op_entry;
+
+static const op_entry op_entries[] = {
+    {"Abs", NULL, 0, 1, EW_ABS, 0},
+    {"Add", h_op_binary, 0, 2, EW_ADD, 0},
+    {"And", NULL, 0, 2, EW_AND, 0},
+    {"AveragePool", h_pool, TE_OP_AVGPOOL, 0, 0, 0},
+    {"BatchNormalization", h_op_batchnorm, 0, 0, 0, 0},
+    {"Cast", h_op_cast, 0, 0, 0, 0},
+    {"Ceil", NULL, 0, 1, EW_CEIL, 0},
+    {"Clip", h_op_clip, 0, 0, 0, 0},
+    {"Concat", h_op_concat, 0, 0, 0, 0},
+    {"Constant", h_op_constant, 0, 0, 0, 0},
+    {"ConstantOfShape", h_op_constant_of_shape, 0, 0, 0, 0},
+    {"Conv", h_op_conv, 0, 0, 0, 0},
+    {"ConvTranspose", h_op_conv_transpose, 0, 0, 0, 0},
+    {"Div", h_op_binary, 0, 2, EW_DIV, 0},
+    {"Dropout", h_op_identity, 0, 0, 0, 0},
+    {"Equal", NULL, 0, 2, EW_EQUAL, 0},
+    {"Erf", h_unary, TE_OP_ERF, 1, EW_ERF, 0},
+    {"Exp", h_unary, TE_OP_EXP, 1, EW_EXP, 0},
+    {"Expand", h_op_expand, 0, 0, 0, 0},
+    {"Flatten", h_op_flatten, 0, 0, 0, 0},
+    {"Floor", NULL, 0, 1, EW_FLOOR, 0},
+    {"Gather", h_op_gather_any, 0, 0, 0, 0},
+    {"Gemm", h_op_gemm, 0, 0, 0, 0},
+    {"GlobalAveragePool", h_pool, TE_OP_GLOBAL_AVGPOOL, 0, 0, 0},
+    {"Greater", NULL, 0, 2, EW_GREATER, 0},
+    {"GreaterOrEqual", NULL, 0, 2, EW_GREATER_EQ, 0},
+    {"HardSigmoid", h_unary, TE_OP_HARD_SIGMOID, 0, 0, 0},
+    {"HardSwish", h_unary, TE_OP_HARD_SWISH, 0, 0, 0},
+    {"Identity", h_op_identity, 0, 0, 0, 0},
+    {"LRN", h_op_lrn, 0, 0, 0, 0},
+    {"LayerNormalization", h_op_layer_norm, 0, 0, 0, 0},
+    {"LeakyRelu", h_unary, TE_OP_LEAKY_RELU, 0, 0, 0},
+    {"Less", NULL, 0, 2, EW_LESS, 0},
+    {"LessOrEqual", NULL, 0, 2, EW_LESS_EQ, 0},
+    {"Log", NULL, 0, 1, EW_LOG, 0},
+    {"LpNormalization", h_op_lpnorm, 0, 0, 0, 0},
+    {"MatMul", h_op_matmul_any, 0, 0, 0, 0},
+    {"Max", NULL, 0, 2, EW_MAX, 0},
+    {"MaxPool", h_pool, TE_OP_MAXPOOL, 0, 0, 0},
+    {"Min", NULL, 0, 2, EW_MIN, 0},
+    {"Mod", NULL, 0, 2, EW_MOD, 0},
+    {"Mul", h_op_binary, 0, 2, EW_MUL, 0},
+    {"Neg", h_neg, 0, 1, EW_NEG, 0},
+    {"Not", NULL, 0, 1, EW_NOT, 0},
+    {"Or", NULL, 0, 2, EW_OR, 0},
+    {"PRelu", h_op_prelu, 0, 0, 0, 0},
+    {"Pad", h_op_pad, 0, 0, 0, 0},
+    {"Pow", h_op_binary, 0, 2, EW_POW, 0},
+    {"Range", h_op_range, 0, 0, 0, 0},
+    {"Reciprocal", h_recip, 0, 1, EW_RECIP, 0},
+    {"ReduceL2", h_reduce, TE_OP_REDUCE_L2, 0, 0, 0},
+    {"ReduceMax", h_reduce, TE_OP_REDUCE_MAX, 0, 0, 0},
+    {"ReduceMean", h_reduce, TE_OP_REDUCE_MEAN, 0, 0, 0},
+    {"ReduceSum", h_reduce, TE_OP_REDUCE_SUM, 0, 0, 0},
+    {"Relu", h_unary, TE_OP_RELU, 1, EW_RELU, 0},
+    {"Reshape", h_op_reshape, 0, 0, 0, 0},
+    {"Resize", h_op_resize, 0, 0, 0, 10},
+    {"Round", NULL, 0, 1, EW_ROUND, 0},
+    {"Shape", h_op_shape, 0, 0, 0, 0},
+    {"Sigmoid", h_unary, TE_OP_SIGMOID, 1, EW_SIGMOID, 0},
+    {"Sign", NULL, 0, 1, EW_SIGN, 0},
+    {"Size", h_op_size, 0, 0, 0, 0},
+    {"Slice", h_op_slice, 0, 0, 0, 0},
+    {"Softmax", h_op_softmax, 0, 0, 0, 0},
+    {"Split", h_op_split, 0, 0, 0, 0},
+    {"Sqrt", h_unary, TE_OP_SQRT, 1, EW_SQRT, 0},
+    {"Squeeze", h_squeeze, 0, 0, 0, 0},
+    {"Sub", h_op_binary, 0, 2, EW_SUB, 0},
+    {"Tanh", h_unary, TE_OP_TANH, 1, EW_TANH, 0},
+    {"Transpose", h_op_transpose, 0, 0, 0, 0},
+    {"Unsqueeze", h_squeeze, 1, 0, 0, 0},
+    {"Upsample", h_op_upsample, 0, 0, 0, 0},
+    {"Where", NULL, 0, 3, EW_WHERE, 0},
+    {"Xor", NULL, 0, 2, EW_XOR, 0},
+};
+
+static int entry_cmp(const void *key, const void *e)
 {
-    ival *x;
-    te_status st;
-    if ((st = in_req(I, n, 0, &x)))
-        return st;
-    float *f = const_floats(x);
-    if (!f)
-        return nomem(I);
-    int64_t ne = numel(&x->shape);
-    for (int64_t k = 0; k < ne; k++)
-        f[k] = is_sqrt ? sqrtf(f[k]) : (f[k] > 0 ? f[k] : 0);
-    return new_const(I, out_name(n), &x->shape, f, NULL);
+    return strcmp(key, ((const op_entry *)e)->onnx);
 }
 
 static te_status lower(imp *I, onode *n)
@@ -1989,87 +2937,55 @@ static te_status lower(imp *I, onode *n)
                        nname(n));
     if (n->n_output < 1 || !n->output[0][0])
         return bad(I, n, TE_EFORMAT, "node has no output");
-    if (!strcmp(t, "Constant"))
-        return op_constant(I, n);
-    if (!strcmp(t, "Shape"))
-        return op_shape(I, n);
-    if (!strcmp(t, "Gather"))
-        return op_gather(I, n);
-    if (!strcmp(t, "Cast"))
-        return op_cast(I, n);
-    if (!strcmp(t, "ConstantOfShape"))
-        return op_constant_of_shape(I, n);
-    if (!strcmp(t, "Reshape"))
-        return op_reshape(I, n);
-    if (!strcmp(t, "Flatten"))
-        return op_flatten(I, n);
-    if (!strcmp(t, "Squeeze"))
-        return op_squeeze(I, n, 0);
-    if (!strcmp(t, "Unsqueeze"))
-        return op_squeeze(I, n, 1);
-    if (!strcmp(t, "Identity") || !strcmp(t, "Dropout"))
-        return op_identity(I, n);
-    if (!strcmp(t, "Add") || !strcmp(t, "Sub") || !strcmp(t, "Mul") || !strcmp(t, "Div"))
-        return op_binary(I, n);
-    if (!strcmp(t, "Concat"))
-        return op_concat(I, n);
-    if (!strcmp(t, "Transpose"))
-        return op_transpose(I, n);
-    if ((!strcmp(t, "Sqrt") || !strcmp(t, "Relu")) && all_inputs_const(I, n))
-        return fold_unary(I, n, t[0] == 'S');
-    if (!strcmp(t, "Conv"))
-        return op_conv(I, n);
-    if (!strcmp(t, "Gemm"))
-        return op_gemm(I, n);
-    if (!strcmp(t, "MatMul"))
-        return op_matmul(I, n);
-    if (!strcmp(t, "BatchNormalization"))
-        return op_batchnorm(I, n);
-    if (!strcmp(t, "Relu"))
-        return op_unary(I, n, TE_OP_RELU);
-    if (!strcmp(t, "LeakyRelu"))
-        return op_unary(I, n, TE_OP_LEAKY_RELU);
-    if (!strcmp(t, "Sigmoid"))
-        return op_unary(I, n, TE_OP_SIGMOID);
-    if (!strcmp(t, "Tanh"))
-        return op_unary(I, n, TE_OP_TANH);
-    if (!strcmp(t, "HardSigmoid"))
-        return op_unary(I, n, TE_OP_HARD_SIGMOID);
-    if (!strcmp(t, "HardSwish"))
-        return op_unary(I, n, TE_OP_HARD_SWISH);
-    if (!strcmp(t, "Sqrt"))
-        return op_unary(I, n, TE_OP_SQRT);
-    if (!strcmp(t, "PRelu"))
-        return op_prelu(I, n);
-    if (!strcmp(t, "Clip"))
-        return op_clip(I, n);
-    if (!strcmp(t, "MaxPool"))
-        return op_pool(I, n, TE_OP_MAXPOOL);
-    if (!strcmp(t, "AveragePool"))
-        return op_pool(I, n, TE_OP_AVGPOOL);
-    if (!strcmp(t, "GlobalAveragePool"))
-        return op_pool(I, n, TE_OP_GLOBAL_AVGPOOL);
-    if (!strcmp(t, "LRN"))
-        return op_lrn(I, n);
-    if (!strcmp(t, "Softmax"))
-        return op_softmax(I, n);
-    if (!strcmp(t, "Pad"))
-        return op_pad(I, n);
-    if (!strcmp(t, "LpNormalization"))
-        return op_lpnorm(I, n);
-    if (!strcmp(t, "ReduceL2"))
-        return op_reduce_l2(I, n);
-    return te_errf(I->err, TE_EUNSUPPORTED, "unsupported ONNX op '%s' in node '%s'", t, nname(n));
+    const op_entry *e = bsearch(t, op_entries, sizeof op_entries / sizeof op_entries[0], sizeof op_entries[0],
+                                entry_cmp);
+    if (!e || I->opset < e->min_opset)
+        return te_errf(I->err, TE_EUNSUPPORTED, "unsupported ONNX op '%s' in node '%s'", t, nname(n));
+    if (e->fold_n && all_inputs_const(I, n)) {
+        if ((int)n->n_input != e->fold_n)
+            return bad(I, n, TE_EUNSUPPORTED, "%zu inputs (only %d are supported)", n->n_input, e->fold_n);
+        return fold_ew(I, n, e->fold, e->fold_n);
+    }
+    if (!e->fn)
+        return te_errf(I->err, TE_EUNSUPPORTED,
+                       "unsupported ONNX op '%s' in node '%s': it is folded on constants only, and an input is an "
+                       "activation",
+                       t, nname(n));
+    return e->fn(I, n, e->arg);
 }
 
 /* ------------------------------------------------------------------ */
 /* graph input / output, driver */
+
+int te_parse_input_shape(const char *text, te_input_shape *out)
+{
+    memset(out, 0, sizeof *out);
+    const char *colon = text ? strrchr(text, ':') : NULL;
+    if (!colon || colon == text || (size_t)(colon - text) >= sizeof out->name)
+        return -1;
+    memcpy(out->name, text, (size_t)(colon - text));
+    const char *p = colon + 1;
+    while (*p) {
+        char *end;
+        long long d = strtoll(p, &end, 10);
+        if (end == p || d < 1 || d > MAX_NUMEL || out->shape.ndim == TE_MAX_DIMS)
+            return -1;
+        out->shape.d[out->shape.ndim++] = d;
+        p = end;
+        if (*p == ',')
+            p++;
+        else if (*p)
+            return -1;
+    }
+    return out->shape.ndim > 0 ? 0 : -1;
+}
 
 static te_status graph_input(imp *I)
 {
     const Onnx__GraphProto *g = I->g;
     const Onnx__ValueInfoProto *in = NULL;
     int count = 0;
+    char sb[128], hb[128];
     for (size_t k = 0; k < g->n_input; k++) {
         if (!g->input[k]->name || lookup(I, g->input[k]->name))
             continue; /* an initializer listed as an input */
@@ -2088,18 +3004,69 @@ static te_status graph_input(imp *I)
     const Onnx__TensorShapeProto *sp = tp->tensor_type->shape;
     if (sp->n_dim < 1 || sp->n_dim > TE_MAX_DIMS)
         return te_errf(I->err, TE_EUNSUPPORTED, "model input '%s' has rank %zu", in->name, sp->n_dim);
+    const te_import_opts *o = I->opts;
+    const te_shape *given = NULL;
+    for (int k = 0; k < o->n_shapes; k++) {
+        if (strcmp(o->shapes[k].name, in->name) == 0)
+            given = &o->shapes[k].shape;
+        else
+            return te_errf(I->err, TE_EINVAL, "--input-shape names '%s', but the model's input is '%s'",
+                           o->shapes[k].name, in->name);
+    }
+    if (given && given->ndim != (int)sp->n_dim)
+        return te_errf(I->err, TE_ESHAPE, "--input-shape %s: %d dimensions, the model input '%s' has %zu", in->name,
+                       given->ndim, in->name, sp->n_dim);
+    /* the hint's per-sample shape at the input's rank */
+    te_shape hint = {0};
+    int have_hint = 0;
+    if (o->hint) {
+        const te_shape *h = o->hint;
+        int r = (int)sp->n_dim;
+        if (h->ndim == r + 1 && o->hint_stacked) {
+            hint.ndim = r;
+            memcpy(hint.d, h->d + 1, (size_t)r * sizeof hint.d[0]);
+            have_hint = 1;
+        } else if (h->ndim == r) {
+            hint = *h;
+            if (o->hint_stacked)
+                hint.d[0] = -1; /* S*N samples: the batch stays open */
+            have_hint = 1;
+        } else if (h->ndim == r - 1 && !o->hint_stacked) {
+            hint.ndim = r; /* one sample without its batch axis */
+            hint.d[0] = 1;
+            memcpy(hint.d + 1, h->d, (size_t)h->ndim * sizeof hint.d[0]);
+            have_hint = 1;
+        }
+    }
     te_shape s = {.ndim = (int)sp->n_dim};
     for (size_t k = 0; k < sp->n_dim; k++) {
         const Onnx__TensorShapeProto__Dimension *d = sp->dim[k];
         int fixed = d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE && d->dim_value > 0;
-        if (fixed)
+        const char *sym = d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM ? d->dim_param : "";
+        if (given) {
+            if (fixed && given->d[k] != d->dim_value)
+                return te_errf(I->err, TE_ESHAPE, "--input-shape %s:%s: dimension %zu is fixed to %lld in the model",
+                               in->name, te_shape_str(given, sb, sizeof sb) , k, (long long)d->dim_value);
+            s.d[k] = given->d[k];
+        } else if (fixed) {
             s.d[k] = d->dim_value;
-        else if (k == 0)
+        } else if (have_hint && hint.d[k] > 0) {
+            s.d[k] = hint.d[k];
+        } else if (k == 0) {
             s.d[k] = 1; /* dynamic batch: one sample */
-        else
-            return te_errf(I->err, TE_EUNSUPPORTED, "model input '%s': dimension %zu is not fixed", in->name, k);
+        } else {
+            if (o->hint)
+                return te_errf(I->err, TE_ESHAPE,
+                               "model input '%s': dimension %zu ('%s') is not fixed and the tensor of shape %s "
+                               "does not fit the input's rank %zu; give --input-shape %s:D0,D1,...",
+                               in->name, k, sym, te_shape_str(o->hint, hb, sizeof hb), sp->n_dim, in->name);
+            return te_errf(I->err, TE_EUNSUPPORTED,
+                           "model input '%s': dimension %zu ('%s') is not fixed; give --input-shape %s:D0,D1,... "
+                           "(or calibration data of that shape)",
+                           in->name, k, sym, in->name);
+        }
     }
-    if (numel(&s) > MAX_NUMEL)
+    if (numel(&s) > MAX_NUMEL || numel(&s) < 1)
         return te_errf(I->err, TE_EUNSUPPORTED, "model input '%s' is too large", in->name);
     ival *v;
     te_status st = new_rt(I, in->name, &s, &v);
@@ -2151,11 +3118,18 @@ static te_status import_graph(imp *I, const Onnx__ModelProto *mp)
 te_status te_onnx_import_buffer(const uint8_t *buf, size_t len, const char *model_name, te_model **out,
                                 te_err *err)
 {
+    return te_onnx_import_buffer_opts(buf, len, model_name, NULL, out, err);
+}
+
+te_status te_onnx_import_buffer_opts(const uint8_t *buf, size_t len, const char *model_name,
+                                     const te_import_opts *opts, te_model **out, te_err *err)
+{
+    static const te_import_opts none = {0};
     *out = NULL;
     Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, len, buf);
     if (!mp)
         return te_errf(err, TE_EFORMAT, "not a valid ONNX model (protobuf parse failed)");
-    imp I = {.err = err};
+    imp I = {.err = err, .opts = opts ? opts : &none};
     I.m = te_model_new();
     te_status st = TE_OK;
     if (!I.m) {
@@ -2184,6 +3158,11 @@ te_status te_onnx_import_buffer(const uint8_t *buf, size_t len, const char *mode
 
 te_status te_onnx_import(const char *path, te_model **m, te_err *err)
 {
+    return te_onnx_import_opts(path, NULL, m, err);
+}
+
+te_status te_onnx_import_opts(const char *path, const te_import_opts *opts, te_model **m, te_err *err)
+{
     uint8_t *buf = NULL;
     size_t len = 0;
     *m = NULL;
@@ -2198,7 +3177,7 @@ te_status te_onnx_import(const char *path, te_model **m, te_err *err)
     size_t nl = strlen(name);
     if (nl > 5 && strcmp(name + nl - 5, ".onnx") == 0)
         name[nl - 5] = '\0';
-    st = te_onnx_import_buffer(buf, len, name, m, err);
+    st = te_onnx_import_buffer_opts(buf, len, name, opts, m, err);
     free(buf);
     if (st != TE_OK)
         te_err_wrap(err, "%s", path);

@@ -85,7 +85,20 @@ te_status te_owner_build(const char *onnx_path, const char *calib_npy, const te_
     if (st != TE_OK)
         return st;
     te_model *m = NULL;
-    if ((st = te_onnx_import(onnx_path, &m, err)) != TE_OK)
+    te_import_opts io = {.n_shapes = opt.n_input_shapes, .shapes = opt.input_shapes, .hint = opt.input_hint};
+    te_shape cal_shape;
+    if (!io.hint && calib_npy) {
+        /* open dimensions come from the calibration data's shape */
+        float *d = NULL;
+        if ((st = te_npy_read(calib_npy, &cal_shape, &d, err)) != TE_OK) {
+            te_err_wrap(err, "calibration data");
+            return st;
+        }
+        free(d);
+        io.hint = &cal_shape;
+        io.hint_stacked = 1;
+    }
+    if ((st = te_onnx_import_opts(onnx_path, &io, &m, err)) != TE_OK)
         return st;
     if (m->n_layers == 0) {
         te_model_free(m);
@@ -410,23 +423,6 @@ out:
 
 /* ---- work estimate ---- */
 
-/* Device FLOPs per output element of a non-linear op (documented in docs/owner.md). */
-static double per_elem_cost(const te_node *n)
-{
-    switch (n->op) {
-    case TE_OP_RELU: return 1;
-    case TE_OP_LEAKY_RELU: case TE_OP_PRELU: case TE_OP_CLIP: return 2;
-    case TE_OP_SIGMOID: case TE_OP_TANH: case TE_OP_HARD_SWISH: return 4;
-    case TE_OP_HARD_SIGMOID: return 3;
-    case TE_OP_MAXPOOL: case TE_OP_AVGPOOL: return (double)(n->kernel[0] * n->kernel[1]);
-    case TE_OP_LRN: return (double)(2 * n->size + 4);
-    case TE_OP_ADD: case TE_OP_SUB: case TE_OP_MUL: case TE_OP_DIV: case TE_OP_SQRT: return 1;
-    case TE_OP_SOFTMAX: return 5;
-    case TE_OP_LPNORM: return 3;
-    default: return 0; /* data movement: reshape, concat, pad, transpose */
-    }
-}
-
 void te_owner_report_compute(const te_model *m, te_owner_report *r)
 {
     memset(r, 0, sizeof *r);
@@ -449,11 +445,8 @@ void te_owner_report_compute(const te_model *m, te_owner_report *r)
                 r->n_conv++;
             else
                 r->n_fc++;
-        } else if (n->op == TE_OP_GLOBAL_AVGPOOL || n->op == TE_OP_REDUCE_L2) {
-            double in = n->n_in > 0 ? (double)te_shape_numel(&m->values[n->in[0]].shape) : 0;
-            f = (n->op == TE_OP_REDUCE_L2 ? 2 : 1) * in;
         } else {
-            f = per_elem_cost(n) * (double)te_shape_numel(&m->values[n->out].shape);
+            f = te_node_flops(m, n); /* the op's descriptor (te_model.c) */
         }
         r->op_device_flops[n->op] += f;
         r->device_flops += f;

@@ -6,6 +6,7 @@
 
 #include "te_error.h"
 #include "te_model.h"
+#include "onnx_import.h"
 
 typedef struct te_owner_options {
     int weight_bits;       /* signed bits of the integer weights (default 16, 2..24) */
@@ -18,6 +19,12 @@ typedef struct te_owner_options {
      * else one value per input channel. */
     int n_norm;
     float mean[4], std[4];
+    /* The graph input's open dimensions (issue 12): --input-shape NAME:D0,..
+     * entries, else input_hint (a tensor the model will see, one sample or a
+     * batch: twinedge-run's input), else the calibration data's shape. */
+    int n_input_shapes;
+    te_input_shape input_shapes[4];
+    const te_shape *input_hint;
 } te_owner_options;
 
 void te_owner_options_init(te_owner_options *o);

@@ -36,6 +36,8 @@ static void usage(FILE *f)
             "      --plugin NAME        compute plugin of both hosts (default cpu)\n"
             "      --workdir DIR        keep the deployment, device, host stores and logs in DIR\n"
             "      --in-process         run the hosts in this process instead (no network)\n"
+            "      --input-shape NAME:D0,D1,...  the model input's open dimensions (default:\n"
+            "                           those of INPUT.npy)\n"
             "  -h, --help\n");
 }
 
@@ -44,6 +46,8 @@ typedef struct run_args {
     const char *model, *input, *output, *report, *calib, *reference, *plugin, *workdir;
     twinedge_mode mode;
     int in_process;
+    int n_shapes;
+    te_input_shape shapes[4]; /* --input-shape */
 } run_args;
 
 static int fail(const char *msg)
@@ -93,7 +97,12 @@ static int run(const run_args *a)
     }
 
     double w0 = te_clock_s(CLOCK_MONOTONIC);
-    if (te_owner_compile(a->model, a->calib ? a->calib : a->input, NULL, deploy, &err) != TE_OK) {
+    te_owner_options oopt;
+    te_owner_options_init(&oopt);
+    oopt.n_input_shapes = a->n_shapes;
+    memcpy(oopt.input_shapes, a->shapes, sizeof oopt.input_shapes);
+    oopt.input_hint = &in_shape; /* open dimensions: the input tensor's */
+    if (te_owner_compile(a->model, a->calib ? a->calib : a->input, &oopt, deploy, &err) != TE_OK) {
         fail(err.msg);
         goto out;
     }
@@ -265,12 +274,13 @@ int main(int argc, char **argv)
     run_args a;
     memset(&a, 0, sizeof a);
     a.mode = TWINEDGE_RELAY;
-    enum { O_MODE = 256, O_REPORT, O_CALIB, O_REF, O_PLUGIN, O_WORK, O_INPROC };
+    enum { O_MODE = 256, O_REPORT, O_CALIB, O_REF, O_PLUGIN, O_WORK, O_INPROC, O_SHAPE };
     static const struct option opts[] = {
         {"output", required_argument, NULL, 'o'},      {"mode", required_argument, NULL, O_MODE},
         {"report", required_argument, NULL, O_REPORT}, {"calibration", required_argument, NULL, O_CALIB},
         {"reference", required_argument, NULL, O_REF}, {"plugin", required_argument, NULL, O_PLUGIN},
         {"workdir", required_argument, NULL, O_WORK},  {"in-process", no_argument, NULL, O_INPROC},
+        {"input-shape", required_argument, NULL, O_SHAPE},
         {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
@@ -290,6 +300,11 @@ int main(int argc, char **argv)
         case O_PLUGIN: a.plugin = optarg; break;
         case O_WORK: a.workdir = optarg; break;
         case O_INPROC: a.in_process = 1; break;
+        case O_SHAPE:
+            if (a.n_shapes == 4 || te_parse_input_shape(optarg, &a.shapes[a.n_shapes]))
+                return fail("--input-shape needs NAME:D0,D1,... (positive dimensions; at most 4)");
+            a.n_shapes++;
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -90,6 +90,14 @@ static void run_unary(const te_node *nd, const float *x, float *y, int64_t n)
         for (int64_t i = 0; i < n; i++)
             y[i] = sqrtf(x[i]);
         break;
+    case TE_OP_ERF:
+        for (int64_t i = 0; i < n; i++)
+            y[i] = erff(x[i]);
+        break;
+    case TE_OP_EXP:
+        for (int64_t i = 0; i < n; i++)
+            y[i] = expf(x[i]);
+        break;
     default:
         break;
     }
@@ -161,6 +169,13 @@ static void binary_inner(te_op op, const float *a, int64_t sa, const float *b, i
     case TE_OP_DIV:
         for (int64_t k = 0; k < n; k++)
             y[k] = a[k * sa] / b[k * sb];
+        break;
+    case TE_OP_POW:
+        for (int64_t k = 0; k < n; k++) {
+            float e = b[k * sb];
+            /* the common exponents exactly, as onnxruntime does */
+            y[k] = e == 2.0f ? a[k * sa] * a[k * sa] : e == 1.0f ? a[k * sa] : powf(a[k * sa], e);
+        }
         break;
     case TE_OP_PRELU:
         for (int64_t k = 0; k < n; k++) {
@@ -500,9 +515,11 @@ static te_status run_lpnorm(const te_node *nd, const te_shape *si, const float *
     return TE_OK;
 }
 
-static te_status run_reduce_l2(const te_node *nd, const te_shape *si, const float *x, const te_shape *so, float *y,
-                               te_err *err)
+/* ReduceL2 / ReduceMean / ReduceSum / ReduceMax over ints (axes). */
+static te_status run_reduce(const te_node *nd, const te_shape *si, const float *x, const te_shape *so, float *y,
+                            te_err *err)
 {
+    const char *opn = te_op_name(nd->op);
     char a[128], b[128];
     int r = si->ndim, reduced[TE_MAX_DIMS] = {0};
     for (int k = 0; k < nd->n_ints; k++) {
@@ -527,12 +544,16 @@ static te_status run_reduce_l2(const te_node *nd, const te_shape *si, const floa
     for (int d = 0; ok && d < want.ndim; d++)
         ok = want.d[d] == so->d[d];
     if (!ok)
-        return te_errf(err, TE_ESHAPE, "ReduceL2: input %s does not reduce to output %s", te_shape_str(si, a, sizeof a),
+        return te_errf(err, TE_ESHAPE, "%s: input %s does not reduce to output %s", opn, te_shape_str(si, a, sizeof a),
                        te_shape_str(so, b, sizeof b));
     int64_t nout = te_shape_numel(so), total = te_shape_numel(si);
     double *acc = calloc((size_t)(nout > 0 ? nout : 1), sizeof *acc);
     if (!acc)
-        return te_errf(err, TE_ENOMEM, "ReduceL2: out of memory");
+        return te_errf(err, TE_ENOMEM, "%s: out of memory", opn);
+    int is_max = nd->op == TE_OP_REDUCE_MAX, is_l2 = nd->op == TE_OP_REDUCE_L2;
+    if (is_max)
+        for (int64_t k = 0; k < nout; k++)
+            acc[k] = -INFINITY;
     int64_t ost[TE_MAX_DIMS], idx[TE_MAX_DIMS] = {0}, stride = 1;
     for (int d = r - 1; d >= 0; d--) {
         ost[d] = reduced[d] ? 0 : stride;
@@ -542,7 +563,10 @@ static te_status run_reduce_l2(const te_node *nd, const te_shape *si, const floa
     int64_t o = 0;
     for (int64_t i = 0; i < total; i++) {
         double v = x[i];
-        acc[o] += v * v;
+        if (is_max)
+            acc[o] = v > acc[o] || v != v ? v : acc[o];
+        else
+            acc[o] += is_l2 ? v * v : v;
         for (int d = r - 1; d >= 0; d--) {
             o += ost[d];
             if (++idx[d] < si->d[d])
@@ -551,8 +575,9 @@ static te_status run_reduce_l2(const te_node *nd, const te_shape *si, const floa
             idx[d] = 0;
         }
     }
+    double count = nout > 0 ? (double)total / (double)nout : 1;
     for (int64_t k = 0; k < nout; k++)
-        y[k] = (float)sqrt(acc[k]);
+        y[k] = (float)(is_l2 ? sqrt(acc[k]) : nd->op == TE_OP_REDUCE_MEAN ? acc[k] / count : acc[k]);
     free(acc);
     return TE_OK;
 }
@@ -608,29 +633,308 @@ static te_status run_transpose(const te_node *nd, const te_shape *si, const floa
     return TE_OK;
 }
 
-/* ---- dispatch ---------------------------------------------------------- */
+/* ---- ops added for exported models in the wild (issue 12) ------------- */
 
-static int min_inputs(te_op op)
+static int64_t shape_numel_from(const te_shape *s, int from)
 {
-    switch (op) {
-    case TE_OP_PRELU:
-    case TE_OP_ADD:
-    case TE_OP_SUB:
-    case TE_OP_MUL:
-    case TE_OP_DIV:
-        return 2;
-    default:
-        return 1;
+    return prod_range(s, from, s->ndim);
+}
+
+/* y = (x - mean) / sqrt(var + eps) * scale + bias over the dims axis.. */
+static te_status run_layer_norm(const te_model *m, const te_node *nd, const float *const *in, float *y, te_err *err)
+{
+    const te_shape *si = &m->values[nd->in[0]].shape, *so = &m->values[nd->out].shape;
+    te_status st;
+    if ((st = same_numel(si, so, err)) != TE_OK)
+        return st;
+    if (nd->axis < 0 || nd->axis >= si->ndim)
+        return te_errf(err, TE_EINVAL, "LayerNormalization: axis %lld out of range", (long long)nd->axis);
+    int64_t inner = shape_numel_from(si, (int)nd->axis), outer = prod_range(si, 0, (int)nd->axis);
+    for (int k = 1; k < nd->n_in; k++)
+        if (te_shape_numel(&m->values[nd->in[k]].shape) != inner)
+            return te_errf(err, TE_ESHAPE, "LayerNormalization: %s must have %lld elements", k == 1 ? "scale" : "bias",
+                           (long long)inner);
+    const float *x = in[0], *sc = in[1], *bi = nd->n_in > 2 ? in[2] : NULL;
+    for (int64_t o = 0; o < outer; o++) {
+        const float *xo = x + o * inner;
+        float *yo = y + o * inner;
+        double mean = 0, var = 0;
+        for (int64_t k = 0; k < inner; k++)
+            mean += xo[k];
+        mean /= (double)inner;
+        for (int64_t k = 0; k < inner; k++)
+            var += ((double)xo[k] - mean) * ((double)xo[k] - mean);
+        var /= (double)inner;
+        double inv = 1.0 / sqrt(var + (double)nd->alpha);
+        for (int64_t k = 0; k < inner; k++)
+            yo[k] = (float)(((double)xo[k] - mean) * inv * sc[k] + (bi ? bi[k] : 0.0));
+    }
+    return TE_OK;
+}
+
+static te_status run_slice(const te_node *nd, const te_shape *si, const float *x, const te_shape *so, float *y,
+                           te_err *err)
+{
+    int r = si->ndim;
+    if (so->ndim != r || nd->n_ints != 2 * r)
+        return te_errf(err, TE_EINVAL, "Slice: %d ints for a %d-d input (output %d-d)", nd->n_ints, r, so->ndim);
+    int64_t ist[TE_MAX_DIMS], st[TE_MAX_DIMS], idx[TE_MAX_DIMS] = {0}, stride = 1, off = 0;
+    for (int d = r - 1; d >= 0; d--) {
+        ist[d] = stride;
+        stride *= si->d[d];
+    }
+    for (int d = 0; d < r; d++) {
+        int64_t start = nd->ints[2 * d], step = nd->ints[2 * d + 1];
+        /* the first and last element read must lie inside the input */
+        if (so->d[d] > 0 && (start < 0 || start >= si->d[d] || start + (so->d[d] - 1) * step < 0 ||
+                             start + (so->d[d] - 1) * step >= si->d[d]))
+            return te_errf(err, TE_EINVAL, "Slice: axis %d reads outside the input", d);
+        st[d] = step * ist[d];
+        off += start * ist[d];
+    }
+    int64_t total = te_shape_numel(so);
+    if (total == 0)
+        return TE_OK;
+    if (r == 0) {
+        y[0] = x[0];
+        return TE_OK;
+    }
+    int64_t inner = so->d[r - 1], sin = st[r - 1];
+    for (int64_t o = 0; o < total; o += inner) {
+        for (int64_t k = 0; k < inner; k++)
+            y[o + k] = x[off + k * sin];
+        for (int d = r - 2; d >= 0; d--) {
+            off += st[d];
+            if (++idx[d] < so->d[d])
+                break;
+            off -= st[d] * so->d[d];
+            idx[d] = 0;
+        }
+    }
+    return TE_OK;
+}
+
+static te_status run_gather(const te_model *m, const te_node *nd, const float *x, const float *ix, float *y,
+                            te_err *err)
+{
+    const te_shape *si = &m->values[nd->in[0]].shape, *sx = &m->values[nd->in[1]].shape;
+    const te_shape *so = &m->values[nd->out].shape;
+    int ax = 0;
+    te_status st = norm_axis(nd->axis, si->ndim, &ax, err);
+    if (st != TE_OK)
+        return st;
+    int ok = so->ndim == si->ndim - 1 + sx->ndim;
+    for (int d = 0; ok && d < so->ndim; d++) {
+        int64_t want = d < ax ? si->d[d] : d < ax + sx->ndim ? sx->d[d - ax] : si->d[d - sx->ndim + 1];
+        ok = so->d[d] == want;
+    }
+    if (!ok) {
+        char a[128], b[128];
+        return te_errf(err, TE_ESHAPE, "Gather: input %s does not give output %s", te_shape_str(si, a, sizeof a),
+                       te_shape_str(so, b, sizeof b));
+    }
+    int64_t outer = prod_range(si, 0, ax), dim = si->d[ax], inner = shape_numel_from(si, ax + 1);
+    int64_t ni = te_shape_numel(sx);
+    for (int64_t q = 0; q < ni; q++)
+        if (!(ix[q] >= 0 && ix[q] < (float)dim && ix[q] == floorf(ix[q])))
+            return te_errf(err, TE_EINVAL, "Gather: index %g out of range 0..%lld", (double)ix[q], (long long)dim - 1);
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t q = 0; q < ni; q++)
+            memcpy(y + (o * ni + q) * inner, x + (o * dim + (int64_t)ix[q]) * inner, (size_t)inner * sizeof(float));
+    return TE_OK;
+}
+
+/* Source coordinate of output position o along one axis (ONNX Resize). */
+static double resize_coord(int mode, double o, double scale, int64_t len_in, int64_t len_out)
+{
+    switch (mode) {
+    case TE_COORD_ASYMMETRIC: return o / scale;
+    case TE_COORD_ALIGN_CORNERS: return len_out > 1 ? o * (double)(len_in - 1) / (double)(len_out - 1) : 0.0;
+    case TE_COORD_PYTORCH_HALF_PIXEL: return len_out > 1 ? (o + 0.5) / scale - 0.5 : 0.0;
+    case TE_COORD_TF_HALF_PIXEL_FOR_NN: return (o + 0.5) / scale;
+    case TE_COORD_HALF_PIXEL_SYMMETRIC: {
+        double adj = (double)len_out / (scale * (double)len_in), center = (double)len_in / 2;
+        return center * (1 - adj) + (o + 0.5) / scale - 0.5;
+    }
+    default: return (o + 0.5) / scale - 0.5; /* half_pixel */
     }
 }
+
+static int64_t clamp_i(int64_t v, int64_t n)
+{
+    return v < 0 ? 0 : v >= n ? n - 1 : v;
+}
+
+static int64_t nearest_index(int mode, double x)
+{
+    double f = floor(x);
+    switch (mode) {
+    case TE_NEAREST_FLOOR: return (int64_t)f;
+    case TE_NEAREST_CEIL: return (int64_t)ceil(x);
+    case TE_NEAREST_ROUND_PREFER_CEIL: return (int64_t)(x - f == 0.5 ? f + 1 : floor(x + 0.5));
+    default: return (int64_t)(x - f == 0.5 ? f : floor(x + 0.5));
+    }
+}
+
+/* One axis of a separable resize: src [outer][n_in][inner] -> dst [outer][n_out][inner]. */
+static void resize_axis(const te_node *nd, double scale, const float *src, float *dst, int64_t outer, int64_t n_in,
+                        int64_t n_out, int64_t inner)
+{
+    int linear = nd->ints[0] == TE_RESIZE_LINEAR;
+    for (int64_t o = 0; o < n_out; o++) {
+        double c = resize_coord((int)nd->ints[1], (double)o, scale, n_in, n_out);
+        int64_t i0, i1;
+        float w = 0;
+        if (linear) {
+            double f = floor(c);
+            w = (float)(c - f);
+            i0 = clamp_i((int64_t)f, n_in);
+            i1 = clamp_i((int64_t)f + 1, n_in);
+        } else {
+            i0 = i1 = clamp_i(nearest_index((int)nd->ints[2], c), n_in);
+        }
+        for (int64_t b = 0; b < outer; b++) {
+            const float *a0 = src + (b * n_in + i0) * inner, *a1 = src + (b * n_in + i1) * inner;
+            float *d = dst + (b * n_out + o) * inner;
+            if (!linear || i0 == i1)
+                memcpy(d, a0, (size_t)inner * sizeof(float));
+            else
+                for (int64_t k = 0; k < inner; k++)
+                    d[k] = a0[k] + w * (a1[k] - a0[k]);
+        }
+    }
+}
+
+static te_status run_resize(const te_model *m, const te_node *nd, const float *x, const float *scales, float *y,
+                            te_err *err)
+{
+    const te_shape *si = &m->values[nd->in[0]].shape, *so = &m->values[nd->out].shape;
+    int r = si->ndim;
+    if (so->ndim != r || te_shape_numel(&m->values[nd->in[1]].shape) != r || nd->n_ints != 3 ||
+        nd->ints[0] < TE_RESIZE_NEAREST || nd->ints[0] > TE_RESIZE_LINEAR || nd->ints[1] < 0 ||
+        nd->ints[1] > TE_COORD_HALF_PIXEL_SYMMETRIC || nd->ints[2] < 0 || nd->ints[2] > TE_NEAREST_CEIL)
+        return te_errf(err, TE_EINVAL, "Resize: bad scales, modes or ranks");
+    for (int d = 0; d < r; d++)
+        if (!(scales[d] > 0) || (so->d[d] > 0 && si->d[d] == 0))
+            return te_errf(err, TE_EINVAL, "Resize: scale %g on axis %d", (double)scales[d], d);
+    /* axis by axis (nearest and n-linear are separable), ping-ponging through scratch */
+    te_shape cur = *si;
+    const float *src = x;
+    float *bufs[2] = {NULL, NULL};
+    int which = 0;
+    int64_t total = te_shape_numel(si);
+    for (int d = 0; d < r; d++) {
+        if (so->d[d] == si->d[d] && scales[d] == 1.0f)
+            continue;
+        te_shape nx = cur;
+        nx.d[d] = so->d[d];
+        int64_t n = te_shape_numel(&nx);
+        free(bufs[which]);
+        bufs[which] = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+        if (!bufs[which]) {
+            free(bufs[0]);
+            free(bufs[1]);
+            return te_errf(err, TE_ENOMEM, "Resize: out of memory");
+        }
+        resize_axis(nd, scales[d], src, bufs[which], prod_range(&cur, 0, d), cur.d[d], nx.d[d],
+                    shape_numel_from(&cur, d + 1));
+        src = bufs[which];
+        which ^= 1;
+        cur = nx;
+        total = n;
+    }
+    if (total != te_shape_numel(so)) {
+        free(bufs[0]);
+        free(bufs[1]);
+        return te_errf(err, TE_ESHAPE, "Resize: output size mismatch");
+    }
+    memmove(y, src, (size_t)total * sizeof(float));
+    free(bufs[0]);
+    free(bufs[1]);
+    return TE_OK;
+}
+
+static te_status run_matmul(const te_model *m, const te_node *nd, const float *a, const float *b, float *y,
+                            te_err *err)
+{
+    const te_shape *sa = &m->values[nd->in[0]].shape, *sb = &m->values[nd->in[1]].shape;
+    const te_shape *so = &m->values[nd->out].shape;
+    char p[128], q[128];
+    if (sa->ndim < 2 || sb->ndim < 2 || so->ndim < 2 || sa->d[sa->ndim - 1] != sb->d[sb->ndim - 2] ||
+        so->d[so->ndim - 2] != sa->d[sa->ndim - 2] || so->d[so->ndim - 1] != sb->d[sb->ndim - 1])
+        return te_errf(err, TE_ESHAPE, "MatMul: operands %s and %s do not multiply", te_shape_str(sa, p, sizeof p),
+                       te_shape_str(sb, q, sizeof q));
+    int64_t M = sa->d[sa->ndim - 2], K = sa->d[sa->ndim - 1], N = sb->d[sb->ndim - 1];
+    /* batch dims: broadcast in units of whole matrices */
+    te_shape ba = {sa->ndim - 2, {0}}, bb = {sb->ndim - 2, {0}}, bo = {so->ndim - 2, {0}};
+    memcpy(ba.d, sa->d, (size_t)ba.ndim * sizeof ba.d[0]);
+    memcpy(bb.d, sb->d, (size_t)bb.ndim * sizeof bb.d[0]);
+    memcpy(bo.d, so->d, (size_t)bo.ndim * sizeof bo.d[0]);
+    te_status st;
+    int64_t sta[TE_MAX_DIMS] = {0}, stb[TE_MAX_DIMS] = {0}, idx[TE_MAX_DIMS] = {0};
+    if (bo.ndim > 0 && ((st = check_bcast_shape(&ba, &bb, &bo, err)) != TE_OK ||
+                        (st = bcast_strides(&ba, &bo, sta, "first operand", err)) != TE_OK ||
+                        (st = bcast_strides(&bb, &bo, stb, "second operand", err)) != TE_OK))
+        return st;
+    int64_t nb = te_shape_numel(&bo), oa = 0, ob = 0;
+    for (int64_t t = 0; t < nb; t++) {
+        const float *A = a + oa * M * K, *B = b + ob * K * N;
+        float *Y = y + t * M * N;
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) {
+                double acc = 0;
+                for (int64_t k = 0; k < K; k++)
+                    acc += (double)A[i * K + k] * B[k * N + j];
+                Y[i * N + j] = (float)acc;
+            }
+        for (int d = bo.ndim - 1; d >= 0; d--) {
+            oa += sta[d];
+            ob += stb[d];
+            if (++idx[d] < bo.d[d])
+                break;
+            oa -= sta[d] * bo.d[d];
+            ob -= stb[d] * bo.d[d];
+            idx[d] = 0;
+        }
+    }
+    return TE_OK;
+}
+
+static te_status run_spread(const te_node *nd, const te_shape *si, const float *x, const te_shape *so, float *y,
+                            te_err *err)
+{
+    if (si->ndim != 4 || so->ndim != 4 || nd->n_ints != 4 || si->d[0] != so->d[0] || si->d[1] != so->d[1] ||
+        nd->ints[0] < 1 || nd->ints[1] < 1)
+        return te_errf(err, TE_EINVAL, "Spread: needs 4-D NCHW input and output and 4 ints");
+    int64_t sh = nd->ints[0], sw = nd->ints[1], ot = nd->ints[2], ol = nd->ints[3];
+    int64_t H = si->d[2], W = si->d[3], OH = so->d[2], OW = so->d[3], planes = si->d[0] * si->d[1];
+    memset(y, 0, (size_t)te_shape_numel(so) * sizeof(float));
+    for (int64_t p = 0; p < planes; p++)
+        for (int64_t i = 0; i < H; i++) {
+            int64_t oi = ot + i * sh;
+            if (oi < 0 || oi >= OH)
+                continue;
+            for (int64_t j = 0; j < W; j++) {
+                int64_t oj = ol + j * sw;
+                if (oj >= 0 && oj < OW)
+                    y[(p * OH + oi) * OW + oj] = x[(p * H + i) * W + j];
+            }
+        }
+    return TE_OK;
+}
+
+/* ---- dispatch ---------------------------------------------------------- */
 
 te_status te_op_run(const te_model *m, const te_node *node, const float *const *in, float *out, te_err *err)
 {
     if (!m || !node || !in || !out)
         return te_errf(err, TE_EINVAL, "te_op_run: NULL argument");
-    if (node->n_in < min_inputs(node->op))
-        return te_errf(err, TE_EINVAL, "%s needs %d inputs, node has %d", te_op_name(node->op),
-                       min_inputs(node->op), node->n_in);
+    const te_op_desc *desc = te_op_info(node->op);
+    if (!desc || node->op == TE_OP_INVALID)
+        return te_errf(err, TE_EUNSUPPORTED, "unsupported op %d", (int)node->op);
+    if (node->n_in < desc->min_in || node->n_in > desc->max_in)
+        return te_errf(err, TE_EINVAL, "%s needs %d to %d inputs, node has %d", desc->name, desc->min_in,
+                       desc->max_in, node->n_in);
     if (node->out < 0 || node->out >= m->n_values)
         return te_errf(err, TE_EINVAL, "output value id %d out of range", node->out);
     for (int k = 0; k < node->n_in; k++) {
@@ -699,7 +1003,34 @@ te_status te_op_run(const te_model *m, const te_node *node, const float *const *
     case TE_OP_LPNORM:
         return run_lpnorm(node, s0, x, so, out, err);
     case TE_OP_REDUCE_L2:
-        return run_reduce_l2(node, s0, x, so, out, err);
+    case TE_OP_REDUCE_MEAN:
+    case TE_OP_REDUCE_SUM:
+    case TE_OP_REDUCE_MAX:
+        return run_reduce(node, s0, x, so, out, err);
+    case TE_OP_ERF:
+    case TE_OP_EXP:
+        if ((st = same_numel(s0, so, err)) != TE_OK)
+            return st;
+        run_unary(node, x, out, te_shape_numel(so));
+        return TE_OK;
+    case TE_OP_POW: {
+        const te_shape *s1 = &m->values[node->in[1]].shape;
+        if ((st = check_bcast_shape(s0, s1, so, err)) != TE_OK)
+            return st;
+        return run_binary(node->op, s0, x, s1, in[1], so, out, err);
+    }
+    case TE_OP_LAYER_NORM:
+        return run_layer_norm(m, node, in, out, err);
+    case TE_OP_SLICE:
+        return run_slice(node, s0, x, so, out, err);
+    case TE_OP_GATHER:
+        return run_gather(m, node, x, in[1], out, err);
+    case TE_OP_RESIZE:
+        return run_resize(m, node, x, in[1], out, err);
+    case TE_OP_MATMUL:
+        return run_matmul(m, node, x, in[1], out, err);
+    case TE_OP_SPREAD:
+        return run_spread(node, s0, x, so, out, err);
     case TE_OP_TRANSPOSE:
         return run_transpose(node, s0, x, so, out, err);
     case TE_OP_LINEAR:

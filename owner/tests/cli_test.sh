@@ -13,10 +13,10 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 "$BIN" --help | grep -q "\-\-edge-b HOST:PORT\]" || fail "--help lacks provision --edge-b"
 
 # unsupported op: non-zero exit, op and node named, no output directory
-if "$BIN" compile "$DATA/unsupported.onnx" -o "$WORK/bad" 2>"$WORK/err" >/dev/null; then
+if "$BIN" compile "$DATA/unsupported_cos.onnx" -o "$WORK/bad" 2>"$WORK/err" >/dev/null; then
     fail "compile of an unsupported model succeeded"
 fi
-grep -q "^twinedge-owner: error: .*'Erf'.*'my_unsupported_node'" "$WORK/err" || fail "message: $(cat "$WORK/err")"
+grep -q "^twinedge-owner: error: .*'Cos'.*'my_unsupported_node'" "$WORK/err" || fail "message: $(cat "$WORK/err")"
 [ ! -e "$WORK/bad" ] || fail "output directory created on error"
 ls "$WORK" | grep -q "bad" && fail "temporary directory left behind"
 

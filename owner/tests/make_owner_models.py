@@ -249,10 +249,15 @@ def broken(out):
     nodes = [helper.make_node("Relu", ["x"], ["r"], name="ok_relu"),
              helper.make_node("Erf", ["r"], ["y"], name="my_unsupported_node")]
     graph = helper.make_graph(nodes, "unsupported", [vi("x", [1, 4])], [vi("y", [1, 4])])
-    save(out, "unsupported", graph, x, x)
-    # opset 9 is below the supported range
+    save(out, "unsupported", graph, x, x)  # Erf: supported since issue 12, kept for older checkouts
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="ok_relu"),
+             helper.make_node("Cos", ["r"], ["y"], name="my_unsupported_node")]
+    graph = helper.make_graph(nodes, "unsupported", [vi("x", [1, 4])], [vi("y", [1, 4])])
+    save(out, "unsupported_cos", graph, x, x)
+    # opset 9 was below the supported range before issue 12; 6 still is
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "old", [vi("x", [1, 4])], [vi("y", [1, 4])])
     save(out, "opset9", graph, x, np.maximum(x, 0), opset=9)
+    save(out, "opset6", graph, x, np.maximum(x, 0), opset=6)
     with open(os.path.join(out, "malformed.onnx"), "wb") as f:
         f.write(b"\x0a\xff\xff\xff\xff\x0f this is not a protobuf")
     with open(os.path.join(out, "conv_bn.onnx"), "rb") as f:

@@ -565,7 +565,7 @@ static void test_invalid_device_payloads(void **state)
     MUTATE(d->nodes[0]->inputs[0], -1, "input value id");
     MUTATE(d->nodes[0]->output, 100, "output value id");
     MUTATE(d->nodes[0]->n_inputs, 0, "input count");
-    MUTATE(d->nodes[4]->n_inputs, 1, "needs 2 inputs");
+    MUTATE(d->nodes[4]->n_inputs, 1, "needs 2 to 2 inputs");
     MUTATE(d->nodes[1]->n_kernel, 1, "kernel");
     {
         int64_t many[17] = {0};
