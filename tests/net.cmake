@@ -10,3 +10,13 @@ target_compile_definitions(test_net_hosts PRIVATE TE_HOST_BIN="$<TARGET_FILE:twi
                            TE_INFER_BIN="$<TARGET_FILE:twinedge-infer>")
 add_dependencies(test_net_hosts twinedge-host twinedge-infer twinedge-plugin-cpu)
 set_tests_properties(test_net_hosts PROPERTIES FIXTURES_REQUIRED testdata)
+
+# A fleet: 64 twinedge-infer processes at once against a default host pair,
+# twice; then an overloaded pair that refuses unserved and devices that retry.
+te_add_unit_test(test_fleet SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_fleet.c
+                 LIBS te_harness twinedge_device_net twinedge_owner_deploy twinedge_pki twinedge_proto_service
+                 twinedge_proto_health TIMEOUT 600)
+target_compile_definitions(test_fleet PRIVATE TE_HOST_BIN="$<TARGET_FILE:twinedge-host>"
+                           TE_INFER_BIN="$<TARGET_FILE:twinedge-infer>")
+add_dependencies(test_fleet twinedge-host twinedge-infer twinedge-plugin-cpu)
+set_tests_properties(test_fleet PROPERTIES FIXTURES_REQUIRED testdata)

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -139,4 +141,79 @@ te_model *fx_build_model(const char *name)
     te_err err;
     must(te_owner_build(onnx, access(calib, R_OK) == 0 ? calib : NULL, &opt, &m, &err), &err, onnx);
     return m;
+}
+
+void fx_host_spawn(fx_host *h, const char *bin, char role, const char *const *args, const char *portfile,
+                   const char *log)
+{
+    const char *argv[64];
+    int n = 0;
+    argv[n++] = bin;
+    for (int i = 0; args[i] && n < 63; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    unlink(portfile);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        FILE *f = freopen(log, "a", stderr);
+        (void)f;
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    h->pid = pid;
+    h->role = role;
+    for (int i = 0; i < 500; i++) {
+        FILE *f = fopen(portfile, "r");
+        if (f) {
+            int p = 0;
+            int ok = fscanf(f, "%d", &p) == 1;
+            fclose(f);
+            if (ok && p > 0) {
+                h->port = p;
+                snprintf(h->addr, sizeof h->addr, "127.0.0.1:%d", p);
+                return;
+            }
+        }
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            h->pid = 0;
+            fail_msg("twinedge-host %c exited during start-up (see %s)", role, log);
+        }
+        usleep(20000);
+    }
+    fail_msg("twinedge-host %c did not start (see %s)", role, log);
+}
+
+void fx_host_start(fx_host *h, const char *bin, const char *dir, const char *deploy, char role, const char *tag,
+                   int port, const char *peer, const char *const *extra)
+{
+    char listen[64], store[600], creds[700], portfile[600], log[600], r[2] = {role, 0};
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    snprintf(store, sizeof store, "%s/store-%c%s", dir, role, tag ? tag : "");
+    snprintf(creds, sizeof creds, "%s/hosts/%c", deploy, role);
+    snprintf(portfile, sizeof portfile, "%s/port-%c%s", dir, role, tag ? tag : "");
+    snprintf(log, sizeof log, "%s/host-%c%s.log", dir, role, tag ? tag : "");
+    const char *args[64] = {"--role", r, "--listen", listen, "--store", store, "--credentials", creds,
+                            "--port-file", portfile};
+    int n = 10;
+    if (peer && *peer) {
+        args[n++] = "--peer";
+        args[n++] = peer;
+    }
+    for (int i = 0; extra && extra[i] && n < 63; i++)
+        args[n++] = extra[i];
+    args[n] = NULL;
+    fx_host_spawn(h, bin, role, args, portfile, log);
+}
+
+int fx_host_stop(fx_host *h, int sig)
+{
+    if (h->pid <= 0)
+        return -1;
+    kill(h->pid, sig);
+    int status = 0;
+    waitpid(h->pid, &status, 0);
+    h->pid = 0;
+    return status;
 }

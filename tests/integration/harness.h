@@ -44,6 +44,30 @@ void fx_reference_fixed(te_fixture *f, const float *input, float *out);
 
 double fx_cosine(const float *a, const float *b, size_t n);
 
+/* ---- real twinedge-host processes on loopback (gRPC, mutual TLS) ---- */
+
+typedef struct fx_host {
+    int pid;
+    int port;
+    char role;
+    char addr[64];          /* "127.0.0.1:PORT" */
+} fx_host;
+
+/* Run `bin` with args (NULL-terminated, after argv[0]), stderr appended to
+ * log, and wait until it has written its bound port to portfile (which it
+ * must be told with --port-file).  Fails the cmocka test if it exits or
+ * does not start. */
+void fx_host_spawn(fx_host *h, const char *bin, char role, const char *const *args, const char *portfile,
+                   const char *log);
+/* A host with the usual flags: --role ROLE --listen 127.0.0.1:PORT (0: any)
+ * --store DIR/store-ROLE<tag> --credentials DEPLOY/hosts/ROLE, the port
+ * file and log DIR/host-ROLE<tag>.log, --peer PEER if set, then `extra`
+ * (NULL-terminated, may be NULL): otherwise the defaults a user gets. */
+void fx_host_start(fx_host *h, const char *bin, const char *dir, const char *deploy, char role, const char *tag,
+                   int port, const char *peer, const char *const *extra);
+/* SIGTERM (or sig) and wait; returns the wait status (-1: not running). */
+int fx_host_stop(fx_host *h, int sig);
+
 /* Compile $TE_TEST_DATA/NAME.onnx in memory (calibrated with NAME.calib.npy
  * when it exists), as the owner would; free with te_model_free.  Fails the
  * cmocka test on error. */

@@ -44,11 +44,7 @@
 #define MODEL "lenet5"
 #define TIMEOUT_MS 5000
 
-typedef struct hostproc {
-    pid_t pid;
-    int port;
-    char role;
-} hostproc;
+typedef fx_host hostproc;
 
 typedef struct world {
     char dir[256], deploy[300], device[300], device2[300], rogue[300], nocert[300];
@@ -94,52 +90,15 @@ static void host_start(world *w, hostproc *h, char role, int port)
                 store, creds, peer);
         fclose(cf);
     }
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        FILE *f = freopen(log, "a", stderr);
-        (void)f;
-        char r[2] = {role, 0};
-        if (role == 'a')
-            execl(TE_HOST_BIN, TE_HOST_BIN, "--config", conf, "--listen", listen, "--port-file", portfile, (char *)NULL);
-        else
-            execl(TE_HOST_BIN, TE_HOST_BIN, "--role", r, "--listen", listen, "--store", store, "--credentials", creds,
-                  "--port-file", portfile, (char *)NULL);
-        _exit(127);
-    }
-    h->pid = pid;
-    h->role = role;
-    for (int i = 0; i < 300; i++) {
-        FILE *f = fopen(portfile, "r");
-        if (f) {
-            int p = 0;
-            int ok = fscanf(f, "%d", &p) == 1;
-            fclose(f);
-            if (ok && p > 0) {
-                h->port = p;
-                snprintf(role == 'a' ? w->addr_a : w->addr_b, 64, "127.0.0.1:%d", p);
-                return;
-            }
-        }
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            fail_msg("twinedge-host %c exited during start-up (see %s)", role, log);
-        usleep(20000);
-    }
-    fail_msg("twinedge-host %c did not start (see %s)", role, log);
+    char r[2] = {role, 0};
+    const char *args_a[] = {"--config", conf, "--listen", listen, "--port-file", portfile, NULL};
+    const char *args_b[] = {"--role", r, "--listen", listen, "--store", store, "--credentials", creds,
+                            "--port-file", portfile, NULL};
+    fx_host_spawn(h, TE_HOST_BIN, role, role == 'a' ? args_a : args_b, portfile, log);
+    snprintf(role == 'a' ? w->addr_a : w->addr_b, 64, "%s", h->addr);
 }
 
-/* Stop with SIGTERM (or SIGKILL); returns the exit status. */
-static int host_stop(hostproc *h, int sig)
-{
-    if (h->pid <= 0)
-        return -1;
-    kill(h->pid, sig);
-    int status = 0;
-    waitpid(h->pid, &status, 0);
-    h->pid = 0;
-    return status;
-}
+static int host_stop(hostproc *h, int sig) { return fx_host_stop(h, sig); }
 
 static twinedge_device *open_device(const char *dir)
 {
