@@ -26,3 +26,21 @@ file(MAKE_DIRECTORY ${TE_OCL_EMPTY_ICD_DIR})
 add_test(NAME test_opencl_plugin_no_platform COMMAND test_opencl_plugin --no-platform)
 set_tests_properties(test_opencl_plugin_no_platform PROPERTIES ENVIRONMENT
   "TE_TEST_DATA=${TE_TEST_DATA};TWINEDGE_PLUGIN_DIR=${TE_PLUGIN_BUILD_DIR};OCL_ICD_VENDORS=${TE_OCL_EMPTY_ICD_DIR};OCL_ICD_FILENAMES=")
+
+# twinedge-bench on the OpenCL plugin: the kernels against CLBlast SGEMM on the
+# same device (and each exact path forced), and the quick suite with both
+# hosts on OpenCL, whose plaintext outsourcing now runs (run_f32): its JSON
+# must carry every ratio, latency_relay_over_plain_outsourcing included.
+if(TARGET twinedge-bench)
+  add_test(NAME bench_kernels_smoke_opencl
+           COMMAND ${CMAKE_COMMAND} -DBENCH=$<TARGET_FILE:twinedge-bench> -DMODELS=${TE_TEST_DATA} -DPLUGIN=opencl
+                   -DOUT=${CMAKE_CURRENT_BINARY_DIR}/bench_kernels_smoke_opencl.json
+                   -P ${PROJECT_SOURCE_DIR}/tools/bench/smoke.cmake)
+  add_test(NAME bench_suite_smoke_opencl
+           COMMAND ${CMAKE_COMMAND} -DBENCH=$<TARGET_FILE:twinedge-bench> -DMODELS=${TE_TEST_DATA} -DPLUGIN=opencl
+                   -DOUT=${CMAKE_CURRENT_BINARY_DIR}/bench_suite_smoke_opencl
+                   -P ${PROJECT_SOURCE_DIR}/tools/bench/suite_smoke.cmake)
+  set_tests_properties(bench_kernels_smoke_opencl bench_suite_smoke_opencl PROPERTIES
+    ENVIRONMENT "TE_TEST_DATA=${TE_TEST_DATA};TWINEDGE_PLUGIN_DIR=${TE_PLUGIN_BUILD_DIR}"
+    FIXTURES_REQUIRED testdata TIMEOUT 600 LABELS opencl)
+endif()

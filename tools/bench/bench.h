@@ -37,13 +37,18 @@ void te_add_bias(const te_layer *L, int64_t batch, float *y);
 /* "conv 3x227x227->96 k11/4" or "fc 9216->4096" */
 void layer_shape(const te_linear_geom *g, char *buf, size_t n);
 
-/* One loaded layer at one batch: float32 (te_f32, OpenBLAS with its current
- * thread count) against the blinded plugin run at the layer's ring width and,
- * when secure64_s is not NULL, at l = 64; alternating, after one warm-up,
- * medians of reps (1..101). */
+/* One loaded layer at one batch: float32 against the blinded plugin run at
+ * the layer's ring width and, when secure64_s is not NULL, at l = 64;
+ * alternating, after one warm-up, medians of reps (1..101).  The float32
+ * side is te_f32 (OpenBLAS with its current thread count) on this CPU, or
+ * with plain_on_plugin the plugin's run_f32 on its own device (OpenCL:
+ * CLBlast SGEMM), so both sides run on the same hardware. */
 te_status bench_layer_times(const te_plugin_ops *ops, te_plugin_ctx *ctx, te_plugin_layer *pl,
-                            const te_layer *L, int64_t batch, int reps, double *plain_s, double *secure_s,
-                            double *secure64_s, te_err *err);
+                            const te_layer *L, int64_t batch, int reps, int plain_on_plugin, double *plain_s,
+                            double *secure_s, double *secure64_s, te_err *err);
+/* The float32 baseline runs on the plugin's device (its run_f32) for every
+ * plugin but the CPU one, whose run_f32 is te_f32 itself. */
+int bench_plain_on_plugin(const te_plugin_ops *ops);
 
 /* The whole suite: twinedge-bench [--quick] [--json FILE] [--report DIR] ... */
 int bench_suite_main(int argc, char **argv);

@@ -1,8 +1,16 @@
 # ctest script (cmake -P): run `twinedge-bench kernels --quick` on the reduced
 # AlexNet and check that the JSON report exists and is complete.
 # Inputs: -DBENCH=<twinedge-bench> -DMODELS=<testdata dir> -DOUT=<json path>
+#         [-DPLUGIN=opencl: that plugin, its float32 baseline and --compare-paths]
 file(REMOVE ${OUT})
+set(extra "")
+set(path_keys "")
+if(PLUGIN)
+  set(extra --plugin ${PLUGIN} --compare-paths)
+  set(path_keys ulong_s dgemm_s ulong_l64_s dgemm_l64_s)
+endif()
 execute_process(COMMAND ${BENCH} kernels --quick --models-dir ${MODELS} --models alexnet --threads 2 --json ${OUT}
+                        ${extra}
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 message("${out}${err}")
 if(NOT rc EQUAL 0)
@@ -21,11 +29,17 @@ if(jerr OR n LESS 8)
   message(FATAL_ERROR "${OUT}: expected the 8 linear layers of AlexNet, found '${n}' ${jerr}")
 endif()
 foreach(i RANGE 0 7)
-  foreach(key plain_s secure_s secure_l64_s ratio ring_bits)
+  foreach(key plain_s secure_s secure_l64_s ratio ring_bits ${path_keys})
     string(JSON v ERROR_VARIABLE jerr GET "${json}" layers ${i} ${key})
     if(jerr OR NOT v GREATER 0)
       message(FATAL_ERROR "${OUT}: layer ${i} has no positive ${key} ('${v}')")
     endif()
   endforeach()
 endforeach()
+if(PLUGIN)
+  string(JSON base GET "${json}" plain_baseline)
+  if(NOT base MATCHES "CLBlast SGEMM")
+    message(FATAL_ERROR "${OUT}: the float32 baseline is '${base}', not CLBlast SGEMM on the plugin's device")
+  endif()
+endif()
 message("worst layer ratio: ${worst}")

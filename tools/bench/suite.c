@@ -889,7 +889,8 @@ static te_status kernels_model(const suite_opts *o, const te_model *m, model_fig
             layer_shape(&L->geom, R->shape, sizeof R->shape);
             R->batch = batches[bi];
             R->ring_bits = L->ring_bits;
-            st = bench_layer_times(ops, ctx, pl, L, R->batch, o->reps, &R->plain_s, &R->secure_s, NULL, err);
+            st = bench_layer_times(ops, ctx, pl, L, R->batch, o->reps, bench_plain_on_plugin(ops), &R->plain_s,
+                                   &R->secure_s, NULL, err);
             if (st == TE_OK) {
                 double r = R->secure_s / R->plain_s;
                 if (r > F->k_worst)
@@ -1494,8 +1495,11 @@ static int write_report(const suite_opts *o, const char *dir, const model_fig *F
     fprintf(f, "- machine: %s, %ld online CPUs; every figure below was measured in this one run (%s)\n", cpu,
             sysconf(_SC_NPROCESSORS_ONLN), date);
     fprintf(f, "- command: `%s`\n", cmdline);
-    fprintf(f, "- compute plugin on both hosts: %s%s; the kernels' float32 baseline is OpenBLAS SGEMM on this CPU\n",
-            o->plugin, n > 0 && !F[0].plain_ok ? " (it offers no float32 run: plaintext outsourcing not measured)" : "");
+    fprintf(f, "- compute plugin on both hosts: %s%s; the float32 baseline of the kernels and of plaintext "
+               "outsourcing is %s\n",
+            o->plugin, n > 0 && !F[0].plain_ok ? " (it offers no float32 run: plaintext outsourcing not measured)" : "",
+            strcmp(o->plugin, "cpu") == 0 ? "OpenBLAS SGEMM on this CPU" : "the plugin's run_f32 on its device "
+                                                                          "(OpenCL: CLBlast SGEMM)");
     fprintf(f, "- %s run: %d repetition%s per figure (median), hosts with %d compute thread%s each, "
                "cross-device batching window %d us, EdgeB precompute cache %d MiB%s\n",
             o->quick ? "quick" : "full", o->reps, o->reps == 1 ? "" : "s", o->threads, o->threads == 1 ? "" : "s",
@@ -1658,7 +1662,8 @@ static void suite_usage(FILE *f)
             "  --reps N             repetitions per figure, the median is reported (default 5, quick 1)\n"
             "  --threads N          compute threads per host and for OpenBLAS (default: online CPUs)\n"
             "  --plugin NAME        the hosts' compute plugin, also used for the kernel figures: cpu (default)\n"
-            "                       or opencl (its float32 baseline is the CPU's: opencl offers no run_f32)\n"
+            "                       or opencl (its float32 baselines, plaintext outsourcing and the kernels', are\n"
+            "                       CLBlast SGEMM on the same OpenCL device)\n"
             "  --clients N          concurrent devices in the throughput run (default 16; 0: skip)\n"
             "  --requests N         inferences per device in the throughput run (default 4, quick 1)\n"
             "  --batch-window-us N  the hosts' cross-device batching window (default 2000)\n"

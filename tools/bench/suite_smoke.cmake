@@ -2,9 +2,13 @@
 # then check the JSON contract (every ratio present and positive), the
 # per-mode figures, the markdown report and the PNG charts.
 # Inputs: -DBENCH=<twinedge-bench> -DMODELS=<testdata dir> -DOUT=<report dir>
+#         [-DPLUGIN=opencl: both hosts and the kernels on that plugin]
 file(REMOVE_RECURSE ${OUT})
+if(NOT PLUGIN)
+  set(PLUGIN cpu)
+endif()
 execute_process(COMMAND ${BENCH} --quick --models alexnet --models-dir ${MODELS} --threads 2 --clients 2
-                        --requests 2 --report ${OUT}
+                        --requests 2 --report ${OUT} --plugin ${PLUGIN}
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 message("${out}${err}")
 if(NOT rc EQUAL 0)

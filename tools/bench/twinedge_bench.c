@@ -1,9 +1,13 @@
 /* twinedge-bench: measured figures for the performance work.
  *
  *   kernels  every linear layer of the benchmark models at full size: the
- *            blinded layer on one host (CPU plugin run(), at the layer's
+ *            blinded layer on one host (the plugin's run(), at the layer's
  *            calibrated ring width and at l = 64) against the same layer in
- *            plain float32 (im2col + OpenBLAS sgemm), same thread count.
+ *            plain float32: im2col + OpenBLAS sgemm with the same thread
+ *            count for the CPU plugin, the plugin's own run_f32 on the same
+ *            device otherwise (OpenCL: CLBlast SGEMM).  --compare-paths
+ *            (OpenCL) also times both exact paths, ulong kernels and DGEMM
+ *            limbs, each forced.
  *   device   the device's CPU time for one private inference (hosts in this
  *            process, their time subtracted) against plaintext float32
  *            inference of the whole model on one core (OpenBLAS, 1 thread). */
@@ -60,6 +64,8 @@ typedef struct opts {
     const char *models[MAX_MODELS];
     int n_models;
     const char *plugin_config; /* extra plugin config, e.g. "kernel=portable" */
+    const char *plugin;        /* kernels: cpu (default) or opencl */
+    int compare_paths;         /* kernels --plugin opencl: also kernel=ulong and kernel=dgemm */
 } opts;
 
 int file_exists(const char *p)
@@ -99,6 +105,7 @@ typedef struct row {
     int ring_bits;
     double macs;
     double plain_s, secure_s, secure64_s;
+    double path_s[2][2]; /* --compare-paths: [ulong, dgemm][at l, at 64] */
 } row;
 
 static void fill_ring(uint64_t *x, int64_t n, unsigned l)
@@ -162,19 +169,41 @@ void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
-te_status bench_layer_times(const te_plugin_ops *ops, te_plugin_ctx *ctx, te_plugin_layer *pl, const te_layer *L,
-                            int64_t batch, int reps, double *plain_s, double *secure_s, double *secure64_s,
+/* The float32 baseline: te_f32 on this CPU (OpenBLAS), or the plugin's run_f32. */
+static te_status time_plain(const te_plugin_ops *ops, te_plugin_ctx *ctx, te_plugin_layer *pl, const te_layer *L,
+                            int on_plugin, int64_t batch, const float *xf, float *col, float *yf, double *t,
                             te_err *err)
+{
+    te_status st = TE_OK;
+    double t0 = te_clock_s(CLOCK_MONOTONIC);
+    if (on_plugin)
+        st = ops->run_f32(ctx, pl, (uint64_t)batch, xf, yf, err);
+    else
+        te_f32_layer(&L->geom, L->w_float, xf, batch, col, yf);
+    *t = te_clock_s(CLOCK_MONOTONIC) - t0;
+    return st;
+}
+
+/* bench_layer_times, plus n_extra other loaded copies of the layer (e.g. each
+ * OpenCL path forced) timed in the same alternation at l and at l = 64:
+ * extra_s[e][0], extra_s[e][1]. */
+static te_status bench_layer_times_ex(const te_plugin_ops *ops, te_plugin_ctx *ctx, te_plugin_layer *pl,
+                                      const te_layer *L, int64_t batch, int reps, int plain_on_plugin, int n_extra,
+                                      te_plugin_ctx *const *ectx, te_plugin_layer *const *epl, double *plain_s,
+                                      double *secure_s, double *secure64_s, double (*extra_s)[2], te_err *err)
 {
     const te_linear_geom *g = &L->geom;
     int64_t n_in = batch * te_geom_in_len(g), n_out = batch * te_geom_out_len(g);
     uint64_t *xin = malloc((size_t)n_in * sizeof *xin), *out = malloc((size_t)n_out * sizeof *out);
     uint64_t *xin64 = malloc((size_t)n_in * sizeof *xin64);
     float *xf = malloc((size_t)n_in * sizeof *xf), *yf = malloc((size_t)n_out * sizeof *yf);
-    float *col = malloc((size_t)te_f32_scratch_len(g, batch) * sizeof *col);
+    float *col = plain_on_plugin ? NULL : malloc((size_t)te_f32_scratch_len(g, batch) * sizeof *col);
     te_status st = TE_OK;
-    if (!xin || !xin64 || !out || !xf || !yf || !col || reps < 1 || reps > MAX_REPS)
+    if (!xin || !xin64 || !out || !xf || !yf || (!col && !plain_on_plugin) || reps < 1 || reps > MAX_REPS ||
+        n_extra < 0 || n_extra > 2)
         st = te_errf(err, TE_ENOMEM, "out of memory (or repetitions outside 1..%d)", MAX_REPS);
+    if (st == TE_OK && plain_on_plugin && !ops->run_f32)
+        st = te_errf(err, TE_EUNSUPPORTED, "the %s plugin offers no float32 run", ops->name);
     if (st == TE_OK) {
         uint64_t s = 99;
         for (int64_t i = 0; i < n_in; i++)
@@ -184,14 +213,13 @@ te_status bench_layer_times(const te_plugin_ops *ops, te_plugin_ctx *ctx, te_plu
     }
     /* The measurements alternate, so that load from elsewhere on the
      * machine affects them alike. */
-    double tp[MAX_REPS], tsc[MAX_REPS], ts64[MAX_REPS], t;
+    double tp[MAX_REPS], tsc[MAX_REPS], ts64[MAX_REPS], te[2][2][MAX_REPS], t;
     for (int r = -1; r < reps && st == TE_OK; r++) {
-        double t0 = te_clock_s(CLOCK_MONOTONIC);
-        te_f32_layer(g, L->w_float, xf, batch, col, yf);
-        t = te_clock_s(CLOCK_MONOTONIC) - t0;
+        st = time_plain(ops, ctx, pl, L, plain_on_plugin, batch, xf, col, yf, &t, err);
         if (r >= 0)
             tp[r] = t;
-        st = time_run(ops, ctx, pl, (unsigned)L->ring_bits, batch, xin, out, &t, err);
+        if (st == TE_OK)
+            st = time_run(ops, ctx, pl, (unsigned)L->ring_bits, batch, xin, out, &t, err);
         if (r >= 0)
             tsc[r] = t;
         if (st == TE_OK && secure64_s) {
@@ -199,31 +227,81 @@ te_status bench_layer_times(const te_plugin_ops *ops, te_plugin_ctx *ctx, te_plu
             if (r >= 0)
                 ts64[r] = t;
         }
+        for (int e = 0; e < n_extra && st == TE_OK; e++)
+            for (int w = 0; w < 2 && st == TE_OK; w++) {
+                st = time_run(ops, ectx[e], epl[e], w ? 64 : (unsigned)L->ring_bits, batch, w ? xin64 : xin, out,
+                              &t, err);
+                if (r >= 0)
+                    te[e][w][r] = t;
+            }
     }
     if (st == TE_OK) {
         *plain_s = median(tp, reps);
         *secure_s = median(tsc, reps);
         if (secure64_s)
             *secure64_s = median(ts64, reps);
+        for (int e = 0; e < n_extra; e++)
+            for (int w = 0; w < 2; w++)
+                extra_s[e][w] = median(te[e][w], reps);
     }
     free(xin), free(xin64), free(out), free(xf), free(yf), free(col);
     return st;
+}
+
+te_status bench_layer_times(const te_plugin_ops *ops, te_plugin_ctx *ctx, te_plugin_layer *pl, const te_layer *L,
+                            int64_t batch, int reps, int plain_on_plugin, double *plain_s, double *secure_s,
+                            double *secure64_s, te_err *err)
+{
+    return bench_layer_times_ex(ops, ctx, pl, L, batch, reps, plain_on_plugin, 0, NULL, NULL, plain_s, secure_s,
+                                secure64_s, NULL, err);
+}
+
+int bench_plain_on_plugin(const te_plugin_ops *ops)
+{
+    return strcmp(ops->name, "cpu") != 0;
 }
 
 static int cmd_kernels(const opts *o)
 {
     te_err err;
     te_err_clear(&err);
-    char cfg[256];
-    snprintf(cfg, sizeof cfg, "threads=%d%s%s", o->threads, o->plugin_config ? ";" : "",
-             o->plugin_config ? o->plugin_config : "");
-    te_plugin *plugin = NULL;
-    if (te_plugin_open("cpu", cfg, &plugin, &err) != TE_OK) {
+    int is_cpu = strcmp(o->plugin, "cpu") == 0;
+    const char *extra = o->plugin_config ? o->plugin_config : "";
+    char cfg[512];
+    if (is_cpu) /* threads=N is the CPU plugin's key */
+        snprintf(cfg, sizeof cfg, "threads=%d%s%s", o->threads, *extra ? ";" : "", extra);
+    else
+        snprintf(cfg, sizeof cfg, "%s", extra);
+    if (o->compare_paths && strcmp(o->plugin, "opencl") != 0) {
+        fprintf(stderr, "twinedge-bench: --compare-paths needs --plugin opencl\n");
+        return 2;
+    }
+    te_plugin *plugin = NULL, *path_plugin[2] = { NULL, NULL };
+    te_plugin_ctx *path_ctx[2] = { NULL, NULL };
+    static const char *const path_name[2] = { "ulong", "dgemm" };
+    if (te_plugin_open(o->plugin, cfg, &plugin, &err) != TE_OK) {
         fprintf(stderr, "twinedge-bench: error: %s\n", err.msg);
         return 1;
     }
     const te_plugin_ops *ops = te_plugin_get_ops(plugin);
     te_plugin_ctx *ctx = te_plugin_get_ctx(plugin);
+    int n_paths = o->compare_paths ? 2 : 0;
+    for (int p = 0; p < n_paths; p++) {
+        char pcfg[600];
+        snprintf(pcfg, sizeof pcfg, "%s%skernel=%s", extra, *extra ? ";" : "", path_name[p]);
+        if (te_plugin_open(o->plugin, pcfg, &path_plugin[p], &err) != TE_OK) {
+            fprintf(stderr, "twinedge-bench: error: %s: %s\n", pcfg, err.msg);
+            te_plugin_close(path_plugin[0]);
+            te_plugin_close(plugin);
+            return 1;
+        }
+        path_ctx[p] = te_plugin_get_ctx(path_plugin[p]);
+    }
+    int on_plugin = bench_plain_on_plugin(ops);
+    te_plugin_caps caps;
+    if (ops->caps(ctx, &caps, &err) != TE_OK)
+        snprintf(caps.device_name, sizeof caps.device_name, "?");
+    const char *baseline = on_plugin ? "CLBlast SGEMM on the plugin's device (run_f32)" : "OpenBLAS SGEMM on this CPU";
     openblas_set_num_threads(o->threads);
 
     static const int64_t batches_full[] = { 1, 16 }, batches_quick[] = { 1 };
@@ -233,10 +311,13 @@ static int cmd_kernels(const opts *o)
     int n_rows = 0, cap = 0, rc = 1;
     char cpu[256];
     cpu_model(cpu, sizeof cpu);
-    printf("twinedge-bench kernels: %s, %d thread%s (CPU plugin and OpenBLAS), median of %d\n", cpu, o->threads,
-           o->threads == 1 ? "" : "s", o->reps);
-    printf("%-9s %-34s %-30s %5s %4s %10s %10s %10s %7s %7s\n", "model", "layer", "shape", "batch", "l",
+    printf("twinedge-bench kernels: %s, %d thread%s, %s plugin on %s; float32: %s; median of %d\n", cpu, o->threads,
+           o->threads == 1 ? "" : "s", o->plugin, caps.device_name, baseline, o->reps);
+    printf("%-9s %-34s %-30s %5s %4s %10s %10s %10s %7s %7s", "model", "layer", "shape", "batch", "l",
            "plain ms", "secure ms", "l=64 ms", "ratio", "r64");
+    if (n_paths)
+        printf(" %10s %10s %10s %10s", "ulong ms", "dgemm ms", "ulong64 ms", "dgemm64 ms");
+    printf("\n");
 
     for (int mi = 0; mi < o->n_models; mi++) {
         te_model *m = NULL;
@@ -247,12 +328,22 @@ static int cmd_kernels(const opts *o)
         for (int li = 0; li < m->n_layers; li++) {
             const te_layer *L = &m->layers[li];
             te_linear_geom g = L->geom;
-            te_plugin_layer *pl = NULL;
+            te_plugin_layer *pl = NULL, *ppl[2] = { NULL, NULL };
             if (ops->load_layer(ctx, &g, L->w, &pl, &err) != TE_OK) {
                 fprintf(stderr, "twinedge-bench: error: loading %s: %s\n", L->name, err.msg);
                 te_model_free(m);
                 goto out;
             }
+            for (int p = 0; p < n_paths; p++)
+                if (ops->load_layer(path_ctx[p], &g, L->w, &ppl[p], &err) != TE_OK) {
+                    fprintf(stderr, "twinedge-bench: error: loading %s with kernel=%s: %s\n", L->name, path_name[p],
+                            err.msg);
+                    for (int q = 0; q < p; q++)
+                        ops->release_layer(path_ctx[q], ppl[q]);
+                    ops->release_layer(ctx, pl);
+                    te_model_free(m);
+                    goto out;
+                }
             for (int bi = 0; bi < n_batches; bi++) {
                 int64_t batch = batches[bi];
                 if (n_rows == cap) {
@@ -265,6 +356,8 @@ static int cmd_kernels(const opts *o)
                 }
                 if (n_rows == cap) {
                     fprintf(stderr, "twinedge-bench: error: out of memory\n");
+                    for (int p = 0; p < n_paths; p++)
+                        ops->release_layer(path_ctx[p], ppl[p]);
                     ops->release_layer(ctx, pl);
                     te_model_free(m);
                     goto out;
@@ -277,20 +370,28 @@ static int cmd_kernels(const opts *o)
                 R->batch = batch;
                 R->ring_bits = L->ring_bits;
                 R->macs = (double)te_geom_macs(&g) * (double)batch;
-                te_status st = bench_layer_times(ops, ctx, pl, L, batch, o->reps, &R->plain_s, &R->secure_s,
-                                                 &R->secure64_s, &err);
+                te_status st = bench_layer_times_ex(ops, ctx, pl, L, batch, o->reps, on_plugin, n_paths, path_ctx,
+                                                    ppl, &R->plain_s, &R->secure_s, &R->secure64_s, R->path_s, &err);
                 if (st != TE_OK) {
                     fprintf(stderr, "twinedge-bench: error: running %s: %s\n", R->layer, err.msg);
+                    for (int p = 0; p < n_paths; p++)
+                        ops->release_layer(path_ctx[p], ppl[p]);
                     ops->release_layer(ctx, pl);
                     te_model_free(m);
                     goto out;
                 }
                 n_rows++;
-                printf("%-9s %-34.34s %-30.30s %5lld %4d %10.3f %10.3f %10.3f %7.2f %7.2f\n", R->model, R->layer,
+                printf("%-9s %-34.34s %-30.30s %5lld %4d %10.3f %10.3f %10.3f %7.2f %7.2f", R->model, R->layer,
                        R->shape, (long long)batch, R->ring_bits, R->plain_s * 1e3, R->secure_s * 1e3,
                        R->secure64_s * 1e3, R->secure_s / R->plain_s, R->secure64_s / R->plain_s);
+                if (n_paths)
+                    printf(" %10.3f %10.3f %10.3f %10.3f", R->path_s[0][0] * 1e3, R->path_s[1][0] * 1e3,
+                           R->path_s[0][1] * 1e3, R->path_s[1][1] * 1e3);
+                printf("\n");
                 fflush(stdout);
             }
+            for (int p = 0; p < n_paths; p++)
+                ops->release_layer(path_ctx[p], ppl[p]);
             ops->release_layer(ctx, pl);
         }
         te_model_free(m);
@@ -324,6 +425,14 @@ static int cmd_kernels(const opts *o)
         }
         fprintf(f, "{\n  \"benchmark\": \"kernels\",\n  \"cpu\": ");
         json_str(f, cpu);
+        fprintf(f, ",\n  \"plugin\": ");
+        json_str(f, o->plugin);
+        fprintf(f, ",\n  \"plugin_config\": ");
+        json_str(f, extra);
+        fprintf(f, ",\n  \"device\": ");
+        json_str(f, caps.device_name);
+        fprintf(f, ",\n  \"plain_baseline\": ");
+        json_str(f, baseline);
         fprintf(f, ",\n  \"threads\": %d,\n  \"repetitions\": %d,\n  \"quick\": %s,\n  \"layers\": [\n", o->threads,
                 o->reps, o->quick ? "true" : "false");
         for (int i = 0; i < n_rows; i++) {
@@ -336,9 +445,18 @@ static int cmd_kernels(const opts *o)
             json_str(f, R->shape);
             fprintf(f,
                     ", \"batch\": %lld, \"ring_bits\": %d, \"macs\": %.0f, \"plain_s\": %.9f, \"secure_s\": %.9f, "
-                    "\"secure_l64_s\": %.9f, \"ratio\": %.4f, \"ratio_l64\": %.4f}%s\n",
+                    "\"secure_l64_s\": %.9f, \"ratio\": %.4f, \"ratio_l64\": %.4f",
                     (long long)R->batch, R->ring_bits, R->macs, R->plain_s, R->secure_s, R->secure64_s,
-                    R->secure_s / R->plain_s, R->secure64_s / R->plain_s, i + 1 < n_rows ? "," : "");
+                    R->secure_s / R->plain_s, R->secure64_s / R->plain_s);
+            if (n_paths) /* each exact path forced; absent without --compare-paths */
+                fprintf(f,
+                        ", \"ulong_s\": %.9f, \"dgemm_s\": %.9f, \"ulong_l64_s\": %.9f, \"dgemm_l64_s\": %.9f, "
+                        "\"ulong_ratio\": %.4f, \"dgemm_ratio\": %.4f, \"dgemm_over_ulong\": %.4f, "
+                        "\"dgemm_over_ulong_l64\": %.4f",
+                        R->path_s[0][0], R->path_s[1][0], R->path_s[0][1], R->path_s[1][1],
+                        R->path_s[0][0] / R->plain_s, R->path_s[1][0] / R->plain_s,
+                        R->path_s[1][0] / R->path_s[0][0], R->path_s[1][1] / R->path_s[0][1]);
+            fprintf(f, "}%s\n", i + 1 < n_rows ? "," : "");
         }
         fprintf(f,
                 "  ],\n  \"total_plain_s\": %.9f,\n  \"total_secure_s\": %.9f,\n  \"total_secure_l64_s\": %.9f,\n"
@@ -354,6 +472,8 @@ static int cmd_kernels(const opts *o)
     rc = 0;
 out:
     free(rows);
+    for (int p = 0; p < 2; p++)
+        te_plugin_close(path_plugin[p]);
     te_plugin_close(plugin);
     return rc;
 }
@@ -592,7 +712,12 @@ static void usage(FILE *f)
                "  --models A,B,...   models (default: kernels alexnet,resnet18; device alexnet,facenet)\n"
                "  --reps N           repetitions per measurement, the median is reported (default 5, quick 1)\n"
                "  --threads N        threads of the CPU plugin and OpenBLAS (default: online CPUs)\n"
-               "  --plugin-config S  extra CPU plugin configuration, e.g. kernel=portable\n"
+               "  --plugin NAME      kernels: the plugin, cpu (default) or opencl; its float32 baseline then runs\n"
+               "                     on the same device (OpenCL: CLBlast SGEMM)\n"
+               "  --plugin-config S  extra plugin configuration, e.g. kernel=portable (cpu) or\n"
+               "                     platform=nvidia;kernel=auto (opencl)\n"
+               "  --compare-paths    kernels --plugin opencl: also time each exact path forced\n"
+               "                     (kernel=ulong and kernel=dgemm) beside the float32 baseline\n"
                "  --quick            batch 1 only, one repetition (smoke test)\n"
                "  --json FILE        write the figures as JSON\n");
 }
@@ -625,6 +750,7 @@ int main(int argc, char **argv)
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     o.threads = ncpu < 1 ? 1 : (int)ncpu;
     o.reps = -1;
+    o.plugin = "cpu";
     char default_models[64], *models_arg = NULL;
     snprintf(default_models, sizeof default_models, "%s", is_kernels ? "alexnet,resnet18" : "alexnet,facenet");
     static char dir_buf[4096];
@@ -632,12 +758,13 @@ int main(int argc, char **argv)
     snprintf(dir_buf, sizeof dir_buf, "%s/full", td && *td ? td : "testdata");
     o.models_dir = dir_buf;
 
-    enum { O_JSON = 256, O_DIR, O_MODELS, O_REPS, O_THREADS, O_QUICK, O_PCFG };
+    enum { O_JSON = 256, O_DIR, O_MODELS, O_REPS, O_THREADS, O_QUICK, O_PCFG, O_PLUGIN, O_PATHS };
     static const struct option lopts[] = {
         { "json", required_argument, NULL, O_JSON },       { "models-dir", required_argument, NULL, O_DIR },
         { "models", required_argument, NULL, O_MODELS },   { "reps", required_argument, NULL, O_REPS },
         { "threads", required_argument, NULL, O_THREADS }, { "quick", no_argument, NULL, O_QUICK },
         { "plugin-config", required_argument, NULL, O_PCFG }, { "help", no_argument, NULL, 'h' },
+        { "plugin", required_argument, NULL, O_PLUGIN },   { "compare-paths", no_argument, NULL, O_PATHS },
         { NULL, 0, NULL, 0 }
     };
     int c;
@@ -663,6 +790,8 @@ int main(int argc, char **argv)
             break;
         case O_QUICK: o.quick = 1; break;
         case O_PCFG: o.plugin_config = optarg; break;
+        case O_PLUGIN: o.plugin = optarg; break;
+        case O_PATHS: o.compare_paths = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
