@@ -685,7 +685,11 @@ static te_status run_slice(const te_node *nd, const te_shape *si, const float *x
     }
     for (int d = 0; d < r; d++) {
         int64_t start = nd->ints[2 * d], step = nd->ints[2 * d + 1];
-        /* the first and last element read must lie inside the input */
+        /* the first and last element read must lie inside the input (a step
+         * of the input's size or more reads one element at most: checked
+         * first, so the products below cannot overflow) */
+        if (so->d[d] > 1 && (step <= -si->d[d] || step >= si->d[d]))
+            return te_errf(err, TE_EINVAL, "Slice: axis %d steps out of the input", d);
         if (so->d[d] > 0 && (start < 0 || start >= si->d[d] || start + (so->d[d] - 1) * step < 0 ||
                              start + (so->d[d] - 1) * step >= si->d[d]))
             return te_errf(err, TE_EINVAL, "Slice: axis %d reads outside the input", d);
@@ -783,6 +787,8 @@ static void resize_axis(const te_node *nd, double scale, const float *src, float
     int linear = nd->ints[0] == TE_RESIZE_LINEAR;
     for (int64_t o = 0; o < n_out; o++) {
         double c = resize_coord((int)nd->ints[1], (double)o, scale, n_in, n_out);
+        /* outside [-1, n_in] every index clamps the same way; keeps the casts defined */
+        c = c < -1.0 ? -1.0 : c > (double)n_in ? (double)n_in : c;
         int64_t i0, i1;
         float w = 0;
         if (linear) {
@@ -903,9 +909,11 @@ static te_status run_matmul(const te_model *m, const te_node *nd, const float *a
 static te_status run_spread(const te_node *nd, const te_shape *si, const float *x, const te_shape *so, float *y,
                             te_err *err)
 {
+    const int64_t lim = (int64_t)1 << 31; /* bounds the index arithmetic below */
     if (si->ndim != 4 || so->ndim != 4 || nd->n_ints != 4 || si->d[0] != so->d[0] || si->d[1] != so->d[1] ||
-        nd->ints[0] < 1 || nd->ints[1] < 1)
-        return te_errf(err, TE_EINVAL, "Spread: needs 4-D NCHW input and output and 4 ints");
+        nd->ints[0] < 1 || nd->ints[1] < 1 || nd->ints[0] > lim || nd->ints[1] > lim || nd->ints[2] < -lim ||
+        nd->ints[2] > lim || nd->ints[3] < -lim || nd->ints[3] > lim || si->d[2] > lim || si->d[3] > lim)
+        return te_errf(err, TE_EINVAL, "Spread: needs 4-D NCHW input and output and 4 ints in range");
     int64_t sh = nd->ints[0], sw = nd->ints[1], ot = nd->ints[2], ol = nd->ints[3];
     int64_t H = si->d[2], W = si->d[3], OH = so->d[2], OW = so->d[3], planes = si->d[0] * si->d[1];
     memset(y, 0, (size_t)te_shape_numel(so) * sizeof(float));

@@ -267,12 +267,138 @@ static void test_errors(void **state)
         assert_true(y[i] == 0.0f);
 }
 
+/* Issue 12's device ops by hand: values, and parameters a forged bundle
+ * could carry refused without reading outside any buffer. */
+static void test_new_ops_by_hand(void **state)
+{
+    (void)state;
+    te_value v[4];
+    memset(v, 0, sizeof v);
+    te_model m = {.values = v, .n_values = 4};
+    int ids[3] = {0, 1, 2};
+    te_err err = {0};
+    float x[6] = {1, 2, 3, 4, 5, 6}, y[64];
+    const float *in[3] = {x, NULL, NULL};
+
+    /* Spread: 1x1x2x3 into 1x1x4x6 with stride 2, offset (1, 0) */
+    set_shape(&v[0].shape, 4, (int64_t[]){1, 1, 2, 3});
+    set_shape(&v[1].shape, 4, (int64_t[]){1, 1, 4, 6});
+    int64_t sp[4] = {2, 2, 1, 0};
+    te_node spread = {.op = TE_OP_SPREAD, .n_in = 1, .in = ids, .out = 1, .ints = sp, .n_ints = 4};
+    assert_int_equal(te_op_run(&m, &spread, in, y, &err), TE_OK);
+    float want_sp[24] = {0, 0, 0, 0, 0, 0, 1, 0, 2, 0, 3, 0, 0, 0, 0, 0, 0, 0, 4, 0, 5, 0, 6, 0};
+    assert_memory_equal(y, want_sp, sizeof want_sp);
+    sp[2] = -1; /* the first row falls outside: dropped */
+    assert_int_equal(te_op_run(&m, &spread, in, y, &err), TE_OK);
+    assert_true(y[0 * 6 + 0] == 0 && y[1 * 6 + 0] == 4);
+    sp[2] = INT64_MIN;
+    assert_int_equal(te_op_run(&m, &spread, in, y, &err), TE_EINVAL);
+    sp[2] = 0;
+    sp[0] = 0;
+    assert_int_equal(te_op_run(&m, &spread, in, y, &err), TE_EINVAL);
+
+    /* Slice: [2,3] -> rows 1..0 step -1, columns 2, 0 (step -2) */
+    set_shape(&v[0].shape, 2, (int64_t[]){2, 3});
+    set_shape(&v[1].shape, 2, (int64_t[]){2, 2});
+    int64_t sl[4] = {1, -1, 2, -2};
+    te_node slice = {.op = TE_OP_SLICE, .n_in = 1, .in = ids, .out = 1, .ints = sl, .n_ints = 4};
+    assert_int_equal(te_op_run(&m, &slice, in, y, &err), TE_OK);
+    float want_sl[4] = {6, 4, 3, 1};
+    assert_memory_equal(y, want_sl, sizeof want_sl);
+    sl[3] = INT64_MAX; /* a step that leaves the input */
+    assert_int_equal(te_op_run(&m, &slice, in, y, &err), TE_EINVAL);
+    sl[3] = -2;
+    sl[0] = 2; /* a start outside */
+    assert_int_equal(te_op_run(&m, &slice, in, y, &err), TE_EINVAL);
+
+    /* Gather along axis 1 with indices [2, 0]; an index out of range is refused */
+    float idx[2] = {2, 0};
+    in[1] = idx;
+    set_shape(&v[1].shape, 1, (int64_t[]){2});
+    set_shape(&v[2].shape, 2, (int64_t[]){2, 2});
+    te_node gather = {.op = TE_OP_GATHER, .n_in = 2, .in = ids, .out = 2, .axis = 1};
+    assert_int_equal(te_op_run(&m, &gather, in, y, &err), TE_OK);
+    float want_g[4] = {3, 1, 6, 4};
+    assert_memory_equal(y, want_g, sizeof want_g);
+    idx[0] = 3;
+    assert_int_equal(te_op_run(&m, &gather, in, y, &err), TE_EINVAL);
+    idx[0] = 0.5f;
+    assert_int_equal(te_op_run(&m, &gather, in, y, &err), TE_EINVAL);
+
+    /* MatMul [2,3] x [3,2] */
+    float b[6] = {1, 0, 0, 1, 1, 1};
+    in[1] = b;
+    set_shape(&v[1].shape, 2, (int64_t[]){3, 2});
+    te_node mm = {.op = TE_OP_MATMUL, .n_in = 2, .in = ids, .out = 2};
+    assert_int_equal(te_op_run(&m, &mm, in, y, &err), TE_OK);
+    float want_mm[4] = {4, 5, 10, 11};
+    assert_memory_equal(y, want_mm, sizeof want_mm);
+    set_shape(&v[1].shape, 2, (int64_t[]){2, 3});
+    assert_int_equal(te_op_run(&m, &mm, in, y, &err), TE_ESHAPE);
+
+    /* Resize 1x1x2x3 -> 1x1x4x6, x2: nearest/asymmetric/floor repeats, linear/align_corners interpolates */
+    float sc[4] = {1, 1, 2, 2};
+    in[1] = sc;
+    set_shape(&v[0].shape, 4, (int64_t[]){1, 1, 2, 3});
+    set_shape(&v[1].shape, 1, (int64_t[]){4});
+    set_shape(&v[2].shape, 4, (int64_t[]){1, 1, 4, 6});
+    int64_t rz[3] = {TE_RESIZE_NEAREST, TE_COORD_ASYMMETRIC, TE_NEAREST_FLOOR};
+    te_node resize = {.op = TE_OP_RESIZE, .n_in = 2, .in = ids, .out = 2, .ints = rz, .n_ints = 3};
+    assert_int_equal(te_op_run(&m, &resize, in, y, &err), TE_OK);
+    assert_true(y[0] == 1 && y[1] == 1 && y[2] == 2 && y[5] == 3 && y[6] == 1 && y[12] == 4 && y[23] == 6);
+    rz[0] = TE_RESIZE_LINEAR;
+    rz[1] = TE_COORD_ALIGN_CORNERS;
+    assert_int_equal(te_op_run(&m, &resize, in, y, &err), TE_OK);
+    assert_float_equal(y[0], 1, 1e-6);
+    assert_float_equal(y[1], 1.4f, 1e-6); /* x = 1 * 2/5 */
+    assert_float_equal(y[5], 3, 1e-6);
+    assert_float_equal(y[6], 2, 1e-6);    /* row 1 of 4: y = 1/3, (1 + 3) * 2/3 + ... */
+    assert_float_equal(y[23], 6, 1e-6);
+    sc[3] = 1e-30f; /* absurd scales clamp, they do not overflow */
+    rz[1] = TE_COORD_ASYMMETRIC;
+    assert_int_equal(te_op_run(&m, &resize, in, y, &err), TE_OK);
+    sc[3] = -1;
+    assert_int_equal(te_op_run(&m, &resize, in, y, &err), TE_EINVAL);
+    sc[3] = 2;
+    rz[1] = 99;
+    assert_int_equal(te_op_run(&m, &resize, in, y, &err), TE_EINVAL);
+
+    /* LayerNormalization over the last axis of [2,3], scale 2, bias 1 */
+    float s3[3] = {2, 2, 2}, b3[3] = {1, 1, 1};
+    in[1] = s3;
+    in[2] = b3;
+    set_shape(&v[0].shape, 2, (int64_t[]){2, 3});
+    set_shape(&v[1].shape, 1, (int64_t[]){3});
+    set_shape(&v[2].shape, 1, (int64_t[]){3});
+    set_shape(&v[3].shape, 2, (int64_t[]){2, 3});
+    te_node ln = {.op = TE_OP_LAYER_NORM, .n_in = 3, .in = ids, .out = 3, .axis = 1, .alpha = 0};
+    assert_int_equal(te_op_run(&m, &ln, in, y, &err), TE_OK);
+    assert_float_equal(y[0], 1 - 2 * sqrtf(1.5f), 1e-5);
+    assert_float_equal(y[1], 1, 1e-6);
+    assert_float_equal(y[5], 1 + 2 * sqrtf(1.5f), 1e-5);
+    ln.axis = 2;
+    assert_int_equal(te_op_run(&m, &ln, in, y, &err), TE_EINVAL);
+    ln.n_in = 4; /* more inputs than the op takes */
+    assert_int_equal(te_op_run(&m, &ln, in, y, &err), TE_EINVAL);
+
+    /* ReduceMean / ReduceMax over axis 1 of [2,3] */
+    int64_t ax[1] = {1};
+    set_shape(&v[1].shape, 2, (int64_t[]){2, 1});
+    te_node rm = {.op = TE_OP_REDUCE_MEAN, .n_in = 1, .in = ids, .out = 1, .ints = ax, .n_ints = 1, .keepdims = 1};
+    assert_int_equal(te_op_run(&m, &rm, in, y, &err), TE_OK);
+    assert_true(y[0] == 2 && y[1] == 5);
+    rm.op = TE_OP_REDUCE_MAX;
+    assert_int_equal(te_op_run(&m, &rm, in, y, &err), TE_OK);
+    assert_true(y[0] == 3 && y[1] == 6);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reference_vectors),
         cmocka_unit_test(test_avgpool_ceil_by_hand),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_new_ops_by_hand),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
