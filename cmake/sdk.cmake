@@ -24,7 +24,11 @@ install(FILES ${CMAKE_BINARY_DIR}/twinedgeConfig.cmake ${CMAKE_BINARY_DIR}/twine
 # can be moved (cmake --install --prefix DIR works as is).
 file(TO_CMAKE_PATH "${CMAKE_INSTALL_LIBDIR}/pkgconfig" TE_PC_REL)
 string(REGEX REPLACE "[^/]+" ".." TE_PC_UP "${TE_PC_REL}")
-foreach(pc twinedge-device twinedge-plugin)
+set(TE_PCS twinedge-device)
+if(NOT TWINEDGE_DEVICE_ONLY)
+  list(APPEND TE_PCS twinedge-plugin)
+endif()
+foreach(pc ${TE_PCS})
   configure_file(${CMAKE_CURRENT_LIST_DIR}/${pc}.pc.in ${CMAKE_BINARY_DIR}/${pc}.pc @ONLY)
   install(FILES ${CMAKE_BINARY_DIR}/${pc}.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 endforeach()

@@ -13,6 +13,8 @@ PKGS=(
   gnuplot-nox iproute2
   # operating the hosts: metrics, sd_notify, the deploy/ checks
   libmicrohttpd-dev libsystemd-dev libcjson-dev systemd prometheus python3-yaml
+  # cross builds of the device side (scripts/cross-build.sh, tests/cross) and clang's Release build in CI
+  gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross libc6-dev-armhf-cross qemu-user clang
 )
 # kubectl with kustomize renders deploy/k8s in the tests; Debian's
 # kubernetes-client conflicts with a kubectl installed otherwise
