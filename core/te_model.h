@@ -72,6 +72,7 @@ typedef enum te_op {
     TE_OP_SPREAD = 38,       /* ints = stride_h, stride_w, off_t, off_l: 4-D zero insertion,
                               * out[n][c][off_t + i*stride_h][off_l + j*stride_w] = in[n][c][i][j]
                               * where inside the output, zero elsewhere (ConvTranspose's input) */
+    TE_OP_SOFTPLUS = 39,     /* log(1 + exp(x)) */
     TE_OP_COUNT_
 } te_op;
 

@@ -1920,7 +1920,7 @@ static te_status op_reduce(imp *I, onode *n, te_op op)
 typedef enum ew_code {
     EW_ADD, EW_SUB, EW_MUL, EW_DIV, EW_POW, EW_MOD, EW_MIN, EW_MAX, EW_EQUAL, EW_LESS, EW_LESS_EQ, EW_GREATER,
     EW_GREATER_EQ, EW_AND, EW_OR, EW_XOR, EW_WHERE, EW_NOT, EW_NEG, EW_ABS, EW_FLOOR, EW_CEIL, EW_SQRT, EW_RELU,
-    EW_EXP, EW_LOG, EW_RECIP, EW_SIGMOID, EW_TANH, EW_ERF, EW_SIGN, EW_ROUND, EW_IDENT
+    EW_EXP, EW_LOG, EW_RECIP, EW_SIGMOID, EW_TANH, EW_ERF, EW_SIGN, EW_ROUND, EW_IDENT, EW_SOFTPLUS
 } ew_code;
 
 /* comparisons and logic give booleans (stored as integers) */
@@ -1965,6 +1965,7 @@ static double ew_f(ew_code c, double a, double b, double d)
     case EW_SIGN: return (a > 0) - (a < 0);
     case EW_ROUND: return nearbyint(a);
     case EW_IDENT: return a;
+    case EW_SOFTPLUS: return a > 30 ? a : log1p(exp(a));
     }
     return 0;
 }
@@ -2702,6 +2703,28 @@ static te_status op_layer_norm(imp *I, onode *n)
     return emit(I, &t, ids, bi ? 3 : 2, out_name(n), &x->shape, NULL);
 }
 
+/* A binary device node between value in_id and a scalar constant c. */
+static te_status emit_scalar_binary(imp *I, const char *nodename, te_op op, int in_id, const te_shape *s, float c,
+                                    int const_first, const char *oname, ival **out)
+{
+    float *f = malloc(sizeof *f);
+    if (!f)
+        return nomem(I);
+    f[0] = c;
+    char nm[300];
+    snprintf(nm, sizeof nm, "%s/const", nodename);
+    te_shape s0 = {0};
+    int cid = te_model_add_value(I->m, nm, &s0, f);
+    if (cid < 0) {
+        free(f);
+        return nomem(I);
+    }
+    int ids[2] = {const_first ? cid : in_id, const_first ? in_id : cid};
+    te_node t;
+    node_init(&t, op, nodename);
+    return emit(I, &t, ids, 2, oname, s, out);
+}
+
 /* Neg / Reciprocal as a binary op with a scalar constant. */
 static te_status op_scalar_binary(imp *I, onode *n, te_op op, float c, int const_first)
 {
@@ -2709,22 +2732,162 @@ static te_status op_scalar_binary(imp *I, onode *n, te_op op, float c, int const
     te_status st;
     if ((st = rt_input(I, n, &x)))
         return st;
-    float *f = malloc(sizeof *f);
+    return emit_scalar_binary(I, nname(n), op, x->id, &x->shape, c, const_first, out_name(n), NULL);
+}
+
+/* Sum and Mean of several activations: a chain of Adds (Mean: then x 1/n). */
+static te_status op_sum(imp *I, onode *n, int mean)
+{
+    if (n->n_input < 1)
+        return bad(I, n, TE_EFORMAT, "no inputs");
+    ival *acc, *x;
+    te_status st;
+    if ((st = in_req(I, n, 0, &acc)))
+        return st;
+    int single = n->n_input == 1 && !mean;
+    for (size_t k = 1; k < n->n_input || single; k++) {
+        if (single)
+            return reshape_to(I, n, acc, &acc->shape);
+        if ((st = in_req(I, n, k, &x)))
+            return st;
+        te_shape os;
+        if (bcast(&acc->shape, &x->shape, &os))
+            return bad(I, n, TE_ESHAPE, "inputs do not broadcast");
+        int ids[2];
+        if ((st = rt_id(I, acc, &ids[0])) || (st = rt_id(I, x, &ids[1])))
+            return st;
+        char nm[300];
+        snprintf(nm, sizeof nm, "%s/%zu", nname(n), k);
+        int last = k + 1 == n->n_input && !mean;
+        te_node t;
+        node_init(&t, TE_OP_ADD, last ? nname(n) : nm);
+        if ((st = emit(I, &t, ids, 2, last ? out_name(n) : nm, &os, &acc)))
+            return st;
+    }
+    if (!mean)
+        return TE_OK;
+    int id;
+    if ((st = rt_id(I, acc, &id)))
+        return st;
+    return emit_scalar_binary(I, nname(n), TE_OP_MUL, id, &acc->shape, 1.0f / (float)n->n_input, 0, out_name(n),
+                              NULL);
+}
+
+/* Mish (18) = x * tanh(softplus(x)); Gelu (20, approximate="none") =
+ * x * (1 + erf(x / sqrt 2)) / 2: chains of existing device ops. */
+static te_status op_mish_gelu(imp *I, onode *n, int gelu)
+{
+    ival *x, *a, *b;
+    te_status st;
+    if ((st = rt_input(I, n, &x)))
+        return st;
+    char nm[300], nm2[300];
+    te_node t;
+    if (gelu) {
+        char ap[16];
+        attr_s_copy(n, "approximate", ap, sizeof ap);
+        if (ap[0] && strcmp(ap, "none") != 0)
+            return bad(I, n, TE_EUNSUPPORTED, "approximate='%s' is not supported", ap);
+        snprintf(nm, sizeof nm, "%s/scaled", nname(n));
+        if ((st = emit_scalar_binary(I, nm, TE_OP_MUL, x->id, &x->shape, 0.70710678118654752f /* 1/sqrt 2 */, 0, nm, &a)))
+            return st;
+        snprintf(nm, sizeof nm, "%s/erf", nname(n));
+        node_init(&t, TE_OP_ERF, nm);
+        if ((st = emit1(I, &t, a->id, nm, &x->shape, &b)))
+            return st;
+        snprintf(nm, sizeof nm, "%s/half", nname(n));
+        if ((st = emit_scalar_binary(I, nm, TE_OP_ADD, b->id, &x->shape, 1.0f, 0, nm, &a)) ||
+            (st = emit_scalar_binary(I, nm2, TE_OP_MUL, a->id, &x->shape, 0.5f, 0,
+                                     (snprintf(nm2, sizeof nm2, "%s/gate", nname(n)), nm2), &b)))
+            return st;
+    } else {
+        snprintf(nm, sizeof nm, "%s/softplus", nname(n));
+        node_init(&t, TE_OP_SOFTPLUS, nm);
+        if ((st = emit1(I, &t, x->id, nm, &x->shape, &a)))
+            return st;
+        snprintf(nm, sizeof nm, "%s/tanh", nname(n));
+        node_init(&t, TE_OP_TANH, nm);
+        if ((st = emit1(I, &t, a->id, nm, &x->shape, &b)))
+            return st;
+    }
+    int ids[2] = {x->id, b->id};
+    node_init(&t, TE_OP_MUL, nname(n));
+    return emit(I, &t, ids, 2, out_name(n), &x->shape, NULL);
+}
+
+/* ImageScaler (experimental, opsets < 10): y = scale * x + bias[c]. */
+static te_status op_image_scaler(imp *I, onode *n)
+{
+    ival *x, *a;
+    te_status st;
+    if ((st = rt_input(I, n, &x)) || (st = need_4d(I, n, x)))
+        return st;
+    int64_t C = x->shape.d[1];
+    const Onnx__AttributeProto *bias = attr(n, "bias");
+    if (bias && bias->n_floats != (size_t)C)
+        return bad(I, n, TE_EINVAL, "bias must have %lld entries", (long long)C);
+    char nm[300];
+    snprintf(nm, sizeof nm, "%s/scale", nname(n));
+    if ((st = emit_scalar_binary(I, nm, TE_OP_MUL, x->id, &x->shape, attr_f(n, "scale", 1.0f), 0,
+                                 bias ? nm : out_name(n), &a)) ||
+        !bias)
+        return st;
+    float *f = malloc((size_t)C * sizeof *f);
     if (!f)
         return nomem(I);
-    f[0] = c;
-    char nm[300];
-    snprintf(nm, sizeof nm, "%s/const", nname(n));
-    te_shape s0 = {0};
-    int cid = te_model_add_value(I->m, nm, &s0, f);
-    if (cid < 0) {
+    for (int64_t c = 0; c < C; c++)
+        f[c] = bias->floats[c];
+    te_shape cs = {.ndim = 3, .d = {C, 1, 1}};
+    snprintf(nm, sizeof nm, "%s/bias", nname(n));
+    int ids[2] = {a->id, te_model_add_value(I->m, nm, &cs, f)};
+    if (ids[1] < 0) {
         free(f);
         return nomem(I);
     }
-    int ids[2] = {const_first ? cid : x->id, const_first ? x->id : cid};
     te_node t;
-    node_init(&t, op, nname(n));
+    node_init(&t, TE_OP_ADD, nname(n));
     return emit(I, &t, ids, 2, out_name(n), &x->shape, NULL);
+}
+
+/* DepthToSpace (DCR, CRD) and SpaceToDepth: Reshape + Transpose + Reshape. */
+static te_status op_depth_space(imp *I, onode *n, int to_space)
+{
+    ival *x, *a, *b;
+    te_status st;
+    if ((st = rt_input(I, n, &x)) || (st = need_4d(I, n, x)))
+        return st;
+    int64_t bs = attr_i(n, "blocksize", 0), N = x->shape.d[0], C = x->shape.d[1], H = x->shape.d[2],
+            W = x->shape.d[3];
+    if (bs < 1 || bs > GEOM_MAX || (to_space ? C % (bs * bs) : (H % bs || W % bs)))
+        return bad(I, n, TE_EINVAL, "blocksize %lld does not divide the input", (long long)bs);
+    int crd = to_space && attr_s_is(n, "mode", "DCR", "CRD");
+    if (to_space && !crd && !attr_s_is(n, "mode", "DCR", "DCR"))
+        return bad(I, n, TE_EUNSUPPORTED, "mode must be DCR or CRD");
+    te_shape s6 = {.ndim = 6}, s6t, os;
+    static const int64_t p_dcr[6] = {0, 3, 4, 1, 5, 2}, p_crd[6] = {0, 1, 4, 2, 5, 3}, p_s2d[6] = {0, 3, 5, 1, 2, 4};
+    const int64_t *perm;
+    if (to_space) {
+        int64_t c2 = C / (bs * bs);
+        te_shape d = crd ? (te_shape){6, {N, c2, bs, bs, H, W}} : (te_shape){6, {N, bs, bs, c2, H, W}};
+        s6 = d;
+        perm = crd ? p_crd : p_dcr;
+        os = (te_shape){4, {N, c2, H * bs, W * bs}};
+    } else {
+        s6 = (te_shape){6, {N, C, H / bs, bs, W / bs, bs}};
+        perm = p_s2d;
+        os = (te_shape){4, {N, C * bs * bs, H / bs, W / bs}};
+    }
+    char nm[300];
+    te_node t;
+    snprintf(nm, sizeof nm, "%s/split", nname(n));
+    node_init(&t, TE_OP_RESHAPE, nm);
+    if ((st = emit1(I, &t, x->id, nm, &s6, &a)))
+        return st;
+    snprintf(nm, sizeof nm, "%s/perm", nname(n));
+    if ((st = transpose_shape(I, n, &s6, perm, &s6t)) || (st = emit_transpose(I, n, nm, a->id, &s6, perm, nm, &b)))
+        return st;
+    node_init(&t, TE_OP_RESHAPE, nname(n));
+    return emit1(I, &t, b->id, out_name(n), &os, NULL);
 }
 
 static te_status op_gather_any(imp *I, onode *n)
@@ -2831,6 +2994,10 @@ static te_status h_squeeze(imp *I, onode *n, int unsq) { return op_squeeze(I, n,
 static te_status h_unary(imp *I, onode *n, int op) { return op_unary(I, n, (te_op)op); }
 static te_status h_pool(imp *I, onode *n, int op) { return op_pool(I, n, (te_op)op); }
 static te_status h_reduce(imp *I, onode *n, int op) { return op_reduce(I, n, (te_op)op); }
+PLAIN(op_image_scaler)
+static te_status h_sum(imp *I, onode *n, int mean) { return op_sum(I, n, mean); }
+static te_status h_mish_gelu(imp *I, onode *n, int gelu) { return op_mish_gelu(I, n, gelu); }
+static te_status h_depth_space(imp *I, onode *n, int to_space) { return op_depth_space(I, n, to_space); }
 static te_status h_neg(imp *I, onode *n, int arg) { (void)arg; return op_scalar_binary(I, n, TE_OP_MUL, -1.0f, 0); }
 static te_status h_recip(imp *I, onode *n, int arg) { (void)arg; return op_scalar_binary(I, n, TE_OP_DIV, 1.0f, 1); }
 
@@ -2861,6 +3028,7 @@ static const op_entry op_entries[] = {
     {"ConstantOfShape", h_op_constant_of_shape, 0, 0, 0, 0},
     {"Conv", h_op_conv, 0, 0, 0, 0},
     {"ConvTranspose", h_op_conv_transpose, 0, 0, 0, 0},
+    {"DepthToSpace", h_depth_space, 1, 0, 0, 0},
     {"Div", h_op_binary, 0, 2, EW_DIV, 0},
     {"Dropout", h_op_identity, 0, 0, 0, 0},
     {"Equal", NULL, 0, 2, EW_EQUAL, 0},
@@ -2870,6 +3038,7 @@ static const op_entry op_entries[] = {
     {"Flatten", h_op_flatten, 0, 0, 0, 0},
     {"Floor", NULL, 0, 1, EW_FLOOR, 0},
     {"Gather", h_op_gather_any, 0, 0, 0, 0},
+    {"Gelu", h_mish_gelu, 1, 0, 0, 20},
     {"Gemm", h_op_gemm, 0, 0, 0, 0},
     {"GlobalAveragePool", h_pool, TE_OP_GLOBAL_AVGPOOL, 0, 0, 0},
     {"Greater", NULL, 0, 2, EW_GREATER, 0},
@@ -2877,6 +3046,7 @@ static const op_entry op_entries[] = {
     {"HardSigmoid", h_unary, TE_OP_HARD_SIGMOID, 0, 0, 0},
     {"HardSwish", h_unary, TE_OP_HARD_SWISH, 0, 0, 0},
     {"Identity", h_op_identity, 0, 0, 0, 0},
+    {"ImageScaler", h_op_image_scaler, 0, 0, 0, 0},
     {"LRN", h_op_lrn, 0, 0, 0, 0},
     {"LayerNormalization", h_op_layer_norm, 0, 0, 0, 0},
     {"LeakyRelu", h_unary, TE_OP_LEAKY_RELU, 0, 0, 0},
@@ -2887,7 +3057,9 @@ static const op_entry op_entries[] = {
     {"MatMul", h_op_matmul_any, 0, 0, 0, 0},
     {"Max", NULL, 0, 2, EW_MAX, 0},
     {"MaxPool", h_pool, TE_OP_MAXPOOL, 0, 0, 0},
+    {"Mean", h_sum, 1, 0, 0, 0},
     {"Min", NULL, 0, 2, EW_MIN, 0},
+    {"Mish", h_mish_gelu, 0, 0, 0, 18},
     {"Mod", NULL, 0, 2, EW_MOD, 0},
     {"Mul", h_op_binary, 0, 2, EW_MUL, 0},
     {"Neg", h_neg, 0, 1, EW_NEG, 0},
@@ -2912,10 +3084,13 @@ static const op_entry op_entries[] = {
     {"Size", h_op_size, 0, 0, 0, 0},
     {"Slice", h_op_slice, 0, 0, 0, 0},
     {"Softmax", h_op_softmax, 0, 0, 0, 0},
+    {"Softplus", h_unary, TE_OP_SOFTPLUS, 1, EW_SOFTPLUS, 0},
+    {"SpaceToDepth", h_depth_space, 0, 0, 0, 0},
     {"Split", h_op_split, 0, 0, 0, 0},
     {"Sqrt", h_unary, TE_OP_SQRT, 1, EW_SQRT, 0},
     {"Squeeze", h_squeeze, 0, 0, 0, 0},
     {"Sub", h_op_binary, 0, 2, EW_SUB, 0},
+    {"Sum", h_sum, 0, 0, 0, 0},
     {"Tanh", h_unary, TE_OP_TANH, 1, EW_TANH, 0},
     {"Transpose", h_op_transpose, 0, 0, 0, 0},
     {"Unsqueeze", h_squeeze, 1, 0, 0, 0},

@@ -98,6 +98,10 @@ static void run_unary(const te_node *nd, const float *x, float *y, int64_t n)
         for (int64_t i = 0; i < n; i++)
             y[i] = expf(x[i]);
         break;
+    case TE_OP_SOFTPLUS:
+        for (int64_t i = 0; i < n; i++) /* log(1 + e^x) without overflow */
+            y[i] = x[i] > 20.0f ? x[i] : log1pf(expf(x[i]));
+        break;
     default:
         break;
     }
@@ -1017,6 +1021,7 @@ te_status te_op_run(const te_model *m, const te_node *node, const float *const *
         return run_reduce(node, s0, x, so, out, err);
     case TE_OP_ERF:
     case TE_OP_EXP:
+    case TE_OP_SOFTPLUS:
         if ((st = same_numel(s0, so, err)) != TE_OK)
             return st;
         run_unary(node, x, out, te_shape_numel(so));

@@ -604,8 +604,64 @@ def h_shape_graph(opset):
     return make
 
 
-def hand(make, shape):
-    return dict(kind="onnx", make=make, shape=shape)
+
+def h_misc(opset):
+    """Sum and Mean (variadic), Softplus, DepthToSpace (DCR and CRD),
+    SpaceToDepth; Mish (18+) and Gelu (20+) as the exporters of those
+    opsets write them; ImageScaler (experimental, before 10)."""
+    def make(rng, shape):
+        g = G(rng)
+        src = "input"
+        f_pre = lambda t: t
+        sc_scale, sc_bias = 0.5, (0.1 * rng.standard_normal(3)).astype(np.float32)
+        if opset < 10:
+            src = g.node("ImageScaler", ["input"], scale=sc_scale, bias=[float(v) for v in sc_bias])
+            f_pre = lambda t: t * sc_scale + torch.from_numpy(sc_bias).double().view(1, -1, 1, 1)
+        y, f0 = g.conv(src, 3, 8)
+        a = g.node("Sum", [y, g.node("Relu", [y]), g.node("Sigmoid", [y])])
+        m = g.node("Mean", [y, g.node("Tanh", [y])])
+        sp = g.node("Softplus", [m])
+        d1 = g.node("DepthToSpace", [a], blocksize=2) if opset < 11 else \
+            g.node("DepthToSpace", [a], blocksize=2, mode="DCR")
+        s2d = g.node("SpaceToDepth", [d1], blocksize=2)
+        outs = [d1, s2d, sp]
+        if opset >= 11:
+            outs.append(g.node("DepthToSpace", [sp], blocksize=2, mode="CRD"))
+        if opset >= 18:
+            outs.append(g.node("Mish", [y]))
+        if opset >= 20:
+            outs.append(g.node("Gelu", [y]))
+        z = g.node("Concat", [g.node("Flatten", [o]) for o in outs], axis=1)
+
+        def d2s(t, bs, crd):
+            n, c, h, w = t.shape
+            if crd:
+                return t.reshape(n, c // bs ** 2, bs, bs, h, w).permute(0, 1, 4, 2, 5, 3).reshape(n, -1, h * bs, w * bs)
+            return t.reshape(n, bs, bs, c // bs ** 2, h, w).permute(0, 3, 4, 1, 5, 2).reshape(n, -1, h * bs, w * bs)
+
+        def ref(t):
+            yy = f0(f_pre(t))
+            aa = yy + F.relu(yy) + torch.sigmoid(yy)
+            mm = (yy + torch.tanh(yy)) / 2
+            spp = F.softplus(mm)
+            dd = d2s(aa, 2, False)
+            n, c, h, w = dd.shape
+            s2 = dd.reshape(n, c, h // 2, 2, w // 2, 2).permute(0, 3, 5, 1, 2, 4).reshape(n, c * 4, h // 2, w // 2)
+            r = [dd, s2, spp]
+            if opset >= 11:
+                crd = d2s(spp, 2, True)
+                assert torch.equal(crd, F.pixel_shuffle(spp, 2))  # CRD is PyTorch's pixel shuffle
+                r.append(crd)
+            if opset >= 18:
+                r.append(F.mish(yy))
+            if opset >= 20:
+                r.append(F.gelu(yy))
+            return torch.cat([v.flatten(1) for v in r], 1).numpy()
+        return onnx_model(g, "input", z, shape, opset), ref
+    return make
+
+def hand(make, shape, check=True):
+    return dict(kind="onnx", make=make, shape=shape, check=check)
 
 
 # name -> spec; shapes are per-sample (C, H, W); open N/H/W in every file
@@ -644,6 +700,9 @@ MODELS = {
     "v_elementwise_o17": hand(h_elementwise(17), (3, 5, 6)),
     "v_shapes_o9": hand(h_shape_graph(9), (3, 5, 6)),
     "v_shapes_o13": hand(h_shape_graph(13), (3, 5, 6)),
+    "v_misc_o9": hand(h_misc(9), (3, 4, 6), check=False),  # ImageScaler is not in onnx 1.12's schemas
+    "v_misc_o13": hand(h_misc(13), (3, 4, 6)),
+    "v_misc_o20": hand(h_misc(20), (3, 4, 6)),
 }
 
 
@@ -673,7 +732,7 @@ def generate(name, spec):
                 dims.add().dim_param = "N"
             else:
                 dims.add().dim_value = d
-        if proto.opset_import[0].version <= onnx.defs.onnx_opset_version():  # onnx 1.12: opsets up to 17
+        if spec["check"] and proto.opset_import[0].version <= onnx.defs.onnx_opset_version():  # 1.12: up to 17
             onnx.checker.check_model(proto)
     if not np.all(np.isfinite(ref)):
         raise RuntimeError("%s: non-finite reference" % name)
