@@ -10,13 +10,25 @@
  * layer, keeps divisions out of the inner loops.  An FC layer is the 1x1
  * convolution of an in_c x 1 x 1 input (ktab[k] = (k, 0, 0, 0)).
  *
- * Work group 8 x 8; each work item accumulates a 4 x 4 block of a 32 x 32
- * output tile; K advances in steps of 16 through local memory. */
+ * By default a work group of 8 x 8 items; each accumulates a 4 x 4 block of a
+ * 32 x 32 output tile; K advances in steps of 16 through local memory. */
+/* The defaults; the plugin's gemm_tile= and gemm_wg= keys override them
+ * with -D build options (for tuning on a GPU; docs/opencl.md). */
+#ifndef TE_TM
 #define TE_TM 32
+#endif
+#ifndef TE_TN
 #define TE_TN 32
+#endif
+#ifndef TE_TK
 #define TE_TK 16
+#endif
+#ifndef TE_LX
 #define TE_LX 8
+#endif
+#ifndef TE_LY
 #define TE_LY 8
+#endif
 #define TE_RM (TE_TM / TE_LY)
 #define TE_RN (TE_TN / TE_LX)
 

@@ -36,8 +36,11 @@
 #define OCL_MAX_BATCH ((uint64_t)1 << 20)
 #define OCL_PATH_MAX 1024
 #define OCL_FC_GEMV_MAX_BATCH 4 /* FC with at most this many rows: matrix-vector kernel */
-#define GEMM_TM 32              /* must match kernels-cl/te_gemm.cl */
+/* The ulong GEMM's tiles: kernels-cl/te_gemm.cl's defaults, or gemm_tile= and
+ * gemm_wg= (passed to the kernel as -D options). */
+#define GEMM_TM 32
 #define GEMM_TN 32
+#define GEMM_TK 16
 #define GEMM_LX 8
 #define GEMM_LY 8
 #define FC_WG 64                /* must match kernels-cl/te_fc.cl */
@@ -56,6 +59,7 @@ typedef struct ocl_config {
     char cache_dir[OCL_PATH_MAX];
     char kernel_dir[OCL_PATH_MAX];
     int kernel;             /* KERNEL_AUTO, _ULONG or _DGEMM */
+    long tm, tn, tk, lx, ly; /* the ulong GEMM's tiles and work group */
 } ocl_config;
 
 struct te_plugin_ctx {
@@ -69,6 +73,8 @@ struct te_plugin_ctx {
     cl_program limbs_program;                   /* NULL without cl_khr_fp64 */
     cl_kernel k_im2col_limbs, k_combine;
     int kernel_mode;
+    long tm, tn, lx, ly;        /* the ulong GEMM's output tile and work group */
+    char build_opts[160];
     pthread_mutex_t lock;
     int lock_init;
     /* grown on demand, guarded by lock; cd_buf only ever holds DGEMM results
@@ -207,6 +213,7 @@ static te_status parse_config(const char *config, ocl_config *cfg, te_err *err)
     cfg->device = -1;
     cfg->type = CL_DEVICE_TYPE_ALL;
     cfg->type_name = "all";
+    cfg->tm = GEMM_TM, cfg->tn = GEMM_TN, cfg->tk = GEMM_TK, cfg->lx = GEMM_LX, cfg->ly = GEMM_LY;
     if (!config)
         return TE_OK;
     const char *p = config;
@@ -251,6 +258,30 @@ static te_status parse_config(const char *config, ocl_config *cfg, te_err *err)
                     return te_errf(err, TE_EINVAL,
                                    "opencl plugin: device_type=%s: use cpu, gpu, accelerator or all", val);
                 }
+            } else if (strcmp(s, "gemm_tile") == 0 || strcmp(s, "gemm_wg") == 0) {
+                int tile = s[5] == 't';
+                long v[3] = { 0, 0, 0 };
+                int n = 0;
+                const char *q = val;
+                while (n < 3) {
+                    char *e;
+                    errno = 0;
+                    v[n] = strtol(q, &e, 10);
+                    if (errno || e == q || v[n] < 1 || v[n] > 256)
+                        break;
+                    n++;
+                    q = e;
+                    if (*q != 'x')
+                        break;
+                    q++;
+                }
+                if (*q || n != (tile ? 3 : 2))
+                    return te_errf(err, TE_EINVAL, "opencl plugin: %s=%s: use %s", s, val,
+                                   tile ? "TMxTNxTK, e.g. 32x32x16" : "LXxLY, e.g. 8x8");
+                if (tile)
+                    cfg->tm = v[0], cfg->tn = v[1], cfg->tk = v[2];
+                else
+                    cfg->lx = v[0], cfg->ly = v[1];
             } else if (strcmp(s, "kernel") == 0) {
                 if (strcmp(val, "auto") == 0)
                     cfg->kernel = KERNEL_AUTO;
@@ -268,13 +299,21 @@ static te_status parse_config(const char *config, ocl_config *cfg, te_err *err)
             } else {
                 return te_errf(err, TE_EINVAL,
                                "opencl plugin: unknown config key '%s' (known keys: platform, device, "
-                               "device_type, kernel, cache_dir, kernel_dir)", s);
+                               "device_type, kernel, gemm_tile, gemm_wg, cache_dir, kernel_dir)", s);
             }
         }
         if (!end)
             break;
         p = end + 1;
     }
+    /* What kernels-cl/te_gemm.cl's tile loads and register blocks assume. */
+    long items = cfg->lx * cfg->ly;
+    if (cfg->tm % cfg->ly || cfg->tn % cfg->lx || items % cfg->tk || items % cfg->tn || items > 1024 ||
+        cfg->tm % (items / cfg->tk) || cfg->tk % (items / cfg->tn))
+        return te_errf(err, TE_EINVAL,
+                       "opencl plugin: gemm_tile=%ldx%ldx%ld with gemm_wg=%ldx%ld does not fit the GEMM kernel: "
+                       "TM must be a multiple of LY and of LX*LY/TK, TN of LX, TK of LX*LY/TN, and LX*LY a multiple "
+                       "of TK and TN (at most 1024)", cfg->tm, cfg->tn, cfg->tk, cfg->lx, cfg->ly);
     return TE_OK;
 }
 
@@ -453,6 +492,7 @@ static void cache_path(te_plugin_ctx *ctx, const ocl_config *cfg, const char *co
     h = fnv1a(h, s, strlen(s) + 1);
     platform_str(ctx->platform, CL_PLATFORM_VERSION, s, sizeof s);
     h = fnv1a(h, s, strlen(s) + 1);
+    h = fnv1a(h, ctx->build_opts, strlen(ctx->build_opts) + 1);
     snprintf(path, cap, "%s/twinedge-ocl-%016llx.bin", cfg->cache_dir, (unsigned long long)h);
 }
 
@@ -473,7 +513,7 @@ static void load_cached(te_plugin_ctx *ctx, const char *path)
             clReleaseProgram(prog);
         return;
     }
-    if (clBuildProgram(prog, 1, &ctx->device, "", NULL, NULL) != CL_SUCCESS) {
+    if (clBuildProgram(prog, 1, &ctx->device, ctx->build_opts, NULL, NULL) != CL_SUCCESS) {
         clReleaseProgram(prog);
         return;
     }
@@ -504,7 +544,8 @@ static void save_cached(te_plugin_ctx *ctx, const char *path)
 }
 
 /* Build a program from source; a failure carries the compiler's log. */
-static te_status compile_program(te_plugin_ctx *ctx, int n, const char **srcs, cl_program *out, te_err *err)
+static te_status compile_program(te_plugin_ctx *ctx, int n, const char **srcs, const char *opts, cl_program *out,
+                                 te_err *err)
 {
     cl_int rc;
     *out = clCreateProgramWithSource(ctx->context, (cl_uint)n, srcs, NULL, &rc);
@@ -512,7 +553,7 @@ static te_status compile_program(te_plugin_ctx *ctx, int n, const char **srcs, c
         *out = NULL;
         return cl_fail(err, "creating the OpenCL program", rc);
     }
-    rc = clBuildProgram(*out, 1, &ctx->device, "", NULL, NULL);
+    rc = clBuildProgram(*out, 1, &ctx->device, opts, NULL, NULL);
     if (rc == CL_SUCCESS)
         return TE_OK;
     char log[TE_ERR_MSG_MAX] = "";
@@ -575,7 +616,7 @@ static te_status build_program(te_plugin_ctx *ctx, const ocl_config *cfg, te_err
         load_cached(ctx, cpath);
     }
     if (!ctx->program) {
-        st = compile_program(ctx, n_main, main_srcs, &ctx->program, err);
+        st = compile_program(ctx, n_main, main_srcs, ctx->build_opts, &ctx->program, err);
         if (st != TE_OK)
             goto done;
         if (cfg->cache_dir[0])
@@ -589,17 +630,17 @@ static te_status build_program(te_plugin_ctx *ctx, const ocl_config *cfg, te_err
             goto done;
         if (i >= 3)
             continue; /* launched with the implementation's choice of work-group size */
-        size_t wg = 0;
+        size_t wg = 0, need = i == 0 ? (size_t)(ctx->lx * ctx->ly) : 64;
         cl_int rc = clGetKernelWorkGroupInfo(*ks[i], ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
-        if (rc == CL_SUCCESS && wg < 64) {
+        if (rc == CL_SUCCESS && wg < need) {
             st = te_errf(err, TE_EPLUGIN, "opencl plugin: device %s allows only %zu work items per group for %s "
-                         "(64 needed)", ctx->device_name, wg, names[i]);
+                         "(%zu needed)", ctx->device_name, wg, names[i], need);
             goto done;
         }
     }
     /* The DGEMM limb path needs doubles; without them kernel=auto is ulong. */
     if (limbs_src && device_has_fp64(ctx->device)) {
-        if ((st = compile_program(ctx, 1, &limbs_src, &ctx->limbs_program, err)) != TE_OK)
+        if ((st = compile_program(ctx, 1, &limbs_src, "", &ctx->limbs_program, err)) != TE_OK)
             goto done;
         if ((st = make_kernel(ctx->limbs_program, "te_im2col_limbs", &ctx->k_im2col_limbs, err)) != TE_OK ||
             (st = make_kernel(ctx->limbs_program, "te_limbs_combine", &ctx->k_combine, err)) != TE_OK)
@@ -688,6 +729,10 @@ static te_status ocl_create(const char *config, te_plugin_ctx **out, te_err *err
         goto fail;
     }
     ctx->kernel_mode = cfg.kernel;
+    ctx->tm = cfg.tm, ctx->tn = cfg.tn, ctx->lx = cfg.lx, ctx->ly = cfg.ly;
+    if (cfg.tm != GEMM_TM || cfg.tn != GEMM_TN || cfg.tk != GEMM_TK || cfg.lx != GEMM_LX || cfg.ly != GEMM_LY)
+        snprintf(ctx->build_opts, sizeof ctx->build_opts, "-DTE_TM=%ld -DTE_TN=%ld -DTE_TK=%ld -DTE_LX=%ld -DTE_LY=%ld",
+                 cfg.tm, cfg.tn, cfg.tk, cfg.lx, cfg.ly);
     st = build_program(ctx, &cfg, err);
     if (st != TE_OK)
         goto fail;
@@ -985,11 +1030,11 @@ static cl_int enqueue_layer(te_plugin_ctx *ctx, const te_plugin_layer *L, uint64
         arg_int(&a, g->pad_l);
         arg_ulong(&a, mask);
         dims = 3;
-        gws[0] = (size_t)((ncols + GEMM_TN - 1) / GEMM_TN) * GEMM_LX;
-        gws[1] = (size_t)((L->ocg + GEMM_TM - 1) / GEMM_TM) * GEMM_LY;
+        gws[0] = (size_t)((ncols + ctx->tn - 1) / ctx->tn * ctx->lx);
+        gws[1] = (size_t)((L->ocg + ctx->tm - 1) / ctx->tm * ctx->ly);
         gws[2] = (size_t)g->group;
-        lws[0] = GEMM_LX;
-        lws[1] = GEMM_LY;
+        lws[0] = (size_t)ctx->lx;
+        lws[1] = (size_t)ctx->ly;
         lws[2] = 1;
     }
     if (a.rc != CL_SUCCESS)

@@ -528,6 +528,37 @@ static void test_binary_cache(void **state)
     rm_dir(dir);
 }
 
+/* gemm_tile= / gemm_wg=: other tile shapes of the ulong GEMM stay exact. */
+static void test_gemm_tiles(void **state)
+{
+    fixture *f = *state;
+    static const char *const configs[] = { "kernel=ulong;gemm_tile=64x64x16;gemm_wg=16x16",
+                                           "kernel=ulong;gemm_tile=32x64x8;gemm_wg=8x8",
+                                           "kernel=ulong;gemm_tile=64x32x32" };
+    for (size_t c = 0; c < sizeof configs / sizeof configs[0]; c++) {
+        te_plugin *p = NULL;
+        te_err err;
+        te_err_clear(&err);
+        if (te_plugin_open("opencl", configs[c], &p, &err) != TE_OK)
+            fail_msg("%s: %s", configs[c], err.msg);
+        fixture g = *f;
+        g.path_ctx[0] = g.path_ctx[1] = NULL;
+        g.ocl = p;
+        g.ctx = te_plugin_get_ctx(p);
+        rng r = { 500 + (uint64_t)c };
+        te_linear_geom gs[] = { conv(2, 40, 9, 9, 70, 3, 1, 1, 1, 1, 1, 1, 1), conv(1, 3, 27, 27, 6, 11, 4, 2, 2, 2, 2, 1, 1),
+                                conv(1, 6, 8, 8, 10, 3, 1, 1, 1, 1, 1, 1, 2), fc(7, 33, 9) };
+        for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++) {
+            check_one(&g, &gs[i], 64, 32, &r);
+            check_one(&g, &gs[i], 17, 16, &r);
+        }
+        te_plugin_close(p);
+    }
+    expect_open_error("gemm_tile=33x32x16", TE_EINVAL, "does not fit the GEMM kernel");
+    expect_open_error("gemm_tile=32x32", TE_EINVAL, "gemm_tile=32x32: use TMxTNxTK");
+    expect_open_error("gemm_wg=8", TE_EINVAL, "gemm_wg=8: use LXxLY");
+}
+
 static void test_no_platform(void **state)
 {
     (void)state;
@@ -685,6 +716,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_full_int32_weights),
         cmocka_unit_test(test_large_dot_len),
         cmocka_unit_test(test_f32_baseline),
+        cmocka_unit_test(test_gemm_tiles),
         cmocka_unit_test(test_run_errors),
         cmocka_unit_test(test_concurrent_runs),
         cmocka_unit_test(test_bad_config),

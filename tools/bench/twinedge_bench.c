@@ -66,6 +66,8 @@ typedef struct opts {
     const char *plugin_config; /* extra plugin config, e.g. "kernel=portable" */
     const char *plugin;        /* kernels: cpu (default) or opencl */
     int compare_paths;         /* kernels --plugin opencl: also kernel=ulong and kernel=dgemm */
+    int64_t batches[4];        /* kernels --batches; n_batches 0: 1,16 (quick: 1) */
+    int n_batches;
 } opts;
 
 int file_exists(const char *p)
@@ -305,8 +307,8 @@ static int cmd_kernels(const opts *o)
     openblas_set_num_threads(o->threads);
 
     static const int64_t batches_full[] = { 1, 16 }, batches_quick[] = { 1 };
-    const int64_t *batches = o->quick ? batches_quick : batches_full;
-    int n_batches = o->quick ? 1 : 2;
+    const int64_t *batches = o->n_batches ? o->batches : o->quick ? batches_quick : batches_full;
+    int n_batches = o->n_batches ? o->n_batches : o->quick ? 1 : 2;
     row *rows = NULL;
     int n_rows = 0, cap = 0, rc = 1;
     char cpu[256];
@@ -719,6 +721,7 @@ static void usage(FILE *f)
                "  --compare-paths    kernels --plugin opencl: also time each exact path forced\n"
                "                     (kernel=ulong and kernel=dgemm) beside the float32 baseline\n"
                "  --quick            batch 1 only, one repetition (smoke test)\n"
+               "  --batches B,...    kernels: the batch sizes (default 1,16; at most 4, each 1..4096)\n"
                "  --json FILE        write the figures as JSON\n");
 }
 
@@ -758,13 +761,14 @@ int main(int argc, char **argv)
     snprintf(dir_buf, sizeof dir_buf, "%s/full", td && *td ? td : "testdata");
     o.models_dir = dir_buf;
 
-    enum { O_JSON = 256, O_DIR, O_MODELS, O_REPS, O_THREADS, O_QUICK, O_PCFG, O_PLUGIN, O_PATHS };
+    enum { O_JSON = 256, O_DIR, O_MODELS, O_REPS, O_THREADS, O_QUICK, O_PCFG, O_PLUGIN, O_PATHS, O_BATCHES };
     static const struct option lopts[] = {
         { "json", required_argument, NULL, O_JSON },       { "models-dir", required_argument, NULL, O_DIR },
         { "models", required_argument, NULL, O_MODELS },   { "reps", required_argument, NULL, O_REPS },
         { "threads", required_argument, NULL, O_THREADS }, { "quick", no_argument, NULL, O_QUICK },
         { "plugin-config", required_argument, NULL, O_PCFG }, { "help", no_argument, NULL, 'h' },
         { "plugin", required_argument, NULL, O_PLUGIN },   { "compare-paths", no_argument, NULL, O_PATHS },
+        { "batches", required_argument, NULL, O_BATCHES },
         { NULL, 0, NULL, 0 }
     };
     int c;
@@ -792,6 +796,22 @@ int main(int argc, char **argv)
         case O_PCFG: o.plugin_config = optarg; break;
         case O_PLUGIN: o.plugin = optarg; break;
         case O_PATHS: o.compare_paths = 1; break;
+        case O_BATCHES: {
+            o.n_batches = 0;
+            for (char *t = strtok(optarg, ","); t; t = strtok(NULL, ",")) {
+                long b = atol(t);
+                if (o.n_batches == 4 || b < 1 || b > 4096) {
+                    fprintf(stderr, "twinedge-bench: --batches needs 1..4 comma-separated sizes in 1..4096\n");
+                    return 2;
+                }
+                o.batches[o.n_batches++] = b;
+            }
+            if (!o.n_batches) {
+                fprintf(stderr, "twinedge-bench: --batches needs 1..4 comma-separated sizes in 1..4096\n");
+                return 2;
+            }
+            break;
+        }
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
