@@ -159,7 +159,35 @@ static float convert_elem(const uint8_t *p, npy_dtype dt)
     return 0.0f;
 }
 
+/* Whether f (the converted element) equals the element's value exactly. */
+static int elem_exact(const uint8_t *p, npy_dtype dt, float f)
+{
+    switch (dt) {
+    case DT_F8: {
+        uint64_t u = ld_le(p, 8);
+        double d;
+        memcpy(&d, &u, 8);
+        return (double)f == d || (isnan(d) && isnan(f));
+    }
+    case DT_I4: return (double)f == (double)(int32_t)(uint32_t)ld_le(p, 4);
+    case DT_U4: return (double)f == (double)ld_le(p, 4);
+    case DT_I8: {
+        int64_t v = (int64_t)ld_le(p, 8);
+        /* |f| < 2^63: the conversion back is defined */
+        return fabsf(f) < 9.2233720368547758e18f && (int64_t)f == v;
+    }
+    case DT_U8: return f < 1.8446744073709552e19f && (uint64_t)f == ld_le(p, 8);
+    default: return 1; /* f2, f4, 8- and 16-bit integers, bool: exact in float32 */
+    }
+}
+
 te_status te_npy_parse(const uint8_t *buf, size_t len, te_shape *shape, float **data, te_err *err)
+{
+    return te_npy_parse_info(buf, len, shape, data, NULL, err);
+}
+
+te_status te_npy_parse_info(const uint8_t *buf, size_t len, te_shape *shape, float **data, te_npy_info *info,
+                            te_err *err)
 {
     if (!buf || !shape || !data)
         return te_errf(err, TE_EINVAL, "npy: null argument");
@@ -259,6 +287,14 @@ te_status te_npy_parse(const uint8_t *buf, size_t len, te_shape *shape, float **
         for (int64_t i = 0; i < numel; i++)
             out[i] = convert_elem(p + (size_t)i * isz, dt);
     }
+    if (info) {
+        memset(info, 0, sizeof *info);
+        snprintf(info->descr, sizeof info->descr, "%s", descr);
+        info->converted = dt != DT_F4;
+        for (int64_t i = 0; info->converted && i < numel; i++)
+            if (!elem_exact(p + (size_t)i * isz, dt, out[i]) && info->inexact++ == 0)
+                info->first_inexact = (size_t)i;
+    }
     *shape = sh;
     *data = out;
     return TE_OK;
@@ -266,12 +302,17 @@ te_status te_npy_parse(const uint8_t *buf, size_t len, te_shape *shape, float **
 
 te_status te_npy_read(const char *path, te_shape *shape, float **data, te_err *err)
 {
+    return te_npy_read_info(path, shape, data, NULL, err);
+}
+
+te_status te_npy_read_info(const char *path, te_shape *shape, float **data, te_npy_info *info, te_err *err)
+{
     uint8_t *buf;
     size_t len;
     te_status st = te_file_read(path, NPY_MAX_FILE, &buf, &len, err);
     if (st != TE_OK)
         return st;
-    st = te_npy_parse(buf, len, shape, data, err);
+    st = te_npy_parse_info(buf, len, shape, data, info, err);
     free(buf);
     if (st != TE_OK)
         te_err_wrap(err, "%s", path);

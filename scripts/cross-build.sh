@@ -43,10 +43,11 @@ done
 OUT=$(mkdir -p "${TE_CROSS_DIR:-build-cross-$ARCH}" && cd "${TE_CROSS_DIR:-build-cross-$ARCH}" && pwd)
 SYSROOT=$OUT/sysroot
 # what the device side links: libc, OpenSSL, protobuf-c, gRPC core, Brotli
-# (the decoder), libpng and libjpeg (twinedge-infer's image input)
-PKGS=(libc6-dev libssl-dev libprotobuf-c-dev libgrpc-dev libbrotli-dev libpng-dev libjpeg62-turbo-dev)
+# (the decoder), libpng and libjpeg (twinedge-infer's image input), cJSON
+# (its report)
+PKGS=(libc6-dev libssl-dev libprotobuf-c-dev libgrpc-dev libbrotli-dev libpng-dev libjpeg62-turbo-dev libcjson-dev)
 
-if [ ! -e "$SYSROOT/.complete" ]; then
+if [ "$(cat "$SYSROOT/.complete" 2>/dev/null)" != "${PKGS[*]}" ]; then
   echo "== sysroot for $ARCH in $SYSROOT (private apt state in $OUT/apt) =="
   APT=$OUT/apt
   rm -rf "$SYSROOT"
@@ -56,7 +57,14 @@ if [ ! -e "$SYSROOT/.complete" ]; then
         -o "Dir::Cache=$APT" -o "Dir::Cache::archives=$APT/archives" -o "Dir::Cache::pkgcache="
         -o "Dir::Cache::srcpkgcache=" -o "APT::Architecture=$ARCH" -o "APT::Architectures::=$ARCH"
         -o "Debug::NoLocking=1" -o "APT::Install-Recommends=0")
-  apt-get -q "${opts[@]}" update >"$OUT/apt.log" 2>&1 || { tail -20 "$OUT/apt.log"; exit 1; }
+  # a mirror mid-sync fails one index now and then (seen with armhf's
+  # bookworm-security): try again, then go on with the indexes that came
+  # (the download below fails if what it needs is missing)
+  for try in 1 2 3; do
+    if apt-get -q "${opts[@]}" update >"$OUT/apt.log" 2>&1; then break; fi
+    echo "apt-get update (private state) failed, try $try of 3: $(grep '^E:' "$OUT/apt.log" | head -1)"
+    [ "$try" = 3 ] || sleep 20
+  done
   apt-get -q -y "${opts[@]}" install --download-only "${PKGS[@]}" >>"$OUT/apt.log" 2>&1 \
     || { tail -20 "$OUT/apt.log"; exit 1; }
   n=0
@@ -67,7 +75,7 @@ if [ ! -e "$SYSROOT/.complete" ]; then
   # absolute symlinks (lib.so -> /lib/...) must point into the sysroot
   find "$SYSROOT" -type l -lname '/*' | while read -r l; do ln -sfn "$SYSROOT$(readlink "$l")" "$l"; done
   echo "$n packages unpacked"
-  touch "$SYSROOT/.complete"
+  echo "${PKGS[*]}" >"$SYSROOT/.complete"
 fi
 
 echo "== device-only build for $ARCH =="

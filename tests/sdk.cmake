@@ -19,3 +19,9 @@ add_test(NAME sdk_install COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sdk/sdk_install_te
          ${PROJECT_SOURCE_DIR} $<TARGET_FILE:twinedge-infer>)
 set_tests_properties(sdk_install PROPERTIES FIXTURES_REQUIRED testdata TIMEOUT 600 LABELS sdk
                      ENVIRONMENT "${TE_ATTACK_ENV}")
+
+# Inputs refused by name (shape, NaN/inf, inexact dtypes) and the one report
+# schema of twinedge-run and twinedge-infer.
+add_test(NAME input_report COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/input_report_test.sh
+         $<TARGET_FILE:twinedge-run> $<TARGET_FILE:twinedge-infer>)
+set_tests_properties(input_report PROPERTIES FIXTURES_REQUIRED testdata TIMEOUT 600 ENVIRONMENT "${TE_ATTACK_ENV}")

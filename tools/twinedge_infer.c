@@ -9,7 +9,9 @@
 
 #include "te_bundle.h"
 #include "te_image.h"
+#include "te_input.h"
 #include "te_npy.h"
+#include "te_report.h"
 #include "twinedge_device.h"
 #include "twinedge_net.h"
 
@@ -18,14 +20,17 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: twinedge-infer DEVICE_DIR INPUT -o OUTPUT.npy --edge-a TARGET --edge-b TARGET\n"
             "                      [--mode relay|mediated] [--report REPORT.json] [--tls DIR] [--timeout-ms N]\n"
-            "                      [--fit crop|stretch]\n"
+            "                      [--fit crop|stretch] [--allow-rounding]\n"
             "\n"
             "Runs one private inference of INPUT with the device in DEVICE_DIR, EdgeA and EdgeB\n"
             "reached over gRPC with mutual TLS (credentials: DEVICE_DIR/tls).\n"
             "INPUT: a float32 .npy tensor, or a PNG/JPEG image (told apart by content), resized\n"
             "to the model input and normalised with the deployment's preprocessing; an image of\n"
             "another aspect ratio is centre-cropped to the model's (--fit crop, the default)\n"
-            "or distorted to it (--fit stretch), and a note says which.\n"
+            "or distorted to it (--fit stretch), and a note says which.  A .npy must have the\n"
+            "model's input shape (NCHW; the batch dimension of 1 may be left out) and finite\n"
+            "values; another dtype is converted with a note when every value is exact in\n"
+            "float32, and refused otherwise unless --allow-rounding.\n"
             "TARGET: HOST:PORT, or several replicas: ipv4:HOST:PORT,HOST:PORT,... (round robin).\n");
 }
 
@@ -39,23 +44,34 @@ static int fail(const char *msg)
  * normalised with the deployment's preprocessing), anything else is read
  * as .npy. */
 static te_status read_input(const char *dir, const twinedge_device *dev, const char *path, te_image_fit fit,
-                            te_shape *shape, float **x, te_err *err)
+                            int allow_rounding, te_shape *shape, float **x, te_err *err)
 {
     uint8_t *buf = NULL;
     size_t len = 0;
     te_status st = te_file_read(path, (size_t)1 << 30, &buf, &len, err);
     if (st != TE_OK)
         return st;
-    if (te_image_sniff(buf, len) == TE_IMAGE_UNKNOWN) {
-        st = te_npy_parse(buf, len, shape, x, err);
-        if (st != TE_OK)
-            te_err_wrap(err, "%s (neither .npy nor PNG/JPEG)", path);
-        free(buf);
-        return st;
-    }
     te_shape in;
     memset(&in, 0, sizeof in);
     twinedge_input_shape(dev, in.d, &in.ndim);
+    if (te_image_sniff(buf, len) == TE_IMAGE_UNKNOWN) {
+        te_npy_info info;
+        char note[256];
+        st = te_npy_parse_info(buf, len, shape, x, &info, err);
+        free(buf);
+        if (st != TE_OK)
+            return te_err_wrap(err, "%s (neither .npy nor PNG/JPEG)", path);
+        if ((st = te_input_check_dtype(path, &info, allow_rounding, note, sizeof note, err)) != TE_OK ||
+            (st = te_input_check_shape(path, &in, shape, err)) != TE_OK ||
+            (st = te_input_check_finite(path, *x, (size_t)te_shape_numel(shape), err)) != TE_OK) {
+            free(*x);
+            *x = NULL;
+            return st;
+        }
+        if (note[0])
+            fprintf(stderr, "twinedge-infer: note: %s\n", note);
+        return TE_OK;
+    }
     te_model *m = NULL;
     char bundle[4200];
     snprintf(bundle, sizeof bundle, "%s/device.bundle", dir);
@@ -86,7 +102,8 @@ int main(int argc, char **argv)
     int timeout_ms = 30000;
     twinedge_mode mode = TWINEDGE_RELAY;
     te_image_fit fit = TE_FIT_CROP;
-    enum { O_A = 256, O_B, O_MODE, O_REPORT, O_TLS, O_TIMEOUT, O_FIT };
+    int allow_rounding = 0;
+    enum { O_A = 256, O_B, O_MODE, O_REPORT, O_TLS, O_TIMEOUT, O_FIT, O_ROUND };
     static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
                                          {"edge-a", required_argument, NULL, O_A},
                                          {"edge-b", required_argument, NULL, O_B},
@@ -95,6 +112,7 @@ int main(int argc, char **argv)
                                          {"tls", required_argument, NULL, O_TLS},
                                          {"timeout-ms", required_argument, NULL, O_TIMEOUT},
                                          {"fit", required_argument, NULL, O_FIT},
+                                         {"allow-rounding", no_argument, NULL, O_ROUND},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
@@ -122,6 +140,7 @@ int main(int argc, char **argv)
             else
                 return fail("--fit must be crop or stretch");
             break;
+        case O_ROUND: allow_rounding = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -146,7 +165,7 @@ int main(int argc, char **argv)
         fail(twinedge_errmsg(dev));
         goto done;
     }
-    if (read_input(dir, dev, input, fit, &in_shape, &x, &err) != TE_OK) {
+    if (read_input(dir, dev, input, fit, allow_rounding, &in_shape, &x, &err) != TE_OK) {
         fail(err.msg);
         goto done;
     }
@@ -160,14 +179,16 @@ int main(int argc, char **argv)
         fail("out of memory");
         goto done;
     }
-    struct timespec t0, t1;
+    struct timespec t0, t1, c0, c1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
     if (twinedge_infer(dev, mode, x, n_in, y, n_out) != TWINEDGE_OK) {
         fail(twinedge_errmsg(dev));
         rc = twinedge_errcode(dev) == TWINEDGE_EAUTH ? 3 : twinedge_errcode(dev) == TWINEDGE_ETRANSPORT ? 4 : 1;
         goto done;
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
     double wall = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
     if (te_npy_write(out, &out_shape, y, &err) != TE_OK) {
         fail(err.msg);
@@ -182,25 +203,28 @@ int main(int argc, char **argv)
            mode == TWINEDGE_RELAY ? "relay" : "mediated", rep.linear_layers, rep.layers_checked, wall,
            (unsigned long long)ns.bytes_up, (unsigned long long)ns.bytes_down);
     if (report) {
-        FILE *f = fopen(report, "w");
-        if (!f) {
-            fprintf(stderr, "twinedge-infer: error: cannot write %s: %s\n", report, strerror(errno));
-            goto done;
-        }
-        fprintf(f,
-                "{\n  \"mode\": \"%s\",\n  \"transport\": \"grpc-mtls\",\n  \"edge_a\": \"%s\",\n  \"edge_b\": \"%s\",\n"
-                "  \"bytes_device_up\": %llu,\n  \"bytes_device_down\": %llu,\n"
-                "  \"bytes_to_edge_a\": %llu,\n  \"bytes_from_edge_a\": %llu,\n"
-                "  \"bytes_to_edge_b\": %llu,\n  \"bytes_from_edge_b\": %llu,\n  \"messages\": %llu,\n"
-                "  \"wall_s\": %.6f,\n  \"linear_layers\": %d,\n  \"layers_checked\": %d,\n  \"widened_layers\": %d,\n"
-                "  \"counter\": %llu\n}\n",
-                mode == TWINEDGE_RELAY ? "relay" : "mediated", a, b, (unsigned long long)ns.bytes_up,
-                (unsigned long long)ns.bytes_down, (unsigned long long)ns.bytes_to_a,
-                (unsigned long long)ns.bytes_from_a, (unsigned long long)ns.bytes_to_b,
-                (unsigned long long)ns.bytes_from_b, (unsigned long long)ns.messages, wall, rep.linear_layers,
-                rep.layers_checked, rep.widened_layers, (unsigned long long)rep.counter);
-        if (fclose(f) != 0) {
-            fprintf(stderr, "twinedge-infer: error: cannot write %s\n", report);
+        te_run_report r;
+        te_run_report_init(&r, "twinedge-infer");
+        r.device_dir = dir;
+        r.input = input;
+        r.output = out;
+        r.mode = mode;
+        r.edge_a = a;
+        r.edge_b = b;
+        /* the device's link: what it exchanged with each host */
+        r.traffic.device_up = ns.bytes_up;
+        r.traffic.device_down = ns.bytes_down;
+        r.traffic.edge_a_in = ns.bytes_to_a;
+        r.traffic.edge_a_out = ns.bytes_from_a;
+        r.traffic.edge_b_in = ns.bytes_to_b;
+        r.traffic.edge_b_out = ns.bytes_from_b;
+        r.traffic.messages = ns.messages;
+        r.have_hosts_bytes = 1;
+        r.wall_s = wall;
+        r.device_cpu_s = (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) * 1e-9;
+        r.dev = rep;
+        if (te_run_report_write(report, &r, &err) != TE_OK) {
+            fail(err.msg);
             goto done;
         }
     }

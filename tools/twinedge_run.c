@@ -14,7 +14,9 @@
 #include "owner.h"
 #include "runlib.h"
 #include "te_host.h"
+#include "te_input.h"
 #include "te_npy.h"
+#include "te_report.h"
 #include "twinedge_device.h"
 #include "twinedge_net.h"
 
@@ -38,6 +40,10 @@ static void usage(FILE *f)
             "      --in-process         run the hosts in this process instead (no network)\n"
             "      --input-shape NAME:D0,D1,...  the model input's open dimensions (default:\n"
             "                           those of INPUT.npy)\n"
+            "      --allow-rounding     accept an INPUT.npy whose dtype float32 cannot hold exactly\n"
+            "                           (default: refused; exact conversions get a note)\n"
+            "INPUT.npy must have the model's input shape (NCHW; the batch dimension of 1 may be\n"
+            "left out) and finite values.\n"
             "  -h, --help\n");
 }
 
@@ -45,7 +51,7 @@ static void usage(FILE *f)
 typedef struct run_args {
     const char *model, *input, *output, *report, *calib, *reference, *plugin, *workdir;
     twinedge_mode mode;
-    int in_process;
+    int in_process, allow_rounding;
     int n_shapes;
     te_input_shape shapes[4]; /* --input-shape */
 } run_args;
@@ -71,8 +77,16 @@ static int run(const run_args *a)
     te_shape in_shape;
     te_model *dm = NULL;
 
-    if (te_npy_read(a->input, &in_shape, &x, &err) != TE_OK)
+    te_npy_info info;
+    char note[256];
+    if (te_npy_read_info(a->input, &in_shape, &x, &info, &err) != TE_OK ||
+        te_input_check_dtype(a->input, &info, a->allow_rounding, note, sizeof note, &err) != TE_OK ||
+        te_input_check_finite(a->input, x, (size_t)te_shape_numel(&in_shape), &err) != TE_OK) {
+        free(x);
         return fail(err.msg);
+    }
+    if (note[0])
+        fprintf(stderr, "twinedge-run: note: %s\n", note);
     if (a->workdir) {
         snprintf(work, sizeof work, "%s", a->workdir);
         if (mkdir(work, 0700) != 0 && errno != EEXIST) {
@@ -147,20 +161,12 @@ static int run(const run_args *a)
         }
     }
 
-    int64_t dims[8];
-    int nd = 0;
-    twinedge_input_shape(dev, dims, &nd);
-    int64_t n_in = 1, n_out = 1;
-    for (int i = 0; i < nd; i++)
-        n_in *= dims[i];
-    if (n_in != te_shape_numel(&in_shape)) {
-        char msg[512];
-        int off = snprintf(msg, sizeof msg, "%s has %lld elements; the model's input has shape [", a->input,
-                           (long long)te_shape_numel(&in_shape));
-        for (int i = 0; i < nd && off < (int)sizeof msg; i++)
-            off += snprintf(msg + off, sizeof msg - (size_t)off, "%s%lld", i ? "," : "", (long long)dims[i]);
-        snprintf(msg + off, sizeof msg - (size_t)(off < (int)sizeof msg ? off : (int)sizeof msg - 1), "]");
-        fail(msg);
+    te_shape model_in;
+    memset(&model_in, 0, sizeof model_in);
+    twinedge_input_shape(dev, model_in.d, &model_in.ndim);
+    int64_t n_in = te_shape_numel(&model_in), n_out = 1;
+    if (te_input_check_shape(a->input, &model_in, &in_shape, &err) != TE_OK) {
+        fail(err.msg);
         goto out;
     }
     te_shape out_shape;
@@ -227,29 +233,27 @@ static int run(const run_args *a)
            a->mode == TWINEDGE_RELAY ? "relay" : "mediated", rep.linear_layers, rep.layers_checked, wall,
            (unsigned long long)tr->device_up, (unsigned long long)tr->device_down);
     if (a->report) {
-        FILE *f = fopen(a->report, "w");
-        if (!f) {
-            fprintf(stderr, "twinedge-run: error: cannot write %s: %s\n", a->report, strerror(errno));
-            goto out;
-        }
-        fprintf(f,
-                "{\n  \"model\": \"%s\",\n  \"mode\": \"%s\",\n  \"transport\": \"%s\",\n"
-                "  \"bytes_device_up\": %llu,\n  \"bytes_device_down\": %llu,\n"
-                "  \"bytes_edge_a_in\": %llu,\n  \"bytes_edge_b_in\": %llu,\n"
-                "  \"bytes_edge_a_out\": %llu,\n  \"bytes_edge_b_out\": %llu,\n"
-                "  \"wall_s\": %.6f,\n  \"setup_s\": %.6f,\n  \"device_cpu_s\": %.6f,\n"
-                "  \"linear_layers\": %d,\n  \"layers_checked\": %d,\n  \"widened_layers\": %d,\n"
-                "  \"counter\": %llu,\n  \"edge_flops\": %.0f,\n  \"device_flops\": %.0f,\n"
-                "  \"outsourced_flops_fraction\": %.6f\n}\n",
-                a->model, a->mode == TWINEDGE_RELAY ? "relay" : "mediated", pair ? "in-process" : "grpc",
-                (unsigned long long)tr->device_up,
-                (unsigned long long)tr->device_down, (unsigned long long)tr->edge_a_in,
-                (unsigned long long)tr->edge_b_in, (unsigned long long)tr->edge_a_out,
-                (unsigned long long)tr->edge_b_out, wall, setup_s, dev_cpu, rep.linear_layers, rep.layers_checked,
-                rep.widened_layers, (unsigned long long)rep.counter, orep.edge_flops, orep.device_flops,
-                orep.outsourcing_rate / 100.0);
-        if (fclose(f) != 0) {
-            fprintf(stderr, "twinedge-run: error: cannot write %s\n", a->report);
+        te_run_report r;
+        te_run_report_init(&r, "twinedge-run");
+        r.model = a->model;
+        r.device_dir = device;
+        r.input = a->input;
+        r.output = a->output;
+        r.mode = a->mode;
+        r.in_process = pair != NULL;
+        r.edge_a = pair ? NULL : hp.addr[0];
+        r.edge_b = pair ? NULL : hp.addr[1];
+        r.traffic = *tr;
+        r.have_hosts_bytes = 1;
+        r.wall_s = wall;
+        r.setup_s = setup_s;
+        r.device_cpu_s = dev_cpu;
+        r.dev = rep;
+        r.edge_flops = orep.edge_flops;
+        r.device_flops = orep.device_flops;
+        r.outsourced_fraction = orep.outsourcing_rate / 100.0;
+        if (te_run_report_write(a->report, &r, &err) != TE_OK) {
+            fail(err.msg);
             goto out;
         }
     }
@@ -274,13 +278,13 @@ int main(int argc, char **argv)
     run_args a;
     memset(&a, 0, sizeof a);
     a.mode = TWINEDGE_RELAY;
-    enum { O_MODE = 256, O_REPORT, O_CALIB, O_REF, O_PLUGIN, O_WORK, O_INPROC, O_SHAPE };
+    enum { O_MODE = 256, O_REPORT, O_CALIB, O_REF, O_PLUGIN, O_WORK, O_INPROC, O_SHAPE, O_ROUND };
     static const struct option opts[] = {
         {"output", required_argument, NULL, 'o'},      {"mode", required_argument, NULL, O_MODE},
         {"report", required_argument, NULL, O_REPORT}, {"calibration", required_argument, NULL, O_CALIB},
         {"reference", required_argument, NULL, O_REF}, {"plugin", required_argument, NULL, O_PLUGIN},
         {"workdir", required_argument, NULL, O_WORK},  {"in-process", no_argument, NULL, O_INPROC},
-        {"input-shape", required_argument, NULL, O_SHAPE},
+        {"input-shape", required_argument, NULL, O_SHAPE}, {"allow-rounding", no_argument, NULL, O_ROUND},
         {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
@@ -300,6 +304,7 @@ int main(int argc, char **argv)
         case O_PLUGIN: a.plugin = optarg; break;
         case O_WORK: a.workdir = optarg; break;
         case O_INPROC: a.in_process = 1; break;
+        case O_ROUND: a.allow_rounding = 1; break;
         case O_SHAPE:
             if (a.n_shapes == 4 || te_parse_input_shape(optarg, &a.shapes[a.n_shapes]))
                 return fail("--input-shape needs NAME:D0,D1,... (positive dimensions; at most 4)");
