@@ -1872,14 +1872,79 @@ static te_status op_lpnorm(imp *I, onode *n)
     return emit1(I, &t, x->id, out_name(n), &x->shape, NULL);
 }
 
-static te_status op_reduce(imp *I, onode *n, te_op op)
+#define REDUCE_PROD (-1) /* constants only: no device op */
+#define REDUCE_MIN (-2)
+
+/* A reduction of a constant, evaluated here (integers stay integers). */
+static te_status fold_reduce(imp *I, onode *n, int op, ival *x, const int *mark, const te_shape *os)
+{
+    int r = x->shape.ndim;
+    int64_t nout = numel(os), total = numel(&x->shape), ost[TE_MAX_DIMS], idx[TE_MAX_DIMS] = {0}, stride = 1;
+    int isint = x->is_int && op != TE_OP_REDUCE_MEAN && op != TE_OP_REDUCE_L2;
+    double *acc = malloc((size_t)(nout ? nout : 1) * sizeof *acc);
+    int64_t *iacc = malloc((size_t)(nout ? nout : 1) * sizeof *iacc);
+    if (!acc || !iacc) {
+        free(acc);
+        free(iacc);
+        return nomem(I);
+    }
+    for (int64_t k = 0; k < nout; k++) {
+        acc[k] = op == REDUCE_PROD ? 1 : op == TE_OP_REDUCE_MAX ? -INFINITY : op == REDUCE_MIN ? INFINITY : 0;
+        iacc[k] = op == REDUCE_PROD ? 1 : op == TE_OP_REDUCE_MAX ? INT64_MIN : op == REDUCE_MIN ? INT64_MAX : 0;
+    }
+    for (int d = r - 1; d >= 0; d--) {
+        ost[d] = mark[d] ? 0 : stride;
+        if (!mark[d])
+            stride *= x->shape.d[d];
+    }
+    int64_t o = 0;
+    for (int64_t i = 0; i < total; i++) {
+        double v = cget(x, i);
+        int64_t iv = isint ? x->i[i] : 0;
+        switch (op) {
+        case REDUCE_PROD: acc[o] *= v; iacc[o] = (int64_t)((uint64_t)iacc[o] * (uint64_t)iv); break;
+        case REDUCE_MIN: acc[o] = fmin(acc[o], v); iacc[o] = iv < iacc[o] ? iv : iacc[o]; break;
+        case TE_OP_REDUCE_MAX: acc[o] = fmax(acc[o], v); iacc[o] = iv > iacc[o] ? iv : iacc[o]; break;
+        case TE_OP_REDUCE_L2: acc[o] += v * v; break;
+        default: acc[o] += v; iacc[o] = (int64_t)((uint64_t)iacc[o] + (uint64_t)iv);
+        }
+        for (int d = r - 1; d >= 0; d--) {
+            o += ost[d];
+            if (++idx[d] < x->shape.d[d])
+                break;
+            o -= ost[d] * x->shape.d[d];
+            idx[d] = 0;
+        }
+    }
+    float *f = NULL;
+    if (!isint) {
+        free(iacc);
+        iacc = NULL;
+        if (!(f = malloc((size_t)(nout ? nout : 1) * sizeof *f))) {
+            free(acc);
+            return nomem(I);
+        }
+        double cnt = nout ? (double)total / (double)nout : 1;
+        for (int64_t k = 0; k < nout; k++)
+            f[k] = (float)(op == TE_OP_REDUCE_L2 ? sqrt(acc[k]) : op == TE_OP_REDUCE_MEAN ? acc[k] / cnt : acc[k]);
+    }
+    free(acc);
+    return new_const(I, out_name(n), os, f, iacc);
+}
+
+static te_status op_reduce(imp *I, onode *n, int op)
 {
     ival *x;
     int64_t axes[TE_MAX_DIMS];
     int na;
     te_status st;
-    if ((st = rt_input(I, n, &x)) || (st = get_axes(I, n, 1, axes, &na)))
+    if ((st = in_req(I, n, 0, &x)) || (st = get_axes(I, n, 1, axes, &na)))
         return st;
+    if (!x->is_const && op < 0)
+        return te_errf(I->err, TE_EUNSUPPORTED,
+                       "unsupported ONNX op '%s' in node '%s': it is folded on constants only, and an input is an "
+                       "activation",
+                       n->op_type, nname(n));
     int r = x->shape.ndim;
     int keep = (int)attr_i(n, "keepdims", 1);
     if (na <= 0) {
@@ -1906,12 +1971,84 @@ static te_status op_reduce(imp *I, onode *n, te_op op)
         else if (keep)
             os.d[os.ndim++] = 1;
     }
+    if (x->is_const)
+        return fold_reduce(I, n, op, x, mark, &os);
     te_node t;
-    node_init(&t, op, nname(n));
+    node_init(&t, (te_op)op, nname(n));
     t.ints = sorted;
     t.n_ints = ns;
     t.keepdims = keep;
     return emit1(I, &t, x->id, out_name(n), &os, NULL);
+}
+
+/* Tile: folded on constants; on an activation one Concat per repeated axis. */
+static te_status op_tile(imp *I, onode *n)
+{
+    ival *x, *rp;
+    te_status st;
+    if ((st = in_req(I, n, 0, &x)) || (st = in_const(I, n, 1, 1, &rp, "repeats")))
+        return st;
+    int r = x->shape.ndim;
+    if (numel(&rp->shape) != r)
+        return bad(I, n, TE_EINVAL, "repeats must have %d entries", r);
+    te_shape os = x->shape;
+    for (int d = 0; d < r; d++) {
+        int64_t k = cget_i(rp, d);
+        if (k < 1 || k > MAX_NUMEL || os.d[d] * k > MAX_NUMEL)
+            return bad(I, n, TE_EINVAL, "repeat %lld on axis %d", (long long)k, d);
+        os.d[d] *= k;
+    }
+    if (numel(&os) > MAX_NUMEL)
+        return bad(I, n, TE_ESHAPE, "output too large");
+    if (x->is_const) {
+        int64_t ne = numel(&os);
+        float *f = x->is_int ? NULL : malloc((size_t)ne * sizeof *f);
+        int64_t *iv = x->is_int ? malloc((size_t)ne * sizeof *iv) : NULL;
+        if (!f && !iv)
+            return nomem(I);
+        for (int64_t q = 0; q < ne; q++) {
+            int64_t rem = q, src = 0, str = 1;
+            for (int d = r - 1; d >= 0; d--) {
+                src += (rem % os.d[d]) % x->shape.d[d] * str;
+                str *= x->shape.d[d];
+                rem /= os.d[d];
+            }
+            if (iv)
+                iv[q] = x->i[src];
+            else
+                f[q] = x->f[src];
+        }
+        return new_const(I, out_name(n), &os, f, iv);
+    }
+    ival *cur = x;
+    int last = -1;
+    for (int d = 0; d < r; d++)
+        if (os.d[d] != x->shape.d[d])
+            last = d;
+    if (last < 0)
+        return reshape_to(I, n, x, &x->shape);
+    for (int d = 0; d <= last; d++) {
+        int64_t k = os.d[d] / x->shape.d[d];
+        if (k == 1)
+            continue;
+        int *ids = malloc((size_t)k * sizeof *ids);
+        if (!ids)
+            return nomem(I);
+        for (int64_t j = 0; j < k; j++)
+            ids[j] = cur->id;
+        te_shape ns = cur->shape;
+        ns.d[d] = os.d[d];
+        char nm[300];
+        snprintf(nm, sizeof nm, "%s/axis%d", nname(n), d);
+        te_node t;
+        node_init(&t, TE_OP_CONCAT, d == last ? nname(n) : nm);
+        t.axis = d;
+        st = emit(I, &t, ids, (int)k, d == last ? out_name(n) : nm, &ns, &cur);
+        free(ids);
+        if (st)
+            return st;
+    }
+    return TE_OK;
 }
 
 /* ------------------------------------------------------------------ */
@@ -2993,7 +3130,8 @@ PLAIN(op_gather_any)
 static te_status h_squeeze(imp *I, onode *n, int unsq) { return op_squeeze(I, n, unsq); }
 static te_status h_unary(imp *I, onode *n, int op) { return op_unary(I, n, (te_op)op); }
 static te_status h_pool(imp *I, onode *n, int op) { return op_pool(I, n, (te_op)op); }
-static te_status h_reduce(imp *I, onode *n, int op) { return op_reduce(I, n, (te_op)op); }
+static te_status h_reduce(imp *I, onode *n, int op) { return op_reduce(I, n, op); }
+PLAIN(op_tile)
 PLAIN(op_image_scaler)
 static te_status h_sum(imp *I, onode *n, int mean) { return op_sum(I, n, mean); }
 static te_status h_mish_gelu(imp *I, onode *n, int gelu) { return op_mish_gelu(I, n, gelu); }
@@ -3014,6 +3152,7 @@ typedef struct op_entry {
     int min_opset;
 } op_entry;
 
+/* sorted by strcmp (looked up with bsearch) */
 static const op_entry op_entries[] = {
     {"Abs", NULL, 0, 1, EW_ABS, 0},
     {"Add", h_op_binary, 0, 2, EW_ADD, 0},
@@ -3073,6 +3212,8 @@ static const op_entry op_entries[] = {
     {"ReduceL2", h_reduce, TE_OP_REDUCE_L2, 0, 0, 0},
     {"ReduceMax", h_reduce, TE_OP_REDUCE_MAX, 0, 0, 0},
     {"ReduceMean", h_reduce, TE_OP_REDUCE_MEAN, 0, 0, 0},
+    {"ReduceMin", h_reduce, REDUCE_MIN, 0, 0, 0},
+    {"ReduceProd", h_reduce, REDUCE_PROD, 0, 0, 0},
     {"ReduceSum", h_reduce, TE_OP_REDUCE_SUM, 0, 0, 0},
     {"Relu", h_unary, TE_OP_RELU, 1, EW_RELU, 0},
     {"Reshape", h_op_reshape, 0, 0, 0, 0},
@@ -3092,6 +3233,7 @@ static const op_entry op_entries[] = {
     {"Sub", h_op_binary, 0, 2, EW_SUB, 0},
     {"Sum", h_sum, 0, 0, 0, 0},
     {"Tanh", h_unary, TE_OP_TANH, 1, EW_TANH, 0},
+    {"Tile", h_op_tile, 0, 0, 0, 0},
     {"Transpose", h_op_transpose, 0, 0, 0, 0},
     {"Unsqueeze", h_squeeze, 1, 0, 0, 0},
     {"Upsample", h_op_upsample, 0, 0, 0, 0},

@@ -590,6 +590,13 @@ def h_shape_graph(opset):
             wexp = g.node("Expand", [g.node("Unsqueeze", [wsel], axes=[1]) if opset < 13 else
                                      g.node("Unsqueeze", [wsel, i64([1])]), g.node("Concat", [unsq(c), i64([1])], axis=0)])
             outs.append(g.node("Mul", [flat, wexp]))
+            # ReduceProd and Tile on constants, Tile on an activation
+            area2 = g.node("ReduceProd", [hw], keepdims=1)
+            flat2 = g.node("Reshape", [y, g.node("Concat", [unsq(n), unsq(c), area2], axis=0)])
+            tc = g.node("Tile", [g.init(np.array([1.0, 2.0], np.float32)),
+                                 g.node("Div", [area2, i64([2])])])                       # [1,2,1,2,...]
+            outs.append(g.node("Mul", [flat2, tc]))
+            outs.append(g.node("Tile", [flat2, i64([1, 1, 2])]))
         z = g.node("Concat", outs, axis=2)
 
         def ref(t):
@@ -599,6 +606,8 @@ def h_shape_graph(opset):
             if opset >= 11:
                 w = torch.tensor([1.0 if k % 2 == 0 else -0.5 for k in range(a.shape[1])], dtype=torch.float64)
                 r.append(fl * w.view(1, -1, 1))
+                r.append(fl * torch.tensor([1.0, 2.0], dtype=torch.float64).repeat(fl.shape[2] // 2))
+                r.append(fl.repeat(1, 1, 2))
             return torch.cat(r, 2).numpy()
         return onnx_model(g, "input", z, shape, opset), ref
     return make
