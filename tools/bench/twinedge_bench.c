@@ -68,6 +68,8 @@ typedef struct opts {
     int compare_paths;         /* kernels --plugin opencl: also kernel=ulong and kernel=dgemm */
     int64_t batches[4];        /* kernels --batches; n_batches 0: 1,16 (quick: 1) */
     int n_batches;
+    const char *dump_shapes;   /* kernels: write each layer's geometry, ring and weight widths here */
+    const char *shapes;        /* kernels: layers from such a file, random weights, instead of ONNX */
 } opts;
 
 int file_exists(const char *p)
@@ -258,6 +260,111 @@ te_status bench_layer_times(const te_plugin_ops *ops, te_plugin_ctx *ctx, te_plu
                                 secure64_s, NULL, err);
 }
 
+/* The layers of one model: compiled from ONNX, or (--shapes) rebuilt from a
+ * shapes file with random weights of the same widths, for machines without
+ * the models (a GPU host without PyTorch): timings depend only on the
+ * geometry, the ring width and, for the DGEMM limbs, the weights' width. */
+typedef struct layer_set {
+    te_model *m;
+    te_layer *own;
+    const te_layer *layers;
+    int n;
+} layer_set;
+
+static void layer_set_free(layer_set *ls)
+{
+    te_model_free(ls->m);
+    for (int i = 0; ls->own && i < ls->n; i++) {
+        free(ls->own[i].name);
+        free(ls->own[i].w);
+        free(ls->own[i].w_float);
+    }
+    free(ls->own);
+    memset(ls, 0, sizeof *ls);
+}
+
+#define SHAPE_FIELDS 20 /* after "model name": kind, then 19 integers */
+
+static void dump_shapes(FILE *f, const char *model, const te_model *m)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        const te_layer *L = &m->layers[i];
+        const te_linear_geom *g = &L->geom;
+        fprintf(f, "%s %s %s %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %d %d\n",
+                model, L->name ? L->name : "?", g->kind == TE_LIN_FC ? "fc" : "conv", (long long)g->in_c,
+                (long long)g->in_h, (long long)g->in_w, (long long)g->out_c, (long long)g->out_h, (long long)g->out_w,
+                (long long)g->k_h, (long long)g->k_w, (long long)g->stride_h, (long long)g->stride_w,
+                (long long)g->pad_t, (long long)g->pad_l, (long long)g->pad_b, (long long)g->pad_r, (long long)g->dil_h,
+                (long long)g->dil_w, (long long)g->group, L->ring_bits, L->weight_bits);
+    }
+}
+
+static te_status shapes_layers(const char *file, const char *model, layer_set *ls, te_err *err)
+{
+    memset(ls, 0, sizeof *ls);
+    FILE *f = fopen(file, "r");
+    if (!f)
+        return te_errf(err, TE_EIO, "cannot open %s: %s", file, strerror(errno));
+    char line[1024];
+    int cap = 0, lineno = 0;
+    te_status st = TE_OK;
+    uint64_t seed = 2024;
+    while (st == TE_OK && fgets(line, sizeof line, f)) {
+        lineno++;
+        char mname[64], lname[256], kind[8];
+        long long v[19];
+        if (line[0] == '#' || line[0] == '\n')
+            continue;
+        int n = sscanf(line, "%63s %255s %7s %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld "
+                       "%lld %lld %lld %lld", mname, lname, kind, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7],
+                       &v[8], &v[9], &v[10], &v[11], &v[12], &v[13], &v[14], &v[15], &v[16], &v[17], &v[18]);
+        if (n != 2 + SHAPE_FIELDS || v[17] < 1 || v[17] > 64 || v[18] < 2 || v[18] > 32) {
+            st = te_errf(err, TE_EINVAL, "%s:%d: expected model, layer, conv|fc and 19 integers", file, lineno);
+            break;
+        }
+        if (strcmp(mname, model) != 0)
+            continue;
+        if (ls->n == cap) {
+            cap = cap ? 2 * cap : 32;
+            te_layer *nl = realloc(ls->own, (size_t)cap * sizeof *nl);
+            if (!nl) {
+                st = te_errf(err, TE_ENOMEM, "out of memory");
+                break;
+            }
+            ls->own = nl;
+        }
+        te_layer *L = &ls->own[ls->n];
+        memset(L, 0, sizeof *L);
+        te_linear_geom g = { strcmp(kind, "fc") == 0 ? TE_LIN_FC : TE_LIN_CONV, 1, v[0], v[1], v[2], v[3], v[4], v[5],
+                             v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15], v[16] };
+        L->geom = g;
+        L->ring_bits = (int)v[17];
+        L->weight_bits = (int)v[18];
+        ls->n++;
+        int64_t nw = te_geom_weight_len(&g);
+        L->name = strdup(lname);
+        L->w = malloc((size_t)nw * sizeof *L->w);
+        L->w_float = malloc((size_t)nw * sizeof *L->w_float);
+        if (!L->name || !L->w || !L->w_float) {
+            st = te_errf(err, TE_ENOMEM, "out of memory for %lld weights", (long long)nw);
+            break;
+        }
+        /* uniform over the symmetric range the owner quantises into */
+        uint64_t span = ((uint64_t)1 << (L->weight_bits - 1)) - 1;
+        for (int64_t i = 0; i < nw; i++) {
+            L->w[i] = (int32_t)((int64_t)(rnd(&seed) % (2 * span + 1)) - (int64_t)span);
+            L->w_float[i] = (float)L->w[i];
+        }
+    }
+    fclose(f);
+    if (st == TE_OK && ls->n == 0)
+        st = te_errf(err, TE_EINVAL, "%s has no layers of model %s", file, model);
+    if (st != TE_OK)
+        layer_set_free(ls);
+    ls->layers = ls->own;
+    return st;
+}
+
 int bench_plain_on_plugin(const te_plugin_ops *ops)
 {
     return strcmp(ops->name, "cpu") != 0;
@@ -321,19 +428,36 @@ static int cmd_kernels(const opts *o)
         printf(" %10s %10s %10s %10s", "ulong ms", "dgemm ms", "ulong64 ms", "dgemm64 ms");
     printf("\n");
 
+    FILE *dump = NULL;
+    if (o->dump_shapes && !(dump = fopen(o->dump_shapes, "w"))) {
+        fprintf(stderr, "twinedge-bench: error: cannot write %s: %s\n", o->dump_shapes, strerror(errno));
+        goto out;
+    }
+    if (dump)
+        fprintf(dump, "# model layer kind in_c in_h in_w out_c out_h out_w k_h k_w stride_h stride_w pad_t pad_l "
+                      "pad_b pad_r dil_h dil_w group ring_bits weight_bits\n");
     for (int mi = 0; mi < o->n_models; mi++) {
-        te_model *m = NULL;
-        if (build_model(o->models_dir, o->models[mi], NULL, &m, &err) != TE_OK) {
+        layer_set ls;
+        memset(&ls, 0, sizeof ls);
+        te_status lst = o->shapes ? shapes_layers(o->shapes, o->models[mi], &ls, &err)
+                                  : build_model(o->models_dir, o->models[mi], NULL, &ls.m, &err);
+        if (lst != TE_OK) {
             fprintf(stderr, "twinedge-bench: error: %s: %s\n", o->models[mi], err.msg);
             goto out;
         }
-        for (int li = 0; li < m->n_layers; li++) {
-            const te_layer *L = &m->layers[li];
+        if (ls.m) {
+            ls.layers = ls.m->layers;
+            ls.n = ls.m->n_layers;
+            if (dump)
+                dump_shapes(dump, o->models[mi], ls.m);
+        }
+        for (int li = 0; li < ls.n; li++) {
+            const te_layer *L = &ls.layers[li];
             te_linear_geom g = L->geom;
             te_plugin_layer *pl = NULL, *ppl[2] = { NULL, NULL };
             if (ops->load_layer(ctx, &g, L->w, &pl, &err) != TE_OK) {
                 fprintf(stderr, "twinedge-bench: error: loading %s: %s\n", L->name, err.msg);
-                te_model_free(m);
+                layer_set_free(&ls);
                 goto out;
             }
             for (int p = 0; p < n_paths; p++)
@@ -343,7 +467,7 @@ static int cmd_kernels(const opts *o)
                     for (int q = 0; q < p; q++)
                         ops->release_layer(path_ctx[q], ppl[q]);
                     ops->release_layer(ctx, pl);
-                    te_model_free(m);
+                    layer_set_free(&ls);
                     goto out;
                 }
             for (int bi = 0; bi < n_batches; bi++) {
@@ -361,7 +485,7 @@ static int cmd_kernels(const opts *o)
                     for (int p = 0; p < n_paths; p++)
                         ops->release_layer(path_ctx[p], ppl[p]);
                     ops->release_layer(ctx, pl);
-                    te_model_free(m);
+                    layer_set_free(&ls);
                     goto out;
                 }
                 row *R = &rows[n_rows];
@@ -379,7 +503,7 @@ static int cmd_kernels(const opts *o)
                     for (int p = 0; p < n_paths; p++)
                         ops->release_layer(path_ctx[p], ppl[p]);
                     ops->release_layer(ctx, pl);
-                    te_model_free(m);
+                    layer_set_free(&ls);
                     goto out;
                 }
                 n_rows++;
@@ -396,7 +520,7 @@ static int cmd_kernels(const opts *o)
                 ops->release_layer(path_ctx[p], ppl[p]);
             ops->release_layer(ctx, pl);
         }
-        te_model_free(m);
+        layer_set_free(&ls);
     }
 
     double worst = 0, worst_cal = 0, worst64 = 0, tp = 0, ts = 0, ts64 = 0;
@@ -473,6 +597,10 @@ static int cmd_kernels(const opts *o)
     }
     rc = 0;
 out:
+    if (dump && fclose(dump) != 0) {
+        fprintf(stderr, "twinedge-bench: error: cannot write %s\n", o->dump_shapes);
+        rc = 1;
+    }
     free(rows);
     for (int p = 0; p < 2; p++)
         te_plugin_close(path_plugin[p]);
@@ -722,6 +850,9 @@ static void usage(FILE *f)
                "                     (kernel=ulong and kernel=dgemm) beside the float32 baseline\n"
                "  --quick            batch 1 only, one repetition (smoke test)\n"
                "  --batches B,...    kernels: the batch sizes (default 1,16; at most 4, each 1..4096)\n"
+               "  --dump-shapes FILE kernels: write every layer's geometry, ring and weight widths to FILE\n"
+               "  --shapes FILE      kernels: take the layers from such a file, with random weights of the same\n"
+               "                     width, instead of compiling MODEL.onnx (machines without the models)\n"
                "  --json FILE        write the figures as JSON\n");
 }
 
@@ -761,14 +892,16 @@ int main(int argc, char **argv)
     snprintf(dir_buf, sizeof dir_buf, "%s/full", td && *td ? td : "testdata");
     o.models_dir = dir_buf;
 
-    enum { O_JSON = 256, O_DIR, O_MODELS, O_REPS, O_THREADS, O_QUICK, O_PCFG, O_PLUGIN, O_PATHS, O_BATCHES };
+    enum { O_JSON = 256, O_DIR, O_MODELS, O_REPS, O_THREADS, O_QUICK, O_PCFG, O_PLUGIN, O_PATHS, O_BATCHES, O_DUMP,
+           O_SHAPES };
     static const struct option lopts[] = {
         { "json", required_argument, NULL, O_JSON },       { "models-dir", required_argument, NULL, O_DIR },
         { "models", required_argument, NULL, O_MODELS },   { "reps", required_argument, NULL, O_REPS },
         { "threads", required_argument, NULL, O_THREADS }, { "quick", no_argument, NULL, O_QUICK },
         { "plugin-config", required_argument, NULL, O_PCFG }, { "help", no_argument, NULL, 'h' },
         { "plugin", required_argument, NULL, O_PLUGIN },   { "compare-paths", no_argument, NULL, O_PATHS },
-        { "batches", required_argument, NULL, O_BATCHES },
+        { "batches", required_argument, NULL, O_BATCHES }, { "dump-shapes", required_argument, NULL, O_DUMP },
+        { "shapes", required_argument, NULL, O_SHAPES },
         { NULL, 0, NULL, 0 }
     };
     int c;
@@ -796,6 +929,8 @@ int main(int argc, char **argv)
         case O_PCFG: o.plugin_config = optarg; break;
         case O_PLUGIN: o.plugin = optarg; break;
         case O_PATHS: o.compare_paths = 1; break;
+        case O_DUMP: o.dump_shapes = optarg; break;
+        case O_SHAPES: o.shapes = optarg; break;
         case O_BATCHES: {
             o.n_batches = 0;
             for (char *t = strtok(optarg, ","); t; t = strtok(NULL, ",")) {
