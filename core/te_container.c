@@ -1,6 +1,7 @@
 /* The checksummed container around every deployment file, and file I/O. */
 #include "te_bundle.h"
 #include "te_container_int.h"
+#include "te_ring.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -85,7 +86,7 @@ te_status te_container_encode(uint32_t kind, int brotli, const uint8_t *payload,
         return te_errf(err, TE_EINVAL, "container: null argument");
     if (kind < TE_KIND_DEVICE_BUNDLE || kind > TE_KIND_DEVICE_KEY)
         return te_errf(err, TE_EINVAL, "container: unknown kind %u", (unsigned)kind);
-    if ((uint64_t)len > TE_CONTAINER_MAX_PAYLOAD)
+    if (te_size_exceeds(len, TE_CONTAINER_MAX_PAYLOAD))
         return te_errf(err, TE_EINVAL, "container: payload of %zu bytes is too large", len);
     *out = NULL;
     size_t cap = brotli ? BrotliEncoderMaxCompressedSize(len) : len;

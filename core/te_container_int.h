@@ -9,8 +9,10 @@
 
 /* Largest payload a container may state (after decompression). */
 #define TE_CONTAINER_MAX_PAYLOAD ((uint64_t)1 << 32)
-/* Largest deployment file read from disk. */
-#define TE_BUNDLE_MAX_FILE ((size_t)1 << 32)
+/* Largest deployment file read from disk: 4 GiB, or all a 32-bit size_t
+ * can count (armhf). */
+#define TE_BUNDLE_MAX_FILE \
+    ((size_t)((uint64_t)SIZE_MAX < ((uint64_t)1 << 32) ? (uint64_t)SIZE_MAX : ((uint64_t)1 << 32)))
 
 const char *te_kind_name(uint32_t kind);
 /* te_file_write_atomic with explicit permissions (keys are 0600). */

@@ -8,7 +8,9 @@
 #include "te_bundle.h" /* te_file_read, te_file_write_atomic */
 
 #define NPY_MAX_HEADER (1u << 20)
-#define NPY_MAX_FILE ((size_t)1 << 36)
+/* 64 GiB, or all a 32-bit size_t can count (armhf) */
+#define NPY_MAX_FILE \
+    ((size_t)((uint64_t)SIZE_MAX < ((uint64_t)1 << 36) ? (uint64_t)SIZE_MAX : ((uint64_t)1 << 36)))
 
 typedef enum { DT_F2, DT_F4, DT_F8, DT_I1, DT_I2, DT_I4, DT_I8, DT_U1, DT_U2, DT_U4, DT_U8, DT_B1 } npy_dtype;
 

@@ -119,7 +119,7 @@ te_status te_prf_ring(const uint8_t key[TE_KEY_BYTES], uint64_t counter, uint32_
     te_status st = check_args(key, layer, purpose, err);
     if (st != TE_OK)
         return st;
-    if ((uint64_t)n > TE_PRF_MAX_ELEMS)
+    if (te_size_exceeds(n, TE_PRF_MAX_ELEMS))
         return te_errf(err, TE_EINVAL, "prf: %zu elements exceed the per-stream limit", n);
     if (n == 0)
         return TE_OK;

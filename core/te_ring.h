@@ -50,6 +50,14 @@ static inline uint64_t te_mul64_hi(uint64_t a, uint64_t b, uint64_t *lo)
 #endif
 }
 
+/* a > b for a size that may be narrower than 64 bits (size_t on armhf): a
+ * function, so 32-bit builds do not flag the comparison as always false
+ * (-Wtype-limits); it matters on 64-bit ones. */
+static inline int te_size_exceeds(uint64_t a, uint64_t b)
+{
+    return a > b;
+}
+
 static inline uint64_t te_ring_mask(unsigned l)
 {
     return l >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << l) - 1);

@@ -158,7 +158,7 @@ static void cq_drain_destroy(grpc_completion_queue *cq)
  * when both are released. */
 
 enum { TAG_NEW = 1, TAG_OP, TAG_CLOSE, TAG_SHUTDOWN };
-enum { STEP_START = 1, STEP_RECV, STEP_SENT, STEP_FINISH };
+enum { STEP_START = 1, STEP_RECV, STEP_SENT, STEP_FINISH, STEP_WATCH };
 
 struct srv_call;
 typedef struct srv_tag {
@@ -191,6 +191,8 @@ typedef struct srv_call {
     msg_list msgs;
     te_net_reply rep;
     uint64_t served;
+    uint8_t *last;                /* server streaming: the last response sent */
+    size_t last_len;
     double t0, waiting_since;     /* waiting_since > 0: waiting on the client (poller only) */
     int code;
     char msg[TE_ERR_MSG_MAX + 128];
@@ -219,7 +221,9 @@ struct te_net_server {
     int queued;
     size_t queued_bytes;
     int open_calls;
+    int open_streams;             /* of them, bidi streams (a device's inference each) */
     int stopping, shutdown_done;
+    int draining;                 /* stop() has begun: watches end */
     uint64_t n_calls, n_refused;
 };
 
@@ -280,6 +284,7 @@ static void peer_name(grpc_call *call, char *out, size_t cap)
 
 static void call_free(srv_call *c)
 {
+    free(c->last);
     if (c->call)
         grpc_call_unref(c->call);
     grpc_call_details_destroy(&c->details);
@@ -318,6 +323,8 @@ static void call_release(srv_call *c)
     if (c->next)
         c->next->prev = c->prev;
     s->open_calls--;
+    if (c->m && c->m->kind == TE_NET_BIDI)
+        s->open_streams--;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->lock);
     call_free(c);
@@ -401,6 +408,30 @@ static void call_recv(srv_call *c, int step)
 static void call_answer(srv_call *c)
 {
     te_net_reply *r = &c->rep;
+    if (c->m->kind == TE_NET_SERVER_STREAM) { /* the request stays: the handler is asked again */
+        if (r->code != TE_NET_OK) {
+            free(r->data);
+            r->data = NULL;
+            call_finish(c, r->code, r->msg, NULL, 0, 0, 0);
+            return;
+        }
+        if (c->step == STEP_WATCH && c->last && r->len == c->last_len && !memcmp(r->data, c->last, r->len)) {
+            free(r->data); /* unchanged: nothing to send */
+            r->data = NULL;
+            return;
+        }
+        free(c->last);
+        c->last = r->data ? r->data : calloc(1, 1);
+        c->last_len = r->data ? r->len : 0;
+        r->data = NULL;
+        c->send_bb = bb_from(c->last, c->last_len);
+        grpc_op op;
+        memset(&op, 0, sizeof op);
+        op.op = GRPC_OP_SEND_MESSAGE;
+        op.data.send_message.send_message = c->send_bb;
+        call_ops(c, STEP_SENT, &op, 1);
+        return;
+    }
     if (c->m->kind == TE_NET_BIDI) {
         msg_list_free(&c->msgs);
         if (r->code != TE_NET_OK) {
@@ -553,6 +584,8 @@ static void call_start(srv_call *c)
     pthread_mutex_lock(&s->lock);
     int full = s->open_calls >= s->max_calls;
     s->open_calls++;
+    if (c->m && c->m->kind == TE_NET_BIDI)
+        s->open_streams++;
     s->n_calls++;
     c->next = s->calls;
     if (s->calls)
@@ -611,10 +644,40 @@ static void sweep_idle(te_net_server *s)
     pthread_mutex_unlock(&s->lock);
 }
 
+/* Server-streaming calls between messages hold their operation reference
+ * with nothing pending: end those the client has left (or all of them when
+ * the server stops), and ask the others' handlers again.  Poller thread
+ * only, which alone moves a call out of STEP_WATCH, so the calls collected
+ * stay alive after the lock is dropped. */
+static void watch_pass(te_net_server *s)
+{
+    srv_call *w[64];
+    int n = 0;
+    pthread_mutex_lock(&s->lock);
+    int draining = s->draining;
+    for (srv_call *c = s->calls; c && n < (int)(sizeof w / sizeof w[0]); c = c->next)
+        if (c->step == STEP_WATCH)
+            w[n++] = c;
+    pthread_mutex_unlock(&s->lock);
+    for (int i = 0; i < n; i++) {
+        srv_call *c = w[i];
+        if (atomic_load(&c->closed)) {
+            c->step = STEP_FINISH;
+            call_release(c);
+        } else if (draining) {
+            call_finish(c, TE_NET_UNAVAILABLE, "server stopping", NULL, 0, 0, 0);
+        } else {
+            memset(&c->rep, 0, sizeof c->rep);
+            c->m->fn(c->m->ctx, c->peer, c->msgs.v, c->msgs.n, &c->rep);
+            call_answer(c);
+        }
+    }
+}
+
 static void *poller_main(void *arg)
 {
     te_net_server *s = arg;
-    double last_sweep = now_ms();
+    double last_sweep = now_ms(), last_watch = now_ms();
     for (;;) {
         grpc_event ev = grpc_completion_queue_next(s->cq, deadline_ms(500), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
@@ -622,6 +685,10 @@ static void *poller_main(void *arg)
         if (now_ms() - last_sweep > 500) {
             sweep_idle(s);
             last_sweep = now_ms();
+        }
+        if (now_ms() - last_watch >= TE_NET_WATCH_MS) {
+            watch_pass(s);
+            last_watch = now_ms();
         }
         if (ev.type != GRPC_OP_COMPLETE)
             continue;
@@ -661,7 +728,10 @@ static void *poller_main(void *arg)
             } else if (c->step == STEP_SENT) {
                 grpc_byte_buffer_destroy(c->send_bb);
                 c->send_bb = NULL;
-                call_recv(c, STEP_RECV);
+                if (c->m->kind == TE_NET_SERVER_STREAM)
+                    c->step = STEP_WATCH; /* no operation pending: watch_pass looks after it */
+                else
+                    call_recv(c, STEP_RECV);
             } else {
                 call_got(c);
             }
@@ -677,6 +747,7 @@ void te_net_server_figures_get(te_net_server *s, te_net_server_figures *f)
     f->calls = s->n_calls;
     f->refused = s->n_refused;
     f->open_calls = s->open_calls;
+    f->open_streams = s->open_streams;
     f->queued = s->queued;
     pthread_mutex_unlock(&s->lock);
 }
@@ -800,6 +871,9 @@ void te_net_server_stop(te_net_server *s, int grace_ms)
 {
     if (!s)
         return;
+    pthread_mutex_lock(&s->lock);
+    s->draining = 1;
+    pthread_mutex_unlock(&s->lock);
     grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
@@ -1488,6 +1562,15 @@ te_status te_net_stream_close(te_net_stream *s, te_err *err)
         cli_batch(s, ops, n);
     }
     return cli_status(s, err);
+}
+
+te_status te_net_stream_recv(te_net_stream *s, uint8_t **resp, size_t *resp_len, te_err *err)
+{
+    *resp = NULL;
+    *resp_len = 0;
+    if (s->have_status)
+        return te_errf(err, TE_ETRANSPORT, "%s: %s: the stream has ended", s->ch->target, s->method);
+    return stream_step(s, NULL, 0, resp, resp_len, 0, err);
 }
 
 int te_net_stream_unserved(const te_net_stream *s) { return s && s->unserved; }

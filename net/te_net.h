@@ -81,8 +81,17 @@ void te_net_creds_free(te_net_creds *c);
 typedef enum te_net_kind {
     TE_NET_UNARY = 1,          /* one request, one response */
     TE_NET_CLIENT_STREAM = 2,  /* requests until half-close, one response */
-    TE_NET_BIDI = 3            /* one response per request, until half-close */
+    TE_NET_BIDI = 3,           /* one response per request, until half-close */
+    /* one request, then responses while the call lasts: the handler runs
+     * for the request and again every TE_NET_WATCH_MS, and its response is
+     * sent whenever it differs from the last one sent (a poll, as for
+     * grpc.health.v1.Health/Watch); the call ends when the client cancels,
+     * the handler answers an error, or the server stops (UNAVAILABLE).
+     * Must be inline. */
+    TE_NET_SERVER_STREAM = 4
 } te_net_kind;
+
+#define TE_NET_WATCH_MS 500
 
 typedef struct te_net_msg {
     const uint8_t *data;
@@ -141,6 +150,7 @@ typedef struct te_net_server_figures {
     uint64_t calls;       /* accepted */
     uint64_t refused;     /* ended unserved with RESOURCE_EXHAUSTED (overload) */
     int open_calls;       /* now */
+    int open_streams;     /* of them, bidi streams (inferences in progress) */
     int queued;           /* messages waiting for a worker now */
 } te_net_server_figures;
 
@@ -190,6 +200,9 @@ te_status te_net_stream_close(te_net_stream *s, te_err *err);
  * saw the last message sent (overload: "te-not-served"), so sending the
  * same message again on a new stream is safe. */
 int te_net_stream_unserved(const te_net_stream *s);
+/* Receive the next message of a server-streaming call (after the request
+ * was sent with te_net_stream_exchange). */
+te_status te_net_stream_recv(te_net_stream *s, uint8_t **resp, size_t *resp_len, te_err *err);
 /* Cancels the stream if it was not closed; NULL is fine. */
 void te_net_stream_free(te_net_stream *s);
 

@@ -18,6 +18,7 @@
 #define TE_SVC_REGISTER_DEVICE "/twinedge.EdgeHost/RegisterDevice"
 #define TE_SVC_STATS "/twinedge.EdgeHost/Stats"
 #define TE_SVC_HEALTH_CHECK "/grpc.health.v1.Health/Check"
+#define TE_SVC_HEALTH_WATCH "/grpc.health.v1.Health/Watch"
 
 /* The names the hosts' certificates carry (owner/pki.h). */
 #define TE_CN_EDGE_A "edge-a"

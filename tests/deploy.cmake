@@ -7,3 +7,8 @@ set_tests_properties(deploy_files PROPERTIES TIMEOUT 120 LABELS deploy)
 add_test(NAME probe COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/deploy/probe_test.sh $<TARGET_FILE:twinedge-probe>)
 set_tests_properties(probe PROPERTIES FIXTURES_REQUIRED testdata TIMEOUT 180 LABELS deploy
                      ENVIRONMENT "${TE_ATTACK_ENV}")
+#   ops            health, Prometheus (a real server), logs, sd_notify, SIGHUP, config on real hosts
+add_test(NAME ops COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/deploy/ops_test.sh $<TARGET_FILE:twinedge-probe>
+         $<TARGET_FILE:twinedge-infer>)
+set_tests_properties(ops PROPERTIES FIXTURES_REQUIRED testdata TIMEOUT 300 LABELS deploy
+                     ENVIRONMENT "${TE_ATTACK_ENV}")

@@ -1,83 +1,203 @@
 /* twinedge-host: serve one edge host (EdgeA or EdgeB) over gRPC + mTLS. */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
+#include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "health.pb-c.h"
 #include "hostd.h"
 #include "te_net_transport.h"
+#include "twinedge_version.h"
 
-static void log_line(const char *fmt, ...)
+/* How often EdgeA asks its EdgeB for its health (what EdgeA's own health
+ * answers depends on it). */
+#define PEER_CHECK_MS 2000
+
+static void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void log_info(const char *fmt, ...)
 {
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    struct tm tm;
-    gmtime_r(&tv.tv_sec, &tm);
-    char ts[32];
-    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    char msg[1024];
+    char msg[2048];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%s.%03ldZ twinedge-host[%ld]: %s\n", ts, (long)(tv.tv_usec / 1000), (long)getpid(), msg);
+    hostd_logf(HOSTD_INFO, "%s", msg);
 }
 
 static void call_log(void *ctx, const char *method, const char *peer, int code, const char *msg, double ms)
 {
-    (void)ctx;
+    hostd_metrics_call(ctx, method, code, ms);
     if (code == 0)
-        log_line("%s from %s: OK (%s) %.1f ms", method, peer, msg, ms);
-    else
-        log_line("%s from %s: status %d: %s (%.1f ms)", method, peer, code, msg, ms);
+        hostd_logf(HOSTD_DEBUG, "%s from %s: OK (%s) %.1f ms", method, peer, msg, ms);
+    else /* refused or failed: always worth an operator's look */
+        hostd_logf(HOSTD_ERROR, "%s from %s: status %d: %s (%.1f ms)", method, peer, code, msg, ms);
 }
 
 static void host_log(void *ctx, const char *msg)
 {
     (void)ctx;
-    log_line("%s", msg);
+    hostd_logf(HOSTD_INFO, "%s", msg);
 }
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: twinedge-host [--config FILE] [options]\n"
-            "\n"
-            "Serves one edge host (EdgeA or EdgeB) over gRPC with mutual TLS.\n"
-            "Options override the config file (\"key = value\" lines, same names):\n"
-            "  --role a|b              EdgeA or EdgeB\n"
-            "  --listen HOST:PORT      address to serve on (port 0: any free port)\n"
-            "  --peer HOST:PORT        EdgeA only: EdgeB's address (relay mode)\n"
-            "  --plugin cpu|opencl|PATH  compute plugin (default cpu)\n"
-            "  --plugin-config STR     passed to the plugin\n"
-            "  --fallback-plugin NAME  used when --plugin cannot be loaded or started (e.g. cpu)\n"
-            "  --store DIR             deployments and device keys, kept across restarts\n"
-            "  --credentials DIR       ca.pem, cert.pem, key.pem of this host\n"
-            "  --port-file FILE        write the port once serving\n"
-            "  --workers N             handler threads: layer requests computed at once (default 8);\n"
-            "                          open streams hold no thread\n"
-            "  --max-calls N           calls open at once (default 10000); beyond: RESOURCE_EXHAUSTED\n"
-            "  --max-queue N           requests waiting for a worker (default 4096); beyond: refused\n"
-            "                          unserved (RESOURCE_EXHAUSTED), devices retry\n"
-            "  --max-queue-mb N        their bytes, MiB (default 512)\n"
-            "  --batch-window-us N     combine concurrent requests for a layer within N us (0..100000,\n"
-            "                          default 0: off)\n"
-            "  --allow-plaintext 0|1   EdgeA: also serve the benchmarks' plaintext baseline (no privacy;\n"
-            "                          default 0)\n"
-            "  --precompute-mb N       EdgeB: precompute each device's next mask shares, in at most N MiB\n"
-            "                          (0..65536, default 0: off)\n"
-            "  -h, --help\n");
+    fprintf(f, "usage: twinedge-host [--config FILE] [options]\n"
+               "\n"
+               "Serves one edge host (EdgeA or EdgeB) over gRPC with mutual TLS.\n"
+               "Options override the config file (\"key = value\" lines, the same names with _ for -):\n");
+    hostd_config_usage(f);
+    fprintf(f, "  %-32s %s\n  %-32s %s\n  %-32s %s\n  %-32s %s\n", "--config FILE", "read settings from FILE",
+            "--check-config", "check the settings and exit (0: valid)", "--version", "print the version",
+            "-h, --help", "this text");
+    fprintf(f, "\nSignals: SIGTERM/SIGINT drain the calls in flight (grace_ms) and stop; SIGHUP re-reads the\n"
+               "store (new or changed deployments and device keys) and the config file's log_level.\n");
 }
 
 static int fail(const char *msg)
 {
-    log_line("error: %s", msg);
+    hostd_logf(HOSTD_ERROR, "%s", msg);
     return 1;
+}
+
+/* The config file named by --config FILE or --config=FILE (the last one). */
+static const char *config_path(int argc, char **argv)
+{
+    const char *path = NULL;
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            path = argv[++i];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            path = argv[i] + 9;
+    }
+    return path;
+}
+
+/* EdgeA's view of its EdgeB, for EdgeA's health. */
+typedef struct peer_watch {
+    hostd_service *svc;
+    te_net_channel *ch;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cv;
+    int stop, started;
+} peer_watch;
+
+static void *peer_watch_run(void *arg)
+{
+    peer_watch *w = arg;
+    Grpc__Health__V1__HealthCheckRequest q = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    q.service = (char *)"twinedge.EdgeHost";
+    uint8_t req[64];
+    size_t req_len = grpc__health__v1__health_check_request__pack(&q, req);
+    int was = -1;
+    pthread_mutex_lock(&w->lock);
+    while (!w->stop) {
+        pthread_mutex_unlock(&w->lock);
+        uint8_t *resp = NULL;
+        size_t len = 0;
+        te_err err;
+        int ok = 0;
+        if (te_net_unary(w->ch, TE_SVC_HEALTH_CHECK, req, req_len, &resp, &len, PEER_CHECK_MS, &err) == TE_OK) {
+            Grpc__Health__V1__HealthCheckResponse *r = grpc__health__v1__health_check_response__unpack(NULL, len,
+                                                                                                    resp);
+            ok = r && r->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+            if (!ok)
+                snprintf(err.msg, sizeof err.msg, "EdgeB answers but is not serving (no deployment?)");
+            if (r)
+                grpc__health__v1__health_check_response__free_unpacked(r, NULL);
+        }
+        free(resp);
+        atomic_store(&w->svc->peer_ok, ok);
+        if (ok != was) {
+            if (ok)
+                hostd_logf(HOSTD_INFO, "EdgeB is serving: EdgeA is ready");
+            else
+                hostd_logf(HOSTD_WARN, "EdgeB not ready, EdgeA reports NOT_SERVING: %s", err.msg);
+            was = ok;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += PEER_CHECK_MS / 1000;
+        pthread_mutex_lock(&w->lock);
+        while (!w->stop && pthread_cond_timedwait(&w->cv, &w->lock, &until) != ETIMEDOUT)
+            ;
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+static void peer_watch_stop(peer_watch *w)
+{
+    if (w->started) {
+        pthread_mutex_lock(&w->lock);
+        w->stop = 1;
+        pthread_cond_signal(&w->cv);
+        pthread_mutex_unlock(&w->lock);
+        pthread_join(w->thread, NULL);
+        w->started = 0;
+    }
+    te_net_channel_free(w->ch);
+    w->ch = NULL;
+}
+
+/* The figures the metrics read at each scrape. */
+typedef struct gauge_src {
+    hostd_service *svc;
+    te_net_server *server;
+} gauge_src;
+
+static void read_gauges(void *ctx, hostd_gauges *g)
+{
+    gauge_src *src = ctx;
+    te_net_server_figures f;
+    te_net_server_figures_get(src->server, &f);
+    g->open_calls = f.open_calls;
+    g->devices_connected = f.open_streams;
+    pthread_mutex_lock(&src->svc->lock);
+    g->deployments = src->svc->deployments;
+    g->devices_registered = src->svc->devices;
+    pthread_mutex_unlock(&src->svc->lock);
+    te_host_batch_figures(src->svc->host, &g->plugin_runs, &g->requests_batched);
+    te_host_precompute_figures(src->svc->host, &g->precompute_hits, &g->precompute_misses, NULL);
+}
+
+/* SIGHUP: the store's new or changed files and the log level, while the
+ * calls in flight go on. */
+static void reload(const char *path, hostd_config *cfg, hostd_service *svc, hostd_store_state *seen)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    sd_notifyf(0, "RELOADING=1\nSTATUS=reloading the store\nMONOTONIC_USEC=%llu",
+               (unsigned long long)now.tv_sec * 1000000ULL + (unsigned long long)now.tv_nsec / 1000ULL);
+    te_err err;
+    if (path) {
+        hostd_config fresh;
+        hostd_config_defaults(&fresh);
+        if (hostd_config_read(path, &fresh, &err) != TE_OK) {
+            hostd_logf(HOSTD_ERROR, "reload: %s (log level unchanged)", err.msg);
+        } else if (fresh.log_level != cfg->log_level) {
+            cfg->log_level = fresh.log_level;
+            hostd_log_set_level((hostd_level)fresh.log_level);
+            hostd_logf(HOSTD_INFO, "reload: log level %s", hostd_level_name((hostd_level)fresh.log_level));
+        }
+    }
+    hostd_store_counts n;
+    te_status st = hostd_store_load(cfg->store, svc->host, seen, &n, &err);
+    pthread_mutex_lock(&svc->lock);
+    svc->deployments = n.bundles;
+    svc->devices = n.devices;
+    pthread_mutex_unlock(&svc->lock);
+    if (st != TE_OK)
+        hostd_logf(HOSTD_ERROR, "reload: %s", err.msg);
+    hostd_logf(HOSTD_INFO, "reload: store %s: %d deployment(s), %d device key(s) (loaded now: %d and %d)", cfg->store,
+               n.bundles, n.devices, n.bundles_loaded, n.devices_loaded);
+    sd_notify(0, "READY=1\nSTATUS=serving");
 }
 
 int main(int argc, char **argv)
@@ -86,59 +206,63 @@ int main(int argc, char **argv)
     hostd_config_defaults(&cfg);
     te_err err;
     te_err_clear(&err);
-    enum { O_CONFIG = 256, O_ROLE, O_LISTEN, O_PEER, O_PLUGIN, O_PCONF, O_STORE, O_CREDS, O_PORTFILE, O_WORKERS,
-           O_FALLBACK, O_BATCH_WINDOW, O_PLAINTEXT, O_PRECOMPUTE, O_MAX_CALLS, O_MAX_QUEUE, O_MAX_QUEUE_MB };
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, O_CONFIG},     {"role", required_argument, NULL, O_ROLE},
-        {"listen", required_argument, NULL, O_LISTEN},     {"peer", required_argument, NULL, O_PEER},
-        {"plugin", required_argument, NULL, O_PLUGIN},     {"plugin-config", required_argument, NULL, O_PCONF},
-        {"store", required_argument, NULL, O_STORE},       {"credentials", required_argument, NULL, O_CREDS},
-        {"port-file", required_argument, NULL, O_PORTFILE}, {"workers", required_argument, NULL, O_WORKERS},
-        {"fallback-plugin", required_argument, NULL, O_FALLBACK},
-        {"batch-window-us", required_argument, NULL, O_BATCH_WINDOW},
-        {"allow-plaintext", required_argument, NULL, O_PLAINTEXT},
-        {"precompute-mb", required_argument, NULL, O_PRECOMPUTE},
-        {"max-calls", required_argument, NULL, O_MAX_CALLS},
-        {"max-queue", required_argument, NULL, O_MAX_QUEUE},
-        {"max-queue-mb", required_argument, NULL, O_MAX_QUEUE_MB},
-        {"help", no_argument, NULL, 'h'},                  {NULL, 0, NULL, 0}};
-    /* The config file first, whatever its position, then the flags. */
-    for (int i = 1; i + 1 < argc; i++)
-        if (strcmp(argv[i], "--config") == 0 && hostd_config_read(argv[i + 1], &cfg, &err) != TE_OK)
-            return fail(err.msg);
-    int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        const char *key = NULL;
-        switch (c) {
-        case O_CONFIG: continue;
-        case O_ROLE: key = "role"; break;
-        case O_LISTEN: key = "listen"; break;
-        case O_PEER: key = "peer"; break;
-        case O_PLUGIN: key = "plugin"; break;
-        case O_PCONF: key = "plugin_config"; break;
-        case O_STORE: key = "store"; break;
-        case O_CREDS: key = "credentials"; break;
-        case O_PORTFILE: key = "port_file"; break;
-        case O_WORKERS: key = "workers"; break;
-        case O_FALLBACK: key = "fallback_plugin"; break;
-        case O_BATCH_WINDOW: key = "batch_window_us"; break;
-        case O_PLAINTEXT: key = "allow_plaintext"; break;
-        case O_PRECOMPUTE: key = "precompute_mb"; break;
-        case O_MAX_CALLS: key = "max_calls"; break;
-        case O_MAX_QUEUE: key = "max_queue"; break;
-        case O_MAX_QUEUE_MB: key = "max_queue_mb"; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
-        }
-        if (hostd_config_set(&cfg, key, optarg, &err) != TE_OK)
-            return fail(err.msg);
+    hostd_log_init(HOSTD_INFO, 0);
+    enum { O_CONFIG = 1000, O_CHECK, O_VERSION };
+    int nk = hostd_config_n_keys();
+    struct option *opts = calloc((size_t)nk + 5, sizeof *opts);
+    char(*names)[64] = calloc((size_t)nk, sizeof *names);
+    if (!opts || !names) {
+        free(opts);
+        free(names);
+        return fail("out of memory");
     }
+    /* one flag per setting, from the settings table */
+    for (int i = 0; i < nk; i++) {
+        snprintf(names[i], sizeof names[i], "%s", hostd_config_key_name(i));
+        for (char *p = names[i]; *p; p++)
+            if (*p == '_')
+                *p = '-';
+        opts[i] = (struct option){names[i], required_argument, NULL, i};
+    }
+    opts[nk] = (struct option){"config", required_argument, NULL, O_CONFIG};
+    opts[nk + 1] = (struct option){"check-config", no_argument, NULL, O_CHECK};
+    opts[nk + 2] = (struct option){"version", no_argument, NULL, O_VERSION};
+    opts[nk + 3] = (struct option){"help", no_argument, NULL, 'h'};
+    int check_only = 0, rc_early = -1;
+    /* The config file first, wherever it is given, then the flags. */
+    const char *cpath = config_path(argc, argv);
+    if (cpath && hostd_config_read(cpath, &cfg, &err) != TE_OK)
+        rc_early = fail(err.msg);
+    int c;
+    while (rc_early < 0 && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c >= 0 && c < nk) {
+            if (hostd_config_set(&cfg, hostd_config_key_name(c), optarg, &err) != TE_OK)
+                rc_early = fail(err.msg);
+            continue;
+        }
+        switch (c) {
+        case O_CONFIG: break;
+        case O_CHECK: check_only = 1; break;
+        case O_VERSION: printf("twinedge-host %s\n", TWINEDGE_VERSION_STRING); rc_early = 0; break;
+        case 'h': usage(stdout); rc_early = 0; break;
+        default: usage(stderr); rc_early = 2; break;
+        }
+    }
+    free(opts);
+    free(names);
+    if (rc_early >= 0)
+        return rc_early;
     if (optind != argc) {
         usage(stderr);
         return 2;
     }
     if (hostd_config_check(&cfg, &err) != TE_OK)
         return fail(err.msg);
+    if (check_only) {
+        printf("configuration valid: Edge%c on %s\n", cfg.role[0] == 'a' ? 'A' : 'B', cfg.listen);
+        return 0;
+    }
+    hostd_log_init((hostd_level)cfg.log_level, cfg.log_json);
 
     /* Signals go to the main thread's sigwait below, not to gRPC's threads. */
     sigset_t sigs;
@@ -164,53 +288,85 @@ int main(int argc, char **argv)
     te_net_creds creds;
     memset(&creds, 0, sizeof creds);
     hostd_service svc;
+    hostd_metrics *metrics = NULL;
+    hostd_store_state seen = {NULL, 0, 0};
+    hostd_store_counts loaded;
+    peer_watch watch;
+    memset(&watch, 0, sizeof watch);
+    pthread_mutex_init(&watch.lock, NULL);
+    pthread_cond_init(&watch.cv, NULL);
     int svc_ok = 0, rc = 1;
-    int nb = 0, nd = 0;
 
     if (te_net_creds_load(cfg.credentials, &creds, &err) != TE_OK || !creds.cert_pem) {
         fail(creds.ca_pem ? "the credentials directory has no cert.pem/key.pem" : err.msg);
         goto out;
     }
     if (te_host_new(&hc, &host, &err) != TE_OK || hostd_store_init(cfg.store, &err) != TE_OK ||
-        hostd_store_load(cfg.store, host, &nb, &nd, &err) != TE_OK) {
+        hostd_store_load(cfg.store, host, &seen, &loaded, &err) != TE_OK) {
         fail(err.msg);
         goto out;
     }
     if (cfg.allow_plaintext)
-        log_line("warning: allow_plaintext is on: plaintext (benchmark baseline) requests are served, without "
-                 "privacy");
-    log_line("Edge%c: plugin %s%s%s; store %s: %d deployment(s), %d device key(s) loaded",
-             role == TE_ROLE_A ? 'A' : 'B', cfg.plugin, cfg.fallback_plugin[0] ? ", fallback " : "",
-             cfg.fallback_plugin, cfg.store, nb, nd);
+        hostd_logf(HOSTD_WARN, "allow_plaintext is on: plaintext (benchmark baseline) requests are served, without "
+                               "privacy");
+    log_info("twinedge-host %s, Edge%c: plugin %s%s%s; store %s: %d deployment(s), %d device key(s) loaded",
+             TWINEDGE_VERSION_STRING, role == TE_ROLE_A ? 'A' : 'B', cfg.plugin,
+             cfg.fallback_plugin[0] ? ", fallback " : "", cfg.fallback_plugin, cfg.store, loaded.bundles,
+             loaded.devices);
     if (role == TE_ROLE_B && cfg.precompute_mb)
-        log_line("precompute: each device's next mask shares are computed ahead, in at most %d MiB",
+        log_info("precompute: each device's next mask shares are computed ahead, in at most %d MiB",
                  cfg.precompute_mb);
-    if (role == TE_ROLE_A && cfg.peer[0]) {
-        te_net_transport_config tc = {NULL, cfg.peer, &creds, cfg.peer_timeout_ms, 1, NULL};
-        if (te_net_transport_new(&tc, &peer, &err) != TE_OK) {
-            fail(err.msg);
-            goto out;
-        }
-        te_host_set_peer(host, peer);
-        log_line("EdgeB peer: %s", cfg.peer);
-    }
-    if (hostd_service_init(&svc, host, role, cfg.store, log_line, &err) != TE_OK) {
+    if (hostd_service_init(&svc, host, role, cfg.store, log_info, &err) != TE_OK) {
         fail(err.msg);
         goto out;
     }
     svc_ok = 1;
-    svc.deployments = nb;
-    svc.devices = nd;
+    svc.deployments = loaded.bundles;
+    svc.devices = loaded.devices;
+    if (role == TE_ROLE_A && cfg.peer[0]) {
+        te_net_transport_config tc = {NULL, cfg.peer, &creds, cfg.peer_timeout_ms, 1, NULL};
+        te_net_channel_config cc = {cfg.peer, &creds, TE_CN_EDGE_B, 0};
+        if (te_net_transport_new(&tc, &peer, &err) != TE_OK || te_net_channel_new(&cc, &watch.ch, &err) != TE_OK) {
+            fail(err.msg);
+            goto out;
+        }
+        te_host_set_peer(host, peer);
+        log_info("EdgeB peer: %s", cfg.peer);
+        atomic_store(&svc.peer_ok, 0); /* until EdgeB has answered */
+        watch.svc = &svc;
+        if (pthread_create(&watch.thread, NULL, peer_watch_run, &watch) != 0) {
+            fail("cannot start the EdgeB health check");
+            goto out;
+        }
+        watch.started = 1;
+    }
+    if (cfg.metrics_listen[0] &&
+        hostd_metrics_new(TWINEDGE_VERSION_STRING, role == TE_ROLE_A ? "a" : "b", te_host_plugin_name(host), "",
+                          &metrics, &err) != TE_OK) {
+        fail(err.msg);
+        goto out;
+    }
+    svc.metrics = metrics;
     te_net_method methods[8];
     int nm = hostd_service_methods(&svc, methods, 8);
     te_net_server_config sc = {cfg.listen, &creds, methods, nm, cfg.workers, (size_t)cfg.max_message_mb << 20, 0, 0,
-                               call_log, NULL, cfg.max_calls, cfg.max_queue, (size_t)cfg.max_queue_mb << 20};
+                               call_log, metrics, cfg.max_calls, cfg.max_queue, (size_t)cfg.max_queue_mb << 20};
     if (te_net_server_start(&sc, &server, &err) != TE_OK) {
         fail(err.msg);
         goto out;
     }
     int port = te_net_server_port(server);
-    log_line("serving on %s (port %d), mutual TLS", cfg.listen, port);
+    log_info("serving on %s (port %d), mutual TLS", cfg.listen, port);
+    gauge_src gsrc = {&svc, server};
+    if (metrics) {
+        int mport = 0;
+        hostd_metrics_set_gauges(metrics, read_gauges, &gsrc);
+        if (hostd_metrics_listen(metrics, cfg.metrics_listen, &mport, &err) != TE_OK) {
+            fail(err.msg);
+            goto out;
+        }
+        log_info("metrics on http://%s/metrics (port %d)", cfg.metrics_listen, mport);
+    }
     if (cfg.port_file[0]) {
         char tmp[HOSTD_STR + 8];
         snprintf(tmp, sizeof tmp, "%s.tmp", cfg.port_file);
@@ -220,12 +376,24 @@ int main(int argc, char **argv)
             goto out;
         }
     }
+    sd_notifyf(0, "READY=1\nSTATUS=serving on %s", cfg.listen);
     int sig = 0;
-    sigwait(&sigs, &sig);
-    log_line("signal %d: draining calls in flight (up to %d ms), then stopping", sig, cfg.grace_ms);
+    for (;;) {
+        sigwait(&sigs, &sig);
+        if (sig != SIGHUP)
+            break;
+        reload(cpath, &cfg, &svc, &seen);
+    }
+    sd_notify(0, "STOPPING=1\nSTATUS=draining calls in flight");
+    log_info("signal %d: draining calls in flight (up to %d ms), then stopping", sig, cfg.grace_ms);
     rc = 0;
 out:
+    peer_watch_stop(&watch);
+    /* the metrics endpoint reads the server: it stops first; the calls
+     * draining still count into the metrics, freed after them */
+    hostd_metrics_close(metrics);
     te_net_server_stop(server, cfg.grace_ms);
+    hostd_metrics_free(metrics);
     if (host)
         te_host_set_peer(host, NULL);
     te_transport_free(peer);
@@ -233,7 +401,10 @@ out:
         hostd_service_free(&svc);
     te_host_free(host);
     te_net_creds_free(&creds);
+    hostd_store_state_free(&seen);
+    pthread_mutex_destroy(&watch.lock);
+    pthread_cond_destroy(&watch.cv);
     if (rc == 0)
-        log_line("stopped");
+        log_info("stopped");
     return rc;
 }

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-enum { FAM_CALLS, FAM_CALL_SECONDS, FAM_ERRORS, FAM_LAYER_SECONDS, FAM_BATCH, FAM_PRECOMPUTE, FAM_N };
+enum { FAM_CALLS, FAM_CALL_SECONDS, FAM_ERRORS, FAM_LAYER_SECONDS, FAM_N };
 
 #define MAX_BUCKETS 16
 #define MAX_SERIES 4096 /* per family: labels come from the host's own names, never from callers */
@@ -24,7 +24,6 @@ typedef struct family {
 
 static const double seconds_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                          0.1,    0.25,  0.5,    1,     2.5,  5,     10};
-static const double batch_buckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
 #define NB(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 static const family families[FAM_N] = {
@@ -34,10 +33,6 @@ static const family families[FAM_N] = {
     [FAM_ERRORS] = {"twinedge_errors_total", "Requests refused or failed, by kind.", "counter", NULL, 0},
     [FAM_LAYER_SECONDS] = {"twinedge_layer_seconds", "Time to serve one layer request, by role and layer.",
                            "histogram", seconds_buckets, NB(seconds_buckets)},
-    [FAM_BATCH] = {"twinedge_batch_size", "Rows computed per plugin call (cross-device batches included).",
-                   "histogram", batch_buckets, NB(batch_buckets)},
-    [FAM_PRECOMPUTE] = {"twinedge_precompute_total", "EdgeB mask shares served from precompute (hit) or computed "
-                        "on demand (miss).", "counter", NULL, 0},
 };
 
 typedef struct series {
@@ -142,12 +137,19 @@ te_status hostd_metrics_new(const char *version, const char *role, const char *p
     return TE_OK;
 }
 
+void hostd_metrics_close(hostd_metrics *m)
+{
+    if (m && m->http) {
+        MHD_stop_daemon(m->http);
+        m->http = NULL;
+    }
+}
+
 void hostd_metrics_free(hostd_metrics *m)
 {
     if (!m)
         return;
-    if (m->http)
-        MHD_stop_daemon(m->http);
+    hostd_metrics_close(m);
     for (int f = 0; f < FAM_N; f++)
         free(m->s[f]);
     pthread_mutex_destroy(&m->lock);
@@ -197,18 +199,6 @@ void hostd_metrics_layer(hostd_metrics *m, const char *role, const char *deploym
     observe(m, FAM_LAYER_SECONDS, kv, ms / 1e3);
 }
 
-void hostd_metrics_batch(hostd_metrics *m, int rows)
-{
-    const char *kv[] = {NULL};
-    observe(m, FAM_BATCH, kv, rows);
-}
-
-void hostd_metrics_precompute(hostd_metrics *m, int hit)
-{
-    const char *kv[] = {"result", hit ? "hit" : "miss", NULL};
-    observe(m, FAM_PRECOMPUTE, kv, 0);
-}
-
 typedef struct text {
     char *buf;
     size_t len, cap;
@@ -244,9 +234,9 @@ static void tprintf(text *t, const char *fmt, ...)
     }
 }
 
-static void gauge(text *t, const char *name, const char *help, int v)
+static void sampled(text *t, const char *type, const char *name, const char *help, unsigned long long v)
 {
-    tprintf(t, "# HELP %s %s\n# TYPE %s gauge\n%s %d\n", name, help, name, name, v);
+    tprintf(t, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, v);
 }
 
 char *hostd_metrics_render(hostd_metrics *m, size_t *len)
@@ -255,7 +245,8 @@ char *hostd_metrics_render(hostd_metrics *m, size_t *len)
     if (!t.buf)
         return NULL;
     t.buf[0] = 0;
-    hostd_gauges g = {0, 0, 0, 0};
+    hostd_gauges g;
+    memset(&g, 0, sizeof g);
     pthread_mutex_lock(&m->lock);
     hostd_gauges_fn fn = m->gauges;
     void *ctx = m->gauges_ctx;
@@ -287,10 +278,19 @@ char *hostd_metrics_render(hostd_metrics *m, size_t *len)
         }
     }
     pthread_mutex_unlock(&m->lock);
-    gauge(&t, "twinedge_open_calls", "gRPC calls open now.", g.open_calls);
-    gauge(&t, "twinedge_devices_connected", "Devices with an inference stream open now.", g.devices_connected);
-    gauge(&t, "twinedge_deployments", "Deployments loaded.", g.deployments);
-    gauge(&t, "twinedge_devices_registered", "Device keys loaded (EdgeB).", g.devices_registered);
+    sampled(&t, "gauge", "twinedge_open_calls", "gRPC calls open now.", (unsigned)g.open_calls);
+    sampled(&t, "gauge", "twinedge_devices_connected", "Inference streams open now (one per device inferring).",
+            (unsigned)g.devices_connected);
+    sampled(&t, "gauge", "twinedge_deployments", "Deployments loaded.", (unsigned)g.deployments);
+    sampled(&t, "gauge", "twinedge_devices_registered", "Device keys loaded (EdgeB).", (unsigned)g.devices_registered);
+    sampled(&t, "counter", "twinedge_plugin_runs_total", "Compute plugin calls.", g.plugin_runs);
+    sampled(&t, "counter", "twinedge_requests_batched_total",
+            "Layer requests those calls served; over twinedge_plugin_runs_total: the mean batch size.",
+            g.requests_batched);
+    sampled(&t, "counter", "twinedge_precompute_hits_total", "EdgeB mask shares served from precompute.",
+            g.precompute_hits);
+    sampled(&t, "counter", "twinedge_precompute_misses_total", "EdgeB mask shares computed on demand.",
+            g.precompute_misses);
     if (t.oom) {
         free(t.buf);
         return NULL;

@@ -11,9 +11,9 @@
  *   twinedge_call_seconds{method}                histogram
  *   twinedge_errors_total{kind}                  counter (refusals inside streams and calls)
  *   twinedge_layer_seconds{role,deployment,layer} histogram (one layer request computed)
- *   twinedge_batch_size                          histogram (rows per plugin call)
- *   twinedge_precompute_total{result}            counter (hit | miss)
  *   twinedge_open_calls, twinedge_devices_connected, twinedge_deployments, twinedge_devices_registered  gauges
+ *   twinedge_plugin_runs_total, twinedge_requests_batched_total (their ratio: the mean batch size),
+ *   twinedge_precompute_hits_total, twinedge_precompute_misses_total  counters read from the host
  *   twinedge_build_info{version,role,plugin,plugin_device} 1 */
 #ifndef TE_HOSTD_METRICS_H
 #define TE_HOSTD_METRICS_H
@@ -25,17 +25,21 @@
 
 typedef struct hostd_metrics hostd_metrics;
 
-/* Gauges read at scrape time. */
+/* Figures read from the host at scrape time. */
 typedef struct hostd_gauges {
     int open_calls;
     int devices_connected;
     int deployments;
     int devices_registered;
+    uint64_t plugin_runs, requests_batched;   /* since start */
+    uint64_t precompute_hits, precompute_misses;
 } hostd_gauges;
 typedef void (*hostd_gauges_fn)(void *ctx, hostd_gauges *g);
 
 te_status hostd_metrics_new(const char *version, const char *role, const char *plugin, const char *plugin_device,
                             hostd_metrics **m, te_err *err);
+/* Stop the HTTP server (scrapes end); NULL is fine. */
+void hostd_metrics_close(hostd_metrics *m);
 /* Stops the HTTP server first; NULL is fine. */
 void hostd_metrics_free(hostd_metrics *m);
 
@@ -44,8 +48,6 @@ void hostd_metrics_set_gauges(hostd_metrics *m, hostd_gauges_fn fn, void *ctx);
 void hostd_metrics_call(hostd_metrics *m, const char *method, int code, double ms);
 void hostd_metrics_error(hostd_metrics *m, const char *kind);
 void hostd_metrics_layer(hostd_metrics *m, const char *role, const char *deployment, uint32_t layer, double ms);
-void hostd_metrics_batch(hostd_metrics *m, int rows);
-void hostd_metrics_precompute(hostd_metrics *m, int hit);
 
 /* The exposition text (malloc'd, NUL-terminated). */
 char *hostd_metrics_render(hostd_metrics *m, size_t *len);

@@ -20,6 +20,7 @@ te_status hostd_service_init(hostd_service *svc, te_host *h, te_role role, const
     svc->role = role;
     svc->store = store;
     svc->log = log;
+    atomic_init(&svc->peer_ok, 1);
     if (pthread_mutex_init(&svc->lock, NULL) != 0)
         return te_errf(err, TE_ENOMEM, "cannot create a lock");
     return TE_OK;
@@ -48,6 +49,11 @@ static void deny(te_net_reply *r, int code, const char *fmt, const char *who)
 static void account(hostd_service *svc, const char *deployment, uint32_t layer, int failed, size_t in, size_t out,
                     double ms)
 {
+    if (svc->metrics) {
+        hostd_metrics_layer(svc->metrics, svc->role == TE_ROLE_A ? "a" : "b", deployment, layer, ms);
+        if (failed)
+            hostd_metrics_error(svc->metrics, te_status_name((te_status)failed));
+    }
     pthread_mutex_lock(&svc->lock);
     svc->requests++;
     svc->errors += failed != 0;
@@ -312,8 +318,17 @@ static void stats_fn(void *ctx, const char *peer, const te_net_msg *msgs, size_t
     free(lp);
 }
 
+int hostd_service_serving(hostd_service *svc)
+{
+    pthread_mutex_lock(&svc->lock);
+    int deployed = svc->deployments > 0;
+    pthread_mutex_unlock(&svc->lock);
+    return deployed && atomic_load(&svc->peer_ok);
+}
+
 static void health_fn(void *ctx, const char *peer, const te_net_msg *msgs, size_t n, te_net_reply *r)
 {
+    hostd_service *svc = ctx;
     Grpc__Health__V1__HealthCheckRequest *q = grpc__health__v1__health_check_request__unpack(NULL, msgs[0].len,
                                                                                           msgs[0].data);
     if (!q) {
@@ -327,7 +342,8 @@ static void health_fn(void *ctx, const char *peer, const te_net_msg *msgs, size_
         return;
     }
     Grpc__Health__V1__HealthCheckResponse rep = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
-    rep.status = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+    rep.status = hostd_service_serving(svc) ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+                                            : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
     r->len = grpc__health__v1__health_check_response__get_packed_size(&rep);
     r->data = malloc(r->len ? r->len : 1);
     if (!r->data)
@@ -346,6 +362,8 @@ int hostd_service_methods(hostd_service *svc, te_net_method *m, int cap)
         /* quick, never queued behind layer requests */
         {TE_SVC_STATS, TE_NET_UNARY, stats_fn, svc, 1},
         {TE_SVC_HEALTH_CHECK, TE_NET_UNARY, health_fn, svc, 1},
+        /* the same answer, sent again whenever it changes */
+        {TE_SVC_HEALTH_WATCH, TE_NET_SERVER_STREAM, health_fn, svc, 1},
     };
     int n = (int)(sizeof all / sizeof all[0]);
     if (n > cap)

@@ -23,30 +23,50 @@ trap att_cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # Compile lenet5 into $WORK/dep and start EdgeB, then EdgeA (relay peer: B),
-# deploy to both.  Sets EDGE_A, EDGE_B.  ATT_HOST_ARGS: more twinedge-host flags.
+# deploy to both.  Sets EDGE_A, EDGE_B.  ATT_HOST_ARGS: more twinedge-host flags;
+# ATT_HOST_ARGS_A / ATT_HOST_ARGS_B: more for one role only (words).
 # ATT_PLUGIN: a plugin (path) the hosts load instead of the evil plugin, for
-# other tests that need real hosts (tests/sdk).
+# other tests that need real hosts (tests/sdk, tests/deploy).
 ATT_HOST_ARGS=()
+ATT_HOST_ARGS_A=${ATT_HOST_ARGS_A:-}
+ATT_HOST_ARGS_B=${ATT_HOST_ARGS_B:-}
 ATT_PLUGIN=${ATT_PLUGIN:-}
 att_start() {
+  att_start_hosts
+  att_deploy
+}
+
+# att_start without the deployment: compile, start EdgeB then EdgeA.
+att_start_hosts() {
   "$TE_OWNER" compile "$TE_TEST_DATA/lenet5.onnx" -o "$WORK/dep" --calibration "$TE_TEST_DATA/lenet5.calib.npy" \
     --quiet >/dev/null || fail "twinedge-owner compile"
-  local role peer=() plugin
-  for role in b a; do
-    mkdir -p "$WORK/state-$role"
-    echo "attack=none" >"$WORK/control-$role"
-    [ "$role" = a ] && peer=(--peer "$EDGE_B")
-    plugin=(--plugin "$TE_EVIL_PLUGIN"
-            --plugin-config "inner=$TE_CPU_PLUGIN;control=$WORK/control-$role;state=$WORK/state-$role;role=$role")
-    [ -n "$ATT_PLUGIN" ] && plugin=(--plugin "$ATT_PLUGIN")
-    "$TE_HOST" --role "$role" --listen 127.0.0.1:0 --store "$WORK/store-$role" \
-      --credentials "$WORK/dep/hosts/$role" --port-file "$WORK/port-$role" "${peer[@]}" "${ATT_HOST_ARGS[@]}" \
-      "${plugin[@]}" 2>"$WORK/host-$role.log" &
-    HOST_PIDS="$HOST_PIDS $!"
-    for _ in $(seq 400); do [ -s "$WORK/port-$role" ] && break; sleep 0.05; done
-    [ -s "$WORK/port-$role" ] || fail "twinedge-host $role did not start: $(cat "$WORK/host-$role.log")"
-    if [ "$role" = b ]; then EDGE_B=127.0.0.1:$(cat "$WORK/port-b"); else EDGE_A=127.0.0.1:$(cat "$WORK/port-a"); fi
-  done
+  local role
+  for role in b a; do att_start_host $role; done
+}
+
+# att_start_host ROLE: (re)start one host on a free port; its pid in HOST_PID_<ROLE>.
+att_start_host() {
+  local role=$1 peer=() plugin extra
+  mkdir -p "$WORK/state-$role"
+  [ -e "$WORK/control-$role" ] || echo "attack=none" >"$WORK/control-$role"
+  [ "$role" = a ] && peer=(--peer "$EDGE_B")
+  plugin=(--plugin "$TE_EVIL_PLUGIN"
+          --plugin-config "inner=$TE_CPU_PLUGIN;control=$WORK/control-$role;state=$WORK/state-$role;role=$role")
+  [ -n "$ATT_PLUGIN" ] && plugin=(--plugin "$ATT_PLUGIN")
+  if [ "$role" = a ]; then extra=$ATT_HOST_ARGS_A; else extra=$ATT_HOST_ARGS_B; fi
+  rm -f "$WORK/port-$role"
+  # shellcheck disable=SC2086  # extra: words
+  "$TE_HOST" --role "$role" --listen 127.0.0.1:0 --store "$WORK/store-$role" \
+    --credentials "$WORK/dep/hosts/$role" --port-file "$WORK/port-$role" "${peer[@]}" "${ATT_HOST_ARGS[@]}" \
+    $extra "${plugin[@]}" 2>>"$WORK/host-$role.log" &
+  HOST_PIDS="$HOST_PIDS $!"
+  if [ "$role" = b ]; then HOST_PID_B=$!; else HOST_PID_A=$!; fi
+  for _ in $(seq 400); do [ -s "$WORK/port-$role" ] && break; sleep 0.05; done
+  [ -s "$WORK/port-$role" ] || fail "twinedge-host $role did not start: $(cat "$WORK/host-$role.log")"
+  if [ "$role" = b ]; then EDGE_B=127.0.0.1:$(cat "$WORK/port-b"); else EDGE_A=127.0.0.1:$(cat "$WORK/port-a"); fi
+}
+
+att_deploy() {
   "$TE_OWNER" deploy "$WORK/dep" --edge-a "$EDGE_A" --edge-b "$EDGE_B" >/dev/null || fail "twinedge-owner deploy"
 }
 

@@ -2,7 +2,8 @@
 # deploy/ as an operator would use it: the systemd unit passes
 # `systemd-analyze verify` without a single complaint (a misspelt key is only
 # a warning there, so any output fails; a negative control shows a typo is
-# caught), and the Kubernetes overlays render with `kubectl kustomize` into EdgeA and EdgeB
+# caught), the example host configs pass twinedge-host --check-config, and
+# the Kubernetes overlays render with `kubectl kustomize` into EdgeA and EdgeB
 # in separate namespaces with the probes, secrets, store and scrape
 # annotations they need, consistent with their host configs.
 set -euo pipefail
@@ -28,6 +29,16 @@ if command -v systemd-analyze >/dev/null; then
   grep -q '^Type=notify' "$SRC/deploy/systemd/twinedge-host@.service" || fail "the unit is not Type=notify"
 else
   fail "systemd-analyze is not installed (package systemd)"
+fi
+
+# the example configs are valid for twinedge-host itself (--check-config reads
+# them as the daemon would; a bad one is refused)
+for f in "$SRC"/deploy/systemd/edge-?.conf "$SRC"/deploy/k8s/edge-?/host.conf; do
+  "$HOST" --config "$f" --check-config >"$WORK/out" 2>&1 || fail "$f: $(cat "$WORK/out")"
+done
+printf 'role = a\nlisten = 0.0.0.0:1\nbogus = 1\n' >"$WORK/bad.conf"
+if "$HOST" --config "$WORK/bad.conf" --store x --credentials y --check-config >/dev/null 2>&1; then
+  fail "--check-config took an unknown key"
 fi
 
 # Kubernetes
@@ -59,6 +70,7 @@ for path, role in zip(sys.argv[1:], "ab"):
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert int(ann["prometheus.io/port"]) == ports["metrics"], (ann, ports)
     assert f"listen = 0.0.0.0:{ports['grpc']}" in conf, conf
+    assert f"metrics_listen = 0.0.0.0:{ports['metrics']}" in conf, conf
     for probe, live in (("readinessProbe", False), ("livenessProbe", True)):
         cmd = c[probe]["exec"]["command"]
         assert cmd[0] == "twinedge-probe" and "--credentials" in cmd, cmd

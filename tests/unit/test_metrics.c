@@ -29,6 +29,10 @@ static void gauges(void *ctx, hostd_gauges *g)
     g->devices_connected = 2;
     g->deployments = 1;
     g->devices_registered = 7;
+    g->plugin_runs = 4;
+    g->requests_batched = 10;
+    g->precompute_hits = 2;
+    g->precompute_misses = 1;
 }
 
 static void test_render(void **state)
@@ -43,11 +47,6 @@ static void test_render(void **state)
     hostd_metrics_call(m, "/twinedge.EdgeHost/Infer", 7, 1.0);
     hostd_metrics_error(m, "replay");
     hostd_metrics_layer(m, "a", "d0", 3, 2.0);
-    hostd_metrics_batch(m, 3);
-    hostd_metrics_batch(m, 1);
-    hostd_metrics_precompute(m, 1);
-    hostd_metrics_precompute(m, 0);
-    hostd_metrics_precompute(m, 1);
     size_t len = 0;
     char *t = hostd_metrics_render(m, &len);
     assert_non_null(t);
@@ -67,11 +66,10 @@ static void test_render(void **state)
     has(t, "twinedge_errors_total{kind=\"PERMISSION_DENIED\"} 1\n");
     has(t, "twinedge_errors_total{kind=\"replay\"} 1\n");
     has(t, "twinedge_layer_seconds_bucket{role=\"a\",deployment=\"d0\",layer=\"3\",le=\"0.0025\"} 1\n");
-    has(t, "twinedge_batch_size_bucket{le=\"1\"} 1\n");
-    has(t, "twinedge_batch_size_bucket{le=\"4\"} 2\n");
-    has(t, "twinedge_batch_size_sum 4\n");
-    has(t, "twinedge_precompute_total{result=\"hit\"} 2\n");
-    has(t, "twinedge_precompute_total{result=\"miss\"} 1\n");
+    has(t, "# TYPE twinedge_plugin_runs_total counter\ntwinedge_plugin_runs_total 4\n");
+    has(t, "twinedge_requests_batched_total 10\n");
+    has(t, "twinedge_precompute_hits_total 2\n");
+    has(t, "twinedge_precompute_misses_total 1\n");
     has(t, "twinedge_open_calls 3\n");
     has(t, "twinedge_devices_connected 2\n");
     has(t, "twinedge_devices_registered 7\n");
@@ -114,14 +112,14 @@ static void test_http(void **state)
     hostd_metrics *m = NULL;
     te_err err;
     assert_int_equal(hostd_metrics_new("1.2.3", "b", "cpu", "", &m, &err), TE_OK);
-    hostd_metrics_precompute(m, 0);
+    hostd_metrics_error(m, "replay");
     int port = 0;
     assert_int_equal(hostd_metrics_listen(m, "127.0.0.1:0", &port, &err), TE_OK);
     assert_true(port > 0);
     char *r = http_get(port, "GET", "/metrics");
     has(r, "HTTP/1.1 200");
     has(r, "Content-Type: text/plain; version=0.0.4");
-    has(r, "twinedge_precompute_total{result=\"miss\"} 1\n");
+    has(r, "twinedge_errors_total{kind=\"replay\"} 1\n");
     free(r);
     r = http_get(port, "GET", "/");
     has(r, "HTTP/1.1 404");
