@@ -15,3 +15,13 @@ add_test(NAME ring_check_portable COMMAND te-ring-check-portable)
 add_test(NAME ring_qemu COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cross/ring_qemu_test.sh ${PROJECT_SOURCE_DIR}
          $<TARGET_FILE:te-ring-check-portable>)
 set_tests_properties(ring_qemu PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300 LABELS cross)
+
+# The device side cross-built for aarch64 and armhf (sysroot from Debian's
+# packages: the first run downloads them) and one private inference per mode
+# by the ARM twinedge-infer under qemu-user against this build's x86-64 hosts,
+# bit-identical to the native device's.  Slow: a device-only build per target.
+foreach(arch arm64 armhf)
+  add_test(NAME cross_${arch} COMMAND ${PROJECT_SOURCE_DIR}/scripts/cross-build.sh ${arch} --e2e ${CMAKE_BINARY_DIR})
+  set_tests_properties(cross_${arch} PROPERTIES LABELS "cross;slow" TIMEOUT 3600 FIXTURES_REQUIRED testdata
+    ENVIRONMENT "TE_CROSS_DIR=${CMAKE_BINARY_DIR}/cross-${arch};TE_TEST_DATA=${TE_TEST_DATA}")
+endforeach()
