@@ -937,6 +937,115 @@ static te_status run_spread(const te_node *nd, const te_shape *si, const float *
 
 /* ---- dispatch ---------------------------------------------------------- */
 
+/* The executor's column of the op table (te_model.c has the rest): one
+ * runner per te_op, NULL for the linear ops, which te_exec hands to a
+ * te_linear_fn. */
+typedef struct op_call {
+    const te_model *m;
+    const te_node *nd;
+    const float *const *in;
+    float *out;
+    const te_shape *s0, *so; /* first input's and output's shapes */
+    te_err *err;
+} op_call;
+typedef te_status (*op_runner)(const op_call *c);
+
+static te_status r_unary(const op_call *c)
+{
+    te_status st = same_numel(c->s0, c->so, c->err);
+    if (st == TE_OK)
+        run_unary(c->nd, c->in[0], c->out, te_shape_numel(c->so));
+    return st;
+}
+
+static te_status r_reshape(const op_call *c)
+{
+    te_status st = same_numel(c->s0, c->so, c->err);
+    if (st == TE_OK && c->out != c->in[0])
+        memmove(c->out, c->in[0], (size_t)te_shape_numel(c->so) * sizeof(float));
+    return st;
+}
+
+static te_status r_prelu(const op_call *c)
+{
+    /* the slope broadcasts onto the input (unidirectionally) */
+    char a[128], b[128];
+    int same = c->s0->ndim == c->so->ndim;
+    for (int d = 0; same && d < c->so->ndim; d++)
+        same = c->s0->d[d] == c->so->d[d];
+    if (!same)
+        return te_errf(c->err, TE_ESHAPE, "PRelu: input %s and output %s differ", te_shape_str(c->s0, a, sizeof a),
+                       te_shape_str(c->so, b, sizeof b));
+    return run_binary(c->nd->op, c->so, c->in[0], &c->m->values[c->nd->in[1]].shape, c->in[1], c->so, c->out,
+                      c->err);
+}
+
+static te_status r_binary(const op_call *c)
+{
+    const te_shape *s1 = &c->m->values[c->nd->in[1]].shape;
+    te_status st = check_bcast_shape(c->s0, s1, c->so, c->err);
+    return st != TE_OK ? st : run_binary(c->nd->op, c->s0, c->in[0], s1, c->in[1], c->so, c->out, c->err);
+}
+
+static te_status r_pool(const op_call *c) { return run_pool(c->nd, c->s0, c->in[0], c->so, c->out, c->err); }
+static te_status r_gap(const op_call *c) { return run_global_avgpool(c->s0, c->in[0], c->so, c->out, c->err); }
+static te_status r_lrn(const op_call *c) { return run_lrn(c->nd, c->s0, c->in[0], c->so, c->out, c->err); }
+static te_status r_concat(const op_call *c) { return run_concat(c->m, c->nd, c->in, c->out, c->err); }
+static te_status r_softmax(const op_call *c) { return run_softmax(c->nd, c->s0, c->in[0], c->so, c->out, c->err); }
+static te_status r_pad(const op_call *c) { return run_pad(c->nd, c->s0, c->in[0], c->so, c->out, c->err); }
+static te_status r_lpnorm(const op_call *c) { return run_lpnorm(c->nd, c->s0, c->in[0], c->so, c->out, c->err); }
+static te_status r_reduce(const op_call *c) { return run_reduce(c->nd, c->s0, c->in[0], c->so, c->out, c->err); }
+static te_status r_transpose(const op_call *c)
+{
+    return run_transpose(c->nd, c->s0, c->in[0], c->so, c->out, c->err);
+}
+static te_status r_layer_norm(const op_call *c) { return run_layer_norm(c->m, c->nd, c->in, c->out, c->err); }
+static te_status r_slice(const op_call *c) { return run_slice(c->nd, c->s0, c->in[0], c->so, c->out, c->err); }
+static te_status r_gather(const op_call *c) { return run_gather(c->m, c->nd, c->in[0], c->in[1], c->out, c->err); }
+static te_status r_resize(const op_call *c) { return run_resize(c->m, c->nd, c->in[0], c->in[1], c->out, c->err); }
+static te_status r_matmul(const op_call *c) { return run_matmul(c->m, c->nd, c->in[0], c->in[1], c->out, c->err); }
+static te_status r_spread(const op_call *c) { return run_spread(c->nd, c->s0, c->in[0], c->so, c->out, c->err); }
+
+static const op_runner runners[TE_OP_COUNT_] = {
+    [TE_OP_RELU] = r_unary,
+    [TE_OP_LEAKY_RELU] = r_unary,
+    [TE_OP_PRELU] = r_prelu,
+    [TE_OP_CLIP] = r_unary,
+    [TE_OP_SIGMOID] = r_unary,
+    [TE_OP_TANH] = r_unary,
+    [TE_OP_HARD_SIGMOID] = r_unary,
+    [TE_OP_HARD_SWISH] = r_unary,
+    [TE_OP_MAXPOOL] = r_pool,
+    [TE_OP_AVGPOOL] = r_pool,
+    [TE_OP_GLOBAL_AVGPOOL] = r_gap,
+    [TE_OP_LRN] = r_lrn,
+    [TE_OP_RESHAPE] = r_reshape,
+    [TE_OP_CONCAT] = r_concat,
+    [TE_OP_ADD] = r_binary,
+    [TE_OP_SUB] = r_binary,
+    [TE_OP_MUL] = r_binary,
+    [TE_OP_DIV] = r_binary,
+    [TE_OP_SOFTMAX] = r_softmax,
+    [TE_OP_PAD] = r_pad,
+    [TE_OP_LPNORM] = r_lpnorm,
+    [TE_OP_REDUCE_L2] = r_reduce,
+    [TE_OP_TRANSPOSE] = r_transpose,
+    [TE_OP_SQRT] = r_unary,
+    [TE_OP_REDUCE_MEAN] = r_reduce,
+    [TE_OP_REDUCE_SUM] = r_reduce,
+    [TE_OP_REDUCE_MAX] = r_reduce,
+    [TE_OP_POW] = r_binary,
+    [TE_OP_ERF] = r_unary,
+    [TE_OP_EXP] = r_unary,
+    [TE_OP_LAYER_NORM] = r_layer_norm,
+    [TE_OP_SLICE] = r_slice,
+    [TE_OP_GATHER] = r_gather,
+    [TE_OP_RESIZE] = r_resize,
+    [TE_OP_MATMUL] = r_matmul,
+    [TE_OP_SPREAD] = r_spread,
+    [TE_OP_SOFTPLUS] = r_unary,
+};
+
 te_status te_op_run(const te_model *m, const te_node *node, const float *const *in, float *out, te_err *err)
 {
     if (!m || !node || !in || !out)
@@ -955,102 +1064,10 @@ te_status te_op_run(const te_model *m, const te_node *node, const float *const *
         if (!in[k])
             return te_errf(err, TE_EINVAL, "input %d has no data", k);
     }
-    const te_shape *so = &m->values[node->out].shape;
-    const te_shape *s0 = &m->values[node->in[0]].shape;
-    const float *x = in[0];
-    te_status st;
-
-    switch (node->op) {
-    case TE_OP_RELU:
-    case TE_OP_LEAKY_RELU:
-    case TE_OP_CLIP:
-    case TE_OP_SIGMOID:
-    case TE_OP_TANH:
-    case TE_OP_HARD_SIGMOID:
-    case TE_OP_HARD_SWISH:
-    case TE_OP_SQRT:
-        if ((st = same_numel(s0, so, err)) != TE_OK)
-            return st;
-        run_unary(node, x, out, te_shape_numel(so));
-        return TE_OK;
-    case TE_OP_RESHAPE:
-        if ((st = same_numel(s0, so, err)) != TE_OK)
-            return st;
-        if (out != x)
-            memmove(out, x, (size_t)te_shape_numel(so) * sizeof(float));
-        return TE_OK;
-    case TE_OP_PRELU: {
-        /* the slope broadcasts onto the input (unidirectionally) */
-        char a[128], b[128];
-        int same = s0->ndim == so->ndim;
-        for (int d = 0; same && d < so->ndim; d++)
-            same = s0->d[d] == so->d[d];
-        if (!same)
-            return te_errf(err, TE_ESHAPE, "PRelu: input %s and output %s differ", te_shape_str(s0, a, sizeof a),
-                           te_shape_str(so, b, sizeof b));
-        return run_binary(node->op, so, x, &m->values[node->in[1]].shape, in[1], so, out, err);
-    }
-    case TE_OP_ADD:
-    case TE_OP_SUB:
-    case TE_OP_MUL:
-    case TE_OP_DIV: {
-        const te_shape *s1 = &m->values[node->in[1]].shape;
-        if ((st = check_bcast_shape(s0, s1, so, err)) != TE_OK)
-            return st;
-        return run_binary(node->op, s0, x, s1, in[1], so, out, err);
-    }
-    case TE_OP_MAXPOOL:
-    case TE_OP_AVGPOOL:
-        return run_pool(node, s0, x, so, out, err);
-    case TE_OP_GLOBAL_AVGPOOL:
-        return run_global_avgpool(s0, x, so, out, err);
-    case TE_OP_LRN:
-        return run_lrn(node, s0, x, so, out, err);
-    case TE_OP_CONCAT:
-        return run_concat(m, node, in, out, err);
-    case TE_OP_SOFTMAX:
-        return run_softmax(node, s0, x, so, out, err);
-    case TE_OP_PAD:
-        return run_pad(node, s0, x, so, out, err);
-    case TE_OP_LPNORM:
-        return run_lpnorm(node, s0, x, so, out, err);
-    case TE_OP_REDUCE_L2:
-    case TE_OP_REDUCE_MEAN:
-    case TE_OP_REDUCE_SUM:
-    case TE_OP_REDUCE_MAX:
-        return run_reduce(node, s0, x, so, out, err);
-    case TE_OP_ERF:
-    case TE_OP_EXP:
-    case TE_OP_SOFTPLUS:
-        if ((st = same_numel(s0, so, err)) != TE_OK)
-            return st;
-        run_unary(node, x, out, te_shape_numel(so));
-        return TE_OK;
-    case TE_OP_POW: {
-        const te_shape *s1 = &m->values[node->in[1]].shape;
-        if ((st = check_bcast_shape(s0, s1, so, err)) != TE_OK)
-            return st;
-        return run_binary(node->op, s0, x, s1, in[1], so, out, err);
-    }
-    case TE_OP_LAYER_NORM:
-        return run_layer_norm(m, node, in, out, err);
-    case TE_OP_SLICE:
-        return run_slice(node, s0, x, so, out, err);
-    case TE_OP_GATHER:
-        return run_gather(m, node, x, in[1], out, err);
-    case TE_OP_RESIZE:
-        return run_resize(m, node, x, in[1], out, err);
-    case TE_OP_MATMUL:
-        return run_matmul(m, node, x, in[1], out, err);
-    case TE_OP_SPREAD:
-        return run_spread(node, s0, x, so, out, err);
-    case TE_OP_TRANSPOSE:
-        return run_transpose(node, s0, x, so, out, err);
-    case TE_OP_LINEAR:
-    case TE_OP_FLOAT_LINEAR:
+    op_call c = {m, node, in, out, &m->values[node->in[0]].shape, &m->values[node->out].shape, err};
+    op_runner run = runners[node->op];
+    if (!run)
         return te_errf(err, TE_EINVAL, "%s is not a non-linear op (run it through a te_linear_fn)",
                        te_op_name(node->op));
-    default:
-        return te_errf(err, TE_EUNSUPPORTED, "unsupported op %d", (int)node->op);
-    }
+    return run(&c);
 }
