@@ -1202,7 +1202,8 @@ sync:
     return st;
 }
 
-/* The float32 baseline: im2col on the device, CLBlast SGEMM, scatter. */
+/* The float32 baseline: im2col on the device, CLBlast SGEMM, scatter (FC:
+ * SGEMV or SGEMM on the input as it is). */
 static te_status run_f32_locked(te_plugin_ctx *ctx, te_plugin_layer *L, uint64_t batch, const float *in, float *out,
                                 te_err *err)
 {
@@ -1210,7 +1211,7 @@ static te_status run_f32_locked(te_plugin_ctx *ctx, te_plugin_layer *L, uint64_t
     const size_t ncols = (size_t)batch * (size_t)L->P, nw = (size_t)(L->g.out_c * L->K);
     size_t in_bytes = (size_t)(batch * (uint64_t)L->in_len) * sizeof(float);
     size_t out_bytes = (size_t)(batch * (uint64_t)L->out_len) * sizeof(float);
-    double col_bytes = (double)groups * (double)K * (double)ncols * sizeof(float);
+    double col_bytes = L->g.kind == TE_LIN_FC ? 0 : (double)groups * (double)K * (double)ncols * sizeof(float);
     if (col_bytes > (double)ctx->max_alloc)
         return te_errf(err, TE_EINVAL, "opencl plugin: batch %llu needs a float32 im2col buffer beyond the device's "
                        "largest allocation (%llu bytes)", (unsigned long long)batch,
@@ -1239,9 +1240,9 @@ static te_status run_f32_locked(te_plugin_ctx *ctx, te_plugin_layer *L, uint64_t
     st = ensure_buf(ctx, &ctx->in_buf, &ctx->in_cap, in_bytes, CL_MEM_READ_ONLY, 0, err);
     if (st == TE_OK)
         st = ensure_buf(ctx, &ctx->out_buf, &ctx->out_cap, out_bytes, CL_MEM_READ_WRITE, 0, err);
-    if (st == TE_OK)
+    if (st == TE_OK && col_bytes > 0)
         st = ensure_buf(ctx, &ctx->col_buf, &ctx->col_cap, (size_t)col_bytes, CL_MEM_READ_WRITE, 0, err);
-    if (st == TE_OK && batch > 1)
+    if (st == TE_OK && batch > 1 && L->g.kind != TE_LIN_FC)
         st = ensure_buf(ctx, &ctx->cf_buf, &ctx->cf_cap, out_bytes, CL_MEM_READ_WRITE, 0, err);
     if (st != TE_OK)
         goto sync;
@@ -1249,6 +1250,27 @@ static te_status run_f32_locked(te_plugin_ctx *ctx, te_plugin_layer *L, uint64_t
     if (rc != CL_SUCCESS) {
         st = cl_fail(err, "copying the input to the device", rc);
         goto sync;
+    }
+    cl_float zero = 0.0f;
+    if (L->g.kind == TE_LIN_FC) {
+        /* No im2col: SGEMV for one sample, else out = in . W^T straight into
+         * the output layout (the output is cleared first, as below). */
+        rc = clEnqueueFillBuffer(ctx->queue, ctx->out_buf, &zero, sizeof zero, 0, out_bytes, 0, NULL, NULL);
+        if (rc != CL_SUCCESS) {
+            st = cl_fail(err, "clearing the float32 output", rc);
+            goto sync;
+        }
+        CLBlastStatusCode fc =
+            batch == 1 ? CLBlastSgemv(CLBlastLayoutRowMajor, CLBlastTransposeNo, M, K, 1.0f, L->wf_buf, 0, K,
+                                      ctx->in_buf, 0, 1, 0.0f, ctx->out_buf, 0, 1, &ctx->queue, NULL)
+                       : CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, (size_t)batch, M,
+                                      K, 1.0f, ctx->in_buf, 0, K, L->wf_buf, 0, K, 0.0f, ctx->out_buf, 0, M,
+                                      &ctx->queue, NULL);
+        if (fc != CLBlastSuccess) {
+            st = blast_fail(err, batch == 1 ? "SGEMV" : "SGEMM", fc);
+            goto sync;
+        }
+        goto read;
     }
     argset a = { ctx->k_im2col_f, 0, CL_SUCCESS };
     arg_mem(&a, ctx->in_buf);
@@ -1265,7 +1287,6 @@ static te_status run_f32_locked(te_plugin_ctx *ctx, te_plugin_layer *L, uint64_t
     /* With one sample, C[g][o][pos] is already the output layout.  C is
      * cleared first: CLBlast may read it even with beta = 0. */
     cl_mem C = batch == 1 ? ctx->out_buf : ctx->cf_buf;
-    cl_float zero = 0.0f;
     rc = clEnqueueFillBuffer(ctx->queue, C, &zero, sizeof zero, 0, out_bytes, 0, NULL, NULL);
     if (rc != CL_SUCCESS) {
         st = cl_fail(err, "clearing the float32 output", rc);
@@ -1295,6 +1316,7 @@ static te_status run_f32_locked(te_plugin_ctx *ctx, te_plugin_layer *L, uint64_t
             goto sync;
         }
     }
+read:
     rc = clEnqueueReadBuffer(ctx->queue, ctx->out_buf, CL_TRUE, 0, out_bytes, out, 0, NULL, NULL);
     if (rc != CL_SUCCESS)
         st = cl_fail(err, "running SGEMM / reading the result", rc);

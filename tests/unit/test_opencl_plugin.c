@@ -78,6 +78,16 @@ typedef struct fixture {
 
 static const char *const path_config[2] = { "kernel=ulong", "kernel=dgemm" };
 
+/* $TE_TEST_OCL_CONFIG (e.g. "platform=nvidia;device_type=gpu", set by
+ * scripts/gpu-check.sh) picks the device; extra keys follow it. */
+static const char *ocl_config(char *buf, size_t cap, const char *extra)
+{
+    const char *base = getenv("TE_TEST_OCL_CONFIG");
+    base = base ? base : "";
+    snprintf(buf, cap, "%s%s%s", base, *base && *extra ? ";" : "", extra);
+    return buf;
+}
+
 /* Opened once per process: PoCL's first kernel compile takes seconds. */
 static int group_setup(void **state)
 {
@@ -86,7 +96,8 @@ static int group_setup(void **state)
         return -1;
     te_err err;
     te_err_clear(&err);
-    if (te_plugin_open("opencl", "", &f->ocl, &err) != TE_OK) {
+    char cfg[1024];
+    if (te_plugin_open("opencl", ocl_config(cfg, sizeof cfg, ""), &f->ocl, &err) != TE_OK) {
         fprintf(stderr,
                 "FAIL: cannot open the OpenCL plugin on the default device: %s\n"
                 "      (these tests need an OpenCL implementation: apt-get install pocl-opencl-icd)\n",
@@ -101,7 +112,7 @@ static int group_setup(void **state)
         return -1;
     }
     for (int i = 0; i < 2; i++) {
-        if (te_plugin_open("opencl", path_config[i], &f->ocl_path[i], &err) != TE_OK) {
+        if (te_plugin_open("opencl", ocl_config(cfg, sizeof cfg, path_config[i]), &f->ocl_path[i], &err) != TE_OK) {
             fprintf(stderr, "FAIL: cannot open the OpenCL plugin with %s: %s\n", path_config[i], err.msg);
             for (int j = 0; j < i; j++)
                 te_plugin_close(f->ocl_path[j]);
@@ -426,10 +437,12 @@ static void test_select_by_name_and_type(void **state)
     te_plugin *p = NULL;
     te_err err;
     te_err_clear(&err);
-    /* PoCL: "Portable Computing Language", a CPU device. */
-    te_status st = te_plugin_open("opencl", " platform = portable ; device_type=cpu; device=0 ", &p, &err);
+    /* PoCL: "Portable Computing Language", a CPU device (or the device
+     * $TE_TEST_OCL_CONFIG names). */
+    const char *sel = getenv("TE_TEST_OCL_CONFIG");
+    te_status st = te_plugin_open("opencl", sel ? sel : " platform = portable ; device_type=cpu; device=0 ", &p, &err);
     if (st != TE_OK)
-        fail_msg("selecting PoCL by name: %s", err.msg);
+        fail_msg("selecting %s by name: %s", sel ? sel : "PoCL", err.msg);
     te_plugin_close(p);
     st = te_plugin_open("opencl", "platform=0;device=0", &p, &err);
     if (st != TE_OK)
@@ -494,9 +507,11 @@ static void test_build_failure_reports_log(void **state)
 static void test_binary_cache(void **state)
 {
     fixture *f = *state;
-    char dir[512], config[600];
+    char dir[512], config[1200];
     assert_true(make_tmpdir(dir, sizeof dir));
-    snprintf(config, sizeof config, "cache_dir=%s", dir);
+    char extra[600];
+    snprintf(extra, sizeof extra, "cache_dir=%s", dir);
+    ocl_config(config, sizeof config, extra);
     for (int pass = 0; pass < 2; pass++) {
         te_plugin *p = NULL;
         te_err err;
@@ -539,7 +554,8 @@ static void test_gemm_tiles(void **state)
         te_plugin *p = NULL;
         te_err err;
         te_err_clear(&err);
-        if (te_plugin_open("opencl", configs[c], &p, &err) != TE_OK)
+        char cfg[1024];
+        if (te_plugin_open("opencl", ocl_config(cfg, sizeof cfg, configs[c]), &p, &err) != TE_OK)
             fail_msg("%s: %s", configs[c], err.msg);
         fixture g = *f;
         g.path_ctx[0] = g.path_ctx[1] = NULL;
@@ -655,7 +671,8 @@ static void test_arch_dgemm(void **state)
     te_plugin *ocl = NULL, *cpu = NULL;
     te_err err;
     te_err_clear(&err);
-    if (te_plugin_open("opencl", "kernel=dgemm", &ocl, &err) != TE_OK)
+    char cfg[1024];
+    if (te_plugin_open("opencl", ocl_config(cfg, sizeof cfg, "kernel=dgemm"), &ocl, &err) != TE_OK)
         fail_msg("opencl plugin, kernel=dgemm: %s", err.msg);
     if (te_plugin_open("cpu", "threads=2", &cpu, &err) != TE_OK)
         fail_msg("cpu plugin: %s", err.msg);
