@@ -177,6 +177,15 @@ static void test_input_shape(void **state)
     assert_int_equal(s->d[2], 24);
     assert_int_equal(s->d[3], 28);
     assert_int_equal(m->values[m->output].shape.d[2], 24);
+    /* the executor (the device's) refuses an input of another size, naming the fixed shape */
+    te_shape ins;
+    float *x = npy("wild_fpn_o11", ".input.npy", &ins); /* 1x3x16x20 */
+    te_exec *ex = NULL;
+    assert_int_equal(te_exec_new(m, &ex, &err), TE_OK);
+    assert_int_equal(te_exec_run(ex, x, (size_t)te_shape_numel(&ins), te_linear_fn_float, NULL, &err), TE_ESHAPE);
+    assert_non_null(strstr(err.msg, "[1,3,24,28]"));
+    te_exec_free(ex);
+    free(x);
     te_model_free(m);
     /* a fixed dimension that disagrees, a wrong rank, a wrong name */
     assert_int_equal(te_parse_input_shape("input:1,4,24,28", &is), 0);
