@@ -90,6 +90,21 @@ void te_host_set_peer(te_host *h, te_transport *peer);
 te_status te_host_handle(te_host *h, const te_caller *caller, const uint8_t *req, size_t req_len,
                          uint8_t **resp, size_t *resp_len, te_err *err);
 
+/* What became of one request, for the daemon's figures and logs without
+ * parsing the messages again: status TE_OK when it was served, otherwise
+ * the error the response carries; deployment and layer as the request
+ * named them (empty / 0 if it could not be decoded). */
+typedef struct te_host_outcome {
+    te_status status;
+    char deployment[33];
+    uint32_t layer;
+    char error[TE_ERR_MSG_MAX];
+} te_host_outcome;
+
+/* te_host_handle, also filling *outcome (may be NULL). */
+te_status te_host_serve(te_host *h, const te_caller *caller, const uint8_t *req, size_t req_len, uint8_t **resp,
+                        size_t *resp_len, te_host_outcome *outcome, te_err *err);
+
 /* Batching figures since te_host_new, read-only, for tests and benchmarks:
  * *plugin_runs counts the compute plugin's run calls (ring and float32),
  * *requests_batched the requests those calls served (each request is

@@ -83,7 +83,8 @@ static void account(hostd_service *svc, const char *deployment, uint32_t layer, 
     pthread_mutex_unlock(&svc->lock);
 }
 
-/* One LayerRequest through the host core, with the figures. */
+/* One LayerRequest through the host core, with the figures: the core says
+ * what became of it, so nothing here parses the messages again. */
 static void handle_layer(hostd_service *svc, const te_caller *caller, const te_net_msg *m, te_net_reply *r)
 {
     double t0 = now_ms();
@@ -91,30 +92,18 @@ static void handle_layer(hostd_service *svc, const te_caller *caller, const te_n
     te_err_clear(&err);
     uint8_t *resp = NULL;
     size_t resp_len = 0;
-    te_status st = te_host_handle(svc->host, caller, m->data, m->len, &resp, &resp_len, &err);
+    te_host_outcome oc;
+    te_status st = te_host_serve(svc->host, caller, m->data, m->len, &resp, &resp_len, &oc, &err);
     if (st != TE_OK) {
         r->code = TE_NET_INTERNAL;
         snprintf(r->msg, sizeof r->msg, "%s", err.msg);
         return;
     }
-    char dep[33] = "?";
-    uint32_t layer = 0;
-    Twinedge__LayerRequest *q = twinedge__layer_request__unpack(NULL, m->len, m->data);
-    if (q) {
-        snprintf(dep, sizeof dep, "%s", q->deployment_id ? q->deployment_id : "");
-        layer = q->layer;
-        twinedge__layer_request__free_unpacked(q, NULL);
-    }
-    int failed = 1;
-    Twinedge__LayerResponse *rp = twinedge__layer_response__unpack(NULL, resp_len, resp);
-    if (rp) {
-        failed = rp->status != 0;
-        if (failed && svc->log)
-            svc->log("%s request for layer %u refused: %s", caller->kind == TE_CALLER_EDGE_A ? "EdgeA" : "device",
-                     layer, rp->error ? rp->error : "");
-        twinedge__layer_response__free_unpacked(rp, NULL);
-    }
-    account(svc, dep, layer, failed, m->len, resp_len, now_ms() - t0);
+    int failed = (int)oc.status; /* a te_status: 0 when served, else the reason (metrics) */
+    if (failed && svc->log) /* a refusal is an error for the operator, whoever caused it */
+        hostd_logf(HOSTD_ERROR, "%s request for layer %u refused: %s",
+                   caller->kind == TE_CALLER_EDGE_A ? "EdgeA" : caller->name, oc.layer, oc.error);
+    account(svc, oc.deployment[0] ? oc.deployment : "?", oc.layer, failed, m->len, resp_len, now_ms() - t0);
     r->data = resp;
     r->len = resp_len;
 }

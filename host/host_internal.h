@@ -1,0 +1,221 @@
+/* The host's stages, private to host/ (te_host.h is the interface).
+ *
+ * A layer request goes through one stage per file:
+ *   request.c    decode and validate the message once into a host_request
+ *                (the layer it names, sizes, ring width, session), the
+ *                caller's rights (authorize), the response's wire form;
+ *   roles.c      the replay guard, then role A (W.A, relay: minus EdgeB's
+ *                W.M + Z), role B (W.M, + Z for EdgeA) or the plaintext
+ *                baseline;
+ *   batcher.c    every plugin run, combined across devices when batching
+ *                is on;
+ *   precompute.c EdgeB's W.M computed ahead of the request;
+ *   registry.c   deployments (layers in the plugin) and device keys;
+ *   host.c       the host's life and te_host_serve, which strings the
+ *                stages together. */
+#ifndef TE_HOST_INTERNAL_H
+#define TE_HOST_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "replay.h"
+#include "te_host.h"
+#include "te_plugin.h"
+#include "te_prf.h"
+#include "wire.pb-c.h"
+
+#define TE_HOST_DEFAULT_MAX_BATCH 64
+/* Cap on the elements one request may make a host compute (inputs or
+ * outputs); bounds the memory a single request can claim. */
+#define TE_HOST_MAX_ELEMS ((uint64_t)1 << 28)
+/* Sessions the replay guard remembers (replay.h): about 200 bytes each. */
+#define TE_HOST_REPLAY_SESSIONS 65536
+/* The precompute cache's identity of a device session: "device/<session hex>" */
+#define PRE_ID_LEN (64 + 1 + 2 * TE_SESSION_BYTES)
+
+typedef struct host_layer {
+    te_linear_geom geom;
+    te_plugin_layer *pl;
+} host_layer;
+
+/* Cross-device batching (te_host_config.batch_window_us).  Requests for
+ * the same plugin layer and the same kind (a ring width 1..64 over uint64
+ * elements, or BATCH_KIND_F32 over floats) that arrive within one window
+ * run as one plugin call.  A group lives on its leader's stack; followers
+ * live on their own stacks and are linked into it.  Everything below is
+ * guarded by te_host.batch_mu. */
+#define BATCH_KIND_F32 0x100u /* outside the ring widths */
+
+typedef struct batch_member {
+    struct batch_member *next;
+    const void *in;     /* batch * in_len elements, the caller's */
+    void *out;          /* batch * out_len elements, the caller's */
+    uint64_t batch;
+    int done;           /* set by the leader once out / st / err are final */
+    te_status st;
+    te_err err;
+} batch_member;
+
+typedef struct batch_group {
+    struct batch_group *next;   /* the host's open groups */
+    te_plugin_layer *pl;
+    unsigned kind;
+    uint64_t batch;             /* samples so far, the leader's included */
+    int n_req;                  /* requests in the group, the leader's included */
+    uint64_t cap;               /* most samples one plugin call may take */
+    int full;                   /* no further request fits: leader stops waiting */
+    batch_member *members, **tail; /* followers in arrival order */
+} batch_group;
+
+/* EdgeB's precompute cache (te_host_config.precompute_mb).  M = PRF(K, t,
+ * i, MASK) does not depend on the device's input, so once EdgeB has served
+ * the last linear layer of request t for a device, one worker thread per
+ * host computes W.M for (t + 1, every layer) with the ring widths the
+ * device used in t, and serve() hands each entry out once, after the same
+ * checks as an on-demand answer.  Entries hold W.M mod 2^l (not W.M + Z),
+ * so one entry serves mediated and relay mode.  Everything below is guarded
+ * by te_host.pre_mu. */
+#define PRE_MAX_JOBS 64
+
+typedef enum pre_state {
+    PRE_PENDING = 1,    /* reserved by the current job, not started */
+    PRE_COMPUTING,      /* the worker is on it: serve() waits */
+    PRE_READY           /* wm holds the result */
+} pre_state;
+
+typedef struct pre_entry {
+    struct pre_entry *next;
+    char deployment[33];
+    char device[PRE_ID_LEN];
+    uint64_t counter;
+    uint32_t layer;
+    unsigned l;
+    uint64_t batch;     /* always 1 today; a request must match it */
+    size_t out_n;       /* elements of wm */
+    pre_state state;
+    int stale;          /* purged while COMPUTING: the worker frees it */
+    uint64_t *wm;       /* PRE_READY: W.M mod 2^l */
+    size_t bytes;       /* charged to te_host.pre_bytes */
+} pre_entry;
+
+typedef struct pre_job {
+    struct pre_job *next;
+    char deployment[33];
+    char device[PRE_ID_LEN];
+    uint64_t counter;
+    int n_layers;
+    uint8_t *widths;    /* per layer; 0: width not seen, layer skipped */
+    uint8_t key[TE_KEY_BYTES]; /* the session's K_s, zeroed when the job is freed */
+    int stale;          /* purged while running: stop */
+} pre_job;
+
+/* The ring widths a device used in its latest request, per deployment. */
+typedef struct pre_seen {
+    struct pre_seen *next;
+    char deployment[33];
+    char device[PRE_ID_LEN];
+    uint64_t counter;
+    int n_layers;
+    uint8_t *widths;
+} pre_seen;
+
+typedef struct host_deployment {
+    char id[33];
+    int n_layers;
+    host_layer *layers;
+} host_deployment;
+
+struct te_host {
+    te_role role;
+    uint64_t max_batch;
+    int allow_plaintext;
+    te_plugin *plugin;
+    te_transport *peer;
+    te_replay *replay;
+    pthread_rwlock_t lock;          /* guards deployments and devices */
+    int n_deployments;
+    host_deployment *deployments;
+    int n_devices;
+    te_device_key *devices;
+    /* cross-device batching; batch_ready: the primitives below exist */
+    uint32_t batch_window_us;
+    int batch_ready;
+    pthread_mutex_t batch_mu;
+    pthread_cond_t batch_lead;      /* a leader's group grew, or a request left the host */
+    int batch_in_flight;            /* requests inside te_host_handle (under batch_mu) */
+    pthread_cond_t batch_done;      /* some follower's result is in */
+    batch_group *batch_open;
+    _Atomic uint64_t batch_runs, batch_requests;
+    te_log_fn log;
+    void *log_ctx;
+    /* precompute (EdgeB); pre_ready: the primitives below exist and the
+     * worker runs */
+    uint64_t pre_cap;               /* bytes */
+    int pre_ready;
+    pthread_t pre_thread;
+    pthread_mutex_t pre_mu;
+    pthread_cond_t pre_work;        /* a job was queued, or pre_stop */
+    pthread_cond_t pre_change;      /* an entry left PRE_COMPUTING */
+    int pre_stop;
+    pre_job *pre_queue;             /* oldest first */
+    int pre_n_jobs;
+    pre_job *pre_current;           /* the job the worker is running */
+    pre_entry *pre_entries;
+    pre_seen *pre_seen;
+    uint64_t pre_bytes;             /* entries plus the worker's scratch */
+    int pre_logged_skip, pre_logged_fail;
+    _Atomic uint64_t pre_gen;       /* bumped when a key or deployment changes */
+    _Atomic uint64_t pre_hits, pre_misses, pre_computed;
+};
+
+/* A layer request, decoded and checked once (request.c).  Every field
+ * below q is derived from q and the host's registry; data and session
+ * point into q. */
+typedef struct host_request {
+    Twinedge__LayerRequest *q;  /* owned */
+    host_layer hl;              /* the layer it names */
+    int n_layers;               /* its deployment's linear layers */
+    unsigned l;                 /* ring width, 1..64 */
+    size_t in_n, out_n;         /* elements in and out, batch included */
+    int relay, plain;           /* the mode */
+    uint64_t pre_gen;           /* read before the lookups (precompute.c) */
+} host_request;
+
+/* request.c */
+te_status host_request_decode(te_host *h, const uint8_t *buf, size_t len, host_request *r, te_err *err);
+te_status host_request_authorize(const te_host *h, const te_caller *caller, const host_request *r, te_err *err);
+te_status host_request_check_data(const te_host *h, const host_request *r, te_err *err);
+void host_request_free(host_request *r);
+te_status host_respond(te_status code, const char *msg, const uint8_t *data, size_t len, uint8_t **out,
+                       size_t *out_len, te_err *err);
+
+/* roles.c: a decoded, authorized request; *packed: the response's data */
+te_status host_serve(te_host *h, const host_request *r, uint8_t **packed, size_t *packed_len, te_err *err);
+
+/* batcher.c */
+te_status host_batch_init(te_host *h, uint32_t window_us, te_err *err);
+void host_batch_fini(te_host *h);
+te_status host_run_layer(te_host *h, const host_layer *hl, unsigned l, uint64_t batch, const uint64_t *in,
+                         uint64_t *out, te_err *err);
+te_status host_run_layer_f32(te_host *h, const host_layer *hl, uint64_t batch, const float *in, float *out,
+                             te_err *err);
+void host_in_flight(te_host *h, int delta);
+
+/* precompute.c */
+te_status host_pre_init(te_host *h, uint32_t mb, te_err *err);
+void host_pre_fini(te_host *h);
+void host_pre_forget(te_host *h, const char *deployment, const char *device);
+uint64_t *host_pre_take(te_host *h, const Twinedge__LayerRequest *q, unsigned l, size_t out_n);
+void host_pre_note(te_host *h, const Twinedge__LayerRequest *q, unsigned l, int n_layers,
+                   const uint8_t key[TE_KEY_BYTES], uint64_t gen);
+
+/* registry.c */
+te_status host_find_layer(te_host *h, const char *deployment, uint32_t layer, host_layer *out, int *n_layers,
+                          te_err *err);
+te_status host_find_key(te_host *h, const char *deployment, const char *device, uint8_t key[TE_KEY_BYTES],
+                        te_err *err);
+void host_deployment_release(te_host *h, host_deployment *d);
+
+#endif
