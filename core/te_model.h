@@ -90,7 +90,9 @@ enum te_resize_coord {
     TE_COORD_ALIGN_CORNERS = 2,
     TE_COORD_PYTORCH_HALF_PIXEL = 3,
     TE_COORD_TF_HALF_PIXEL_FOR_NN = 4,
-    TE_COORD_HALF_PIXEL_SYMMETRIC = 5
+    TE_COORD_HALF_PIXEL_SYMMETRIC = 5,
+    TE_COORD_TF_CROP_AND_RESIZE = 6 /* in[1] holds scales, roi starts, roi ends (3 per dim);
+                                     * pad_value = extrapolation_value */
 };
 enum te_resize_nearest {
     TE_NEAREST_ROUND_PREFER_FLOOR = 0,

@@ -2498,6 +2498,7 @@ static const name_code coord_modes[] = {
     {"pytorch_half_pixel", TE_COORD_PYTORCH_HALF_PIXEL},
     {"tf_half_pixel_for_nn", TE_COORD_TF_HALF_PIXEL_FOR_NN},
     {"half_pixel_symmetric", TE_COORD_HALF_PIXEL_SYMMETRIC},
+    {"tf_crop_and_resize", TE_COORD_TF_CROP_AND_RESIZE},
     {NULL, 0}};
 static const name_code nearest_modes[] = {
     {"round_prefer_floor", TE_NEAREST_ROUND_PREFER_FLOOR},
@@ -2519,24 +2520,31 @@ static te_status str_attr_code(imp *I, onode *n, const char *aname, const char *
     return TE_OK;
 }
 
-/* scales (floats, one per dim) or sizes decide the output; emits TE_OP_RESIZE. */
-static te_status emit_resize(imp *I, onode *n, ival *x, const double *scales_in, const int64_t *sizes, int mode,
-                             int coord, int nearest)
+/* Emits TE_OP_RESIZE.  Per dim: the scale of the coordinate transform
+ * (scales_in, else sizes/in) and the output size (sizes, else floor(in *
+ * roi span * scale)); roi: starts then ends (tf_crop_and_resize), or NULL. */
+static te_status emit_resize(imp *I, onode *n, ival *x, const double *scales_in, const int64_t *sizes,
+                             const double *roi, int mode, int coord, int nearest)
 {
-    int r = x->shape.ndim;
+    int r = x->shape.ndim, nf = roi ? 3 * r : r;
     te_shape os = x->shape;
-    float *sc = malloc((size_t)r * sizeof *sc);
+    float *sc = malloc((size_t)nf * sizeof *sc);
     if (!sc)
         return nomem(I);
     for (int d = 0; d < r; d++) {
-        double s = sizes ? (double)sizes[d] / (double)x->shape.d[d] : scales_in[d];
-        int64_t o = sizes ? sizes[d] : (int64_t)floor((double)x->shape.d[d] * s + 1e-9);
+        double span = roi ? roi[r + d] - roi[d] : 1;
+        double s = scales_in ? scales_in[d] : (double)sizes[d] / (double)x->shape.d[d];
         /* floor(in * scale), guarding against 0.5*2 = 0.99999 style float noise */
-        if (!(s > 0) || !isfinite(s) || o < 1 || o > MAX_NUMEL) {
+        int64_t o = sizes ? sizes[d] : (int64_t)floor((double)x->shape.d[d] * span * s + 1e-9);
+        if (!(s > 0) || !isfinite(s) || !isfinite(span) || o < 1 || o > MAX_NUMEL) {
             free(sc);
             return bad(I, n, TE_EINVAL, "scale %g for axis %d gives no output", s, d);
         }
         sc[d] = (float)s;
+        if (roi) {
+            sc[r + d] = (float)roi[d];
+            sc[2 * r + d] = (float)roi[r + d];
+        }
         os.d[d] = o;
     }
     if (numel(&os) > MAX_NUMEL) {
@@ -2549,7 +2557,7 @@ static te_status emit_resize(imp *I, onode *n, ival *x, const double *scales_in,
     }
     char nm[300];
     snprintf(nm, sizeof nm, "%s/scales", nname(n));
-    te_shape ss = {.ndim = 1, .d = {r}};
+    te_shape ss = {.ndim = 1, .d = {nf}};
     int ids[2] = {x->id, te_model_add_value(I->m, nm, &ss, sc)};
     if (ids[1] < 0) {
         free(sc);
@@ -2560,6 +2568,7 @@ static te_status emit_resize(imp *I, onode *n, ival *x, const double *scales_in,
     int64_t ints[3] = {mode, coord, nearest};
     t.ints = ints;
     t.n_ints = 3;
+    t.pad_value = attr_f(n, "extrapolation_value", 0.0f);
     return emit(I, &t, ids, 2, out_name(n), &os, NULL);
 }
 
@@ -2588,7 +2597,7 @@ static te_status op_upsample(imp *I, onode *n)
             sc[d] = a->floats[d];
     }
     /* Upsample: asymmetric coordinates, nearest rounds down */
-    return emit_resize(I, n, x, sc, NULL, mode, TE_COORD_ASYMMETRIC, TE_NEAREST_FLOOR);
+    return emit_resize(I, n, x, sc, NULL, NULL, mode, TE_COORD_ASYMMETRIC, TE_NEAREST_FLOOR);
 }
 
 static te_status op_resize(imp *I, onode *n)
@@ -2600,17 +2609,18 @@ static te_status op_resize(imp *I, onode *n)
     int r = x->shape.ndim, mode, coord = TE_COORD_ASYMMETRIC, nearest = TE_NEAREST_FLOOR;
     if ((st = str_attr_code(I, n, "mode", "nearest", resize_modes, &mode)))
         return st;
+    ival *rv = NULL;
     if (I->opset == 10) {
         if ((st = in_const(I, n, 1, 1, &sv, "scales")))
             return st;
     } else {
         if ((st = str_attr_code(I, n, "coordinate_transformation_mode", "half_pixel", coord_modes, &coord)) ||
             (st = str_attr_code(I, n, "nearest_mode", "round_prefer_floor", nearest_modes, &nearest)))
-            return bad(I, n, TE_EUNSUPPORTED, "%s (tf_crop_and_resize and cubic are not supported)",
-                       I->err ? I->err->msg : "");
+            return st;
         if (attr_i(n, "antialias", 0))
             return bad(I, n, TE_EUNSUPPORTED, "antialias is not supported");
-        if ((st = in_const(I, n, 2, 0, &sv, "scales")) || (st = in_const(I, n, 3, 0, &zv, "sizes")))
+        if ((st = in_const(I, n, 1, 0, &rv, "roi")) || (st = in_const(I, n, 2, 0, &sv, "scales")) ||
+            (st = in_const(I, n, 3, 0, &zv, "sizes")))
             return st;
         if (sv && numel(&sv->shape) == 0)
             sv = NULL;
@@ -2632,32 +2642,50 @@ static te_status op_resize(imp *I, onode *n)
     ival *given = zv ? zv : sv;
     if (numel(&given->shape) != na)
         return bad(I, n, TE_EINVAL, "%s must have %d entries", zv ? "sizes" : "scales", na);
-    double sc[TE_MAX_DIMS];
+    double sc[TE_MAX_DIMS], roi[2 * TE_MAX_DIMS];
     int64_t sz[TE_MAX_DIMS];
     for (int d = 0; d < r; d++) {
         sc[d] = 1;
         sz[d] = x->shape.d[d];
+        roi[d] = 0;
+        roi[r + d] = 1;
+    }
+    int crop = coord == TE_COORD_TF_CROP_AND_RESIZE;
+    if (crop) { /* roi: starts then ends of the resized axes, normalised coordinates */
+        if (!rv || numel(&rv->shape) != 2 * na)
+            return bad(I, n, TE_EINVAL, "tf_crop_and_resize needs a constant roi of %d entries", 2 * na);
+        for (int j = 0; j < na; j++) {
+            roi[axes[j]] = cget(rv, j);
+            roi[r + axes[j]] = cget(rv, na + j);
+        }
     }
     if (zv) {
         char pol[32];
         attr_s_copy(n, "keep_aspect_ratio_policy", pol, sizeof pol);
-        int keep = pol[0] && strcmp(pol, "stretch") != 0;
-        if (keep && strcmp(pol, "not_larger") != 0 && strcmp(pol, "not_smaller") != 0)
-            return bad(I, n, TE_EUNSUPPORTED, "keep_aspect_ratio_policy '%s'", pol);
-        double s = pol[0] == 'n' && pol[4] == 'l' ? INFINITY : 0;
+        int larger = strcmp(pol, "not_larger") == 0, smaller = strcmp(pol, "not_smaller") == 0;
+        if (pol[0] && !larger && !smaller && strcmp(pol, "stretch") != 0)
+            return bad(I, n, TE_EUNSUPPORTED, "keep_aspect_ratio_policy '%s' is not supported", pol);
+        if (!larger && !smaller) {
+            for (int j = 0; j < na; j++)
+                sz[axes[j]] = cget_i(zv, j);
+            return emit_resize(I, n, x, NULL, sz, crop ? roi : NULL, mode, coord, nearest);
+        }
+        /* one scale for every resized axis: the largest that fits (not_larger)
+         * or the smallest that covers (not_smaller); sizes round to nearest */
+        double s = larger ? INFINITY : 0;
         for (int j = 0; j < na; j++) {
             double q = (double)cget_i(zv, j) / (double)x->shape.d[axes[j]];
-            s = strcmp(pol, "not_larger") == 0 ? fmin(s, q) : fmax(s, q);
+            s = larger ? fmin(s, q) : fmax(s, q);
         }
-        for (int j = 0; j < na; j++)
-            sz[axes[j]] = keep ? (int64_t)nearbyint(s * (double)x->shape.d[axes[j]]) : cget_i(zv, j);
-        if (keep) /* the scale is the policy's, not sizes/in */
-            return bad(I, n, TE_EUNSUPPORTED, "keep_aspect_ratio_policy '%s' is not supported", pol);
-        return emit_resize(I, n, x, NULL, sz, mode, coord, nearest);
+        for (int j = 0; j < na; j++) {
+            sc[axes[j]] = s;
+            sz[axes[j]] = (int64_t)nearbyint(s * (double)x->shape.d[axes[j]]);
+        }
+        return emit_resize(I, n, x, sc, sz, crop ? roi : NULL, mode, coord, nearest);
     }
     for (int j = 0; j < na; j++)
         sc[axes[j]] = cget(sv, j);
-    return emit_resize(I, n, x, sc, NULL, mode, coord, nearest);
+    return emit_resize(I, n, x, sc, NULL, crop ? roi : NULL, mode, coord, nearest);
 }
 
 /* ------------------------------------------------------------------ */

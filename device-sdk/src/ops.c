@@ -784,13 +784,26 @@ static int64_t nearest_index(int mode, double x)
     }
 }
 
-/* One axis of a separable resize: src [outer][n_in][inner] -> dst [outer][n_out][inner]. */
-static void resize_axis(const te_node *nd, double scale, const float *src, float *dst, int64_t outer, int64_t n_in,
-                        int64_t n_out, int64_t inner)
+/* One axis of a separable resize: src [outer][n_in][inner] -> dst [outer][n_out][inner].
+ * roi (tf_crop_and_resize only): this axis's start and end. */
+static void resize_axis(const te_node *nd, double scale, const float *roi, const float *src, float *dst,
+                        int64_t outer, int64_t n_in, int64_t n_out, int64_t inner)
 {
     int linear = nd->ints[0] == TE_RESIZE_LINEAR;
     for (int64_t o = 0; o < n_out; o++) {
-        double c = resize_coord((int)nd->ints[1], (double)o, scale, n_in, n_out);
+        double c;
+        if (roi) {
+            double a = roi[0], e = roi[1], span = (double)(n_in - 1);
+            c = n_out > 1 ? a * span + (double)o * (e - a) * span / (double)(n_out - 1) : 0.5 * (a + e) * span;
+            if (!(c >= 0 && c <= span)) { /* outside the input: extrapolation_value (NaN roi too) */
+                for (int64_t b = 0; b < outer; b++)
+                    for (int64_t k = 0; k < inner; k++)
+                        dst[(b * n_out + o) * inner + k] = nd->pad_value;
+                continue;
+            }
+        } else {
+            c = resize_coord((int)nd->ints[1], (double)o, scale, n_in, n_out);
+        }
         /* outside [-1, n_in] every index clamps the same way; keeps the casts defined */
         c = c < -1.0 ? -1.0 : c > (double)n_in ? (double)n_in : c;
         int64_t i0, i1;
@@ -820,9 +833,10 @@ static te_status run_resize(const te_model *m, const te_node *nd, const float *x
 {
     const te_shape *si = &m->values[nd->in[0]].shape, *so = &m->values[nd->out].shape;
     int r = si->ndim;
-    if (so->ndim != r || te_shape_numel(&m->values[nd->in[1]].shape) != r || nd->n_ints != 3 ||
+    int crop = nd->n_ints == 3 && nd->ints[1] == TE_COORD_TF_CROP_AND_RESIZE;
+    if (so->ndim != r || te_shape_numel(&m->values[nd->in[1]].shape) != (crop ? 3 * r : r) || nd->n_ints != 3 ||
         nd->ints[0] < TE_RESIZE_NEAREST || nd->ints[0] > TE_RESIZE_LINEAR || nd->ints[1] < 0 ||
-        nd->ints[1] > TE_COORD_HALF_PIXEL_SYMMETRIC || nd->ints[2] < 0 || nd->ints[2] > TE_NEAREST_CEIL)
+        nd->ints[1] > TE_COORD_TF_CROP_AND_RESIZE || nd->ints[2] < 0 || nd->ints[2] > TE_NEAREST_CEIL)
         return te_errf(err, TE_EINVAL, "Resize: bad scales, modes or ranks");
     for (int d = 0; d < r; d++)
         if (!(scales[d] > 0) || (so->d[d] > 0 && si->d[d] == 0))
@@ -834,7 +848,8 @@ static te_status run_resize(const te_model *m, const te_node *nd, const float *x
     int which = 0;
     int64_t total = te_shape_numel(si);
     for (int d = 0; d < r; d++) {
-        if (so->d[d] == si->d[d] && scales[d] == 1.0f)
+        const float roi[2] = {crop ? scales[r + d] : 0, crop ? scales[2 * r + d] : 1};
+        if (so->d[d] == si->d[d] && scales[d] == 1.0f && roi[0] == 0 && roi[1] == 1)
             continue;
         te_shape nx = cur;
         nx.d[d] = so->d[d];
@@ -846,7 +861,7 @@ static te_status run_resize(const te_model *m, const te_node *nd, const float *x
             free(bufs[1]);
             return te_errf(err, TE_ENOMEM, "Resize: out of memory");
         }
-        resize_axis(nd, scales[d], src, bufs[which], prod_range(&cur, 0, d), cur.d[d], nx.d[d],
+        resize_axis(nd, scales[d], crop ? roi : NULL, src, bufs[which], prod_range(&cur, 0, d), cur.d[d], nx.d[d],
                     shape_numel_from(&cur, d + 1));
         src = bufs[which];
         which ^= 1;

@@ -238,15 +238,26 @@ def _nearest(mode, c):
     return np.where(c - f == 0.5, f, np.floor(c + 0.5))
 
 
-def ref_resize(x, out_shape, scales, mode, coord, nearest):
+def ref_resize(x, out_shape, scales, mode, coord, nearest, roi=None, extrapolation=0.0):
     """x float64 array; per axis: the interpolation weights as a matrix, so
-    the N-d result is the product of the per-axis maps (separable)."""
+    the N-d result is the product of the per-axis maps (separable).  With
+    tf_crop_and_resize, an output whose coordinate on an axis falls outside
+    the input gets the extrapolation value (rows of zeros plus that value)."""
     y = x
+    r = x.ndim
     for ax, (n_in, n_out, s) in enumerate(zip(x.shape, out_shape, scales)):
-        if n_in == n_out and s == 1:
+        if n_in == n_out and s == 1 and (roi is None or (roi[ax] == 0 and roi[r + ax] == 1)):
             continue
         o = np.arange(n_out, dtype=np.float64)
-        c = _coord(coord, o, s, n_in, n_out)
+        outside = np.zeros(n_out, bool)
+        if coord == "tf_crop_and_resize":
+            a, e = roi[ax], roi[r + ax]
+            c = a * (n_in - 1) + o * (e - a) * (n_in - 1) / (n_out - 1) if n_out > 1 else \
+                0.5 * (a + e) * (n_in - 1) + 0 * o
+            outside = (c < 0) | (c > n_in - 1)
+            c = np.where(outside, 0, c)
+        else:
+            c = _coord(coord, o, s, n_in, n_out)
         M = np.zeros((n_out, n_in))
         if mode == "nearest":
             i = np.clip(_nearest(nearest, c), 0, n_in - 1).astype(int)
@@ -258,7 +269,10 @@ def ref_resize(x, out_shape, scales, mode, coord, nearest):
             i1 = np.clip(f + 1, 0, n_in - 1).astype(int)
             np.add.at(M, (np.arange(n_out), i0), 1 - w)
             np.add.at(M, (np.arange(n_out), i1), w)
-        y = np.moveaxis(np.tensordot(M, np.moveaxis(y, ax, 0), axes=(1, 0)), 0, ax)
+        M[outside] = 0
+        z = np.tensordot(M, np.moveaxis(y, ax, 0), axes=(1, 0))
+        z[outside] = extrapolation
+        y = np.moveaxis(z, 0, ax)
     return y
 
 
@@ -318,11 +332,25 @@ def h_resize(opset):
                      ("nearest", "asymmetric", "round_prefer_ceil", [1, 1, 1.5, 2.0]),
                      ("nearest", "align_corners", "floor", [1, 1, 1.5, 2.0]),
                      ("nearest", "tf_half_pixel_for_nn", "ceil", [1, 1, 1.5, 2.0])]
+            if opset >= 13:  # roi [0.125, -0.25] .. [0.875, 1.0]: the first columns extrapolate
+                cases.append(("linear", "tf_crop_and_resize", None, [1, 1, 2.0, 2.0]))
+                cases.append(("nearest", "tf_crop_and_resize", "round_prefer_ceil", [1, 1, 2.0, 2.0]))
             if opset >= 19:
                 cases.append(("linear", "half_pixel_symmetric", None, [1, 1, 1.5, 2.0]))
+        roi = [0, 0, 0.125, -0.25, 1, 1, 0.875, 1.0]  # exact in float32: the output size is floor(in * span * scale)
         for k, (mode, coord, near, sc) in enumerate(cases):
-            out = [1, 2, int(math.floor(H * sc[2])), int(math.floor(W * sc[3]))]
+            crop = coord == "tf_crop_and_resize"
+            span = [roi[4 + j] - roi[j] for j in range(4)] if crop else [1, 1, 1, 1]
+            out = [1, 2, int(math.floor(H * span[2] * sc[2] + 1e-9)), int(math.floor(W * span[3] * sc[3] + 1e-9))]
             attrs = dict(mode=mode)
+            if crop:
+                attrs["extrapolation_value"] = -3.0
+                r = g.node("Resize", [y, g.init(np.array(roi, np.float32)), g.init(np.array(sc, np.float32))],
+                           **attrs, coordinate_transformation_mode=coord, **({"nearest_mode": near} if near else {}))
+                outs.append(g.node("Slice", [r, g.init(np.array([0, 0], np.int64)),
+                                             g.init(np.array([H, W], np.int64)), g.init(np.array([2, 3], np.int64))]))
+                refs.append((out, sc, mode, coord, near or "round_prefer_floor", roi))
+                continue
             if coord:
                 attrs["coordinate_transformation_mode"] = coord
             if near:
@@ -344,12 +372,20 @@ def h_resize(opset):
             # crop every result to a common size so they concatenate
             outs.append(g.node("Slice", [r, g.init(np.array([0, 0], np.int64)), g.init(np.array([H, W], np.int64)),
                                          g.init(np.array([2, 3], np.int64))]))
-            refs.append((out, sc, mode, coord or "asymmetric", near or "floor"))
+            refs.append((out, sc, mode, coord or "asymmetric", near or "floor", None))
+        if opset >= 18:  # sizes on two axes, one scale for both (the largest that fits)
+            r = g.node("Resize", [y, "", "", g.init(np.array([20, 20], np.int64))], axes=[2, 3], mode="linear",
+                       keep_aspect_ratio_policy="not_larger")
+            outs.append(g.node("Slice", [r, g.init(np.array([0, 0], np.int64)), g.init(np.array([H, W], np.int64)),
+                                         g.init(np.array([2, 3], np.int64))]))
+            q = min(20 / H, 20 / W)
+            refs.append(([1, 2, int(round(q * H)), int(round(q * W))], [1, 1, q, q], "linear", "half_pixel", "", None))
         cat = g.node("Concat", outs, axis=1)
 
         def ref(t):
             a = f0(t).numpy()
-            return np.concatenate([ref_resize(a, o, s, m, c, nn_)[:, :, :H, :W] for o, s, m, c, nn_ in refs], 1)
+            return np.concatenate([ref_resize(a, o, s, m, c, nn_, ro, -3.0)[:, :, :H, :W]
+                                   for o, s, m, c, nn_, ro in refs], 1)
         return onnx_model(g, "input", cat, shape, opset), ref
     return make
 
