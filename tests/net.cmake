@@ -20,3 +20,10 @@ target_compile_definitions(test_fleet PRIVATE TE_HOST_BIN="$<TARGET_FILE:twinedg
                            TE_INFER_BIN="$<TARGET_FILE:twinedge-infer>")
 add_dependencies(test_fleet twinedge-host twinedge-infer twinedge-plugin-cpu)
 set_tests_properties(test_fleet PROPERTIES FIXTURES_REQUIRED testdata)
+
+# twinedge-bench load: a small fleet from one process against real hosts,
+# batching off and on; exit status 3 if any device failed.
+add_test(NAME bench_load_smoke
+         COMMAND twinedge-bench load --devices 6 --inferences 2 --batch-window-us 0,2000 --timeout-ms 60000)
+set_tests_properties(bench_load_smoke PROPERTIES FIXTURES_REQUIRED testdata TIMEOUT 300
+  ENVIRONMENT "TE_TEST_DATA=${TE_TEST_DATA};TWINEDGE_PLUGIN_DIR=${TE_PLUGIN_BUILD_DIR};TWINEDGE_HOST=$<TARGET_FILE:twinedge-host>")

@@ -174,8 +174,10 @@ static te_status health_check(const te_hostpair *hp, const te_net_creds *creds, 
             uint8_t *resp = NULL;
             size_t len = 0;
             st = te_net_unary(ch, TE_SVC_HEALTH_CHECK, (const uint8_t *)"", 0, &resp, &len, 5000, err);
-            /* HealthCheckResponse{status = SERVING}: field 1, varint 1 */
-            int serving = st == TE_OK && len == 2 && resp[0] == 0x08 && resp[1] == 0x01;
+            /* up: the host answers (HealthCheckResponse{status}: field 1, a
+             * varint).  Before the deploy below a host says NOT_SERVING (2);
+             * SERVING (1) is fine too (a store that held the deployment). */
+            int serving = st == TE_OK && len == 2 && resp[0] == 0x08 && (resp[1] == 0x01 || resp[1] == 0x02);
             free(resp);
             if (serving)
                 break;

@@ -867,15 +867,19 @@ int split_models(char *list, const char **models, int cap)
     return n ? n : -1;
 }
 
+int bench_load_main(int argc, char **argv);
+
 int main(int argc, char **argv)
 {
     /* without a command: the whole suite */
     if (argc < 2 || argv[1][0] == '-')
         return bench_suite_main(argc, argv);
     const char *cmd = argv[1];
+    if (strcmp(cmd, "load") == 0)
+        return bench_load_main(argc, argv); /* load.c */
     int is_kernels = strcmp(cmd, "kernels") == 0, is_device = strcmp(cmd, "device") == 0;
     if (!is_kernels && !is_device) {
-        fprintf(stderr, "twinedge-bench: unknown command '%s' (commands: kernels, device; none: the suite)\n", cmd);
+        fprintf(stderr, "twinedge-bench: unknown command '%s' (commands: kernels, device, load; none: the suite)\n", cmd);
         usage(stderr);
         return 2;
     }
