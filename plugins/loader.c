@@ -2,6 +2,7 @@
 #include "te_plugin.h"
 
 #include <dlfcn.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,10 +19,21 @@
 
 struct te_plugin {
     void *handle;
-    const te_plugin_ops *ops;
+    const te_plugin_ops *ops; /* &table once checked */
+    te_plugin_ops table;      /* the plugin's table as this host knows it: members it lacks are NULL */
+    te_plugin_host host;      /* the services handed to create_host */
     te_plugin_ctx *ctx;
     char path[PLUGIN_PATH_MAX];
 };
+
+/* te_plugin_host.log: a line on stderr, where twinedge-host logs too. */
+static void host_log(void *host_ctx, int level, const char *msg)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    const te_plugin *p = host_ctx;
+    fprintf(stderr, "compute plugin %s %s: %s\n", p->table.name ? p->table.name : p->path,
+            level >= 0 && level <= 3 ? names[level] : "info", msg);
+}
 
 static int valid_short_name(const char *name)
 {
@@ -109,7 +121,7 @@ static te_status resolve(const char *name, char *path, te_err *err)
 
 static const char *missing_fn(const te_plugin_ops *ops)
 {
-    if (!ops->create)
+    if (!ops->create && !ops->create_host)
         return "create";
     if (!ops->destroy)
         return "destroy";
@@ -177,6 +189,17 @@ te_status te_plugin_open(const char *name_or_path, const char *config, te_plugin
                      p->path, (unsigned)ops->abi_version, (unsigned)TE_PLUGIN_ABI_VERSION);
         goto fail;
     }
+    /* the members the plugin's table has (struct_size; 0: the 3.0 table), the
+     * rest left NULL: a table from an older or newer 3.x header works */
+    size_t have = ops->struct_size ? ops->struct_size : sizeof(te_plugin_ops);
+    if (have < offsetof(te_plugin_ops, run_f32)) {
+        st = te_errf(err, TE_EPLUGIN, "compute plugin %s: its ops table is %zu bytes, shorter than any table of "
+                     "plugin ABI version %u: refusing to load it", p->path, have, (unsigned)TE_PLUGIN_ABI_VERSION);
+        goto fail;
+    }
+    memcpy(&p->table, ops, have < sizeof p->table ? have : sizeof p->table);
+    p->table.struct_size = (uint32_t)sizeof p->table;
+    ops = &p->table;
     const char *missing = missing_fn(ops);
     if (missing) {
         st = te_errf(err, TE_EPLUGIN, "compute plugin %s (ABI version %u) has no '%s' function: refusing to load it",
@@ -184,8 +207,11 @@ te_status te_plugin_open(const char *name_or_path, const char *config, te_plugin
         goto fail;
     }
     p->ops = ops;
+    p->host = (te_plugin_host){.struct_size = (uint32_t)sizeof p->host, .abi_version = TE_PLUGIN_ABI_VERSION,
+                               .host_ctx = p, .log = host_log};
     te_err_clear(&perr);
-    st = ops->create(config ? config : "", &p->ctx, &perr);
+    st = ops->create_host ? ops->create_host(config ? config : "", &p->host, &p->ctx, &perr)
+                          : ops->create(config ? config : "", &p->ctx, &perr);
     if (st != TE_OK) {
         p->ctx = NULL;
         te_errf(err, st, "compute plugin %s (%s): %s", ops->name ? ops->name : "?", p->path,

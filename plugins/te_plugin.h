@@ -7,6 +7,12 @@
  * older header is rejected with a message instead of being called through a
  * mismatched struct.
  *
+ * Within one ABI version the table grows by addition only: new members are
+ * optional and go at the end, and struct_size (sizeof(te_plugin_ops) as the
+ * plugin was compiled; 0 reads as the 3.0 table) tells the host which ones
+ * the plugin has, so a new entry needs no version change.  The host hands
+ * plugins its services (te_plugin_host: logging) through create_host.
+ *
  * Handles are opaque.  Every call that can fail returns a te_status and
  * writes a message into err.  Capabilities are queried, never assumed.
  *
@@ -94,7 +100,7 @@ static inline te_status te_plugin_errf(te_err *err, te_status code, const char *
     return code;
 }
 
-#define TE_PLUGIN_ABI_VERSION 2u
+#define TE_PLUGIN_ABI_VERSION 3u
 #define TE_PLUGIN_ENTRY_SYMBOL "te_plugin_entry"
 
 typedef struct te_plugin_caps {
@@ -105,14 +111,43 @@ typedef struct te_plugin_caps {
     char device_name[128];    /* human-readable, e.g. "CPU (AVX2, 2 threads)" */
 } te_plugin_caps;
 
+/* What the host offers a plugin (valid from create_host until destroy).
+ * Like the ops table it grows by addition: read a member only when
+ * struct_size covers it. */
+enum { TE_PLUGIN_LOG_ERROR = 0, TE_PLUGIN_LOG_WARN = 1, TE_PLUGIN_LOG_INFO = 2, TE_PLUGIN_LOG_DEBUG = 3 };
+typedef struct te_plugin_host {
+    uint32_t struct_size;   /* sizeof(te_plugin_host) as the host was compiled */
+    uint32_t abi_version;   /* the host's TE_PLUGIN_ABI_VERSION */
+    void *host_ctx;         /* pass back to the functions below */
+    /* One line into the host's log, attributed to the plugin. */
+    void (*log)(void *host_ctx, int level, const char *msg);
+} te_plugin_host;
+
+/* host->log with printf formatting (host may be NULL: nothing logged). */
+static inline void te_plugin_log(const te_plugin_host *host, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static inline void te_plugin_log(const te_plugin_host *host, int level, const char *fmt, ...)
+{
+    if (!host || host->struct_size < offsetof(te_plugin_host, log) + sizeof host->log || !host->log)
+        return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    host->log(host->host_ctx, level, line);
+}
+
 typedef struct te_plugin_ctx te_plugin_ctx;     /* opaque, per host */
 typedef struct te_plugin_layer te_plugin_layer; /* opaque, per loaded layer */
 
 typedef struct te_plugin_ops {
     uint32_t abi_version;     /* TE_PLUGIN_ABI_VERSION the plugin was built with */
+    uint32_t struct_size;     /* sizeof(te_plugin_ops) the plugin was built with (0: the 3.0 table) */
     const char *name;         /* "cpu", "opencl" */
 
-    /* config: "key=value" pairs separated by ';' (may be NULL or ""). */
+    /* config: "key=value" pairs separated by ';' (may be NULL or "").
+     * Required unless create_host is given (which the host then calls). */
     te_status (*create)(const char *config, te_plugin_ctx **ctx, te_err *err);
     void (*destroy)(te_plugin_ctx *ctx);
     te_status (*caps)(te_plugin_ctx *ctx, te_plugin_caps *caps, te_err *err);
@@ -130,6 +165,11 @@ typedef struct te_plugin_ops {
      * (te_host_config.allow_plaintext); it is never part of the protocol. */
     te_status (*run_f32)(te_plugin_ctx *ctx, te_plugin_layer *layer, uint64_t batch, const float *in, float *out,
                          te_err *err);
+
+    /* Optional (3.0): create with the host's services; used instead of
+     * create when present. */
+    te_status (*create_host)(const char *config, const te_plugin_host *host, te_plugin_ctx **ctx, te_err *err);
+    /* New optional members go here (the host checks struct_size). */
 } te_plugin_ops;
 
 typedef te_status (*te_plugin_entry_fn)(uint32_t host_abi_version, const te_plugin_ops **ops, te_err *err);

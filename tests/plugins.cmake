@@ -2,9 +2,10 @@
 
 te_add_unit_test(test_linear SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_linear.c LIBS twinedge_core)
 
-# Test-only plugins the loader must refuse: one built against ABI version 0,
-# one with a NULL function in its table.
-foreach(variant old_abi null_fn)
+# Test-only plugins: refused, one built against ABI version 0, one with a NULL
+# function in its table, one with a too short struct_size; loaded, one from
+# an older 3.x header (struct_size before create_host).
+foreach(variant old_abi null_fn short growth)
   add_library(te_test_plugin_${variant} MODULE ${CMAKE_CURRENT_SOURCE_DIR}/unit/plugins/old_abi_plugin.c)
   target_include_directories(te_test_plugin_${variant} PRIVATE ${PROJECT_SOURCE_DIR}/plugins ${PROJECT_SOURCE_DIR}/core)
   string(TOUPPER ${variant} V)
@@ -16,9 +17,12 @@ te_add_unit_test(test_plugin_loader SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/tes
 target_compile_definitions(test_plugin_loader PRIVATE
   TE_TEST_OLD_ABI_PLUGIN="$<TARGET_FILE:te_test_plugin_old_abi>"
   TE_TEST_NULL_FN_PLUGIN="$<TARGET_FILE:te_test_plugin_null_fn>"
+  TE_TEST_SHORT_PLUGIN="$<TARGET_FILE:te_test_plugin_short>"
+  TE_TEST_GROWTH_PLUGIN="$<TARGET_FILE:te_test_plugin_growth>"
   TE_TEST_CPU_PLUGIN="$<TARGET_FILE:twinedge-plugin-cpu>"
   TE_TEST_PLUGIN_BUILD_DIR="${TE_PLUGIN_BUILD_DIR}")
-add_dependencies(test_plugin_loader te_test_plugin_old_abi te_test_plugin_null_fn twinedge-plugin-cpu)
+add_dependencies(test_plugin_loader te_test_plugin_old_abi te_test_plugin_null_fn te_test_plugin_short
+                 te_test_plugin_growth twinedge-plugin-cpu)
 
 te_add_unit_test(test_cpu_plugin SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_cpu_plugin.c
                  LIBS twinedge_plugin_loader twinedge_core TIMEOUT 120)

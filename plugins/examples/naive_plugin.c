@@ -16,7 +16,7 @@
 #include <te_plugin.h>
 
 struct te_plugin_ctx {
-    int unused;
+    const te_plugin_host *host; /* the host's services: its log */
 };
 
 struct te_plugin_layer {
@@ -24,11 +24,15 @@ struct te_plugin_layer {
     int32_t *w;
 };
 
-static te_status naive_create(const char *config, te_plugin_ctx **ctx, te_err *err)
+static te_status naive_create(const char *config, const te_plugin_host *host, te_plugin_ctx **ctx, te_err *err)
 {
     (void)config;
     *ctx = calloc(1, sizeof **ctx);
-    return *ctx ? TE_OK : te_plugin_errf(err, TE_ENOMEM, "naive plugin: out of memory");
+    if (!*ctx)
+        return te_plugin_errf(err, TE_ENOMEM, "naive plugin: out of memory");
+    (*ctx)->host = host;
+    te_plugin_log(host, TE_PLUGIN_LOG_INFO, "ready (plain loops, plugin ABI %u)", (unsigned)TE_PLUGIN_ABI_VERSION);
+    return TE_OK;
 }
 
 static void naive_destroy(te_plugin_ctx *ctx) { free(ctx); }
@@ -54,7 +58,6 @@ static int64_t weight_len(const te_linear_geom *g)
 static te_status naive_load(te_plugin_ctx *ctx, const te_linear_geom *geom, const int32_t *w,
                             te_plugin_layer **out, te_err *err)
 {
-    (void)ctx;
     if (geom->kind != TE_LIN_FC && geom->kind != TE_LIN_CONV)
         return te_plugin_errf(err, TE_EUNSUPPORTED, "naive plugin: unknown layer kind %d", (int)geom->kind);
     te_plugin_layer *l = calloc(1, sizeof *l);
@@ -66,6 +69,8 @@ static te_status naive_load(te_plugin_ctx *ctx, const te_linear_geom *geom, cons
     l->g = *geom;
     memcpy(l->w, w, n * sizeof *l->w);
     *out = l;
+    te_plugin_log(ctx->host, TE_PLUGIN_LOG_DEBUG, "layer loaded: %s, %zu weights",
+                  geom->kind == TE_LIN_FC ? "fully connected" : "convolution", n);
     return TE_OK;
 }
 
@@ -132,8 +137,9 @@ static void naive_release(te_plugin_ctx *ctx, te_plugin_layer *l)
 
 static const te_plugin_ops naive_ops = {
     .abi_version = TE_PLUGIN_ABI_VERSION,
+    .struct_size = sizeof(te_plugin_ops),
     .name = "naive",
-    .create = naive_create,
+    .create_host = naive_create,
     .destroy = naive_destroy,
     .caps = naive_caps,
     .load_layer = naive_load,

@@ -53,6 +53,28 @@ static void test_old_abi_refused(void **state)
     assert_non_null(strstr(err.msg, ours));
 }
 
+/* ABI growth by addition: a table shorter than any 3.x table is refused; one
+ * from an older 3.x header (struct_size before create_host) loads, and the
+ * host reads nothing past its end (its create_host would fail). */
+static void test_table_size(void **state)
+{
+    (void)state;
+    te_err err;
+    te_err_clear(&err);
+    te_plugin *p = NULL;
+    assert_int_equal(te_plugin_open(TE_TEST_SHORT_PLUGIN, NULL, &p, &err), TE_EPLUGIN);
+    assert_null(p);
+    assert_non_null(strstr(err.msg, "shorter than any table"));
+    te_err_clear(&err);
+    assert_int_equal(te_plugin_open(TE_TEST_GROWTH_PLUGIN, NULL, &p, &err), TE_OK);
+    const te_plugin_ops *ops = te_plugin_get_ops(p);
+    assert_null(ops->create_host);
+    assert_null(ops->run_f32);
+    assert_int_equal(ops->struct_size, sizeof(te_plugin_ops));
+    assert_string_equal(ops->name, "growth");
+    te_plugin_close(p);
+}
+
 static void test_null_function_refused(void **state)
 {
     (void)state;
@@ -123,6 +145,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cpu_by_name_and_path),
         cmocka_unit_test(test_old_abi_refused),
+        cmocka_unit_test(test_table_size),
         cmocka_unit_test(test_null_function_refused),
         cmocka_unit_test(test_missing_plugin_lists_paths),
         cmocka_unit_test(test_not_a_plugin),
