@@ -25,3 +25,4 @@ set_tests_properties(sdk_install PROPERTIES FIXTURES_REQUIRED testdata TIMEOUT 6
 add_test(NAME input_report COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/input_report_test.sh
          $<TARGET_FILE:twinedge-run> $<TARGET_FILE:twinedge-infer>)
 set_tests_properties(input_report PROPERTIES FIXTURES_REQUIRED testdata TIMEOUT 600 ENVIRONMENT "${TE_ATTACK_ENV}")
+te_add_unit_test(test_input SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_input.c LIBS twinedge_core)
