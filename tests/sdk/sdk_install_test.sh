@@ -41,6 +41,8 @@ if nm -D --undefined-only "$LIB" | grep -q BrotliEncoder; then fail "libtwinedge
 # from the prefix alone: pkg-config ...
 export PKG_CONFIG_PATH=$LIBDIR/pkgconfig
 CFLAGS=(-std=c11 -Wall -Wextra -Werror -O2)
+# a sanitizer build's library needs its runtime first in the app too
+if readelf -d "$LIB" | grep -q 'NEEDED.*libasan'; then CFLAGS+=(-fsanitize=address,undefined); fi
 # shellcheck disable=SC2046  # pkg-config's words
 cc "${CFLAGS[@]}" "$SRC/device-sdk/examples/camera_app.c" $(pkg-config --cflags --libs twinedge-device) \
   -Wl,-rpath,"$LIBDIR" -o "$WORK/camera-app" || fail "camera_app.c does not build with pkg-config twinedge-device"
@@ -51,7 +53,7 @@ cc "${CFLAGS[@]}" -shared -fPIC -fvisibility=hidden "$SRC/plugins/examples/naive
 # ... and find_package(twinedge)
 for ex in device-sdk/examples plugins/examples; do
   b=$WORK/cmake-$(echo "$ex" | tr / -)
-  { cmake -S "$SRC/$ex" -B "$b" -DCMAKE_PREFIX_PATH="$PREFIX" -DCMAKE_C_FLAGS="-Wall -Wextra -Werror" \
+  { cmake -S "$SRC/$ex" -B "$b" -DCMAKE_PREFIX_PATH="$PREFIX" -DCMAKE_C_FLAGS="${CFLAGS[*]}" \
     && cmake --build "$b"; } >"$WORK/cmake.log" 2>&1 || fail "$ex with find_package(twinedge): $(tail -20 "$WORK/cmake.log")"
 done
 rc=0; "$WORK/cmake-device-sdk-examples/camera_app" 2>/dev/null || rc=$?
