@@ -714,8 +714,13 @@ static te_status op_identity(imp *I, onode *n)
     te_status st;
     if ((st = in_req(I, n, 0, &x)) || (st = only_first_output(I, n)))
         return st;
-    if (strcmp(n->op_type, "Dropout") == 0 && attr_i(n, "training_mode", 0))
-        return bad(I, n, TE_EUNSUPPORTED, "training mode is not supported");
+    if (strcmp(n->op_type, "Dropout") == 0) {
+        ival *tm; /* opset 12+: training_mode is input 2 */
+        if ((st = in_const(I, n, 2, 0, &tm, "training_mode")))
+            return st;
+        if (attr_i(n, "training_mode", 0) || (tm && numel(&tm->shape) >= 1 && cget(tm, 0) != 0))
+            return bad(I, n, TE_EUNSUPPORTED, "training mode is not supported");
+    }
     return reshape_to(I, n, x, &x->shape);
 }
 

@@ -455,6 +455,8 @@ def h_clip(opset):
         else:
             a = g.node("Clip", [y, g.init(np.array(-0.5, np.float32)), g.init(np.array(0.75, np.float32))])
             b = g.node("Clip", [y, "", g.init(np.array(0.25, np.float32))])
+            # opset 12 Dropout: ratio and training_mode (false) as inputs: an identity
+            b = g.node("Dropout", [b, g.init(np.array(0.3, np.float32)), g.init(np.array(False))])
         z = g.node("Concat", [a, b], axis=1)
         y2, f1 = g.conv(z, 8, 4)
         return onnx_model(g, "input", y2, shape, opset), \
@@ -755,6 +757,32 @@ MODELS = {
 }
 
 
+def e_dropout_training(rng, shape):
+    g = G(rng)
+    y, _ = g.conv("input", 3, 4)
+    z = g.node("Dropout", [y, g.init(np.array(0.3, np.float32)), g.init(np.array(True))])
+    return onnx_model(g, "input", z, shape, 13)
+
+
+def e_where_activation(rng, shape):
+    """Greater and Where on an activation: neither foldable nor device ops."""
+    g = G(rng)
+    y, _ = g.conv("input", 3, 4)
+    m = g.node("Greater", [y, g.init(np.array(0.0, np.float32))])
+    z = g.node("Where", [m, y, g.init(np.array(0.0, np.float32))])
+    return onnx_model(g, "input", z, shape, 13)
+
+
+def e_opset6(rng, shape):
+    g = G(rng)
+    y, _ = g.conv("input", 3, 4)
+    return onnx_model(g, "input", y, shape, 6)
+
+
+# must be refused (test_wild_import checks the messages); no reference
+ERRORS = {"e_dropout_training": e_dropout_training, "e_where_activation": e_where_activation, "e_opset6": e_opset6}
+
+
 def generate(name, spec):
     seed = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
     common.set_determinism(seed, 2)
@@ -828,6 +856,12 @@ def main(argv):
         if os.path.exists(files[0]):
             opset = onnx.load(files[0]).opset_import[0].version
             rows.append("%s %d %s" % (name, opset, "x".join(str(d) for d in (1,) + tuple(spec["shape"]))))
+    for name, make in ERRORS.items():
+        m = make(np.random.default_rng(1), (1, 3, 5, 6))
+        for k, d in enumerate([1, 4, 5, 6]):
+            m.graph.output[0].type.tensor_type.shape.dim.add().dim_value = d
+        with open(os.path.join(out, name + ".onnx"), "wb") as fp:
+            fp.write(m.SerializeToString())
     with open(stamp_path + ".tmp", "w") as fp:
         json.dump(stamps, fp)
     os.replace(stamp_path + ".tmp", stamp_path)

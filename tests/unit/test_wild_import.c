@@ -222,12 +222,34 @@ static void test_input_shape(void **state)
     te_model_free(m);
 }
 
+static void expect_refused(const char *name, const char *s1, const char *s2)
+{
+    te_err err = {0};
+    te_shape h = {.ndim = 4, .d = {1, 3, 5, 6}};
+    te_import_opts o = {.hint = &h};
+    te_model *m = import_with(name, &o, &err);
+    if (m)
+        fail_msg("%s: imported", name);
+    if (!strstr(err.msg, s1) || (s2 && !strstr(err.msg, s2)))
+        fail_msg("%s: message '%s' lacks '%s' / '%s'", name, err.msg, s1, s2 ? s2 : "");
+}
+
+/* what can be neither folded nor run is refused, naming the op and the node */
+static void test_refused(void **state)
+{
+    (void)state;
+    expect_refused("e_dropout_training", "training mode", "Dropout");
+    expect_refused("e_where_activation", "'Greater' in node 'Greater_", "folded on constants only");
+    expect_refused("e_opset6", "opset 6", NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_models),
         cmocka_unit_test(test_lowering),
         cmocka_unit_test(test_input_shape),
+        cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
