@@ -25,6 +25,7 @@ grep -q "outsourcing rate" "$WORK/out" || fail "no outsourcing rate"
 # the attention model keeps its products of activations on the device: flagged below 90%
 "$OWNER" compile "$DATA/wild_vit_o11.onnx" -o "$WORK/vit" >"$WORK/vit.out" || fail "vit compile failed"
 grep -q "MatMul .*not outsourced" "$WORK/vit.out" || fail "MatMul not reported: $(cat "$WORK/vit.out")"
+grep -q "^WARNING: only .*below 90%" "$WORK/vit.out" || fail "no warning below 90%"
 
 # twinedge-run takes the open dimensions from its input tensor
 "$RUN" "$M" "$DATA/wild_fpn_o11.input.npy" -o "$WORK/y.npy" --reference "$WORK/ref.npy" --in-process \
