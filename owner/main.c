@@ -6,6 +6,7 @@
 
 #include "deploy.h"
 #include "owner.h"
+#include "twinedge_version.h"
 
 static const char usage[] =
     "usage:\n"
@@ -308,6 +309,10 @@ static int cmd_deploy(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        printf("twinedge-owner %s\n", TWINEDGE_VERSION_STRING);
+        return 0;
+    }
     if (argc < 2) {
         fputs(usage, stderr);
         return 1;

@@ -91,6 +91,10 @@ static int ensure_model(const char *cache)
 
 int main(int argc, char **argv)
 {
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        printf("twinedge-demo %s\n", TWINEDGE_VERSION_STRING);
+        return 0;
+    }
     int n_show = 12;
     if (argc > 1 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
         printf("usage: twinedge-demo [N]\n\nClassifies N (default 12) Fashion-MNIST test images privately through\n"

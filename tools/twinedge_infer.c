@@ -98,6 +98,10 @@ static te_status read_input(const char *dir, const twinedge_device *dev, const c
 
 int main(int argc, char **argv)
 {
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        printf("twinedge-infer %s\n", TWINEDGE_VERSION_STRING);
+        return 0;
+    }
     const char *out = NULL, *a = NULL, *b = NULL, *report = NULL, *tls = NULL;
     int timeout_ms = 30000;
     twinedge_mode mode = TWINEDGE_RELAY;

@@ -275,6 +275,10 @@ out:
 
 int main(int argc, char **argv)
 {
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        printf("twinedge-run %s\n", TWINEDGE_VERSION_STRING);
+        return 0;
+    }
     run_args a;
     memset(&a, 0, sizeof a);
     a.mode = TWINEDGE_RELAY;

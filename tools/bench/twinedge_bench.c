@@ -871,6 +871,10 @@ int bench_load_main(int argc, char **argv);
 
 int main(int argc, char **argv)
 {
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        printf("twinedge-bench %s\n", TWINEDGE_VERSION_STRING);
+        return 0;
+    }
     /* without a command: the whole suite */
     if (argc < 2 || argv[1][0] == '-')
         return bench_suite_main(argc, argv);
