@@ -2,13 +2,20 @@
 #include "te_net_transport.h"
 
 #include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+/* Replicas of one role named in one target ("ipv4:H:P,H:P,..."). */
+#define TE_NET_MAX_REPLICAS 16
+
 typedef struct net_transport {
-    te_net_channel *ch[2];       /* by te_party */
+    /* by te_party, one channel per replica; pick: the device's replica */
+    te_net_channel *ch[2][TE_NET_MAX_REPLICAS];
+    int n_ch[2], pick[2];
     int timeout_ms;
     int peer_link;
     te_traffic *traffic;
@@ -27,6 +34,91 @@ static void close_session(net_transport *nt, int party)
         te_net_stream_free(nt->session[party]);
         nt->session[party] = NULL;
     }
+}
+
+/* FNV-1a, 64 bits: spreading, not security. */
+#define FNV_BASIS 14695981039346656037ull
+static uint64_t fnv1a(uint64_t h, const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+/* "ipv4:A,B,..." / "ipv6:A,B,...": one single-address target per replica
+ * ("ipv4:A", ...); anything else (HOST:PORT, dns:///NAME) is one target,
+ * gRPC's to resolve (a dns: name with several addresses keeps gRPC's round
+ * robin).  The count, or -1. */
+static int split_replicas(const char *target, char out[][1024], int cap)
+{
+    const char *scheme = strncmp(target, "ipv4:", 5) == 0 ? "ipv4:" : strncmp(target, "ipv6:", 5) == 0 ? "ipv6:" : NULL;
+    if (!scheme || !strchr(target, ',')) {
+        if (strlen(target) >= 1024)
+            return -1;
+        snprintf(out[0], 1024, "%s", target);
+        return 1;
+    }
+    int n = 0;
+    const char *p = target + 5;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len) {
+            if (n == cap || len + 6 > 1024)
+                return -1;
+            snprintf(out[n++], 1024, "%s%.*s", scheme, (int)len, p);
+        }
+        p += len + (e ? 1 : 0);
+    }
+    return n ? n : -1;
+}
+
+/* EdgeA's key for a MaskShare request: its device and session (fields 2
+ * and 9 of the LayerRequest), found by walking the message's fields.  All
+ * of one device session's layers then go to one EdgeB replica, where the
+ * shares precomputed for that session are (and EdgeA replicas with the same
+ * peer list agree).  A message that does not parse hashes as a whole: it
+ * goes somewhere, and EdgeB refuses it. */
+static uint64_t request_affinity(const uint8_t *m, size_t n)
+{
+    uint64_t h = FNV_BASIS;
+    size_t i = 0;
+    int found = 0;
+    while (i < n) {
+        uint64_t tag = 0;
+        for (int shift = 0; i < n && shift < 64; shift += 7) {
+            tag |= (uint64_t)(m[i] & 0x7f) << shift;
+            if (!(m[i++] & 0x80))
+                break;
+        }
+        unsigned field = (unsigned)(tag >> 3), type = (unsigned)(tag & 7);
+        if (type == 0) {
+            while (i < n && (m[i++] & 0x80)) {
+            }
+        } else if (type == 1 || type == 5) {
+            i += type == 1 ? 8 : 4;
+        } else if (type == 2) {
+            uint64_t len = 0;
+            for (int shift = 0; i < n && shift < 64; shift += 7) {
+                len |= (uint64_t)(m[i] & 0x7f) << shift;
+                if (!(m[i++] & 0x80))
+                    break;
+            }
+            if (len > n - i)
+                break;
+            if (field == 2 || field == 9) {
+                h = fnv1a(h, m + i, (size_t)len);
+                h = fnv1a(h, (const uint8_t *)"|", 1);
+                found++;
+            }
+            i += (size_t)len;
+        } else {
+            break;
+        }
+    }
+    return found == 2 ? h : fnv1a(FNV_BASIS, m, n);
 }
 
 static double now_ms(void)
@@ -53,16 +145,21 @@ static double now_ms(void)
 static te_status device_exchange(net_transport *nt, te_party to, const uint8_t *req, size_t req_len, uint8_t **resp,
                                  size_t *resp_len, te_err *err)
 {
-    te_net_channel *ch = nt->ch[to];
     double until = now_ms() + nt->timeout_ms;
     unsigned seed = te_net_backoff_seed(nt);
     for (int attempt = 0;; attempt++) {
         te_net_stream *one = NULL;
         te_net_stream **s = nt->in_session ? &nt->session[to] : &one;
         te_status st = TE_OK;
-        if (!*s) {
+        /* A replica that cannot be reached when a stream opens (nothing has
+         * been sent on it yet) is left for the next one, which the device
+         * then keeps. */
+        for (int tried = 0; !*s && tried < nt->n_ch[to]; tried++) {
             int left = nt->in_session ? nt->timeout_ms : (int)(until - now_ms());
-            st = te_net_stream_open(ch, TE_SVC_INFER, left > 1 ? left : 1, s, err);
+            st = te_net_stream_open(nt->ch[to][nt->pick[to]], TE_SVC_INFER, left > 1 ? left : 1, s, err);
+            if (st != TE_ETRANSPORT || now_ms() >= until)
+                break;
+            nt->pick[to] = (nt->pick[to] + 1) % nt->n_ch[to];
         }
         if (st == TE_OK)
             st = te_net_stream_exchange(*s, req, req_len, resp, resp_len, err);
@@ -95,14 +192,15 @@ static te_status net_call(te_transport *t, te_party to, const uint8_t *req, size
     *resp_len = 0;
     if (to != TE_PARTY_EDGE_A && to != TE_PARTY_EDGE_B)
         return te_errf(err, TE_EINVAL, "no such party");
-    if (!nt->ch[to])
+    if (!nt->n_ch[to])
         return te_errf(err, TE_ETRANSPORT, "no address configured for Edge%c", to == TE_PARTY_EDGE_A ? 'A' : 'B');
     te_status st;
     if (nt->peer_link) {
         if (to != TE_PARTY_EDGE_B)
             return te_errf(err, TE_ETRANSPORT, "EdgeA's peer link reaches EdgeB only");
         /* te_net_unary sends a call refused unserved again itself */
-        st = te_net_unary(nt->ch[to], TE_SVC_MASK_SHARE, req, req_len, resp, resp_len, nt->timeout_ms, err);
+        int r = nt->n_ch[to] > 1 ? (int)(request_affinity(req, req_len) % (uint64_t)nt->n_ch[to]) : 0;
+        st = te_net_unary(nt->ch[to][r], TE_SVC_MASK_SHARE, req, req_len, resp, resp_len, nt->timeout_ms, err);
     } else {
         st = device_exchange(nt, to, req, req_len, resp, resp_len, err);
     }
@@ -121,8 +219,9 @@ static void net_destroy(te_transport *t)
     net_transport *nt = t->impl;
     close_session(nt, 0);
     close_session(nt, 1);
-    te_net_channel_free(nt->ch[0]);
-    te_net_channel_free(nt->ch[1]);
+    for (int p = 0; p < 2; p++)
+        for (int i = 0; i < nt->n_ch[p]; i++)
+            te_net_channel_free(nt->ch[p][i]);
     pthread_mutex_destroy(&nt->lock);
     free(nt);
     free(t);
@@ -166,15 +265,30 @@ te_status te_net_transport_new(const te_net_transport_config *cfg, te_transport 
     const char *addr[2] = {cfg->edge_a, cfg->edge_b};
     /* The server's certificate must name the role we expect there. */
     const char *names[2] = {TE_CN_EDGE_A, TE_CN_EDGE_B};
+    uint64_t who = fnv1a(FNV_BASIS, (const uint8_t *)(cfg->creds && cfg->creds->cert_pem ? cfg->creds->cert_pem : ""),
+                         cfg->creds && cfg->creds->cert_pem ? strlen(cfg->creds->cert_pem) : 0);
     for (int i = 0; i < 2; i++) {
         if (!addr[i] || !*addr[i])
             continue;
-        te_net_channel_config cc = {addr[i], cfg->creds, names[i], 0};
-        te_status st = te_net_channel_new(&cc, &nt->ch[i], err);
-        if (st != TE_OK) {
+        char replicas[TE_NET_MAX_REPLICAS][1024];
+        int n = split_replicas(addr[i], replicas, TE_NET_MAX_REPLICAS);
+        if (n < 0) {
             net_destroy(t);
-            return st;
+            return te_errf(err, TE_EINVAL, "%s: more than %d replicas, or an address too long", addr[i],
+                           TE_NET_MAX_REPLICAS);
         }
+        for (int k = 0; k < n; k++) {
+            te_net_channel_config cc = {replicas[k], cfg->creds, names[i], 0};
+            te_status st = te_net_channel_new(&cc, &nt->ch[i][k], err);
+            if (st != TE_OK) {
+                net_destroy(t);
+                return st;
+            }
+            nt->n_ch[i]++;
+        }
+        /* the device's replica: from its certificate, so the same device
+         * comes back to the same replica, and devices spread over them */
+        nt->pick[i] = (int)((who >> (8 * i)) % (uint64_t)n);
     }
     *out = t;
     return TE_OK;

@@ -1,9 +1,13 @@
 /* te_transport over gRPC (the network twin of host/inproc.c).
  *
- * Device link: each call opens an Infer stream on the host it is for,
- * exchanges one LayerRequest/LayerResponse and closes it (the channel, one
- * TLS connection per host, is kept).  Peer link (EdgeA -> EdgeB): each call
- * is a MaskShare call.  Bytes are counted exactly as the in-process
+ * Device link: an inference is one Infer stream per host (between begin
+ * and end), one LayerRequest/LayerResponse exchange per layer; the
+ * channels, one TLS connection per host, are kept.  Peer link (EdgeA ->
+ * EdgeB): each call is a MaskShare call.  A target "ipv4:A,B,..." names
+ * replicas: one channel each; the device keeps one replica per role (from
+ * its certificate), EdgeA picks EdgeB's from the request's device and
+ * session (host/daemon/README.md, Replicas).  Calls a host refused unserved
+ * (overload) are sent again, the same bytes, within the deadline.  Bytes are counted exactly as the in-process
  * transport counts them: the serialized message sizes. */
 #ifndef TE_NET_TRANSPORT_H
 #define TE_NET_TRANSPORT_H

@@ -31,6 +31,7 @@
 #include "te_net.h"
 #include "te_net_transport.h"
 #include "te_npy.h"
+#include "twinedge_net.h"
 
 #ifndef TE_HOST_BIN
 #error "TE_HOST_BIN must name the twinedge-host executable"
@@ -325,11 +326,144 @@ static void test_overload_refused_and_retried(void **state)
     assert_int_equal(replays, 0);
 }
 
+/* One device of the replica test: `inferences` inferences on one handle. */
+typedef struct replica_device {
+    fleet *f;
+    int index, inferences, ok;
+    twinedge_mode mode;
+    const char *target_a, *target_b;
+    const float *input;
+    size_t n_in;
+    char msg[600];
+} replica_device;
+
+static void *replica_device_main(void *arg)
+{
+    replica_device *d = arg;
+    char dd[400], tls[500];
+    device_dir(d->f, d->index, dd, sizeof dd);
+    snprintf(tls, sizeof tls, "%s/tls", dd);
+    twinedge_device *dev = NULL;
+    twinedge_net *net = NULL;
+    float *y = calloc(d->f->n_out, sizeof *y);
+    if (twinedge_open(dd, &dev) != TWINEDGE_OK) {
+        snprintf(d->msg, sizeof d->msg, "open: %s", twinedge_errmsg(dev));
+    } else if (twinedge_connect(dev, d->target_a, d->target_b, tls, 60000, &net) != TWINEDGE_OK) {
+        snprintf(d->msg, sizeof d->msg, "connect: %s", twinedge_net_errmsg(net));
+    } else {
+        for (int k = 0; k < d->inferences; k++) {
+            if (twinedge_infer(dev, d->mode, d->input, d->n_in, y, d->f->n_out) != TWINEDGE_OK) {
+                snprintf(d->msg, sizeof d->msg, "%s", twinedge_errmsg(dev));
+                break;
+            }
+            d->ok += memcmp(y, d->f->expect, d->f->n_out * sizeof *y) == 0;
+        }
+    }
+    twinedge_close(dev);
+    twinedge_disconnect(net);
+    free(y);
+    return NULL;
+}
+
+/* Calls of a device in a host's log ("... from device:NAME: ..."). */
+static int device_calls(const fleet *f, char role, const char *tag, int i)
+{
+    char what[64];
+    snprintf(what, sizeof what, "from device:fleet-%02d:", i);
+    return log_count(f, role, tag, what);
+}
+
+/* 2 + 2 replicas behind "ipv4:H:P,H:P" targets, EdgeA's peer naming both
+ * EdgeB replicas, precompute on: 16 devices, 4 inferences each on one
+ * handle (one session), relay and mediated.  Every result is exact; each
+ * device's calls all reach one EdgeA replica and (mediated) one EdgeB
+ * replica, and the devices spread over both. */
+static void test_replica_affinity(void **state)
+{
+    fleet *f = *state;
+    enum { R = 2, D = 16, K = 4 };
+    fx_host a[R], b[R];
+    /* every call logged (debug): the logs say which replica served whom */
+    const char *pre[] = {"--precompute-mb", "16", "--log-level", "debug", NULL}, *dbg[] = {"--log-level", "debug", NULL};
+    char tag[16], target_a[200] = "ipv4:", target_b[200] = "ipv4:";
+    for (int r = 0; r < R; r++) {
+        snprintf(tag, sizeof tag, "-r%d", r);
+        fx_host_start(&b[r], TE_HOST_BIN, f->dir, f->deploy, 'b', tag, 0, NULL, pre);
+        strcat(target_b, b[r].addr);
+        strcat(target_b, r + 1 < R ? "," : "");
+    }
+    for (int r = 0; r < R; r++) {
+        snprintf(tag, sizeof tag, "-r%d", r);
+        fx_host_start(&a[r], TE_HOST_BIN, f->dir, f->deploy, 'a', tag, 0, target_b, dbg);
+        strcat(target_a, a[r].addr);
+        strcat(target_a, r + 1 < R ? "," : "");
+    }
+    te_err err;
+    char od[400];
+    snprintf(od, sizeof od, "%s/owner", f->deploy);
+    for (int r = 0; r < R; r++) {
+        must(te_owner_deploy(f->deploy, a[r].addr, b[r].addr, &err), &err, "deploy");
+        for (int i = 0; i < D; i++) {
+            char dd[400], key[500];
+            device_dir(f, i, dd, sizeof dd);
+            snprintf(key, sizeof key, "%s/device.key", dd);
+            must(te_owner_register_device(od, b[r].addr, key, 10000, &err), &err, "register");
+        }
+    }
+    te_shape s;
+    float *in = NULL;
+    must(te_npy_read(f->input, &s, &in, &err), &err, "input");
+    replica_device devs[D];
+    pthread_t th[D];
+    for (int i = 0; i < D; i++) {
+        devs[i] = (replica_device){f, i, K, 0, i % 2 ? TWINEDGE_MEDIATED : TWINEDGE_RELAY, target_a, target_b, in,
+                                   (size_t)te_shape_numel(&s), ""};
+        assert_int_equal(pthread_create(&th[i], NULL, replica_device_main, &devs[i]), 0);
+    }
+    for (int i = 0; i < D; i++)
+        pthread_join(th[i], NULL);
+    for (int r = 0; r < R; r++) {
+        int sa = fx_host_stop(&a[r], SIGTERM), sb = fx_host_stop(&b[r], SIGTERM);
+        assert_true(WIFEXITED(sa) && WEXITSTATUS(sa) == 0);
+        assert_true(WIFEXITED(sb) && WEXITSTATUS(sb) == 0);
+    }
+    free(in);
+    int used_a[R] = {0}, used_b[R] = {0};
+    for (int i = 0; i < D; i++) {
+        if (devs[i].ok != K)
+            fail_msg("device %d: %d of %d exact: %s", i, devs[i].ok, K, devs[i].msg);
+        int on_a = 0, on_b = 0, calls_a = 0, calls_b = 0;
+        for (int r = 0; r < R; r++) {
+            snprintf(tag, sizeof tag, "-r%d", r);
+            int ca = device_calls(f, 'a', tag, i), cb = device_calls(f, 'b', tag, i);
+            on_a += ca > 0;
+            on_b += cb > 0;
+            calls_a += ca;
+            calls_b += cb;
+            used_a[r] += ca > 0;
+            used_b[r] += cb > 0;
+        }
+        print_message("device %2d (%s): %d Infer calls on %d EdgeA replica(s), %d on %d EdgeB replica(s)\n", i,
+                      i % 2 ? "mediated" : "relay", calls_a, on_a, calls_b, on_b);
+        assert_int_equal(calls_a, K); /* one stream per inference */
+        assert_int_equal(on_a, 1);
+        if (i % 2) {
+            assert_int_equal(calls_b, K);
+            assert_int_equal(on_b, 1);
+        }
+    }
+    print_message("devices per EdgeA replica: %d, %d; per EdgeB replica (mediated): %d, %d\n", used_a[0], used_a[1],
+                  used_b[0], used_b[1]);
+    /* 16 devices: all on one replica with probability 2^-15 */
+    assert_true(used_a[0] > 0 && used_a[1] > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_64_processes_twice),
         cmocka_unit_test(test_overload_refused_and_retried),
+        cmocka_unit_test(test_replica_affinity),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

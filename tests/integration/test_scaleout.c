@@ -3,8 +3,10 @@
  * ("ipv4:H:P,H:P") for the devices' links and EdgeA's link to EdgeB.
  * Concurrent devices (one thread and one provisioned device each) run
  * inferences in both modes; every result must equal the owner's fixed-point
- * reference bit for bit, none may fail, and every replica must have served
- * requests (its Stats).  Default: 2 devices, 40 inferences; TE_SCALEOUT_FULL
+ * reference bit for bit, none may fail, no replica may report an error
+ * (its Stats), and together they served every request.  A device keeps
+ * its replicas (net/te_net_transport.c), so with 2 devices a replica may
+ * serve none: test_fleet's replica test checks the spread, with 16.  Default: 2 devices, 40 inferences; TE_SCALEOUT_FULL
  * (label slow): 8 devices, 1000 inferences. */
 #include <pthread.h>
 #include <setjmp.h>
@@ -264,7 +266,7 @@ static void test_replicas_share_the_load(void **state)
     assert_int_equal(ok, N_INFER);
     assert_int_equal(identical, N_INFER);
 
-    /* every replica served requests, none with an error */
+    /* no replica reported an error; together they served everything */
     te_err err;
     te_net_creds oc;
     char od[160];
@@ -284,7 +286,6 @@ static void test_replicas_share_the_load(void **state)
             assert_non_null(sr);
             print_message("Edge%c replica %d (%s): %llu requests, %llu errors\n", role ? 'B' : 'A', r,
                           w->addr[role][r], (unsigned long long)sr->requests, (unsigned long long)sr->errors);
-            assert_true(sr->requests > 0);
             assert_int_equal(sr->errors, 0);
             total[role] += sr->requests;
             twinedge__stats_reply__free_unpacked(sr, NULL);
