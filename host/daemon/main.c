@@ -18,6 +18,7 @@
 /* How often EdgeA asks its EdgeB for its health (what EdgeA's own health
  * answers depends on it). */
 #define PEER_CHECK_MS 2000
+#define PEER_RETRY_MS 250
 
 static void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void log_info(const char *fmt, ...)
@@ -121,9 +122,16 @@ static void *peer_watch_run(void *arg)
                 hostd_logf(HOSTD_WARN, "EdgeB not ready, EdgeA reports NOT_SERVING: %s", err.msg);
             was = ok;
         }
+        /* not ready: ask again soon, so EdgeA is ready soon after EdgeB */
+        long ms = ok ? PEER_CHECK_MS : PEER_RETRY_MS;
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += PEER_CHECK_MS / 1000;
+        until.tv_sec += ms / 1000;
+        until.tv_nsec += (ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
         pthread_mutex_lock(&w->lock);
         while (!w->stop && pthread_cond_timedwait(&w->cv, &w->lock, &until) != ETIMEDOUT)
             ;

@@ -13,6 +13,8 @@ att_start
 att_provision cam-1
 for role in a b; do
   t=$EDGE_A; [ $role = b ] && t=$EDGE_B
+  # EdgeA is ready once it has seen EdgeB ready (it asks every 250 ms until then)
+  for _ in $(seq 40); do "$PROBE" --target "$t" --credentials "$WORK/dep/hosts/$role" --quiet && break; sleep 0.25; done
   out=$("$PROBE" --target "$t" --credentials "$WORK/dep/hosts/$role") || fail "probe of edge-$role: rc $?"
   [ "$out" = "$t: SERVING" ] || fail "probe of edge-$role said: $out"
   "$PROBE" --target "$t" --credentials "$WORK/dep/hosts/$role" --live --quiet || fail "--live of edge-$role"
