@@ -80,15 +80,9 @@ te_attack_test(attack_masks 300 attack attack_masks.sh ${TE_ATTACK_INFER})
 # mask would never reach the plugin's tap.  (roles.c holds the guard; its
 # object here stands in for the library's.)
 add_executable(twinedge-host-negctl-noguard ${PROJECT_SOURCE_DIR}/host/daemon/main.c
-               ${PROJECT_SOURCE_DIR}/host/daemon/config.c ${PROJECT_SOURCE_DIR}/host/daemon/store.c
-               ${PROJECT_SOURCE_DIR}/host/daemon/service.c ${PROJECT_SOURCE_DIR}/host/daemon/log.c
                ${PROJECT_SOURCE_DIR}/host/roles.c)
 target_compile_definitions(twinedge-host-negctl-noguard PRIVATE TE_NEGCTL_NO_REPLAY_GUARD)
-target_include_directories(twinedge-host-negctl-noguard PRIVATE ${PROJECT_SOURCE_DIR}/host/daemon
-                           ${PROJECT_BINARY_DIR}/device-sdk/include)
-target_link_libraries(twinedge-host-negctl-noguard PRIVATE twinedge_host twinedge_net_transport
-                      twinedge_proto_service twinedge_proto_health twinedge_hostd_metrics PkgConfig::SYSTEMD
-                      PkgConfig::CJSON)
+target_link_libraries(twinedge-host-negctl-noguard PRIVATE twinedge_hostd)
 te_attack_test(attack_negctl_masks 300 attack attack_masks.sh $<TARGET_FILE:${TE_ATTACK_NEGCTL_SESSION}>
                --expect reuse)
 set_property(TEST attack_negctl_masks APPEND PROPERTY ENVIRONMENT
