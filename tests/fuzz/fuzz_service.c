@@ -3,7 +3,7 @@
  * (LayerRequest), MaskShare, Deploy (a stream of DeployChunk), RegisterDevice
  * (DeviceKeyMsg), Stats and grpc.health.v1.Health/Check.
  *
- * Input: byte 0 picks the method (% 6) and the caller ((/ 6) % 3: the
+ * Input: byte 0 picks the method (% 7) and the caller ((/ 7) % 3: the
  * caller the method is for, a device, EdgeA); byte 1 picks EdgeA or EdgeB;
  * the rest is the message, or for Deploy a sequence of chunks, each a
  * 2-byte big-endian length and that many bytes. */
@@ -49,7 +49,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         if (!mkdtemp(store[i]) || te_host_new(&hc, &hosts[i], &err) != TE_OK ||
             hostd_store_init(store[i], &err) != TE_OK || te_host_deploy(hosts[i], m, &err) != TE_OK ||
             hostd_service_init(&svcs[i], hosts[i], hc.role, store[i], NULL, &err) != TE_OK ||
-            hostd_service_methods(&svcs[i], methods[i], 8) != 6) {
+            hostd_service_methods(&svcs[i], methods[i], 8) != 7) {
             fprintf(stderr, "fuzz_service: %s\n", err.msg);
             abort();
         }
@@ -70,7 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 2)
         return 0;
-    int method = data[0] % 6, who = (data[0] / 6) % 3, h = data[1] & 1;
+    int method = data[0] % 7, who = (data[0] / 7) % 3, h = data[1] & 1;
     data += 2;
     size -= 2;
     te_net_method *mt = &methods[h][method];
