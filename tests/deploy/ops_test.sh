@@ -162,7 +162,9 @@ PY
 watcher=$!
 sleep 1
 kill -TERM "$HOST_PID_B"
-wait "$HOST_PID_B" 2>/dev/null || true
+rc=0; wait "$HOST_PID_B" || rc=$?
+# a clean stop (under the sanitizers: no leak, no error on the way out)
+[ $rc = 0 ] || fail "EdgeB exited with status $rc after SIGTERM: $(tail -20 "$WORK/host-b.log")"
 rc=0; wait $watcher || rc=$?
 [ $rc = 2 ] && grep -q "stopping" "$WORK/watch.err" || fail "Watch across SIGTERM: rc $rc $(cat "$WORK/watch.err")"
 grep -q "STOPPING=1" "$WORK/notify.log" || fail "no STOPPING=1: $(cat "$WORK/notify.log")"
