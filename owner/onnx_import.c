@@ -2137,6 +2137,15 @@ static int ew_i(ew_code c, int64_t a, int64_t b, int64_t d, int64_t *r)
     case EW_WHERE: *r = a != 0 ? b : d; return 0;
     case EW_RELU: *r = a > 0 ? a : 0; return 0;
     case EW_SIGN: *r = (a > 0) - (a < 0); return 0;
+    case EW_EQUAL: *r = a == b; return 0;
+    case EW_LESS: *r = a < b; return 0;
+    case EW_LESS_EQ: *r = a <= b; return 0;
+    case EW_GREATER: *r = a > b; return 0;
+    case EW_GREATER_EQ: *r = a >= b; return 0;
+    case EW_AND: *r = a && b; return 0;
+    case EW_OR: *r = a || b; return 0;
+    case EW_XOR: *r = !a != !b; return 0;
+    case EW_NOT: *r = !a; return 0;
     case EW_FLOOR: case EW_CEIL: case EW_ROUND: case EW_IDENT: *r = a; return 0;
     default: *r = (int64_t)ew_f(c, (double)a, (double)b, (double)d); return 0;
     }
@@ -2211,16 +2220,17 @@ static te_status slice_plan(imp *I, onode *n, const te_shape *s, int na, const i
         int64_t D = s->d[ax], b = st0[j], e = en0[j], t = sp0 ? sp0[j] : 1, cnt;
         if (t == 0)
             return bad(I, n, TE_EINVAL, "step 0");
-        if (b < 0)
-            b = b < -D ? 0 - (t < 0) : b + D; /* below the start: 0 going up, -1 going down */
+        t = t > D ? D : t < -D ? -D : t; /* a step of D or more reads one element: same result, no overflow */
+        if (b < 0) /* from the end; what stays negative is clamped below */
+            b += D;
         if (e < 0)
-            e = e < -D ? -1 : e + D;
+            e += D;
         if (t > 0) {
             b = b < 0 ? 0 : b > D ? D : b;
             e = e < 0 ? 0 : e > D ? D : e;
             cnt = e > b ? (e - b + t - 1) / t : 0;
         } else {
-            b = b < 0 ? -1 : b > D - 1 ? D - 1 : b;
+            b = b < 0 ? 0 : b > D - 1 ? D - 1 : b; /* [0, D-1] going down (the ONNX spec) */
             e = e < -1 ? -1 : e > D - 1 ? D - 1 : e;
             cnt = b > e ? (b - e + (-t) - 1) / (-t) : 0;
         }

@@ -497,13 +497,16 @@ def h_slice(opset):
             i = lambda v: g.init(np.array(v, np.int64))
             a = g.node("Slice", [y, i([5, -1]), i([0, -1000]), i([1, 3]), i([-2, -2])])
             b = g.node("Slice", [y, i([1]), i([2 ** 62]), i([-2])])
-            refs = lambda t: (t.flip(1)[:, 0::2].flip(3)[:, :, :, 0::2], t[:, :, 1:, :])
+            # going down from a start before the beginning: clamped to 0 (the spec), one row;
+            # a step far beyond the dimension: one column
+            c = g.node("Slice", [y, i([-100, 2]), i([-1000, 2 ** 63 - 1]), i([2, 3]), i([-1, 2 ** 62])])
+            refs = lambda t: (t.flip(1)[:, 0::2].flip(3)[:, :, :, 0::2], t[:, :, 1:, :], t[:, :, 0:1, 2:3])
         fa, fb = g.node("Flatten", [a]), g.node("Flatten", [b])
-        z = g.node("Concat", [fa, fb], axis=1)
+        parts = [fa, fb] + ([g.node("Flatten", [c])] if opset >= 10 else [])
+        z = g.node("Concat", parts, axis=1)
 
         def ref(t):
-            p, q = refs(f0(t))
-            return torch.cat([p.flatten(1), q.flatten(1)], 1).numpy()
+            return torch.cat([v.flatten(1) for v in refs(f0(t))], 1).numpy()
         return onnx_model(g, "input", z, shape, opset), ref
     return make
 
