@@ -7,9 +7,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "te_wire.h"
+
 te_role te_host_role(const te_host *h) { return h->role; }
 
 const char *te_host_plugin_name(const te_host *h) { return te_plugin_get_ops(h->plugin)->name; }
+
+void te_host_plugin_device(const te_host *h, char *name, size_t cap)
+{
+    const te_plugin_ops *ops = te_plugin_get_ops(h->plugin);
+    te_plugin_caps caps;
+    te_err err;
+    memset(&caps, 0, sizeof caps);
+    if (ops->caps && ops->caps(te_plugin_get_ctx(h->plugin), &caps, &err) == TE_OK)
+        snprintf(name, cap, "%.*s", (int)sizeof caps.device_name, caps.device_name);
+    else if (cap)
+        name[0] = '\0';
+}
 
 te_status te_host_new(const te_host_config *cfg, te_host **out, te_err *err)
 {
@@ -130,8 +144,8 @@ te_status te_host_serve(te_host *h, const te_caller *caller, const uint8_t *req,
     host_request_free(&r);
     if (st == TE_ENOMEM)
         return te_errf(err, TE_ENOMEM, "%s", e.msg);
-    st = st == TE_OK ? host_respond(TE_OK, NULL, packed, packed_len, resp, resp_len, err)
-                     : host_respond(st, e.msg, NULL, 0, resp, resp_len, err);
+    st = st == TE_OK ? te_wire_write_response(TE_OK, NULL, packed, packed_len, resp, resp_len, err)
+                     : te_wire_write_response(st, e.msg, NULL, 0, resp, resp_len, err);
     free(packed);
     return st;
 }

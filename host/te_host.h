@@ -124,6 +124,9 @@ void te_host_precompute_figures(const te_host *h, uint64_t *hits, uint64_t *miss
 te_role te_host_role(const te_host *h);
 /* Name of the plugin the host actually runs ("cpu", "opencl", ...). */
 const char *te_host_plugin_name(const te_host *h);
+/* The plugin's own description of its device (e.g. "CPU (AVX2, 2 threads)");
+ * empty when it gives none. */
+void te_host_plugin_device(const te_host *h, char *name, size_t cap);
 
 /* The in-process transport: device and both hosts in one process.  Counts
  * bytes into *traffic (may be NULL).  `tap`, if set, sees every message a

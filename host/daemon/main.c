@@ -348,9 +348,11 @@ int main(int argc, char **argv)
         }
         watch.started = 1;
     }
+    char plugin_device[128];
+    te_host_plugin_device(host, plugin_device, sizeof plugin_device);
     if (cfg.metrics_listen[0] &&
-        hostd_metrics_new(TWINEDGE_VERSION_STRING, role == TE_ROLE_A ? "a" : "b", te_host_plugin_name(host), "",
-                          &metrics, &err) != TE_OK) {
+        hostd_metrics_new(TWINEDGE_VERSION_STRING, role == TE_ROLE_A ? "a" : "b", te_host_plugin_name(host),
+                          plugin_device, &metrics, &err) != TE_OK) {
         fail(err.msg);
         goto out;
     }

@@ -110,7 +110,8 @@ done
 [ "$(promql 'max(twinedge_deployments)')" = 1 ] || fail "twinedge_deployments"
 curl_metrics() { /usr/bin/python3 -c "import urllib.request,sys; print(urllib.request.urlopen(sys.argv[1]).read().decode())" "$1"; }
 curl_metrics "http://127.0.0.1:$MB/metrics" >"$WORK/metrics-b.txt" || fail "GET /metrics of EdgeB"
-grep -q '^twinedge_build_info{version="[0-9.]*",role="b",plugin="' "$WORK/metrics-b.txt" || fail "build info missing"
+grep -q '^twinedge_build_info{version="[0-9.]*",role="b",plugin="[^"]*cpu[^"]*",plugin_device="CPU' \
+  "$WORK/metrics-b.txt" || fail "build info: $(grep build_info "$WORK/metrics-b.txt")"
 
 # a device EdgeB does not know: refused, and the refusal is an error line (JSON)
 "$TE_OWNER" provision "$WORK/dep" --device cam-2 -o "$WORK/cam-2" >/dev/null || fail "provision cam-2"
