@@ -1,5 +1,7 @@
-/* Reading the hosts' answers (proto/wire.proto), shared by the device and
- * by EdgeA reading EdgeB's relay share. */
+/* The layer messages' wire code (proto/wire.proto), in one place: the
+ * device's request laid out for its data to be written in place, the
+ * hosts' responses written, and read (by the device, and by EdgeA reading
+ * EdgeB's relay share).  Hosts decode requests once, in host/request.c. */
 #ifndef TE_WIRE_H
 #define TE_WIRE_H
 
@@ -16,5 +18,22 @@
  *   short, long or garbled result is a faulty result). */
 te_status te_wire_read_response(const uint8_t *buf, size_t len, const char *who, uint32_t layer, size_t n,
                                 unsigned l, uint64_t *out, te_err *err);
+
+struct Twinedge__LayerRequest;
+
+/* Serialize q with a `data` field (8) of data_len bytes into *buf (grown as
+ * needed, contents not kept; the caller frees it), leaving the data for
+ * the caller to write in place at *data: the device encodes, masks and
+ * packs straight into the message.  The bytes are those protobuf-c would
+ * produce for the same message (fields in number order, so `session`,
+ * field 9, after the data; an empty bytes field omitted).  q->data is
+ * ignored; q is left as it was.  *len: the message's length. */
+te_status te_wire_request_layout(struct Twinedge__LayerRequest *q, size_t data_len, uint8_t **buf, size_t *cap,
+                                 uint8_t **data, size_t *len, te_err *err);
+
+/* A serialized LayerResponse (malloc'd): status `code`, message msg (may
+ * be NULL), data (NULL: none). */
+te_status te_wire_write_response(te_status code, const char *msg, const uint8_t *data, size_t len, uint8_t **out,
+                                 size_t *out_len, te_err *err);
 
 #endif

@@ -144,8 +144,8 @@ te_status te_host_serve(te_host *h, const te_caller *caller, const uint8_t *req,
     host_request_free(&r);
     if (st == TE_ENOMEM)
         return te_errf(err, TE_ENOMEM, "%s", e.msg);
-    st = st == TE_OK ? host_respond(TE_OK, NULL, packed, packed_len, resp, resp_len, err)
-                     : host_respond(st, e.msg, NULL, 0, resp, resp_len, err);
+    st = st == TE_OK ? te_wire_write_response(TE_OK, NULL, packed, packed_len, resp, resp_len, err)
+                     : te_wire_write_response(st, e.msg, NULL, 0, resp, resp_len, err);
     free(packed);
     return st;
 }

@@ -3,7 +3,8 @@
  * A layer request goes through one stage per file:
  *   request.c    decode and validate the message once into a host_request
  *                (the layer it names, sizes, ring width, session), the
- *                caller's rights (authorize), the response's wire form;
+ *                caller's rights (authorize), then its data (the wire
+ *                code itself, responses included, is core/te_wire.c);
  *   roles.c      the replay guard, then role A (W.A, relay: minus EdgeB's
  *                W.M + Z), role B (W.M, + Z for EdgeA) or the plaintext
  *                baseline;
@@ -188,8 +189,6 @@ te_status host_request_decode(te_host *h, const uint8_t *buf, size_t len, host_r
 te_status host_request_authorize(const te_host *h, const te_caller *caller, const host_request *r, te_err *err);
 te_status host_request_check_data(const te_host *h, const host_request *r, te_err *err);
 void host_request_free(host_request *r);
-te_status host_respond(te_status code, const char *msg, const uint8_t *data, size_t len, uint8_t **out,
-                       size_t *out_len, te_err *err);
 
 /* roles.c: a decoded, authorized request; *packed: the response's data */
 te_status host_serve(te_host *h, const host_request *r, uint8_t **packed, size_t *packed_len, te_err *err);

@@ -3,7 +3,7 @@
  * whether the caller may ask for it (host_request_authorize), then its
  * data against the layer (host_request_check_data: after the caller's
  * rights, so a request in another's name is refused as such whatever it
- * carries), and the response's wire form (host_respond).  Nothing later
+ * carries), and the response's wire form (core/te_wire.c).  Nothing later
  * parses the message again. */
 #include "host_internal.h"
 
@@ -12,22 +12,6 @@
 #include <string.h>
 
 #include "te_ring.h"
-
-te_status host_respond(te_status code, const char *msg, const uint8_t *data, size_t len, uint8_t **out,
-                       size_t *out_len, te_err *err)
-{
-    Twinedge__LayerResponse r = TWINEDGE__LAYER_RESPONSE__INIT;
-    r.status = (uint32_t)code;
-    r.error = (char *)(msg ? msg : "");
-    r.data.data = (uint8_t *)data;
-    r.data.len = data ? len : 0;
-    size_t n = twinedge__layer_response__get_packed_size(&r);
-    *out = malloc(n ? n : 1);
-    if (!*out)
-        return te_errf(err, TE_ENOMEM, "out of memory");
-    *out_len = twinedge__layer_response__pack(&r, *out);
-    return TE_OK;
-}
 
 void host_request_free(host_request *r)
 {

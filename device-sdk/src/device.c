@@ -338,49 +338,13 @@ static te_status call_host(twinedge_device *dev, te_party to, Twinedge__LayerReq
     return st;
 }
 
-/* Append field `field` (length-delimited) of len bytes' header to tag. */
-static size_t bytes_tag(uint8_t *tag, unsigned field, size_t len)
-{
-    size_t tl = 0;
-    tag[tl++] = (uint8_t)((field << 3) | 2u);
-    do {
-        uint8_t byte = (uint8_t)(len & 0x7f);
-        len >>= 7;
-        tag[tl++] = (uint8_t)(byte | (len ? 0x80 : 0));
-    } while (len);
-    return tl;
-}
-
 /* The LayerRequest with `data` (field 8) of data_len bytes serialized into
- * dev->req_buf, the data bytes left for the caller to write at *data: the
- * bytes protobuf-c would produce for the same message (fields in number
- * order, so `session`, field 9, after the data; an empty bytes field
- * omitted), without first building the packed data elsewhere and copying
- * it in. */
+ * dev->req_buf, the data bytes left for the caller to write at *data
+ * (te_wire_request_layout). */
 static te_status request_layout(twinedge_device *dev, Twinedge__LayerRequest *q, size_t data_len, uint8_t **data,
                                 size_t *len, te_err *err)
 {
-    ProtobufCBinaryData session = q->session;
-    q->data.data = NULL;
-    q->data.len = 0;
-    q->session.data = NULL;
-    q->session.len = 0;
-    size_t head = twinedge__layer_request__get_packed_size(q);
-    uint8_t tag[1 + 10], stag[1 + 10];
-    size_t tl = data_len ? bytes_tag(tag, 8, data_len) : 0;
-    size_t sl = session.len ? bytes_tag(stag, 9, session.len) : 0;
-    *len = head + tl + data_len + sl + session.len;
-    te_status st = scratch((void **)&dev->req_buf, &dev->req_cap, *len + 1, 1, err);
-    if (st != TE_OK)
-        return st;
-    twinedge__layer_request__pack(q, dev->req_buf);
-    memcpy(dev->req_buf + head, tag, tl);
-    *data = dev->req_buf + head + tl;
-    memcpy(*data + data_len, stag, sl);
-    if (session.len)
-        memcpy(*data + data_len + sl, session.data, session.len);
-    q->session = session;
-    return TE_OK;
+    return te_wire_request_layout(q, data_len, &dev->req_buf, &dev->req_cap, data, len, err);
 }
 
 /* The private linear layer: y = W.x via the two hosts, verified. */
