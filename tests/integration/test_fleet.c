@@ -2,7 +2,10 @@
  * it (real twinedge-host processes, default settings, mutual TLS on
  * loopback): 64 concurrent twinedge-infer processes, each its own device
  * with its own keys and certificate, all get the exact result, twice in a
- * row, while health checks on both hosts are answered promptly.  Then a
+ * row, while health checks on both hosts are answered.  32 streams left
+ * open on EdgeA hold none of its 8 workers (negative control: the host from
+ * before the asynchronous server).  Replicas: 2 + 2, each device's calls on
+ * one replica per role.  Then a
  * pair that can hold almost nothing (one worker, a queue of 2): the hosts
  * refuse requests unserved (RESOURCE_EXHAUSTED), the devices send the same
  * bytes again and every one still gets the exact result; the replay guard
@@ -64,8 +67,8 @@ static void device_dir(const fleet *f, int i, char *out, size_t cap) { snprintf(
 
 /* The hosts under test; TE_FLEET_HOST names another twinedge-host, for the
  * negative control by hand: the host from before the asynchronous server
- * (one thread per open stream) fails test_64_processes_twice:
- *   TE_FLEET_HOST=OLD/twinedge-host TE_FLEET_ONLY=test_64_processes_twice test_fleet */
+ * (one thread per open stream) fails test_idle_streams_hold_no_thread:
+ *   TE_FLEET_HOST=OLD/twinedge-host TE_FLEET_ONLY=test_idle_streams_hold_no_thread test_fleet */
 static const char *host_bin(void)
 {
     const char *b = getenv("TE_FLEET_HOST");
@@ -197,7 +200,11 @@ static void *probe(void *arg)
             size_t len = 0;
             double t0 = now_s();
             /* an empty HealthCheckRequest: every service */
-            te_status st = te_net_unary(ch[i], TE_SVC_HEALTH_CHECK, (const uint8_t *)"", 0, &resp, &len, 5000, &err);
+            /* a generous deadline: on two cores shared with 64 devices'
+             * TLS set-ups (and under the sanitizers) a check can wait
+             * seconds for a core; what must not happen is waiting for a
+             * worker, which would take the whole waves */
+            te_status st = te_net_unary(ch[i], TE_SVC_HEALTH_CHECK, (const uint8_t *)"", 0, &resp, &len, 30000, &err);
             double dt = now_s() - t0;
             Grpc__Health__V1__HealthCheckResponse *r =
                 st == TE_OK ? grpc__health__v1__health_check_response__unpack(NULL, len, resp) : NULL;
@@ -468,10 +475,79 @@ static void test_replica_affinity(void **state)
     assert_true(used_a[0] > 0 && used_a[1] > 0);
 }
 
+/* Open streams hold no thread: 32 Infer streams on EdgeA, more than its 8
+ * workers, each answered at once (one malformed request each, an error
+ * inside the response, after which the stream waits for its device) and
+ * left open; a device then runs an inference with a 10 s deadline and must
+ * get its exact result.  Negative control: the host from before the
+ * asynchronous server (TE_FLEET_HOST) parks a worker on each open stream,
+ * so the ninth stream is answered only when the first one's 20 s deadline
+ * has ended it. */
+static void test_idle_streams_hold_no_thread(void **state)
+{
+    fleet *f = *state;
+    pair_start(f, "-idle", NULL);
+    enum { IDLE = 32 };
+    te_net_channel *ch[IDLE];
+    te_net_stream *st[IDLE];
+    te_net_creds creds[IDLE];
+    te_err err;
+    double t_open = now_s();
+    for (int i = 0; i < IDLE; i++) {
+        char dd[400], tls[500];
+        device_dir(f, i % N_DEVICES, dd, sizeof dd);
+        snprintf(tls, sizeof tls, "%s/tls", dd);
+        must(te_net_creds_load(tls, &creds[i], &err), &err, "device credentials");
+        te_net_channel_config cc = {f->a.addr, &creds[i], TE_CN_EDGE_A, 0};
+        must(te_net_channel_new(&cc, &ch[i], &err), &err, "channel");
+        /* 20 s: a host that parks a thread per stream answers stream 9
+         * only when stream 1 has ended */
+        must(te_net_stream_open(ch[i], TE_SVC_INFER, 20000, &st[i], &err), &err, "stream");
+        uint8_t junk[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, *resp = NULL;
+        size_t len = 0;
+        /* answered (an error in the response); the stream stays open */
+        must(te_net_stream_exchange(st[i], junk, sizeof junk, &resp, &len, &err), &err, "exchange");
+        free(resp);
+    }
+    t_open = now_s() - t_open;
+    char dd[400], out[500], log[500], cmd[3000];
+    device_dir(f, N_DEVICES - 1, dd, sizeof dd);
+    snprintf(out, sizeof out, "%s/idle-out.npy", dd);
+    snprintf(log, sizeof log, "%s/idle-infer.log", dd);
+    snprintf(cmd, sizeof cmd, "%s %s %s -o %s --edge-a %s --edge-b %s --timeout-ms 10000 >%s 2>&1", TE_INFER_BIN,
+             dd, f->input, out, f->a.addr, f->b.addr, log);
+    double t0 = now_s();
+    int rc = system(cmd);
+    double dt = now_s() - t0;
+    for (int i = 0; i < IDLE; i++) {
+        te_net_stream_free(st[i]);
+        te_net_channel_free(ch[i]);
+        te_net_creds_free(&creds[i]);
+    }
+    char msg[1000] = "";
+    FILE *lf = fopen(log, "r");
+    if (lf) {
+        size_t k = fread(msg, 1, sizeof msg - 1, lf);
+        msg[k] = '\0';
+        fclose(lf);
+    }
+    print_message("%s: %d streams answered and left open in %.2f s; then a device's inference %s in %.2f s %s\n",
+                  host_bin(), IDLE, t_open, rc == 0 ? "succeeded" : "failed", dt, rc == 0 ? "" : msg);
+    pair_stop(f);
+    assert_true(t_open < 10.0); /* no stream waited for another to end */
+    assert_int_equal(rc, 0);
+    te_shape s;
+    float *y = NULL;
+    must(te_npy_read(out, &s, &y, &err), &err, "output");
+    assert_memory_equal(y, f->expect, f->n_out * sizeof *y);
+    free(y);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_64_processes_twice),
+        cmocka_unit_test(test_idle_streams_hold_no_thread),
         cmocka_unit_test(test_overload_refused_and_retried),
         cmocka_unit_test(test_replica_affinity),
     };
