@@ -66,7 +66,7 @@ cmp -s "$WORK/ca.before" "$WORK/dep/ca/ca.pem" || fail "recompile replaced the C
 "$BIN" deploy "$WORK/dep" 2>/dev/null && fail "deploy without hosts accepted"
 "$BIN" deploy "$WORK/dep" --edge-a 127.0.0.1:1 2>"$WORK/err" >/dev/null && fail "deploy to nowhere succeeded"
 grep -q "^twinedge-owner: error: .*127.0.0.1:1" "$WORK/err" || fail "deploy error: $(cat "$WORK/err")"
-"$BIN" provision "$WORK/dep" --device cam-02 -o "$WORK/dev2" --edge-b 127.0.0.1:1 2>"$WORK/err" >/dev/null \
+"$BIN" provision "$WORK/dep" --device cam-02 -o "$WORK/dev2" --force --edge-b 127.0.0.1:1 2>"$WORK/err" >/dev/null \
     && fail "registration with an unreachable EdgeB succeeded"
 grep -q "127.0.0.1:1" "$WORK/err" || fail "register error: $(cat "$WORK/err")"
 "$BIN" compile 2>/dev/null && fail "missing arguments accepted"
