@@ -86,6 +86,21 @@ cmake -S "$SRC" -B "$BUILD" -DCMAKE_TOOLCHAIN_FILE="$SRC/cmake/toolchain-$TRIPLE
 cmake --build "$BUILD" -j"$(nproc)"
 file "$BUILD/device-sdk/libtwinedge-device.so" "$BUILD/twinedge-infer" 2>/dev/null || true
 
+echo "== the example app, built from the installed prefix with pkg-config =="
+PREFIX=$OUT/prefix
+rm -rf "$PREFIX"
+cmake --install "$BUILD" --prefix "$PREFIX" >"$OUT/install.log"
+PCDIR=$(dirname "$(find "$PREFIX" -name twinedge-device.pc | head -1)")
+LIBDIR=$(dirname "$PCDIR")
+# the prefix's own .pc (paths relative to it); the library's dependencies
+# resolve in the sysroot
+# shellcheck disable=SC2046  # pkg-config's words
+"$TRIPLE-gcc" --sysroot="$SYSROOT" -std=c11 -O2 -Wall -Wextra -Werror "$SRC/device-sdk/examples/camera_app.c" \
+  $(PKG_CONFIG_LIBDIR="$PCDIR" PKG_CONFIG_PATH="" PKG_CONFIG_SYSROOT_DIR="" pkg-config --cflags --libs twinedge-device) \
+  -Wl,-rpath-link,"$SYSROOT/usr/lib/$TRIPLE" -Wl,-rpath-link,"$SYSROOT/lib/$TRIPLE" -Wl,-rpath,"$LIBDIR" \
+  -o "$OUT/camera-app"
+file "$OUT/camera-app" | cut -c1-120
+
 echo "== te_ring under $QEMU =="
 export QEMU_LD_PREFIX=$SYSROOT
 got=$("$QEMU" "$BUILD/te-ring-check")
@@ -115,5 +130,14 @@ if [ -n "$NATIVE" ]; then
     cmp "$WORK/native-$mode.npy" "$WORK/$ARCH-$mode.npy" || fail "$mode: $ARCH output differs from native"
     echo "$mode: $ARCH output equals the native device's bit for bit"
   done
+  # the outside app (installed SDK, pkg-config) under qemu: relay mode
+  "$QEMU" "$OUT/camera-app" "$WORK/cross" "$EDGE_A" "$EDGE_B" "$IN" "$WORK/app-$ARCH.npy" >"$WORK/app.out" \
+    2>"$WORK/app.err" || fail "camera app ($ARCH, installed SDK) under $QEMU: $(cat "$WORK/app.err")"
+  "$PY" - "$WORK/app-$ARCH.npy" "$WORK/native-relay.npy" <<'PY' || fail "the $ARCH app's scores differ from native"
+import sys, numpy as np
+a, b = np.load(sys.argv[1]), np.load(sys.argv[2])
+assert a.dtype == b.dtype == np.float32 and a.tobytes() == b.reshape(-1).tobytes(), (a, b)
+PY
+  echo "camera app ($ARCH, built from the installed prefix with pkg-config): $(cat "$WORK/app.out"); equals the native device's bit for bit"
 fi
 echo "cross-build: $ARCH done ($BUILD)"
