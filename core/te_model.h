@@ -67,7 +67,7 @@ typedef enum te_op {
                               * out[i_0, ...] = in[start_0 + i_0*step_0, ...] */
     TE_OP_GATHER = 35,       /* axis; in[1] = indices (constant, each in [0, dim)) */
     TE_OP_RESIZE = 36,       /* in[1] = scales (constant, one per dim); ints = mode, coordinate
-                              * transformation, nearest mode (te_resize_*) */
+                              * transformation, nearest mode (te_resize_*), [exclude_outside] */
     TE_OP_MATMUL = 37,       /* numpy matmul of two ranks >= 2 operands (batch dims broadcast) */
     TE_OP_SPREAD = 38,       /* ints = stride_h, stride_w, off_t, off_l: 4-D zero insertion,
                               * out[n][c][off_t + i*stride_h][off_l + j*stride_w] = in[n][c][i][j]
@@ -83,7 +83,11 @@ typedef enum te_pad_mode {
 } te_pad_mode;
 
 /* TE_OP_RESIZE's ints[0..2] */
-enum te_resize_mode { TE_RESIZE_NEAREST = 0, TE_RESIZE_LINEAR = 1 };
+enum te_resize_mode {
+    TE_RESIZE_NEAREST = 0,
+    TE_RESIZE_LINEAR = 1,
+    TE_RESIZE_CUBIC = 2 /* alpha = cubic_coeff_a; ints[3] = exclude_outside */
+};
 enum te_resize_coord {
     TE_COORD_HALF_PIXEL = 0,
     TE_COORD_ASYMMETRIC = 1,

@@ -2522,7 +2522,8 @@ static const name_code nearest_modes[] = {
     {"ceil", TE_NEAREST_CEIL},
     {NULL, 0}};
 static const name_code resize_modes[] = {
-    {"nearest", TE_RESIZE_NEAREST}, {"linear", TE_RESIZE_LINEAR}, {"bilinear", TE_RESIZE_LINEAR}, {NULL, 0}};
+    {"nearest", TE_RESIZE_NEAREST}, {"linear", TE_RESIZE_LINEAR}, {"bilinear", TE_RESIZE_LINEAR},
+    {"cubic", TE_RESIZE_CUBIC},     {NULL, 0}};
 
 static te_status str_attr_code(imp *I, onode *n, const char *aname, const char *def, const name_code *t, int *code)
 {
@@ -2580,9 +2581,10 @@ static te_status emit_resize(imp *I, onode *n, ival *x, const double *scales_in,
     }
     te_node t;
     node_init(&t, TE_OP_RESIZE, nname(n));
-    int64_t ints[3] = {mode, coord, nearest};
+    int64_t ints[4] = {mode, coord, nearest, attr_i(n, "exclude_outside", 0) != 0};
     t.ints = ints;
-    t.n_ints = 3;
+    t.n_ints = mode == TE_RESIZE_CUBIC ? 4 : 3;
+    t.alpha = attr_f(n, "cubic_coeff_a", -0.75f);
     t.pad_value = attr_f(n, "extrapolation_value", 0.0f);
     return emit(I, &t, ids, 2, out_name(n), &os, NULL);
 }
@@ -2597,6 +2599,8 @@ static te_status op_upsample(imp *I, onode *n)
     double sc[TE_MAX_DIMS];
     if ((st = str_attr_code(I, n, "mode", "nearest", resize_modes, &mode)))
         return st;
+    if (mode == TE_RESIZE_CUBIC)
+        return bad(I, n, TE_EUNSUPPORTED, "Upsample has no cubic mode");
     if (I->opset >= 9) {
         if ((st = in_const(I, n, 1, 1, &sv, "scales")))
             return st;

@@ -784,6 +784,36 @@ static int64_t nearest_index(int mode, double x)
     }
 }
 
+/* Keys' cubic convolution weight of a tap at distance x (coefficient a). */
+static double cubic_w(double x, double a)
+{
+    x = fabs(x);
+    if (x <= 1)
+        return ((a + 2) * x - (a + 3)) * x * x + 1;
+    if (x < 2)
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a;
+    return 0;
+}
+
+/* The 4 taps around source coordinate c: indices clamped to the input (edge
+ * values), or with exclude_outside the outside taps dropped and the rest
+ * renormalised. */
+static void cubic_taps(double c, int64_t n_in, double a, int exclude, int64_t idx[4], double w[4])
+{
+    double f = floor(c), t = c - f, sum = 0;
+    for (int j = 0; j < 4; j++) {
+        int64_t i = (int64_t)f - 1 + j;
+        w[j] = cubic_w(t + 1 - j, a);
+        if (exclude && (i < 0 || i >= n_in))
+            w[j] = 0;
+        sum += w[j];
+        idx[j] = clamp_i(i, n_in);
+    }
+    if (exclude && sum != 0)
+        for (int j = 0; j < 4; j++)
+            w[j] /= sum;
+}
+
 /* One axis of a separable resize: src [outer][n_in][inner] -> dst [outer][n_out][inner].
  * roi (tf_crop_and_resize only): this axis's start and end. */
 static void resize_axis(const te_node *nd, double scale, const float *roi, const float *src, float *dst,
@@ -808,6 +838,21 @@ static void resize_axis(const te_node *nd, double scale, const float *roi, const
         c = c < -1.0 ? -1.0 : c > (double)n_in ? (double)n_in : c;
         int64_t i0, i1;
         float w = 0;
+        if (nd->ints[0] == TE_RESIZE_CUBIC) {
+            int64_t idx[4];
+            double cw[4];
+            cubic_taps(c, n_in, nd->alpha, nd->n_ints > 3 && nd->ints[3], idx, cw);
+            for (int64_t b = 0; b < outer; b++) {
+                float *d = dst + (b * n_out + o) * inner;
+                for (int64_t k = 0; k < inner; k++) {
+                    double acc = 0;
+                    for (int j = 0; j < 4; j++)
+                        acc += cw[j] * src[(b * n_in + idx[j]) * inner + k];
+                    d[k] = (float)acc;
+                }
+            }
+            continue;
+        }
         if (linear) {
             double f = floor(c);
             w = (float)(c - f);
@@ -833,9 +878,9 @@ static te_status run_resize(const te_model *m, const te_node *nd, const float *x
 {
     const te_shape *si = &m->values[nd->in[0]].shape, *so = &m->values[nd->out].shape;
     int r = si->ndim;
-    int crop = nd->n_ints == 3 && nd->ints[1] == TE_COORD_TF_CROP_AND_RESIZE;
-    if (so->ndim != r || te_shape_numel(&m->values[nd->in[1]].shape) != (crop ? 3 * r : r) || nd->n_ints != 3 ||
-        nd->ints[0] < TE_RESIZE_NEAREST || nd->ints[0] > TE_RESIZE_LINEAR || nd->ints[1] < 0 ||
+    int crop = nd->n_ints >= 3 && nd->ints[1] == TE_COORD_TF_CROP_AND_RESIZE;
+    if (so->ndim != r || te_shape_numel(&m->values[nd->in[1]].shape) != (crop ? 3 * r : r) || nd->n_ints < 3 ||
+        nd->n_ints > 4 || nd->ints[0] < TE_RESIZE_NEAREST || nd->ints[0] > TE_RESIZE_CUBIC || nd->ints[1] < 0 ||
         nd->ints[1] > TE_COORD_TF_CROP_AND_RESIZE || nd->ints[2] < 0 || nd->ints[2] > TE_NEAREST_CEIL)
         return te_errf(err, TE_EINVAL, "Resize: bad scales, modes or ranks");
     for (int d = 0; d < r; d++)

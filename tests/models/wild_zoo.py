@@ -238,7 +238,14 @@ def _nearest(mode, c):
     return np.where(c - f == 0.5, f, np.floor(c + 0.5))
 
 
-def ref_resize(x, out_shape, scales, mode, coord, nearest, roi=None, extrapolation=0.0):
+def _cubic_w(x, a):
+    x = np.abs(x)
+    return np.where(x <= 1, ((a + 2) * x - (a + 3)) * x * x + 1,
+                    np.where(x < 2, ((a * x - 5 * a) * x + 8 * a) * x - 4 * a, 0.0))
+
+
+def ref_resize(x, out_shape, scales, mode, coord, nearest, roi=None, extrapolation=0.0, cubic_a=-0.75,
+               exclude_outside=0):
     """x float64 array; per axis: the interpolation weights as a matrix, so
     the N-d result is the product of the per-axis maps (separable).  With
     tf_crop_and_resize, an output whose coordinate on an axis falls outside
@@ -262,6 +269,15 @@ def ref_resize(x, out_shape, scales, mode, coord, nearest, roi=None, extrapolati
         if mode == "nearest":
             i = np.clip(_nearest(nearest, c), 0, n_in - 1).astype(int)
             M[np.arange(n_out), i] = 1
+        elif mode == "cubic":  # 4 taps, edge values, or outside taps dropped and renormalised
+            f = np.floor(c)
+            for o_ in range(n_out):
+                idx = f[o_] - 1 + np.arange(4)
+                w = _cubic_w(c[o_] - idx, cubic_a)
+                if exclude_outside:
+                    w = np.where((idx < 0) | (idx > n_in - 1), 0.0, w)
+                    w = w / w.sum()
+                np.add.at(M[o_], np.clip(idx, 0, n_in - 1).astype(int), w)
         else:
             f = np.floor(c)
             w = c - f
@@ -284,7 +300,9 @@ def _check_resize_against_torch():
              ((1, 2, 9, 11), "nearest", "asymmetric", "floor", dict(mode="nearest")),
              ((1, 2, 9, 11), "linear", "pytorch_half_pixel", "", dict(mode="bilinear", align_corners=False)),
              ((1, 2, 9, 11), "linear", "align_corners", "", dict(mode="bilinear", align_corners=True)),
-             ((1, 2, 9, 11), "nearest", "tf_half_pixel_for_nn", "floor", dict(mode="nearest-exact"))]
+             ((1, 2, 9, 11), "nearest", "tf_half_pixel_for_nn", "floor", dict(mode="nearest-exact")),
+             ((1, 2, 10, 14), "cubic", "pytorch_half_pixel", "", dict(mode="bicubic", align_corners=False)),
+             ((1, 2, 9, 11), "cubic", "align_corners", "", dict(mode="bicubic", align_corners=True))]
     for shape, mode, coord, near, targs in cases:
         scales = [o / i for o, i in zip(shape, x.shape)]
         want = F.interpolate(t, size=shape[2:], **targs).numpy()
@@ -332,6 +350,8 @@ def h_resize(opset):
                      ("nearest", "asymmetric", "round_prefer_ceil", [1, 1, 1.5, 2.0]),
                      ("nearest", "align_corners", "floor", [1, 1, 1.5, 2.0]),
                      ("nearest", "tf_half_pixel_for_nn", "ceil", [1, 1, 1.5, 2.0])]
+            cases.append(("cubic", "half_pixel", None, [1, 1, 1.5, 2.0]))
+            cases.append(("cubic", "align_corners", None, [1, 1, 1.5, 2.0]))  # by sizes, A -0.5, exclude_outside
             if opset >= 13:  # roi [0.125, -0.25] .. [0.875, 1.0]: the first columns extrapolate
                 cases.append(("linear", "tf_crop_and_resize", None, [1, 1, 2.0, 2.0]))
                 cases.append(("nearest", "tf_crop_and_resize", "round_prefer_ceil", [1, 1, 2.0, 2.0]))
@@ -343,13 +363,15 @@ def h_resize(opset):
             span = [roi[4 + j] - roi[j] for j in range(4)] if crop else [1, 1, 1, 1]
             out = [1, 2, int(math.floor(H * span[2] * sc[2] + 1e-9)), int(math.floor(W * span[3] * sc[3] + 1e-9))]
             attrs = dict(mode=mode)
+            extra = dict(cubic_coeff_a=-0.5, exclude_outside=1) if mode == "cubic" and k % 2 else {}
+            attrs.update(extra)
             if crop:
                 attrs["extrapolation_value"] = -3.0
                 r = g.node("Resize", [y, g.init(np.array(roi, np.float32)), g.init(np.array(sc, np.float32))],
                            **attrs, coordinate_transformation_mode=coord, **({"nearest_mode": near} if near else {}))
                 outs.append(g.node("Slice", [r, g.init(np.array([0, 0], np.int64)),
                                              g.init(np.array([H, W], np.int64)), g.init(np.array([2, 3], np.int64))]))
-                refs.append((out, sc, mode, coord, near or "round_prefer_floor", roi))
+                refs.append((out, sc, mode, coord, near or "round_prefer_floor", roi, extra))
                 continue
             if coord:
                 attrs["coordinate_transformation_mode"] = coord
@@ -372,20 +394,22 @@ def h_resize(opset):
             # crop every result to a common size so they concatenate
             outs.append(g.node("Slice", [r, g.init(np.array([0, 0], np.int64)), g.init(np.array([H, W], np.int64)),
                                          g.init(np.array([2, 3], np.int64))]))
-            refs.append((out, sc, mode, coord or "asymmetric", near or "floor", None))
+            refs.append((out, sc, mode, coord or "asymmetric", near or "floor", None, extra))
         if opset >= 18:  # sizes on two axes, one scale for both (the largest that fits)
             r = g.node("Resize", [y, "", "", g.init(np.array([20, 20], np.int64))], axes=[2, 3], mode="linear",
                        keep_aspect_ratio_policy="not_larger")
             outs.append(g.node("Slice", [r, g.init(np.array([0, 0], np.int64)), g.init(np.array([H, W], np.int64)),
                                          g.init(np.array([2, 3], np.int64))]))
             q = min(20 / H, 20 / W)
-            refs.append(([1, 2, int(round(q * H)), int(round(q * W))], [1, 1, q, q], "linear", "half_pixel", "", None))
+            refs.append(([1, 2, int(round(q * H)), int(round(q * W))], [1, 1, q, q], "linear", "half_pixel", "", None,
+                         {}))
         cat = g.node("Concat", outs, axis=1)
 
         def ref(t):
             a = f0(t).numpy()
-            return np.concatenate([ref_resize(a, o, s, m, c, nn_, ro, -3.0)[:, :, :H, :W]
-                                   for o, s, m, c, nn_, ro in refs], 1)
+            return np.concatenate([ref_resize(a, o, s, m, c, nn_, ro, -3.0, ex.get("cubic_coeff_a", -0.75),
+                                              ex.get("exclude_outside", 0))[:, :, :H, :W]
+                                   for o, s, m, c, nn_, ro, ex in refs], 1)
         return onnx_model(g, "input", cat, shape, opset), ref
     return make
 
