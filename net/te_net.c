@@ -404,58 +404,51 @@ static void call_recv(srv_call *c, int step)
     call_ops(c, step, ops, n);
 }
 
-/* After the handler: answer, then wait for the next request (bidi) or end. */
+/* Send one message of a stream (copied); the poller goes on when it is out. */
+static void call_send(srv_call *c, const uint8_t *data, size_t len)
+{
+    c->send_bb = bb_from(data ? data : (const uint8_t *)"", data ? len : 0);
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_SEND_MESSAGE;
+    op.data.send_message.send_message = c->send_bb;
+    call_ops(c, STEP_SENT, &op, 1);
+}
+
+/* After the handler: answer, then wait for the next request (bidi), watch
+ * (server stream) or end.  Once an operation is started the call may be
+ * freed at any moment, so nothing of it is touched after that. */
 static void call_answer(srv_call *c)
 {
     te_net_reply *r = &c->rep;
-    if (c->m->kind == TE_NET_SERVER_STREAM) { /* the request stays: the handler is asked again */
-        if (r->code != TE_NET_OK) {
-            free(r->data);
-            r->data = NULL;
-            call_finish(c, r->code, r->msg, NULL, 0, 0, 0);
-            return;
-        }
-        if (c->step == STEP_WATCH && c->last && r->len == c->last_len && !memcmp(r->data, c->last, r->len)) {
-            free(r->data); /* unchanged: nothing to send */
-            r->data = NULL;
-            return;
-        }
-        free(c->last);
-        c->last = r->data ? r->data : calloc(1, 1);
-        c->last_len = r->data ? r->len : 0;
-        r->data = NULL;
-        c->send_bb = bb_from(c->last, c->last_len);
-        grpc_op op;
-        memset(&op, 0, sizeof op);
-        op.op = GRPC_OP_SEND_MESSAGE;
-        op.data.send_message.send_message = c->send_bb;
-        call_ops(c, STEP_SENT, &op, 1);
+    uint8_t *data = r->data;
+    size_t len = r->len;
+    r->data = NULL;
+    if (c->m->kind == TE_NET_UNARY || c->m->kind == TE_NET_CLIENT_STREAM) {
+        call_finish(c, r->code, r->msg, data ? data : (const uint8_t *)"", data ? len : 0, 1, 0);
+        free(data);
+        return;
+    }
+    if (c->m->kind == TE_NET_BIDI) /* a server stream keeps its request: its handler is asked again */
+        msg_list_free(&c->msgs);
+    if (r->code != TE_NET_OK) {
+        free(data);
+        call_finish(c, r->code, r->msg, NULL, 0, 0, 0);
         return;
     }
     if (c->m->kind == TE_NET_BIDI) {
-        msg_list_free(&c->msgs);
-        if (r->code != TE_NET_OK) {
-            free(r->data);
-            r->data = NULL;
-            call_finish(c, r->code, r->msg, NULL, 0, 0, 0);
-            return;
-        }
-        c->send_bb = bb_from(r->data ? r->data : (const uint8_t *)"", r->data ? r->len : 0);
-        free(r->data);
-        r->data = NULL;
-        grpc_op op;
-        memset(&op, 0, sizeof op);
-        op.op = GRPC_OP_SEND_MESSAGE;
-        op.data.send_message.send_message = c->send_bb;
-        call_ops(c, STEP_SENT, &op, 1);
+        call_send(c, data, len);
+        free(data);
         return;
     }
-    /* once the batch is started the call may be freed at any moment: take
-     * the response out of it first */
-    uint8_t *data = r->data;
-    r->data = NULL;
-    call_finish(c, r->code, r->msg, data ? data : (const uint8_t *)"", data ? r->len : 0, 1, 0);
-    free(data);
+    if (c->step == STEP_WATCH && c->last && len == c->last_len && (!len || !memcmp(data, c->last, len))) {
+        free(data); /* unchanged: nothing to send */
+        return;
+    }
+    free(c->last);
+    c->last = data;
+    c->last_len = data ? len : 0;
+    call_send(c, c->last, c->last_len);
 }
 
 static void call_handle(srv_call *c)
