@@ -36,10 +36,27 @@
 /* The precompute cache's identity of a device session: "device/<session hex>" */
 #define PRE_ID_LEN (64 + 1 + 2 * TE_SESSION_BYTES)
 
+struct host_layer_set;
+
+/* A layer as a request sees it.  A copy from host_find_layer holds a
+ * reference to its deployment's layers (owner): host_layer_put gives it back. */
 typedef struct host_layer {
     te_linear_geom geom;
     te_plugin_layer *pl;
+    struct host_layer_set *owner;
 } host_layer;
+
+/* A deployment's layers as loaded into the plugin.  Redeploying an id (the
+ * Deploy call, a reload) swaps in a new set while requests may still be
+ * computing with the old one: the old plugin layers are released only when
+ * the last of them is done.  Releasing them earlier let a request compute
+ * with freed weights (caught by the device's integrity check). */
+typedef struct host_layer_set {
+    te_host *h;
+    atomic_int refs;          /* the deployment's own + one per host_layer copy in use */
+    int n;
+    host_layer *v;
+} host_layer_set;
 
 /* Cross-device batching (te_host_config.batch_window_us).  Requests for
  * the same plugin layer and the same kind (a ring width 1..64 over uint64
@@ -125,7 +142,7 @@ typedef struct pre_seen {
 typedef struct host_deployment {
     char id[33];
     int n_layers;
-    host_layer *layers;
+    host_layer_set *set;
 } host_deployment;
 
 struct te_host {
@@ -216,5 +233,7 @@ te_status host_find_layer(te_host *h, const char *deployment, uint32_t layer, ho
 te_status host_find_key(te_host *h, const char *deployment, const char *device, uint8_t key[TE_KEY_BYTES],
                         te_err *err);
 void host_deployment_release(te_host *h, host_deployment *d);
+/* Give back a layer from host_find_layer (NULL owner: nothing to do). */
+void host_layer_put(host_layer *hl);
 
 #endif

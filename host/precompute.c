@@ -284,12 +284,15 @@ static void pre_run_job(te_host *h, pre_job *j)
         int n = 0;
         te_err e;
         te_err_clear(&e);
+        memset(&hl, 0, sizeof hl);
         if (host_find_layer(h, j->deployment, (uint32_t)i, &hl, &n, &e) != TE_OK || n != j->n_layers) {
+            host_layer_put(&hl);
             free(outs);
             return; /* the deployment changed under the job */
         }
         uint64_t in_b = (uint64_t)te_geom_in_len(&hl.geom) * 8;
         outs[i] = (size_t)te_geom_out_len(&hl.geom);
+        host_layer_put(&hl); /* only its size was needed */
         total += (uint64_t)outs[i] * 8;
         if (in_b > scratch)
             scratch = in_b;
@@ -360,6 +363,7 @@ static void pre_run_job(te_host *h, pre_job *j)
         te_err e;
         te_err_clear(&e);
         uint64_t *out = NULL;
+        memset(&hl, 0, sizeof hl);
         te_status st = host_find_layer(h, j->deployment, (uint32_t)i, &hl, &n, &e);
         if (st == TE_OK && (size_t)te_geom_out_len(&hl.geom) != en->out_n)
             st = TE_ESHAPE;
@@ -372,6 +376,7 @@ static void pre_run_job(te_host *h, pre_job *j)
             st = te_prf_ring(j->key, j->counter, (uint32_t)i, TE_PRF_MASK, l, in, in_n, &e);
         if (st == TE_OK)
             st = host_run_layer(h, &hl, l, 1, in, out, &e);
+        host_layer_put(&hl);
 
         pthread_mutex_lock(&h->pre_mu);
         char fail[TE_ERR_MSG_MAX + 256] = "";

@@ -10,14 +10,29 @@
 #include "te_ring.h"
 #include "te_wire.h"
 
+static void set_put(host_layer_set *set)
+{
+    if (!set || atomic_fetch_sub(&set->refs, 1) != 1)
+        return;
+    const te_plugin_ops *ops = te_plugin_get_ops(set->h->plugin);
+    for (int i = 0; i < set->n; i++)
+        if (set->v[i].pl)
+            ops->release_layer(te_plugin_get_ctx(set->h->plugin), set->v[i].pl);
+    free(set->v);
+    free(set);
+}
+
+void host_layer_put(host_layer *hl)
+{
+    set_put(hl->owner);
+    hl->owner = NULL;
+}
+
 void host_deployment_release(te_host *h, host_deployment *d)
 {
-    const te_plugin_ops *ops = te_plugin_get_ops(h->plugin);
-    for (int i = 0; i < d->n_layers; i++)
-        if (d->layers[i].pl)
-            ops->release_layer(te_plugin_get_ctx(h->plugin), d->layers[i].pl);
-    free(d->layers);
-    d->layers = NULL;
+    (void)h;
+    set_put(d->set);
+    d->set = NULL;
     d->n_layers = 0;
 }
 
@@ -30,9 +45,16 @@ te_status te_host_deploy(te_host *h, const te_model *edge, te_err *err)
     memcpy(d.id, edge->deployment_id, sizeof d.id);
     d.id[32] = '\0';
     d.n_layers = edge->n_layers;
-    d.layers = calloc((size_t)(edge->n_layers ? edge->n_layers : 1), sizeof *d.layers);
-    if (!d.layers)
+    host_layer_set *set = d.set = calloc(1, sizeof *set);
+    if (set)
+        set->v = calloc((size_t)(edge->n_layers ? edge->n_layers : 1), sizeof *set->v);
+    if (!set || !set->v) {
+        free(set);
         return te_errf(err, TE_ENOMEM, "out of memory");
+    }
+    set->h = h;
+    atomic_init(&set->refs, 1);
+    set->n = edge->n_layers;
     const te_plugin_ops *ops = te_plugin_get_ops(h->plugin);
     for (int i = 0; i < edge->n_layers; i++) {
         const te_layer *L = &edge->layers[i];
@@ -40,8 +62,9 @@ te_status te_host_deploy(te_host *h, const te_model *edge, te_err *err)
             host_deployment_release(h, &d);
             return te_errf(err, TE_EFORMAT, "edge layer %d has no weights", i);
         }
-        d.layers[i].geom = L->geom;
-        te_status st = ops->load_layer(te_plugin_get_ctx(h->plugin), &L->geom, L->w, &d.layers[i].pl, err);
+        set->v[i].geom = L->geom;
+        set->v[i].owner = set;
+        te_status st = ops->load_layer(te_plugin_get_ctx(h->plugin), &L->geom, L->w, &set->v[i].pl, err);
         if (st != TE_OK) {
             host_deployment_release(h, &d);
             return te_err_wrap(err, "loading layer %d (%s) into plugin '%s'", i, L->name ? L->name : "?",
@@ -54,7 +77,7 @@ te_status te_host_deploy(te_host *h, const te_model *edge, te_err *err)
             host_deployment old = h->deployments[i];
             h->deployments[i] = d;
             pthread_rwlock_unlock(&h->lock);
-            host_deployment_release(h, &old);
+            host_deployment_release(h, &old); /* freed once its requests are done */
             host_pre_forget(h, d.id, NULL); /* W.M of the old weights */
             return TE_OK;
         }
@@ -124,7 +147,8 @@ te_status host_find_layer(te_host *h, const char *deployment, uint32_t layer, ho
     else if (layer >= (uint32_t)d->n_layers)
         st = te_errf(err, TE_EINVAL, "unknown layer %u (deployment has %d linear layers)", layer, d->n_layers);
     else {
-        *out = d->layers[layer];
+        *out = d->set->v[layer];
+        atomic_fetch_add(&d->set->refs, 1); /* until host_layer_put */
         *n_layers = d->n_layers;
     }
     pthread_rwlock_unlock(&h->lock);
@@ -134,7 +158,12 @@ te_status host_find_layer(te_host *h, const char *deployment, uint32_t layer, ho
 te_status host_find_key(te_host *h, const char *deployment, const char *device, uint8_t key[TE_KEY_BYTES],
                           te_err *err)
 {
-    te_status st = te_errf(err, TE_EAUTH, "unknown device '%.64s'", device ? device : "");
+    /* says what to do: a device provisioned without --edge-b fails here */
+    te_status st = te_errf(err, TE_EAUTH,
+                           "unknown device '%.64s': EdgeB holds no key for it in deployment %.40s (register it: "
+                           "twinedge-owner provision --edge-b, or twinedge-owner deploy, or put its key in EdgeB's "
+                           "store and send EdgeB SIGHUP)",
+                           device ? device : "", deployment ? deployment : "?");
     pthread_rwlock_rdlock(&h->lock);
     for (int i = 0; i < h->n_devices; i++) {
         if (device && strcmp(h->devices[i].device_id, device) == 0 &&

@@ -15,6 +15,7 @@
 
 void host_request_free(host_request *r)
 {
+    host_layer_put(&r->hl);
     if (r->q)
         twinedge__layer_request__free_unpacked(r->q, NULL);
     memset(r, 0, sizeof *r);

@@ -4,7 +4,7 @@ target_include_directories(te_harness PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/integra
 target_link_libraries(te_harness PUBLIC twinedge_owner twinedge_runlib twinedge_host twinedge_device_static
                       PkgConfig::CMOCKA m)
 
-foreach(t privacy integrity sessions)
+foreach(t privacy integrity sessions redeploy)
   te_add_unit_test(test_${t} SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_${t}.c LIBS te_harness
                    TIMEOUT 600)
   add_dependencies(test_${t} twinedge-plugin-cpu)
