@@ -116,7 +116,10 @@ grep -q '^twinedge_build_info{version="[0-9.]*",role="b",plugin="[^"]*cpu[^"]*",
 # a device EdgeB does not know: refused, and the refusal is an error line (JSON)
 "$TE_OWNER" provision "$WORK/dep" --device cam-2 -o "$WORK/cam-2" >/dev/null || fail "provision cam-2"
 if "$INFER" "$WORK/cam-2" "$TE_TEST_DATA/lenet5.input.npy" -o "$WORK/y.npy" --edge-a "$EDGE_A" --edge-b "$EDGE_B" \
-     >/dev/null 2>&1; then fail "an unregistered device was served"; fi
+     >/dev/null 2>"$WORK/infer.err"; then fail "an unregistered device was served"; fi
+# ... and the device is told what is wrong and how to fix it
+grep -q "unknown device 'cam-2': EdgeB holds no key for it.*register it" "$WORK/infer.err" \
+  || fail "unregistered device: $(cat "$WORK/infer.err")"
 /usr/bin/python3 - "$WORK/host-b.log" <<'PY' || fail "EdgeB's JSON log"
 import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]   # every line parses
