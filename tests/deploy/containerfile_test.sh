@@ -34,18 +34,25 @@ closure() {  # packages -> themselves and their Depends/PreDepends, recursively
     --no-enhances "$@" 2>/dev/null | sed -n 's/^ *\(Pre\)\{0,1\}Depends: <\{0,1\}\([^>:]*\).*/\2/p; s/^\([a-z0-9][^ :]*\)$/\1/p' \
     | sort -u
 }
-check() {  # PKGFILE -> 0 when every needed library is covered
+# each program's libraries and their packages, looked up once (dpkg -S is slow)
+for f in "$R/bin/twinedge-host" "$R/bin/twinedge-probe" $(cat "$WORK/plugins"); do
+  LD_LIBRARY_PATH= ldd "$f" | awk -v f="$(basename "$f")" '$2 == "=>" {print f, $1, $3}' | grep -v ' libtwinedge'
+done >"$WORK/libs"
+: >"$WORK/needs"
+while read -r path; do
+  case "$path" in /*) ;; *) fail "a library is not found: $(grep -F " $path" "$WORK/libs" | head -1)" ;; esac
+  pkg=$(dpkg -S "$(readlink -f "$path")" 2>/dev/null | head -1 | cut -d: -f1) \
+    || pkg=$(dpkg -S "$path" 2>/dev/null | head -1 | cut -d: -f1) || pkg=""
+  [ -n "$pkg" ] || fail "$path belongs to no package"
+  echo "$path $pkg" >>"$WORK/needs"
+done < <(awk '{print $3}' "$WORK/libs" | sort -u)
+check() {  # PKGFILE -> 0 when every needed library's package is installed with them
   closure $(cat "$1") >"$WORK/have"
-  local ok=0 f lib path pkg
-  for f in "$R/bin/twinedge-host" "$R/bin/twinedge-probe" $(cat "$WORK/plugins"); do
-    while read -r lib path; do
-      case "$path" in /*) ;; *) echo "  $f: $lib not found"; ok=1; continue ;; esac
-      pkg=$(dpkg -S "$(readlink -f "$path")" 2>/dev/null | head -1 | cut -d: -f1) \
-        || pkg=$(dpkg -S "$path" 2>/dev/null | head -1 | cut -d: -f1) || pkg=""
-      [ -n "$pkg" ] || { echo "  $f: $path belongs to no package"; ok=1; continue; }
-      grep -qx "$pkg" "$WORK/have" || { echo "  $(basename "$f") needs $lib ($pkg)"; ok=1; }
-    done < <(LD_LIBRARY_PATH= ldd "$f" | awk '$2 == "=>" {print $1, $3}' | grep -v '^libtwinedge')
-  done
+  local ok=0 path pkg
+  while read -r path pkg; do
+    grep -qx "$pkg" "$WORK/have" || { echo "  $pkg ($path, for $(grep -F " $path" "$WORK/libs" | cut -d' ' -f1 \
+      | sort -u | tr '\n' ' '))"; ok=1; }
+  done <"$WORK/needs"
   return $ok
 }
 check "$WORK/pkgs" >"$WORK/missing" || fail "the runtime stage lacks: $(cat "$WORK/missing")"
