@@ -644,14 +644,15 @@ static void sweep_idle(te_net_server *s)
  * stay alive after the lock is dropped. */
 static void watch_pass(te_net_server *s)
 {
-    srv_call *w[64];
-    int n = 0;
+    /* every watch, however many: one left out would never see its client
+     * leave, and stop() would wait on it forever */
     pthread_mutex_lock(&s->lock);
-    int draining = s->draining;
-    for (srv_call *c = s->calls; c && n < (int)(sizeof w / sizeof w[0]); c = c->next)
+    int draining = s->draining, n = 0;
+    srv_call **w = s->open_calls > 0 ? malloc((size_t)s->open_calls * sizeof *w) : NULL;
+    for (srv_call *c = s->calls; w && c && n < s->open_calls; c = c->next)
         if (c->step == STEP_WATCH)
             w[n++] = c;
-    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&s->lock); /* out of memory: the next pass tries again */
     for (int i = 0; i < n; i++) {
         srv_call *c = w[i];
         if (atomic_load(&c->closed)) {
@@ -665,6 +666,7 @@ static void watch_pass(te_net_server *s)
             call_answer(c);
         }
     }
+    free(w);
 }
 
 static void *poller_main(void *arg)
