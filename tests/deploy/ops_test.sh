@@ -94,19 +94,23 @@ except Exception:
 PY
 }
 q='sum(twinedge_calls_total{method="/twinedge.EdgeHost/Infer",code="OK"})'
-got=""
+# Prometheus spreads its scrapes of the two targets over the interval, and a
+# scrape of one may predate the inferences: wait until every figure has
+# arrived (or 30 s), then say which did not
+got="" up="" la="" lb=""
 for _ in $(seq 60); do
   got=$(promql "$q")
-  [ -n "$got" ] && [ "${got%%.*}" -ge 3 ] && break
+  up=$(promql 'sum(up{job="twinedge"})')
+  la=$(promql 'sum(twinedge_layer_seconds_count{role="a"})')
+  lb=$(promql 'sum(twinedge_layer_seconds_count{role="b"})')
+  [ "${got%%.*}" -ge 3 ] 2>/dev/null && [ "$up" = 2 ] && [ "${la:-0}" -ge 15 ] && [ "${lb:-0}" -ge 15 ] && break
   sleep 0.5
 done
 # relay mode: the device's streams go to EdgeA, EdgeA asks EdgeB per layer
 [ -n "$got" ] && [ "${got%%.*}" -ge 3 ] || fail "Prometheus: $q = '$got' (want >= 3); $(tail -5 "$WORK/prometheus.log")"
-[ "$(promql 'sum(up{job="twinedge"})')" = 2 ] || fail "Prometheus does not see both hosts up"
-for r in a b; do
-  layers=$(promql "sum(twinedge_layer_seconds_count{role=\"$r\"})")
-  [ "${layers:-0}" -ge 15 ] || fail "edge-$r layer latency count '$layers' (3 x 5 linear layers)"
-done
+[ "$up" = 2 ] || fail "Prometheus does not see both hosts up (up = '$up'): $(tail -5 "$WORK/prometheus.log")"
+[ "${la:-0}" -ge 15 ] || fail "edge-a layer latency count '$la' (3 x 5 linear layers)"
+[ "${lb:-0}" -ge 15 ] || fail "edge-b layer latency count '$lb' (3 x 5 linear layers)"
 [ "$(promql 'max(twinedge_deployments)')" = 1 ] || fail "twinedge_deployments"
 curl_metrics() { /usr/bin/python3 -c "import urllib.request,sys; print(urllib.request.urlopen(sys.argv[1]).read().decode())" "$1"; }
 curl_metrics "http://127.0.0.1:$MB/metrics" >"$WORK/metrics-b.txt" || fail "GET /metrics of EdgeB"
