@@ -3,6 +3,7 @@
  * through the stages of host_internal.h. */
 #include "host_internal.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,31 @@ void te_host_plugin_device(const te_host *h, char *name, size_t cap)
         name[0] = '\0';
 }
 
+void host_logf(const te_host *h, te_log_level level, const char *fmt, ...)
+{
+    if (!h->log)
+        return;
+    char msg[TE_ERR_MSG_MAX + 256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    h->log(h->log_ctx, level, "host", msg);
+}
+
+_Static_assert((int)TE_LOG_ERROR == (int)TE_PLUGIN_LOG_ERROR && (int)TE_LOG_WARN == (int)TE_PLUGIN_LOG_WARN &&
+                   (int)TE_LOG_INFO == (int)TE_PLUGIN_LOG_INFO && (int)TE_LOG_DEBUG == (int)TE_PLUGIN_LOG_DEBUG,
+               "host and plugin log levels differ");
+
+/* The plugin's lines (te_plugin_host.log) into the host's log. */
+static void plugin_log(void *ctx, int level, const char *plugin, const char *msg)
+{
+    const te_host *h = ctx;
+    char source[96];
+    snprintf(source, sizeof source, "plugin %s", plugin);
+    h->log(h->log_ctx, (te_log_level)level, source, msg);
+}
+
 te_status te_host_new(const te_host_config *cfg, te_host **out, te_err *err)
 {
     *out = NULL;
@@ -43,14 +69,12 @@ te_status te_host_new(const te_host_config *cfg, te_host **out, te_err *err)
         return te_errf(err, TE_ENOMEM, "cannot create host lock");
     }
     const char *want = cfg->plugin ? cfg->plugin : "cpu";
-    te_status st = te_plugin_open(want, cfg->plugin_config, &h->plugin, err);
+    te_plugin_log_sink sink = h->log ? plugin_log : NULL;
+    te_status st = te_plugin_open_logged(want, cfg->plugin_config, sink, h, &h->plugin, err);
     if (st != TE_OK && cfg->fallback_plugin) {
-        char msg[TE_ERR_MSG_MAX + 128];
-        snprintf(msg, sizeof msg, "compute plugin '%s' unavailable (%s); falling back to '%s' as configured", want,
-                 err ? err->msg : "error", cfg->fallback_plugin);
-        if (cfg->log)
-            cfg->log(cfg->log_ctx, msg);
-        st = te_plugin_open(cfg->fallback_plugin, NULL, &h->plugin, err);
+        host_logf(h, TE_LOG_WARN, "compute plugin '%s' unavailable (%s); falling back to '%s' as configured", want,
+                  err ? err->msg : "error", cfg->fallback_plugin);
+        st = te_plugin_open_logged(cfg->fallback_plugin, NULL, sink, h, &h->plugin, err);
     }
     if (st != TE_OK) {
         pthread_rwlock_destroy(&h->lock);
@@ -79,8 +103,8 @@ te_status te_host_new(const te_host_config *cfg, te_host **out, te_err *err)
         te_host_free(h);
         return st;
     }
-    if (cfg->precompute_mb && h->role == TE_ROLE_A && h->log)
-        h->log(h->log_ctx, "precompute_mb is an EdgeB setting; EdgeA ignores it");
+    if (cfg->precompute_mb && h->role == TE_ROLE_A)
+        host_logf(h, TE_LOG_WARN, "precompute_mb is an EdgeB setting; EdgeA ignores it");
     if (cfg->precompute_mb && h->role == TE_ROLE_B && (st = host_pre_init(h, cfg->precompute_mb, err)) != TE_OK) {
         te_host_free(h);
         return st;

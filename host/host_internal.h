@@ -201,6 +201,9 @@ typedef struct host_request {
     uint64_t pre_gen;           /* read before the lookups (precompute.c) */
 } host_request;
 
+/* host.c: a line into the host's log (te_host_config.log), source "host" */
+void host_logf(const te_host *h, te_log_level level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* request.c */
 te_status host_request_decode(te_host *h, const uint8_t *buf, size_t len, host_request *r, te_err *err);
 te_status host_request_authorize(const te_host *h, const te_caller *caller, const host_request *r, te_err *err);

@@ -334,8 +334,8 @@ static void pre_run_job(te_host *h, pre_job *j)
         h->pre_bytes += scratch;
     pthread_mutex_unlock(&h->pre_mu);
     free(outs);
-    if (msg[0] && h->log)
-        h->log(h->log_ctx, msg);
+    if (msg[0])
+        host_logf(h, TE_LOG_WARN, "%s", msg);
     if (!go)
         return;
 
@@ -400,8 +400,8 @@ static void pre_run_job(te_host *h, pre_job *j)
         }
         pthread_cond_broadcast(&h->pre_change);
         pthread_mutex_unlock(&h->pre_mu);
-        if (fail[0] && h->log)
-            h->log(h->log_ctx, fail);
+        if (fail[0])
+            host_logf(h, TE_LOG_WARN, "%s", fail);
     }
     free(in);
     pthread_mutex_lock(&h->pre_mu);

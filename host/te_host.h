@@ -32,7 +32,11 @@ typedef struct te_caller {
     const char *name;   /* device id for TE_CALLER_DEVICE */
 } te_caller;
 
-typedef void (*te_log_fn)(void *ctx, const char *msg);
+/* The same values as the plugin ABI's TE_PLUGIN_LOG_*. */
+typedef enum te_log_level { TE_LOG_ERROR = 0, TE_LOG_WARN = 1, TE_LOG_INFO = 2, TE_LOG_DEBUG = 3 } te_log_level;
+/* One log line; source is "host" for the host's own, "plugin NAME" for
+ * its compute plugin's (called from the plugin's threads too). */
+typedef void (*te_log_fn)(void *ctx, te_log_level level, const char *source, const char *msg);
 
 typedef struct te_host_config {
     te_role role;

@@ -22,17 +22,24 @@ struct te_plugin {
     const te_plugin_ops *ops; /* &table once checked */
     te_plugin_ops table;      /* the plugin's table as this host knows it: members it lacks are NULL */
     te_plugin_host host;      /* the services handed to create_host */
+    te_plugin_log_sink sink;  /* where host.log sends lines (NULL: stderr) */
+    void *sink_ctx;
     te_plugin_ctx *ctx;
     char path[PLUGIN_PATH_MAX];
 };
 
-/* te_plugin_host.log: a line on stderr, where twinedge-host logs too. */
+/* te_plugin_host.log: to the host's sink, or a line on stderr. */
 static void host_log(void *host_ctx, int level, const char *msg)
 {
     static const char *const names[] = {"error", "warn", "info", "debug"};
     const te_plugin *p = host_ctx;
-    fprintf(stderr, "compute plugin %s %s: %s\n", p->table.name ? p->table.name : p->path,
-            level >= 0 && level <= 3 ? names[level] : "info", msg);
+    const char *name = p->table.name ? p->table.name : p->path;
+    if (level < TE_PLUGIN_LOG_ERROR || level > TE_PLUGIN_LOG_DEBUG)
+        level = TE_PLUGIN_LOG_INFO;
+    if (p->sink)
+        p->sink(p->sink_ctx, level, name, msg);
+    else
+        fprintf(stderr, "compute plugin %s %s: %s\n", name, names[level], msg);
 }
 
 static int valid_short_name(const char *name)
@@ -138,12 +145,20 @@ static const char *missing_fn(const te_plugin_ops *ops)
 
 te_status te_plugin_open(const char *name_or_path, const char *config, te_plugin **out, te_err *err)
 {
+    return te_plugin_open_logged(name_or_path, config, NULL, NULL, out, err);
+}
+
+te_status te_plugin_open_logged(const char *name_or_path, const char *config, te_plugin_log_sink sink,
+                                void *sink_ctx, te_plugin **out, te_err *err)
+{
     if (!name_or_path || !out)
         return te_errf(err, TE_EINVAL, "te_plugin_open: missing plugin name or output handle");
     *out = NULL;
     te_plugin *p = calloc(1, sizeof *p);
     if (!p)
         return te_errf(err, TE_ENOMEM, "out of memory loading compute plugin %s", name_or_path);
+    p->sink = sink;
+    p->sink_ctx = sink_ctx;
     te_status st = resolve(name_or_path, p->path, err);
     if (st != TE_OK)
         goto fail;

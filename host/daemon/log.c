@@ -66,6 +66,13 @@ static void emit(hostd_level level, const char *source, const char *msg)
     cJSON_free(line);
 }
 
+void hostd_log_line(hostd_level level, const char *source, const char *msg)
+{
+    if (level < HOSTD_ERROR || level > HOSTD_DEBUG)
+        level = HOSTD_INFO;
+    emit(level, source ? source : "host", msg ? msg : "");
+}
+
 void hostd_logf(hostd_level level, const char *fmt, ...)
 {
     if (!hostd_log_enabled(level))

@@ -26,5 +26,7 @@ void hostd_log_set_level(hostd_level level);
 int hostd_log_enabled(hostd_level level);
 
 void hostd_logf(hostd_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* One line from another source ("plugin cpu", "grpc FILE:LINE"). */
+void hostd_log_line(hostd_level level, const char *source, const char *msg);
 
 #endif

@@ -40,10 +40,11 @@ static void call_log(void *ctx, const char *method, const char *peer, int code, 
         hostd_logf(HOSTD_ERROR, "%s from %s: status %d: %s (%.1f ms)", method, peer, code, msg, ms);
 }
 
-static void host_log(void *ctx, const char *msg)
+/* The host core's and its plugin's lines (te_log_level has hostd's values). */
+static void host_log(void *ctx, te_log_level level, const char *source, const char *msg)
 {
     (void)ctx;
-    hostd_logf(HOSTD_INFO, "%s", msg);
+    hostd_log_line((hostd_level)level, source, msg);
 }
 
 static void usage(FILE *f)

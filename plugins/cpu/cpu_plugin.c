@@ -187,6 +187,7 @@ struct te_plugin_ctx {
     void *scratch;
     size_t scratch_len;
     char device_name[128];
+    const te_plugin_host *host; /* the host's services (NULL: created without) */
 };
 
 struct te_plugin_layer {
@@ -278,7 +279,14 @@ static te_status parse_config(const char *config, te_plugin_ctx *ctx, te_err *er
     return TE_OK;
 }
 
+static te_status cpu_create_host(const char *config, const te_plugin_host *host, te_plugin_ctx **out, te_err *err);
+
 static te_status cpu_create(const char *config, te_plugin_ctx **out, te_err *err)
+{
+    return cpu_create_host(config, NULL, out, err);
+}
+
+static te_status cpu_create_host(const char *config, const te_plugin_host *host, te_plugin_ctx **out, te_err *err)
 {
     *out = NULL;
     te_plugin_ctx *ctx = calloc(1, sizeof *ctx);
@@ -304,8 +312,12 @@ static te_status cpu_create(const char *config, te_plugin_ctx **out, te_err *err
             free(ctx);
             return te_errf(err, TE_EUNSUPPORTED, "cpu plugin: kernel=amx but %s", why);
         }
-        if (ctx->kernel == KERNEL_AUTO)
+        if (ctx->kernel == KERNEL_AUTO) {
             ctx->kernel = amx ? KERNEL_AMX : vnni ? KERNEL_VNNI : KERNEL_PORTABLE;
+            if (!amx)
+                te_plugin_log(host, TE_PLUGIN_LOG_DEBUG, "kernel=auto: no AMX (%s)%s", why,
+                              vnni ? "" : ", no AVX-512 VNNI: portable kernels");
+        }
     }
     if (pthread_mutex_init(&ctx->scratch_mu, NULL) != 0) {
         free(ctx);
@@ -320,6 +332,8 @@ static te_status cpu_create(const char *config, te_plugin_ctx **out, te_err *err
     snprintf(ctx->device_name, sizeof ctx->device_name, "CPU (%s, %d thread%s)",
              ctx->kernel == KERNEL_AMX ? "AMX int8" : ctx->kernel == KERNEL_VNNI ? "AVX-512 VNNI" : "portable",
              ctx->threads, ctx->threads == 1 ? "" : "s");
+    ctx->host = host;
+    te_plugin_log(host, TE_PLUGIN_LOG_INFO, "ready: %s", ctx->device_name);
     *out = ctx;
     return TE_OK;
 }
@@ -456,6 +470,9 @@ static te_status cpu_load_layer(te_plugin_ctx *ctx, const te_linear_geom *geom, 
             return st;
         }
     }
+    te_plugin_log(ctx->host, TE_PLUGIN_LOG_DEBUG, "layer %s out_c %lld, K %lld: %s kernels",
+                  geom->kind == TE_LIN_CONV ? "conv" : "fc", (long long)geom->out_c, (long long)L->K,
+                  amx == 0 ? "AMX" : L->wv ? "VNNI" : "portable");
     *out = L;
     return TE_OK;
 }
@@ -1282,6 +1299,7 @@ static te_status cpu_run_f32(te_plugin_ctx *ctx, te_plugin_layer *L, uint64_t ba
 
 static const te_plugin_ops cpu_ops = {
     .abi_version = TE_PLUGIN_ABI_VERSION,
+    .struct_size = sizeof(te_plugin_ops),
     .name = "cpu",
     .create = cpu_create,
     .destroy = cpu_destroy,
@@ -1290,6 +1308,7 @@ static const te_plugin_ops cpu_ops = {
     .run = cpu_run,
     .release_layer = cpu_release_layer,
     .run_f32 = cpu_run_f32,
+    .create_host = cpu_create_host,
 };
 
 __attribute__((visibility("default"))) te_status te_plugin_entry(uint32_t host_abi_version, const te_plugin_ops **ops,

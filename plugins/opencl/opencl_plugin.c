@@ -83,6 +83,7 @@ struct te_plugin_ctx {
     size_t in_cap, out_cap, col_cap, cf_cap, cd_cap;
     uint64_t global_mem, max_alloc;
     char device_name[128];
+    const te_plugin_host *host; /* the host's services (NULL: created without) */
 };
 
 enum { PATH_GEMM = 0, PATH_DEPTHWISE = 1 };
@@ -685,7 +686,14 @@ static void ocl_destroy(te_plugin_ctx *ctx)
     free(ctx);
 }
 
+static te_status ocl_create_host(const char *config, const te_plugin_host *host, te_plugin_ctx **out, te_err *err);
+
 static te_status ocl_create(const char *config, te_plugin_ctx **out, te_err *err)
+{
+    return ocl_create_host(config, NULL, out, err);
+}
+
+static te_status ocl_create_host(const char *config, const te_plugin_host *host, te_plugin_ctx **out, te_err *err)
 {
     *out = NULL;
     ocl_config cfg;
@@ -736,6 +744,11 @@ static te_status ocl_create(const char *config, te_plugin_ctx **out, te_err *err
     st = build_program(ctx, &cfg, err);
     if (st != TE_OK)
         goto fail;
+    ctx->host = host;
+    te_plugin_log(host, TE_PLUGIN_LOG_INFO, "ready: %s, %.0f MiB, kernel=%s%s", ctx->device_name,
+                  (double)ctx->global_mem / 1048576.0,
+                  ctx->kernel_mode == KERNEL_AUTO ? "auto" : ctx->kernel_mode == KERNEL_DGEMM ? "dgemm" : "ulong",
+                  ctx->limbs_program ? "" : " (no cl_khr_fp64: ulong kernels only)");
     *out = ctx;
     return TE_OK;
 fail:
@@ -1481,6 +1494,13 @@ static te_status ocl_load_layer(te_plugin_ctx *ctx, const te_linear_geom *geom, 
         clReleaseMemObject(L->wd_buf);
         L->wd_buf = NULL;
     }
+    if (L->t_ulong > 0 && L->t_dgemm > 0)
+        te_plugin_log(ctx->host, TE_PLUGIN_LOG_DEBUG, "layer out_c %lld, K %lld: %s (ulong %.3f ms, dgemm %.3f ms)",
+                      (long long)g->out_c, (long long)L->K, L->use_dgemm ? "dgemm" : "ulong", L->t_ulong * 1e3,
+                      L->t_dgemm * 1e3);
+    else
+        te_plugin_log(ctx->host, TE_PLUGIN_LOG_DEBUG, "layer out_c %lld, K %lld: %s", (long long)g->out_c,
+                      (long long)L->K, L->use_dgemm ? "dgemm" : "ulong");
     *out = L;
     return TE_OK;
 fail:
@@ -1540,6 +1560,7 @@ static te_status ocl_run_f32(te_plugin_ctx *ctx, te_plugin_layer *L, uint64_t ba
 
 static const te_plugin_ops ocl_ops = {
     .abi_version = TE_PLUGIN_ABI_VERSION,
+    .struct_size = sizeof(te_plugin_ops),
     .name = "opencl",
     .create = ocl_create,
     .destroy = ocl_destroy,
@@ -1548,6 +1569,7 @@ static const te_plugin_ops ocl_ops = {
     .run = ocl_run,
     .release_layer = ocl_release_layer,
     .run_f32 = ocl_run_f32,
+    .create_host = ocl_create_host,
 };
 
 __attribute__((visibility("default"))) te_status te_plugin_entry(uint32_t host_abi_version, const te_plugin_ops **ops,

@@ -111,13 +111,14 @@ static void test_mixed_pair_matches_cpu(void **state)
 }
 
 typedef struct logbuf {
-    char text[1024];
+    char text[4096]; /* "level source: msg" lines */
 } logbuf;
 
-static void logger(void *ctx, const char *msg)
+static void logger(void *ctx, te_log_level level, const char *source, const char *msg)
 {
     logbuf *b = ctx;
-    snprintf(b->text, sizeof b->text, "%s", msg);
+    size_t n = strlen(b->text);
+    snprintf(b->text + n, sizeof b->text - n, "%d %s: %s\n", (int)level, source, msg);
 }
 
 static void test_selection_and_fallback(void **state)
@@ -138,8 +139,11 @@ static void test_selection_and_fallback(void **state)
     lenient.log_ctx = &lb;
     assert_int_equal(te_host_new(&lenient, &h, &err), TE_OK);
     assert_string_equal(te_host_plugin_name(h), "cpu");
-    printf("with fallback: %s\n", lb.text);
+    printf("with fallback:\n%s", lb.text);
+    assert_non_null(strstr(lb.text, "1 host: compute plugin 'opencl' unavailable"));
     assert_non_null(strstr(lb.text, "falling back to 'cpu'"));
+    /* the plugin's own lines come through the host's logger, named */
+    assert_non_null(strstr(lb.text, "2 plugin cpu: ready"));
     te_host_free(h);
     /* selection by configuration */
     te_host_config ocl = {.role = TE_ROLE_B, .plugin = "opencl"};

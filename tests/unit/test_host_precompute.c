@@ -146,8 +146,10 @@ typedef struct logbuf {
     char text[2048];
 } logbuf;
 
-static void log_to(void *ctx, const char *msg)
+static void log_to(void *ctx, te_log_level level, const char *source, const char *msg)
 {
+    (void)level;
+    (void)source;
     logbuf *b = ctx;
     pthread_mutex_lock(&b->mu);
     size_t n = strlen(b->text);
