@@ -130,6 +130,9 @@ lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]   # every line p
 assert all({"ts", "level", "pid", "msg", "source"} <= set(l) for l in lines), lines[:3]
 assert any(l["level"] == "error" and "cam-2" in l["msg"] for l in lines), [l["msg"] for l in lines]
 assert not any(l["source"].startswith("grpc") for l in lines), "gRPC debug lines at log_level info"
+# the compute plugin's own lines come through the same logger, named
+assert any(l["source"] == "plugin cpu" and l["level"] == "info" and l["msg"].startswith("ready: CPU")
+           for l in lines), [l for l in lines if l["source"].startswith("plugin")]
 PY
 
 # SIGHUP: cam-2's key (written into EdgeB's store by the operator, as a

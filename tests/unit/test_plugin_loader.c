@@ -37,6 +37,55 @@ static void test_cpu_by_name_and_path(void **state)
     assert_null(te_plugin_get_ops(NULL));
 }
 
+typedef struct sink_lines {
+    int n, levels[16];
+    char plugin[16][32], msg[16][256];
+} sink_lines;
+
+static void sink(void *ctx, int level, const char *plugin, const char *msg)
+{
+    sink_lines *s = ctx;
+    if (s->n < 16) {
+        s->levels[s->n] = level;
+        snprintf(s->plugin[s->n], sizeof s->plugin[0], "%s", plugin);
+        snprintf(s->msg[s->n], sizeof s->msg[0], "%s", msg);
+        s->n++;
+    }
+}
+
+/* A plugin's te_plugin_log lines reach the sink its host gave, named and
+ * at their level (the cpu plugin says which kernels it runs, per layer at
+ * debug). */
+static void test_log_sink(void **state)
+{
+    (void)state;
+    te_err err;
+    te_plugin *p = NULL;
+    sink_lines s;
+    memset(&s, 0, sizeof s);
+    assert_int_equal(te_plugin_open_logged("cpu", "threads=1", sink, &s, &p, &err), TE_OK);
+    int ready = -1;
+    for (int i = 0; i < s.n; i++)
+        if (strncmp(s.msg[i], "ready: CPU (", 12) == 0)
+            ready = i;
+    assert_true(ready >= 0);
+    assert_string_equal(s.plugin[ready], "cpu");
+    assert_int_equal(s.levels[ready], TE_PLUGIN_LOG_INFO);
+    const te_plugin_ops *ops = te_plugin_get_ops(p);
+    te_linear_geom g = {.kind = TE_LIN_FC, .batch = 1, .in_c = 4, .in_h = 1, .in_w = 1, .out_c = 2, .out_h = 1,
+                        .out_w = 1, .k_h = 1, .k_w = 1, .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1,
+                        .group = 1};
+    int32_t w[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    te_plugin_layer *L = NULL;
+    int before = s.n;
+    assert_int_equal(ops->load_layer(te_plugin_get_ctx(p), &g, w, &L, &err), TE_OK);
+    assert_int_equal(s.n, before + 1);
+    assert_int_equal(s.levels[before], TE_PLUGIN_LOG_DEBUG);
+    assert_non_null(strstr(s.msg[before], "kernels"));
+    ops->release_layer(te_plugin_get_ctx(p), L);
+    te_plugin_close(p);
+}
+
 static void test_old_abi_refused(void **state)
 {
     (void)state;
@@ -144,6 +193,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cpu_by_name_and_path),
+        cmocka_unit_test(test_log_sink),
         cmocka_unit_test(test_old_abi_refused),
         cmocka_unit_test(test_table_size),
         cmocka_unit_test(test_null_function_refused),
