@@ -28,7 +28,8 @@ struct te_plugin {
     char path[PLUGIN_PATH_MAX];
 };
 
-/* te_plugin_host.log: to the host's sink, or a line on stderr. */
+/* te_plugin_host.log: to the host's sink, or (errors and warnings only) a
+ * line on stderr. */
 static void host_log(void *host_ctx, int level, const char *msg)
 {
     static const char *const names[] = {"error", "warn", "info", "debug"};
@@ -38,7 +39,7 @@ static void host_log(void *host_ctx, int level, const char *msg)
         level = TE_PLUGIN_LOG_INFO;
     if (p->sink)
         p->sink(p->sink_ctx, level, name, msg);
-    else
+    else if (level <= TE_PLUGIN_LOG_WARN)
         fprintf(stderr, "compute plugin %s %s: %s\n", name, names[level], msg);
 }
 

@@ -199,7 +199,8 @@ typedef struct te_plugin te_plugin;
 te_status te_plugin_open(const char *name_or_path, const char *config, te_plugin **p, te_err *err);
 /* Where the plugin's te_plugin_log lines go: sink(sink_ctx, level, the
  * plugin's name, line), from any thread the plugin logs on, until
- * te_plugin_close.  te_plugin_open (and a NULL sink) writes them on stderr. */
+ * te_plugin_close.  te_plugin_open (and a NULL sink) writes its errors and
+ * warnings on stderr and drops the rest. */
 typedef void (*te_plugin_log_sink)(void *sink_ctx, int level, const char *plugin, const char *msg);
 te_status te_plugin_open_logged(const char *name_or_path, const char *config, te_plugin_log_sink sink,
                                 void *sink_ctx, te_plugin **p, te_err *err);
