@@ -109,6 +109,12 @@ te_status te_host_new(const te_host_config *cfg, te_host **out, te_err *err)
         te_host_free(h);
         return st;
     }
+    if (cfg->relay_ahead_kb && h->role == TE_ROLE_B)
+        host_logf(h, TE_LOG_WARN, "relay_ahead_kb is an EdgeA setting; EdgeB ignores it");
+    if (cfg->relay_ahead_kb && h->role == TE_ROLE_A && (st = host_ahead_init(h, cfg->relay_ahead_kb, err)) != TE_OK) {
+        te_host_free(h);
+        return st;
+    }
     *out = h;
     return TE_OK;
 }
@@ -117,7 +123,8 @@ void te_host_free(te_host *h)
 {
     if (!h)
         return;
-    host_pre_fini(h); /* first: the worker runs layers through the plugin */
+    host_ahead_fini(h); /* first: the workers run layers through the plugin */
+    host_pre_fini(h);
     for (int i = 0; i < h->n_deployments; i++)
         host_deployment_release(h, &h->deployments[i]);
     free(h->deployments);
@@ -131,7 +138,7 @@ void te_host_free(te_host *h)
     free(h);
 }
 
-void te_host_set_peer(te_host *h, te_transport *peer) { h->peer = peer; }
+void te_host_set_peer(te_host *h, te_transport *peer) { host_ahead_set_peer(h, peer); }
 
 te_status te_host_serve(te_host *h, const te_caller *caller, const uint8_t *req, size_t req_len, uint8_t **resp,
                         size_t *resp_len, te_host_outcome *outcome, te_err *err)

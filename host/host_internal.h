@@ -11,6 +11,8 @@
  *   batcher.c    every plugin run, combined across devices when batching
  *                is on;
  *   precompute.c EdgeB's W.M computed ahead of the request;
+ *   ahead.c      EdgeA's relay shares (W.M + Z) fetched from EdgeB ahead of
+ *                the request;
  *   registry.c   deployments (layers in the plugin) and device keys;
  *   host.c       the host's life and te_host_serve, which strings the
  *                stages together. */
@@ -139,6 +141,60 @@ typedef struct pre_seen {
     uint8_t *widths;
 } pre_seen;
 
+/* EdgeA's relay-ahead cache (te_host_config.relay_ahead_kb): W.M + Z of
+ * a device session's next request, fetched from EdgeB by one worker thread
+ * once the current request has been served through its last layer.
+ * Everything below is guarded by te_host.ahead_mu. */
+#define AHEAD_MAX_JOBS 64
+#define AHEAD_MAX_SEEN 4096     /* device sessions whose widths are remembered */
+#define AHEAD_MAX_AGE_S 300     /* an entry unused this long is evicted */
+
+typedef enum ahead_state {
+    AHEAD_QUEUED = 1,   /* reserved, not asked yet: serve() drops it and asks EdgeB itself */
+    AHEAD_FETCHING,     /* the worker's call to EdgeB is in flight: serve() waits */
+    AHEAD_READY         /* wmz holds W.M + Z mod 2^l */
+} ahead_state;
+
+/* A device session: the request's device id (the caller's certificate
+ * name, as authorized) and its session bytes, compared in full. */
+typedef struct ahead_key {
+    char deployment[33];
+    char *device;
+    uint8_t session[TE_SESSION_BYTES];
+} ahead_key;
+
+typedef struct ahead_entry {
+    struct ahead_entry *next;   /* oldest first */
+    ahead_key k;
+    uint64_t counter;
+    uint32_t layer;
+    unsigned l;
+    size_t out_n;
+    ahead_state state;
+    int stale;          /* forgotten while FETCHING: the worker frees it */
+    uint64_t gen;       /* te_host.ahead_gen when it was reserved */
+    double born;        /* monotonic seconds */
+    uint64_t *wmz;
+    size_t bytes;       /* charged to te_host.ahead_bytes */
+} ahead_entry;
+
+typedef struct ahead_job {
+    struct ahead_job *next;
+    ahead_key k;
+    uint64_t counter;
+    uint64_t gen;
+    int n_layers;
+    uint8_t *widths;    /* per layer; 0: not seen in the request before, skipped */
+} ahead_job;
+
+typedef struct ahead_seen {
+    struct ahead_seen *next;    /* most recently used first */
+    ahead_key k;
+    uint64_t counter;
+    int n_layers;
+    uint8_t *widths;
+} ahead_seen;
+
 typedef struct host_deployment {
     char id[33];
     int n_layers;
@@ -186,6 +242,25 @@ struct te_host {
     int pre_logged_skip, pre_logged_fail;
     _Atomic uint64_t pre_gen;       /* bumped when a key or deployment changes */
     _Atomic uint64_t pre_hits, pre_misses, pre_computed;
+    /* relay-ahead (EdgeA); ahead_ready: the primitives below exist and the
+     * worker runs */
+    uint64_t ahead_cap;             /* bytes */
+    int ahead_ready;
+    pthread_t ahead_thread;
+    pthread_mutex_t ahead_mu;
+    pthread_cond_t ahead_work;      /* a job was queued, or ahead_stop */
+    pthread_cond_t ahead_change;    /* an entry left AHEAD_FETCHING, or the worker's call returned */
+    int ahead_stop;
+    int ahead_calling;              /* the worker is inside a call on h->peer */
+    ahead_job *ahead_queue;         /* oldest first */
+    int ahead_n_jobs;
+    ahead_entry *ahead_entries;     /* oldest first */
+    ahead_seen *ahead_seen;
+    int ahead_n_seen;
+    int ahead_logged_skip, ahead_logged_fail;
+    uint64_t ahead_gen;             /* bumped when a deployment changes */
+    _Atomic uint64_t ahead_bytes;
+    _Atomic uint64_t ahead_hits, ahead_misses, ahead_evictions;
 };
 
 /* A layer request, decoded and checked once (request.c).  Every field
@@ -229,6 +304,14 @@ void host_pre_forget(te_host *h, const char *deployment, const char *device);
 uint64_t *host_pre_take(te_host *h, const Twinedge__LayerRequest *q, unsigned l, size_t out_n);
 void host_pre_note(te_host *h, const Twinedge__LayerRequest *q, unsigned l, int n_layers,
                    const uint8_t key[TE_KEY_BYTES], uint64_t gen);
+
+/* ahead.c (EdgeA, relay) */
+te_status host_ahead_init(te_host *h, uint32_t kb, te_err *err);
+void host_ahead_fini(te_host *h);
+void host_ahead_forget(te_host *h, const char *deployment);
+void host_ahead_set_peer(te_host *h, te_transport *peer);
+uint64_t *host_ahead_take(te_host *h, const Twinedge__LayerRequest *q, unsigned l, size_t out_n);
+void host_ahead_note(te_host *h, const Twinedge__LayerRequest *q, unsigned l, int n_layers);
 
 /* registry.c */
 te_status host_find_layer(te_host *h, const char *deployment, uint32_t layer, host_layer *out, int *n_layers,

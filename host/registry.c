@@ -79,6 +79,7 @@ te_status te_host_deploy(te_host *h, const te_model *edge, te_err *err)
             pthread_rwlock_unlock(&h->lock);
             host_deployment_release(h, &old); /* freed once its requests are done */
             host_pre_forget(h, d.id, NULL); /* W.M of the old weights */
+            host_ahead_forget(h, d.id);
             return TE_OK;
         }
     }
@@ -92,6 +93,7 @@ te_status te_host_deploy(te_host *h, const te_model *edge, te_err *err)
     h->deployments[h->n_deployments++] = d;
     pthread_rwlock_unlock(&h->lock);
     host_pre_forget(h, d.id, NULL);
+    host_ahead_forget(h, d.id);
     return TE_OK;
 }
 

@@ -75,6 +75,10 @@ te_status host_request_authorize(const te_host *h, const te_caller *caller, cons
         if (caller->kind == TE_CALLER_DEVICE && r->relay)
             return te_errf(err, TE_EINVAL, "relay shares go to EdgeA, not to the device");
     }
+    /* A fetch ahead (not spent in EdgeB's replay guard) is EdgeA's, to EdgeB,
+     * for W.M + Z only (host/ahead.c). */
+    if (q->ahead && (h->role != TE_ROLE_B || caller->kind != TE_CALLER_EDGE_A || !r->relay))
+        return te_errf(err, TE_EAUTH, "only EdgeA may fetch relay shares ahead, from EdgeB");
     return TE_OK;
 }
 

@@ -126,9 +126,20 @@ static te_status serve_a(te_host *h, const host_request *r, uint64_t *in, uint64
         return st;
     if (r->plain)
         return run_plain(h, &r->hl, q->batch, in, r->in_n, out, r->out_n, err);
-    if (r->relay)
-        return run_relay(h, &r->hl, q, in, out, r->out_n, err);
-    return host_run_layer(h, &r->hl, r->l, q->batch, in, out, err);
+    if (!r->relay)
+        return host_run_layer(h, &r->hl, r->l, q->batch, in, out, err);
+    /* W.M + Z fetched ahead (after the replay guard above: served once) */
+    uint64_t *wmz = host_ahead_take(h, q, r->l, r->out_n);
+    if (wmz) {
+        if ((st = host_run_layer(h, &r->hl, r->l, q->batch, in, out, err)) == TE_OK)
+            te_ring_vsub(out, out, wmz, r->out_n, r->l);
+        free(wmz);
+    } else {
+        st = run_relay(h, &r->hl, q, in, out, r->out_n, err);
+    }
+    if (st == TE_OK)
+        host_ahead_note(h, q, r->l, r->n_layers);
+    return st;
 }
 
 /* Role B: W.M (precomputed, or computed now), plus Z for EdgeA in relay
@@ -139,8 +150,10 @@ static te_status serve_b(te_host *h, const host_request *r, uint64_t *in, uint64
     unsigned l = r->l;
     uint8_t dkey[TE_KEY_BYTES], key[TE_KEY_BYTES];
     te_status st;
+    /* EdgeA's fetch ahead is not spent: the device's own request for the
+     * same share may still come, and repeating W.M + Z tells EdgeA nothing */
     if ((st = host_find_key(h, q->deployment_id, q->device_id, dkey, err)) == TE_OK &&
-        (st = admit(h, q, err)) == TE_OK)
+        (q->ahead || (st = admit(h, q, err)) == TE_OK))
         st = te_prf_session_key(dkey, q->session.data, key, err); /* key: this session's K_s */
     memset(dkey, 0, sizeof dkey);
     /* W.M: precomputed (taken out of the cache), or computed now */
@@ -163,7 +176,7 @@ static te_status serve_b(te_host *h, const host_request *r, uint64_t *in, uint64
         if (z && z != in)
             free(z);
     }
-    if (st == TE_OK)
+    if (st == TE_OK && !q->ahead)
         host_pre_note(h, q, l, r->n_layers, key, r->pre_gen);
     memset(key, 0, sizeof key);
     return st;

@@ -69,6 +69,15 @@ typedef struct te_host_config {
      * and its thread hold, in MiB; a request whose shares do not fit is not
      * precomputed.  0: off, no thread.  EdgeA ignores it. */
     uint32_t precompute_mb;
+    /* EdgeA, relay mode: once it has served a device session's request t
+     * through the deployment's last linear layer, a background thread
+     * fetches EdgeB's W.M + Z for request t + 1, every layer, at the ring
+     * widths of t, and the next request is answered from memory without
+     * EdgeB (host/ahead.c).  A layer whose ring width differs, or a batch
+     * above 1, asks EdgeB on demand as without it.  The value caps the
+     * bytes held, in KiB; the oldest entries are evicted to make room, and
+     * each entry is used at most once.  0: off, no thread.  EdgeB ignores it. */
+    uint32_t relay_ahead_kb;
 } te_host_config;
 
 
@@ -124,6 +133,14 @@ void te_host_batch_figures(const te_host *h, uint64_t *plugin_runs, uint64_t *re
  * shares the background thread finished.  All zero when precompute is off.
  * Any pointer may be NULL. */
 void te_host_precompute_figures(const te_host *h, uint64_t *hits, uint64_t *misses, uint64_t *computed);
+
+/* Relay-ahead figures since te_host_new (te_host_config.relay_ahead_kb),
+ * for the daemon's metrics and tests: *hits counts relay requests answered
+ * from fetched entries, *misses those that had to ask EdgeB, *evictions the
+ * entries dropped unused (to make room, or too old), *bytes what the cache
+ * holds now.  All zero when it is off.  Any pointer may be NULL. */
+void te_host_relay_ahead_figures(const te_host *h, uint64_t *hits, uint64_t *misses, uint64_t *evictions,
+                                 uint64_t *bytes);
 
 te_role te_host_role(const te_host *h);
 /* Name of the plugin the host actually runs ("cpu", "opencl", ...). */

@@ -27,3 +27,12 @@ add_test(NAME bench_load_smoke
          COMMAND twinedge-bench load --devices 6 --inferences 2 --batch-window-us 0,2000 --timeout-ms 60000)
 set_tests_properties(bench_load_smoke PROPERTIES FIXTURES_REQUIRED testdata TIMEOUT 300
   ENVIRONMENT "TE_TEST_DATA=${TE_TEST_DATA};TWINEDGE_PLUGIN_DIR=${TE_PLUGIN_BUILD_DIR};TWINEDGE_HOST=$<TARGET_FILE:twinedge-host>")
+
+# EdgeA's relay-ahead cache between real hosts: hits, EdgeB down after the
+# fetch (negative control: off), the cap and evictions, one device, once.
+te_add_unit_test(test_relay_ahead SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_relay_ahead.c
+                 LIBS te_harness twinedge_device_net twinedge_owner_deploy twinedge_pki twinedge_proto_service
+                 TIMEOUT 120)
+target_compile_definitions(test_relay_ahead PRIVATE TE_HOST_BIN="$<TARGET_FILE:twinedge-host>")
+add_dependencies(test_relay_ahead twinedge-host twinedge-plugin-cpu)
+set_tests_properties(test_relay_ahead PROPERTIES FIXTURES_REQUIRED testdata)

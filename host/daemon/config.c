@@ -54,6 +54,8 @@ static const hostd_key keys[] = {
      "EdgeA: also serve the benchmarks' plaintext baseline (no privacy; default 0)"},
     {"precompute_mb", INT(precompute_mb, 0, 65536), "N",
      "EdgeB: precompute each device's next mask shares, in at most N MiB (default 0: off)"},
+    {"relay_ahead_kb", INT(relay_ahead_kb, 0, 16777216), "N",
+     "EdgeA: fetch each device's next relay shares from EdgeB ahead, in at most N KiB (default 0: off)"},
 };
 #define N_KEYS ((int)(sizeof keys / sizeof keys[0]))
 

@@ -36,6 +36,7 @@ typedef struct hostd_config {
     int batch_window_us;          /* cross-device batching window; 0: off */
     int allow_plaintext;          /* 1: serve MODE_PLAIN (benchmark baseline, no privacy) */
     int precompute_mb;            /* EdgeB: cap of the W.M precompute cache, MiB; 0: off */
+    int relay_ahead_kb;           /* EdgeA: cap of the relay-ahead cache, KiB; 0: off */
     char metrics_listen[HOSTD_STR]; /* Prometheus endpoint; empty: off */
     int log_level;                /* hostd_level */
     int log_json;                 /* 1: JSON lines */

@@ -174,6 +174,8 @@ static void read_gauges(void *ctx, hostd_gauges *g)
     pthread_mutex_unlock(&src->svc->lock);
     te_host_batch_figures(src->svc->host, &g->plugin_runs, &g->requests_batched);
     te_host_precompute_figures(src->svc->host, &g->precompute_hits, &g->precompute_misses, NULL);
+    te_host_relay_ahead_figures(src->svc->host, &g->ahead_hits, &g->ahead_misses, &g->ahead_evictions,
+                                &g->ahead_bytes);
 }
 
 /* SIGHUP: the store's new or changed files and the log level, while the
@@ -290,6 +292,7 @@ int main(int argc, char **argv)
                          .batch_window_us = (uint32_t)cfg.batch_window_us,
                          .allow_plaintext = cfg.allow_plaintext,
                          .precompute_mb = (uint32_t)cfg.precompute_mb,
+                         .relay_ahead_kb = (uint32_t)cfg.relay_ahead_kb,
                          .log = host_log};
     te_host *host = NULL;
     te_transport *peer = NULL;
@@ -325,6 +328,9 @@ int main(int argc, char **argv)
     if (role == TE_ROLE_B && cfg.precompute_mb)
         log_info("precompute: each device's next mask shares are computed ahead, in at most %d MiB",
                  cfg.precompute_mb);
+    if (role == TE_ROLE_A && cfg.relay_ahead_kb)
+        log_info("relay ahead: each device's next relay shares are fetched from EdgeB ahead, in at most %d KiB",
+                 cfg.relay_ahead_kb);
     if (hostd_service_init(&svc, host, role, cfg.store, log_info, &err) != TE_OK) {
         fail(err.msg);
         goto out;

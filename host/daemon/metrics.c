@@ -291,6 +291,13 @@ char *hostd_metrics_render(hostd_metrics *m, size_t *len)
             g.precompute_hits);
     sampled(&t, "counter", "twinedge_precompute_misses_total", "EdgeB mask shares computed on demand.",
             g.precompute_misses);
+    sampled(&t, "counter", "twinedge_relay_ahead_hits_total", "EdgeA relay layers served from shares fetched ahead.",
+            g.ahead_hits);
+    sampled(&t, "counter", "twinedge_relay_ahead_misses_total", "EdgeA relay layers that asked EdgeB online.",
+            g.ahead_misses);
+    sampled(&t, "counter", "twinedge_relay_ahead_evictions_total",
+            "Shares fetched ahead and dropped unused (room, age, or the device moved on).", g.ahead_evictions);
+    sampled(&t, "gauge", "twinedge_relay_ahead_bytes", "Bytes the relay-ahead cache holds.", g.ahead_bytes);
     if (t.oom) {
         free(t.buf);
         return NULL;

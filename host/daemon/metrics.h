@@ -14,6 +14,7 @@
  *   twinedge_open_calls, twinedge_devices_connected, twinedge_deployments, twinedge_devices_registered  gauges
  *   twinedge_plugin_runs_total, twinedge_requests_batched_total (their ratio: the mean batch size),
  *   twinedge_precompute_hits_total, twinedge_precompute_misses_total  counters read from the host
+ *   twinedge_relay_ahead_hits_total, _misses_total, _evictions_total counters, twinedge_relay_ahead_bytes gauge
  *   twinedge_build_info{version,role,plugin,plugin_device} 1 */
 #ifndef TE_HOSTD_METRICS_H
 #define TE_HOSTD_METRICS_H
@@ -33,6 +34,7 @@ typedef struct hostd_gauges {
     int devices_registered;
     uint64_t plugin_runs, requests_batched;   /* since start */
     uint64_t precompute_hits, precompute_misses;
+    uint64_t ahead_hits, ahead_misses, ahead_evictions, ahead_bytes; /* EdgeA's relay-ahead cache */
 } hostd_gauges;
 typedef void (*hostd_gauges_fn)(void *ctx, hostd_gauges *g);
 
