@@ -65,7 +65,7 @@ att_start
 grep -q "plugin $ATT_PLUGIN" "$WORK/host-a.log" && grep -q "plugin $ATT_PLUGIN" "$WORK/host-b.log" \
   || fail "the hosts did not load the example plugin: $(cat "$WORK/host-a.log")"
 # its line through the host's services (te_plugin_host.log)
-grep -q "compute plugin naive info: ready" "$WORK/host-a.log" || fail "no log line from the plugin: $(cat "$WORK/host-a.log")"
+grep -q "info plugin naive: ready" "$WORK/host-a.log" || fail "no log line from the plugin: $(cat "$WORK/host-a.log")"
 att_provision cam
 IN=$TE_TEST_DATA/lenet5.input.npy
 "$WORK/camera-app" "$WORK/cam" "$EDGE_A" "$EDGE_B" "$IN" "$WORK/app.npy" >"$WORK/app.out" 2>"$WORK/app.err" \
