@@ -182,6 +182,7 @@ typedef struct te_layer {
     float *w_float;          /* [weight_len] float weights after BN folding (owner only) */
     double calib_max_abs_x;  /* owner calibration statistics (not stored) */
     double calib_max_abs_y;
+    int n_branches;          /* owner: layers fused into this one (owner/fuse.h; 0: not fused, not stored) */
 } te_layer;
 
 /* Input preprocessing recorded in the deployment (used for image inputs):

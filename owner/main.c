@@ -12,7 +12,7 @@ static const char usage[] =
     "usage:\n"
     "  twinedge-owner compile MODEL.onnx -o DEPLOY_DIR [--calibration INPUTS.npy]\n"
     "                 [--weight-bits N] [--act-bits N] [--headroom N] [--mean M,..] [--std S,..]\n"
-    "                 [--input-shape NAME:D0,D1,...] [--quiet]\n"
+    "                 [--input-shape NAME:D0,D1,...] [--no-fuse | --fuse none|same|embed] [--quiet]\n"
     "  twinedge-owner provision DEPLOY_DIR --device NAME -o DEVICE_DIR [--edge-b HOST:PORT] [--force]\n"
     "  twinedge-owner deploy DEPLOY_DIR --edge-a HOST:PORT --edge-b HOST:PORT\n"
     "  twinedge-owner --help\n"
@@ -35,6 +35,11 @@ static const char usage[] =
     "  --mean M[,M..] --std S[,S..]: image preprocessing recorded in the deployment,\n"
     "    x = (pixel/255 - mean[c]) / std[c] (one value, or one per input channel);\n"
     "    used when a device is given a PNG/JPEG.  Default: x = pixel/255.\n"
+    "  Branch fusion (default on): linear layers that read the same tensor become one\n"
+    "    outsourced layer (one upload, one round trip; outputs split on the device,\n"
+    "    bit-identical results).  --fuse same: only layers of the same kernel, stride,\n"
+    "    pads and dilation; embed (the default): also a smaller kernel placed inside a\n"
+    "    larger one where it reads the same pixels (zero taps); --no-fuse: none.\n"
     "  Prints per-op counts, the FLOPs on the edges and on the device and the\n"
     "  outsourcing rate (edge / total), and per linear layer its bits (--quiet: no table).\n"
     "  Also creates the deployment's mutual-TLS credentials unless present: a CA in\n"
@@ -93,6 +98,8 @@ static void print_report(const te_model *m)
            r.device_linear_flops);
     printf("\nlinear ops (outsourced): %d (%d conv, %d fc)   non-linear ops (device): %d\n",
            r.op_count[TE_OP_LINEAR], r.n_conv, r.n_fc, nonlin);
+    printf("branch fusion: %d linear layers in %d outsourced calls (%d fused)   uploaded elements: %.0f\n",
+           r.n_source_layers, r.op_count[TE_OP_LINEAR], r.n_fused, r.upload_elems);
     printf("edge FLOPs:   %.0f\ndevice FLOPs: %.0f\noutsourcing rate: %.3f%%\n\n", r.edge_flops, r.device_flops,
            r.outsourcing_rate);
     if (r.outsourcing_rate < 90.0)
@@ -185,6 +192,21 @@ static int cmd_compile(int argc, char **argv)
             if (!v || te_parse_input_shape(v, &opt.input_shapes[opt.n_input_shapes]))
                 return fail("--input-shape needs NAME:D0,D1,... (positive dimensions)");
             opt.n_input_shapes++;
+            i++;
+        } else if (!strcmp(a, "--no-fuse")) {
+            opt.fuse = TE_FUSE_NONE;
+        } else if (!strcmp(a, "--fuse")) {
+            /* same: only layers of one geometry; embed: also smaller kernels inside larger ones */
+            static const struct {
+                const char *name;
+                te_fuse_mode mode;
+            } modes[] = {{"none", TE_FUSE_NONE}, {"same", TE_FUSE_SAME}, {"embed", TE_FUSE_EMBED}};
+            int k = 0, n = (int)(sizeof modes / sizeof modes[0]);
+            while (k < n && (!v || strcmp(v, modes[k].name)))
+                k++;
+            if (k == n)
+                return fail("--fuse needs none, same or embed");
+            opt.fuse = modes[k].mode;
             i++;
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
             quiet = 1;

@@ -28,6 +28,7 @@ void te_owner_options_init(te_owner_options *o)
     o->headroom = 3;
     o->default_frac_bits = 16;
     o->default_ring_bits = 64;
+    o->fuse = TE_FUSE_EMBED;
 }
 
 static te_status check_options(const te_owner_options *o, te_err *err)
@@ -38,6 +39,8 @@ static te_status check_options(const te_owner_options *o, te_err *err)
         return te_errf(err, TE_EINVAL, "--act-bits must be in 1..40, got %d", o->act_bits);
     if (o->headroom < 0 || o->headroom > 32)
         return te_errf(err, TE_EINVAL, "--headroom must be in 0..32, got %d", o->headroom);
+    if (o->fuse < TE_FUSE_NONE || o->fuse > TE_FUSE_EMBED)
+        return te_errf(err, TE_EINVAL, "unknown fusion mode %d", o->fuse);
     if (o->default_frac_bits < 0 || o->default_frac_bits > 40 || o->default_ring_bits < 2 ||
         o->default_ring_bits > 64)
         return te_errf(err, TE_EINVAL, "default frac bits must be in 0..40 and ring bits in 2..64");
@@ -142,6 +145,9 @@ te_status te_owner_build(const char *onnx_path, const char *calib_npy, const te_
             goto fail;
         }
     }
+    /* after calibration: the branches' frac and ring bits decide the fused layer's */
+    if ((st = te_owner_fuse(m, (te_fuse_mode)opt.fuse, err)) != TE_OK)
+        goto fail;
     if ((st = te_owner_deployment_id(m->deployment_id, err)) != TE_OK)
         goto fail;
     *out = m;
@@ -438,6 +444,10 @@ void te_owner_report_compute(const te_model *m, te_owner_report *r)
             const te_linear_geom *g = &m->layers[n->layer].geom;
             double in = (double)(g->batch * te_geom_in_len(g)), out = (double)(g->batch * te_geom_out_len(g));
             r->edge_flops += 2.0 * (double)te_geom_macs(g) * (double)g->batch;
+            r->upload_elems += in;
+            int nb = m->layers[n->layer].n_branches;
+            r->n_source_layers += nb > 1 ? nb : 1;
+            r->n_fused += nb > 1;
             /* encode 2 + mask 1 + check 2 per input; unmask 1 + check 2 + decode/bias 2 per output */
             f = 5 * in + 5 * out;
             r->device_linear_flops += f;

@@ -7,6 +7,7 @@
 #include "te_error.h"
 #include "te_model.h"
 #include "onnx_import.h"
+#include "fuse.h"
 
 typedef struct te_owner_options {
     int weight_bits;       /* signed bits of the integer weights (default 16, 2..24) */
@@ -25,6 +26,9 @@ typedef struct te_owner_options {
     int n_input_shapes;
     te_input_shape input_shapes[4];
     const te_shape *input_hint;
+    /* Branch fusion (owner/fuse.h, te_fuse_mode): linear layers reading one
+     * tensor become one outsourced layer (default TE_FUSE_EMBED; --no-fuse: TE_FUSE_NONE). */
+    int fuse;
 } te_owner_options;
 
 void te_owner_options_init(te_owner_options *o);
@@ -61,6 +65,9 @@ typedef struct te_owner_report {
     int op_count[TE_OP_COUNT_];          /* device-side nodes per op (LINEAR: outsourced) */
     double op_device_flops[TE_OP_COUNT_];
     int n_conv, n_fc;
+    int n_source_layers;                 /* linear layers of the ONNX model (before branch fusion) */
+    int n_fused;                         /* outsourced layers that run several of them */
+    double upload_elems;                 /* input elements of the outsourced calls (batch included) */
     double edge_flops;                   /* 2 * MACs * batch over linear layers (each edge) */
     double device_linear_flops;          /* encode/mask/unmask/check/decode around linear layers */
     double device_flops;                 /* all device work (non-linear ops + linear overhead) */

@@ -37,6 +37,24 @@ foreach(m ${TE_ARCH_MODELS} ${TE_OP_MODELS})
   set_tests_properties(exact_${m} PROPERTIES FIXTURES_REQUIRED testdata TIMEOUT 900
     ENVIRONMENT "TE_TEST_DATA=${TE_TEST_DATA};TWINEDGE_PLUGIN_DIR=${TE_PLUGIN_BUILD_DIR}")
 endforeach()
+# Branch fusion: fused and unfused deployments bit-identical, fewer calls and bytes where branches share an input.
+add_executable(test_fuse ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_fuse.c)
+target_link_libraries(test_fuse PRIVATE te_harness)
+add_dependencies(test_fuse twinedge-plugin-cpu)
+foreach(m facenet resnet18 squeezenet11 alexnet)
+  set(args "")
+  if(NOT m STREQUAL "alexnet")
+    set(args --expect-fused)
+  endif()
+  add_test(NAME fuse_${m} COMMAND test_fuse ${m} ${args})
+  set_tests_properties(fuse_${m} PROPERTIES FIXTURES_REQUIRED testdata TIMEOUT 900
+    ENVIRONMENT "TE_TEST_DATA=${TE_TEST_DATA};TWINEDGE_PLUGIN_DIR=${TE_PLUGIN_BUILD_DIR}")
+endforeach()
+# every case of the rule (owner/tests/make_owner_models.py: branches): 11 layers, 4 calls, 9 without embedding
+add_test(NAME fuse_branches COMMAND test_fuse branches --expect-fused --calls 4 9)
+set_tests_properties(fuse_branches PROPERTIES FIXTURES_REQUIRED owner_data TIMEOUT 300
+  ENVIRONMENT "TE_TEST_DATA=${TE_TEST_DATA}/owner;TWINEDGE_PLUGIN_DIR=${TE_PLUGIN_BUILD_DIR}")
+
 # Full input sizes (224x224 etc.): the slow suite, `scripts/test.sh -L slow`.
 foreach(m ${TE_ARCH_MODELS})
   add_test(NAME exact_full_${m} COMMAND test_exact ${m})

@@ -709,8 +709,11 @@ static te_status run_slice(const te_node *nd, const te_shape *si, const float *x
     }
     int64_t inner = so->d[r - 1], sin = st[r - 1];
     for (int64_t o = 0; o < total; o += inner) {
-        for (int64_t k = 0; k < inner; k++)
-            y[o + k] = x[off + k * sin];
+        if (sin == 1) /* contiguous rows, e.g. splitting a fused layer's channels */
+            memcpy(y + o, x + off, (size_t)inner * sizeof *y);
+        else
+            for (int64_t k = 0; k < inner; k++)
+                y[o + k] = x[off + k * sin];
         for (int d = r - 2; d >= 0; d--) {
             off += st[d];
             if (++idx[d] < so->d[d])

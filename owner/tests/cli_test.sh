@@ -32,6 +32,17 @@ grep -q "/fc/Gemm" "$WORK/out" || fail "no per-layer table"
 "$BIN" compile "$DATA/torch_cnn.onnx" -o "$WORK/q" --quiet >"$WORK/out2" || fail "quiet compile failed"
 [ ! -s "$WORK/out2" ] || fail "--quiet printed something"
 
+# branch fusion: on by default, --fuse same without embedding, --no-fuse off (owner/fuse.c)
+for f in "4:" "9:--fuse same" "11:--no-fuse"; do
+    # shellcheck disable=SC2086
+    "$BIN" compile "$DATA/branches.onnx" -o "$WORK/fz" --calibration "$DATA/branches.calib.npy" ${f#*:} \
+        >"$WORK/fz.out" || fail "compile ${f#*:}"
+    grep -q "branch fusion: 11 linear layers in ${f%%:*} outsourced calls" "$WORK/fz.out" ||
+        fail "${f#*:}: $(grep 'branch fusion' "$WORK/fz.out")"
+done
+"$BIN" compile "$DATA/branches.onnx" -o "$WORK/fz2" --fuse sometimes 2>"$WORK/err" >/dev/null && fail "--fuse sometimes accepted"
+grep -q "fuse needs none, same or embed" "$WORK/err" || fail "--fuse message: $(cat "$WORK/err")"
+
 "$BIN" provision "$WORK/dep" --device "bad name" -o "$WORK/dev" 2>/dev/null && fail "bad device name accepted"
 "$BIN" provision "$WORK/dep" --device cam-01 -o "$WORK/dev" >/dev/null || fail "provision failed"
 [ -s "$WORK/dev/device.key" ] && [ -s "$WORK/dev/device.bundle" ] || fail "device files missing"

@@ -266,10 +266,58 @@ def broken(out):
         f.write(data[: len(data) * 2 // 3])
 
 
+def branches(out):
+    """Linear layers sharing one input (owner/fuse.c): kernels that embed in a
+    5x5 (1x1, 3x3, 1x3, asymmetric pads), one that does not (dilation 2),
+    a 1x1 beside a 3x3 at stride 2 (ResNet's downsample), two Gemms."""
+    r = np.random.default_rng(77)
+
+    def w(*shape):
+        return (r.standard_normal(shape) * 0.3).astype(np.float32)
+
+    x = w(1, 4, 9, 10) / 0.3
+    # name: out channels, kernel (h, w), pads (t, l, b, r), stride, dilation
+    convs = [("a", 2, (1, 1), (0, 0, 0, 0), 1, 1), ("b", 3, (3, 3), (1, 1, 1, 1), 1, 1),
+             ("b2", 2, (3, 3), (1, 1, 1, 1), 1, 1), ("c", 4, (5, 5), (2, 2, 2, 2), 1, 1),
+             ("d", 3, (3, 3), (2, 2, 2, 2), 1, 2), ("h", 2, (3, 3), (0, 0, 2, 2), 1, 1),
+             ("k", 2, (1, 3), (0, 1, 0, 1), 1, 1), ("f", 3, (3, 3), (1, 1, 1, 1), 2, 1),
+             ("g", 2, (1, 1), (0, 0, 0, 0), 2, 1)]
+    nodes, inits, outs = [], [], {}
+    for name, oc, k, pads, st, dil in convs:
+        wt, bs = w(oc, 4, *k), w(oc)
+        inits += [init("w_" + name, wt), init("b_" + name, bs)]
+        nodes.append(helper.make_node("Conv", ["x", "w_" + name, "b_" + name], ["y_" + name], name="conv_" + name,
+                                      kernel_shape=list(k), pads=[pads[0], pads[1], pads[2], pads[3]],
+                                      strides=[st, st], dilations=[dil, dil]))
+        xp = F.pad(t64(x), (pads[1], pads[3], pads[0], pads[2]))
+        outs[name] = F.conv2d(xp, t64(wt), t64(bs), stride=st, dilation=dil)
+    full, half = ["a", "b", "b2", "c", "d", "h", "k"], ["f", "g"]
+    nodes += [helper.make_node("Concat", ["y_" + n for n in full], ["cat1"], axis=1),
+              helper.make_node("Concat", ["y_" + n for n in half], ["cat2"], axis=1),
+              helper.make_node("Flatten", ["cat1"], ["flat1"], axis=1),
+              helper.make_node("Flatten", ["cat2"], ["flat2"], axis=1),
+              helper.make_node("Concat", ["flat1", "flat2"], ["z0"], axis=1),
+              helper.make_node("Relu", ["z0"], ["z"])]
+    z = F.relu(torch.cat([torch.flatten(torch.cat([outs[n] for n in full], 1), 1),
+                          torch.flatten(torch.cat([outs[n] for n in half], 1), 1)], 1))
+    fcs = []
+    for name, n in (("fc1", 6), ("fc2", 5)):
+        wt, bs = w(n, z.shape[1]) * 0.1, w(n)
+        inits += [init("w_" + name, wt), init("b_" + name, bs)]
+        nodes.append(helper.make_node("Gemm", ["z", "w_" + name, "b_" + name], ["y_" + name], name=name, transB=1))
+        fcs.append(z @ t64(wt).T + t64(bs))
+    nodes.append(helper.make_node("Concat", ["y_fc1", "y_fc2"], ["y"], axis=1))
+    ref = torch.cat(fcs, 1)
+    graph = helper.make_graph(nodes, "branches", [vi("x", [1, 4, 9, 10])], [vi("y", list(ref.shape))], inits)
+    save(out, "branches", graph, x, ref.numpy())
+    np.save(os.path.join(out, "branches.calib.npy"), np.stack([w(1, 4, 9, 10) / 0.3 for _ in range(4)]))
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
-    for fn in (conv_bn, dw_nofold, same_lower, gemm, gemm_ta, matmul, matmul_left, ops11, ops13, torch_cnn, broken):
+    for fn in (conv_bn, dw_nofold, same_lower, gemm, gemm_ta, matmul, matmul_left, ops11, ops13, torch_cnn, broken,
+               branches):
         fn(out)
     with open(os.path.join(out, "stamp"), "w") as f:
         f.write("ok\n")

@@ -41,19 +41,26 @@ static float *load_npy(const char *path, size_t *n)
     return data;
 }
 
-static void setup(te_fixture *f, const char *name, te_tap_fn tap, void *tap_ctx, const char *pa, const char *pb);
+static void setup(te_fixture *f, const char *name, te_tap_fn tap, void *tap_ctx, const char *pa, const char *pb,
+                  const te_owner_options *opt);
 
 void fx_setup(te_fixture *f, const char *name, te_tap_fn tap, void *tap_ctx)
 {
-    setup(f, name, tap, tap_ctx, NULL, NULL);
+    setup(f, name, tap, tap_ctx, NULL, NULL, NULL);
 }
 
 void fx_setup_plugins(te_fixture *f, const char *name, const char *plugin_a, const char *plugin_b)
 {
-    setup(f, name, NULL, NULL, plugin_a, plugin_b);
+    setup(f, name, NULL, NULL, plugin_a, plugin_b, NULL);
 }
 
-static void setup(te_fixture *f, const char *name, te_tap_fn tap, void *tap_ctx, const char *pa, const char *pb)
+void fx_setup_opts(te_fixture *f, const char *name, const te_owner_options *opt)
+{
+    setup(f, name, NULL, NULL, NULL, NULL, opt);
+}
+
+static void setup(te_fixture *f, const char *name, te_tap_fn tap, void *tap_ctx, const char *pa, const char *pb,
+                  const te_owner_options *opt)
 {
     memset(f, 0, sizeof *f);
     te_err err;
@@ -69,7 +76,7 @@ static void setup(te_fixture *f, const char *name, te_tap_fn tap, void *tap_ctx,
     snprintf(in, sizeof in, "%.*s.input.npy", (int)(strlen(onnx) - 5), onnx);
     snprintf(ref, sizeof ref, "%.*s.ref.npy", (int)(strlen(onnx) - 5), onnx);
 
-    must(te_owner_compile(onnx, calib, NULL, f->deploy, &err), &err, "compile");
+    must(te_owner_compile(onnx, calib, opt, f->deploy, &err), &err, "compile");
     char devname[80];
     snprintf(devname, sizeof devname, "dev-%s", name);
     must(te_owner_provision(f->deploy, devname, f->device, &err), &err, "provision");
@@ -129,6 +136,11 @@ double fx_cosine(const float *a, const float *b, size_t n)
 
 te_model *fx_build_model(const char *name)
 {
+    return fx_build_model_opts(name, NULL);
+}
+
+te_model *fx_build_model_opts(const char *name, const te_owner_options *opt_in)
+{
     char onnx[512], calib[512];
     char base[400];
     fx_data(base, sizeof base, name);
@@ -137,6 +149,8 @@ te_model *fx_build_model(const char *name)
     te_owner_options opt;
     memset(&opt, 0, sizeof opt);
     te_owner_options_init(&opt);
+    if (opt_in)
+        opt = *opt_in;
     te_model *m = NULL;
     te_err err;
     must(te_owner_build(onnx, access(calib, R_OK) == 0 ? calib : NULL, &opt, &m, &err), &err, onnx);

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "owner.h"
 #include "te_host.h"
 #include "te_model.h"
 #include "twinedge_device.h"
@@ -34,6 +35,8 @@ const char *fx_data(char *out, size_t cap, const char *file);
 void fx_setup(te_fixture *f, const char *name, te_tap_fn tap, void *tap_ctx);
 /* The same with chosen compute plugins for EdgeA and EdgeB (NULL: cpu). */
 void fx_setup_plugins(te_fixture *f, const char *name, const char *plugin_a, const char *plugin_b);
+/* The same with compile options (NULL: the defaults). */
+void fx_setup_opts(te_fixture *f, const char *name, const te_owner_options *opt);
 void fx_teardown(te_fixture *f);
 
 /* Re-open the device (after its files changed). */
@@ -72,5 +75,7 @@ int fx_host_stop(fx_host *h, int sig);
  * when it exists), as the owner would; free with te_model_free.  Fails the
  * cmocka test on error. */
 te_model *fx_build_model(const char *name);
+/* The same with compile options (NULL: the defaults). */
+te_model *fx_build_model_opts(const char *name, const te_owner_options *opt);
 
 #endif
