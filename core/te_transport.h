@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include "te_error.h"
 
 typedef enum te_party {
@@ -49,6 +50,13 @@ typedef struct te_transport_ops {
      * host open, so an inference is one stream). */
     te_status (*begin)(te_transport *t, te_err *err);
     void (*end)(te_transport *t);
+    /* Optional (NULL: call() to EdgeA, then to EdgeB).  req[p] to party p
+     * for both parties, the two in flight at once; returns once both have
+     * answered or failed.  On TE_OK resp[0] and resp[1] are malloc'd (the
+     * caller frees both); on failure neither is set and *failed names the
+     * party whose call failed (EdgeA's when both did). */
+    te_status (*call_pair)(te_transport *t, const uint8_t *const req[2], const size_t req_len[2], uint8_t *resp[2],
+                           size_t resp_len[2], te_party *failed, te_err *err);
 } te_transport_ops;
 
 struct te_transport {
@@ -60,6 +68,41 @@ static inline te_status te_transport_call(te_transport *t, te_party to, const ui
                                           uint8_t **resp, size_t *resp_len, te_err *err)
 {
     return t->ops->call(t, to, req, req_len, resp, resp_len, err);
+}
+
+/* call_pair's contract with call() to EdgeA, then call() to EdgeB: the
+ * fallback for a transport that cannot have both in flight. */
+static inline te_status te_transport_call_each(te_transport *t, const uint8_t *const req[2], const size_t req_len[2],
+                                               uint8_t *resp[2], size_t resp_len[2], te_party *failed, te_err *err)
+{
+    resp[0] = resp[1] = NULL;
+    resp_len[0] = resp_len[1] = 0;
+    *failed = TE_PARTY_EDGE_A;
+    for (int p = 0; p < 2; p++) {
+        te_status st = t->ops->call(t, (te_party)p, req[p], req_len[p], &resp[p], &resp_len[p], err);
+        if (st != TE_OK) {
+            if (p == 1)
+                free(resp[0]);
+            resp[0] = resp[1] = NULL; /* a failed call() leaves no response */
+            resp_len[0] = resp_len[1] = 0;
+            *failed = (te_party)p;
+            return st;
+        }
+    }
+    return TE_OK;
+}
+
+/* One request to each host (device-mediated mode): both at once where the
+ * transport can, else one after the other.  Contract as call_pair's. */
+static inline te_status te_transport_call_pair(te_transport *t, const uint8_t *const req[2], const size_t req_len[2],
+                                               uint8_t *resp[2], size_t resp_len[2], te_party *failed, te_err *err)
+{
+    resp[0] = resp[1] = NULL;
+    resp_len[0] = resp_len[1] = 0;
+    *failed = TE_PARTY_EDGE_A;
+    if (t->ops->call_pair)
+        return t->ops->call_pair(t, req, req_len, resp, resp_len, failed, err);
+    return te_transport_call_each(t, req, req_len, resp, resp_len, failed, err);
 }
 
 static inline te_status te_transport_begin(te_transport *t, te_err *err)

@@ -214,6 +214,79 @@ static te_status net_call(te_transport *t, te_party to, const uint8_t *req, size
     return TE_OK;
 }
 
+/* EdgeB's half of a pair, on a thread of its own. */
+typedef struct pair_half {
+    net_transport *nt;
+    const uint8_t *req;
+    size_t req_len;
+    uint8_t *resp;
+    size_t resp_len;
+    te_status st;
+    te_err err;
+} pair_half;
+
+static void *pair_half_main(void *arg)
+{
+    pair_half *h = arg;
+    h->st = device_exchange(h->nt, TE_PARTY_EDGE_B, h->req, h->req_len, &h->resp, &h->resp_len, &h->err);
+    return NULL;
+}
+
+/* Device-mediated mode: EdgeB's exchange runs on a second thread while this
+ * one does EdgeA's, so a layer costs one round trip, not two.  The two use
+ * disjoint state (each party's stream, completion queue and replica pick);
+ * only the traffic counters are shared, under the lock. */
+static te_status net_call_pair(te_transport *t, const uint8_t *const req[2], const size_t req_len[2],
+                               uint8_t *resp[2], size_t resp_len[2], te_party *failed, te_err *err)
+{
+    net_transport *nt = t->impl;
+    if (nt->peer_link || !nt->n_ch[TE_PARTY_EDGE_A] || !nt->n_ch[TE_PARTY_EDGE_B]) {
+        /* not a device's link to both hosts: net_call's errors, in order */
+        te_status st = TE_OK;
+        for (int p = 0; p < 2 && st == TE_OK; p++)
+            if ((st = net_call(t, (te_party)p, req[p], req_len[p], &resp[p], &resp_len[p], err)) != TE_OK)
+                *failed = (te_party)p;
+        if (st != TE_OK) {
+            free(resp[0]);
+            resp[0] = resp[1] = NULL;
+            resp_len[0] = resp_len[1] = 0;
+        }
+        return st;
+    }
+    pair_half b = {.nt = nt, .req = req[1], .req_len = req_len[1], .st = TE_OK};
+    pthread_t th;
+    int threaded = pthread_create(&th, NULL, pair_half_main, &b) == 0;
+    te_status sa = device_exchange(nt, TE_PARTY_EDGE_A, req[0], req_len[0], &resp[0], &resp_len[0], err);
+    if (threaded)
+        pthread_join(th, NULL);
+    else
+        pair_half_main(&b); /* no thread to be had: one after the other, still correct */
+    if (nt->traffic) {
+        pthread_mutex_lock(&nt->lock);
+        if (sa == TE_OK)
+            te_traffic_add(nt->traffic, 0, TE_PARTY_EDGE_A, req_len[0], resp_len[0]);
+        if (b.st == TE_OK)
+            te_traffic_add(nt->traffic, 0, TE_PARTY_EDGE_B, req_len[1], b.resp_len);
+        pthread_mutex_unlock(&nt->lock);
+    }
+    if (sa == TE_OK && b.st == TE_OK) {
+        resp[1] = b.resp;
+        resp_len[1] = b.resp_len;
+        return TE_OK;
+    }
+    free(resp[0]);
+    free(b.resp);
+    resp[0] = resp[1] = NULL;
+    resp_len[0] = resp_len[1] = 0;
+    if (sa != TE_OK) {
+        *failed = TE_PARTY_EDGE_A;
+        return sa;
+    }
+    *failed = TE_PARTY_EDGE_B;
+    *err = b.err;
+    return b.st;
+}
+
 static void net_destroy(te_transport *t)
 {
     net_transport *nt = t->impl;
@@ -236,15 +309,36 @@ static te_status net_begin(te_transport *t, te_err *err)
     return TE_OK;
 }
 
+typedef struct closer {
+    net_transport *nt;
+    int party;
+} closer;
+
+static void *closer_main(void *arg)
+{
+    closer *c = arg;
+    close_session(c->nt, c->party);
+    return NULL;
+}
+
 static void net_end(te_transport *t)
 {
     net_transport *nt = t->impl;
+    /* closing waits for the host's status: with both streams open (mediated
+     * mode) the two closes overlap, one round trip instead of two */
+    closer cb = {nt, 1};
+    pthread_t th;
+    int threaded = nt->session[0] && nt->session[1] && pthread_create(&th, NULL, closer_main, &cb) == 0;
     close_session(nt, 0);
-    close_session(nt, 1);
+    if (threaded)
+        pthread_join(th, NULL);
+    else
+        close_session(nt, 1);
     nt->in_session = 0;
 }
 
-static const te_transport_ops net_ops = {.call = net_call, .destroy = net_destroy, .begin = net_begin, .end = net_end};
+static const te_transport_ops net_ops = {.call = net_call, .destroy = net_destroy, .begin = net_begin, .end = net_end,
+                                         .call_pair = net_call_pair};
 
 te_status te_net_transport_new(const te_net_transport_config *cfg, te_transport **out, te_err *err)
 {

@@ -97,6 +97,15 @@ typedef struct twinedge_transport {
      * ended, e.g. to keep one stream per host open for an inference. */
     int (*begin)(void *ctx, char *msg, size_t msg_cap);
     void (*end)(void *ctx);
+    /* Optional (NULL: call() to EdgeA, then call() to EdgeB).  The two
+     * requests of a layer in device-mediated mode, req[0] to EdgeA and
+     * req[1] to EdgeB: send both at once and return once both have
+     * answered, so that a layer costs one round trip instead of two.  Set
+     * resp[0], resp[1] (malloc(); the SDK frees them, also after a failure)
+     * and their lengths, and return as call() does; on failure also set
+     * *failed to the host whose call failed. */
+    int (*call_pair)(void *ctx, const uint8_t *const req[2], const size_t req_len[2], uint8_t *resp[2],
+                     size_t resp_len[2], twinedge_party *failed, char *msg, size_t msg_cap);
 } twinedge_transport;
 
 /* Route dev's requests through t (copied; t->ctx must outlive dev's use of

@@ -249,10 +249,35 @@ static void app_end(te_transport *t)
         a->end(a->ctx);
 }
 
+static te_status app_call_pair(te_transport *t, const uint8_t *const req[2], const size_t req_len[2],
+                               uint8_t *resp[2], size_t resp_len[2], te_party *failed, te_err *err)
+{
+    const twinedge_transport *a = t->impl;
+    if (!a->call_pair)
+        return te_transport_call_each(t, req, req_len, resp, resp_len, failed, err);
+    char msg[TE_ERR_MSG_MAX] = "";
+    twinedge_party fp = TWINEDGE_EDGE_A;
+    int rc = a->call_pair(a->ctx, req, req_len, resp, resp_len, &fp, msg, sizeof msg);
+    int a_bad = !resp[0] && resp_len[0], b_bad = !resp[1] && resp_len[1];
+    if (rc == TWINEDGE_OK && !a_bad && !b_bad)
+        return TE_OK;
+    size_t lost = a_bad ? resp_len[0] : resp_len[1];
+    free(resp[0]);
+    free(resp[1]);
+    resp[0] = resp[1] = NULL;
+    resp_len[0] = resp_len[1] = 0;
+    if (rc != TWINEDGE_OK) {
+        *failed = fp == TWINEDGE_EDGE_B ? TE_PARTY_EDGE_B : TE_PARTY_EDGE_A;
+        return app_status(rc, msg, "transport", err);
+    }
+    *failed = a_bad ? TE_PARTY_EDGE_A : TE_PARTY_EDGE_B;
+    return te_errf(err, TE_ETRANSPORT, "transport: the app's call_pair() returned %zu bytes but no buffer", lost);
+}
+
 static void app_destroy(te_transport *t) { (void)t; /* the app owns its channel */ }
 
 static const te_transport_ops app_ops = {.call = app_call, .destroy = app_destroy, .begin = app_begin,
-                                         .end = app_end};
+                                         .end = app_end, .call_pair = app_call_pair};
 
 int twinedge_set_transport(twinedge_device *dev, const twinedge_transport *t)
 {
@@ -324,17 +349,34 @@ static te_status call_host_raw(twinedge_device *dev, te_party to, const uint8_t 
     return st;
 }
 
-/* One round trip; returns the unpacked response data (n elements, width l). */
-static te_status call_host(twinedge_device *dev, te_party to, Twinedge__LayerRequest *q, size_t n, unsigned l,
-                           uint64_t *out, te_err *err)
+/* Device-mediated mode: the masked input (already serialized, buf) to EdgeA
+ * and the request q without data to EdgeB, both in flight at once (one round
+ * trip; te_transport_call_pair falls back to one after the other); returns
+ * EdgeA's W.A in ya and EdgeB's W.M in share (n elements, width l each). */
+static te_status call_both(twinedge_device *dev, const uint8_t *buf, size_t len, Twinedge__LayerRequest *q, size_t n,
+                           unsigned l, uint64_t *ya, uint64_t *share, te_err *err)
 {
-    size_t len = twinedge__layer_request__get_packed_size(q);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf)
+    size_t blen = twinedge__layer_request__get_packed_size(q);
+    uint8_t *bbuf = malloc(blen ? blen : 1);
+    if (!bbuf)
         return te_errf(err, TE_ENOMEM, "out of memory");
-    twinedge__layer_request__pack(q, buf);
-    te_status st = call_host_raw(dev, to, buf, len, q->layer, n, l, out, err);
-    free(buf);
+    twinedge__layer_request__pack(q, bbuf);
+    const uint8_t *const req[2] = {buf, bbuf};
+    const size_t req_len[2] = {len, blen};
+    uint8_t *resp[2] = {NULL, NULL};
+    size_t resp_len[2] = {0, 0};
+    te_party failed = TE_PARTY_EDGE_A;
+    te_status st = te_transport_call_pair(dev->transport, req, req_len, resp, resp_len, &failed, err);
+    free(bbuf);
+    if (st != TE_OK)
+        return te_err_wrap(err, "%s", failed == TE_PARTY_EDGE_A ? "EdgeA" : "EdgeB");
+    dev->report.bytes_up += len + blen;
+    dev->report.bytes_down += resp_len[0] + resp_len[1];
+    st = te_wire_read_response(resp[0], resp_len[0], "EdgeA", q->layer, n, l, ya, err);
+    if (st == TE_OK)
+        st = te_wire_read_response(resp[1], resp_len[1], "EdgeB", q->layer, n, l, share, err);
+    free(resp[0]);
+    free(resp[1]);
     return st;
 }
 
@@ -405,16 +447,17 @@ static te_status private_linear(void *ctx, const te_model *m, int layer, const f
             dev->failed_layer = layer;
         return st;
     }
-    if ((st = call_host_raw(dev, TE_PARTY_EDGE_A, dev->req_buf, len, q.layer, n_out, l, dev->yr, err)) != TE_OK)
-        return st;
     if (dev->mode == TWINEDGE_RELAY) {
+        if ((st = call_host_raw(dev, TE_PARTY_EDGE_A, dev->req_buf, len, q.layer, n_out, l, dev->yr, err)) != TE_OK)
+            return st;
         /* EdgeA returned W.A - (W.M + Z) = W.x - Z: add Z, check, decode */
         if ((st = te_prf_stream_open(&ps, dev->session_key, dev->t, (uint32_t)layer, TE_PRF_OUT, err)) != TE_OK)
             return st;
         st = te_layer_finish(L, l, dev->yr, &ps, NULL, dev->rhs, plan.max_abs_x, y, err);
         te_prf_stream_close(&ps);
     } else {
-        if ((st = call_host(dev, TE_PARTY_EDGE_B, &q, n_out, l, dev->share, err)) != TE_OK)
+        /* W.A from EdgeA, W.M from EdgeB: W.x = W.A - W.M */
+        if ((st = call_both(dev, dev->req_buf, len, &q, n_out, l, dev->yr, dev->share, err)) != TE_OK)
             return st;
         st = te_layer_finish(L, l, dev->yr, NULL, dev->share, dev->rhs, plan.max_abs_x, y, err);
     }

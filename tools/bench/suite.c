@@ -191,11 +191,39 @@ typedef struct bench_link {
     size_t sample_len;
 } bench_link;
 
+/* What the link keeps of a request on its way out: EdgeB's requests while
+ * recording for the LEP baseline, one EdgeA request for the Brotli figure. */
+static void link_note(bench_link *b, te_party to, const uint8_t *req, size_t req_len)
+{
+    int li = b->cur_layer;
+    if (b->lep_record && to == TE_PARTY_EDGE_B && li >= 0 && li < b->n_layers && !b->tmpl[li]) {
+        if ((b->tmpl[li] = malloc(req_len ? req_len : 1)) != NULL) {
+            memcpy(b->tmpl[li], req, req_len);
+            b->tmpl_len[li] = req_len;
+        }
+    }
+    if (to == TE_PARTY_EDGE_A && !b->sample && req_len > 0 && (b->sample = malloc(req_len)) != NULL) {
+        memcpy(b->sample, req, req_len);
+        b->sample_len = req_len;
+    }
+}
+
+/* One exchange's bytes on the device link, in total and for the layer. */
+static void link_count(bench_link *b, size_t req_len, size_t resp_len)
+{
+    int li = b->cur_layer;
+    b->up += req_len;
+    b->down += resp_len;
+    if (li >= 0 && li < b->n_layers) {
+        b->layer_up[li] += req_len;
+        b->layer_down[li] += resp_len;
+    }
+}
+
 static te_status link_call(te_transport *t, te_party to, const uint8_t *req, size_t req_len, uint8_t **resp,
                            size_t *resp_len, te_err *err)
 {
     bench_link *b = t->impl;
-    int li = b->cur_layer;
     if (b->lep_serve && to == TE_PARTY_EDGE_B) {
         /* Online phase of the LEP baseline: W.M comes from the device's store. */
         Twinedge__LayerRequest *q = twinedge__layer_request__unpack(NULL, req_len, req);
@@ -214,24 +242,27 @@ static te_status link_call(te_transport *t, te_party to, const uint8_t *req, siz
         twinedge__layer_request__free_unpacked(q, NULL);
         return st;
     }
-    if (b->lep_record && to == TE_PARTY_EDGE_B && li >= 0 && li < b->n_layers && !b->tmpl[li]) {
-        if ((b->tmpl[li] = malloc(req_len ? req_len : 1)) != NULL) {
-            memcpy(b->tmpl[li], req, req_len);
-            b->tmpl_len[li] = req_len;
-        }
-    }
-    if (to == TE_PARTY_EDGE_A && !b->sample && req_len > 0 && (b->sample = malloc(req_len)) != NULL) {
-        memcpy(b->sample, req, req_len);
-        b->sample_len = req_len;
-    }
+    link_note(b, to, req, req_len);
     te_status st = te_transport_call(b->inner, to, req, req_len, resp, resp_len, err);
+    if (st == TE_OK)
+        link_count(b, req_len, *resp_len);
+    return st;
+}
+
+/* Device-mediated mode's two requests of a layer, at once when the inner
+ * transport can (the LEP baseline answers EdgeB from its store instead). */
+static te_status link_call_pair(te_transport *t, const uint8_t *const req[2], const size_t req_len[2],
+                                uint8_t *resp[2], size_t resp_len[2], te_party *failed, te_err *err)
+{
+    bench_link *b = t->impl;
+    if (b->lep_serve)
+        return te_transport_call_each(t, req, req_len, resp, resp_len, failed, err);
+    link_note(b, TE_PARTY_EDGE_A, req[0], req_len[0]);
+    link_note(b, TE_PARTY_EDGE_B, req[1], req_len[1]);
+    te_status st = te_transport_call_pair(b->inner, req, req_len, resp, resp_len, failed, err);
     if (st == TE_OK) {
-        b->up += req_len;
-        b->down += *resp_len;
-        if (li >= 0 && li < b->n_layers) {
-            b->layer_up[li] += req_len;
-            b->layer_down[li] += *resp_len;
-        }
+        link_count(b, req_len[0], resp_len[0]);
+        link_count(b, req_len[1], resp_len[1]);
     }
     return st;
 }
@@ -248,7 +279,7 @@ static void link_end(te_transport *t)
     te_transport_end(b->inner);
 }
 
-static const te_transport_ops link_ops = {link_call, NULL, link_begin, link_end};
+static const te_transport_ops link_ops = {link_call, NULL, link_begin, link_end, link_call_pair};
 
 static void lep_clear(bench_link *b)
 {
