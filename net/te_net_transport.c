@@ -2,6 +2,7 @@
 #include "te_net_transport.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,9 @@ typedef struct net_transport {
     /* by te_party, one channel per replica; pick: the device's replica */
     te_net_channel *ch[2][TE_NET_MAX_REPLICAS];
     int n_ch[2], pick[2];
+    uint64_t pick_key[2];        /* the request key pick[] was chosen for (EdgeB) */
+    int no_affinity;             /* TE_NET_NO_AFFINITY=1: round robin, the negative control */
+    atomic_uint next_rr;         /* the peer link's round robin (no_affinity) */
     int timeout_ms;
     int peer_link;
     te_traffic *traffic;
@@ -151,6 +155,18 @@ static te_status device_exchange(net_transport *nt, te_party to, const uint8_t *
         te_net_stream *one = NULL;
         te_net_stream **s = nt->in_session ? &nt->session[to] : &one;
         te_status st = TE_OK;
+        if (!*s && nt->n_ch[to] > 1) {
+            /* A new stream's replica: EdgeA's stays the one chosen from the
+             * certificate; EdgeB's is the one EdgeA's peer link picks for
+             * this device session (same key, same list order), so the
+             * shares EdgeB precomputed for the session are found in either
+             * mode.  TE_NET_NO_AFFINITY: the next replica each time. */
+            uint64_t k = to == TE_PARTY_EDGE_B ? request_affinity(req, req_len) : nt->pick_key[to];
+            if (nt->no_affinity)
+                nt->pick[to] = (nt->pick[to] + 1) % nt->n_ch[to];
+            else if (k != nt->pick_key[to])
+                nt->pick[to] = (int)((nt->pick_key[to] = k) % (uint64_t)nt->n_ch[to]);
+        }
         /* A replica that cannot be reached when a stream opens (nothing has
          * been sent on it yet) is left for the next one, which the device
          * then keeps. */
@@ -199,7 +215,8 @@ static te_status net_call(te_transport *t, te_party to, const uint8_t *req, size
         if (to != TE_PARTY_EDGE_B)
             return te_errf(err, TE_ETRANSPORT, "EdgeA's peer link reaches EdgeB only");
         /* te_net_unary sends a call refused unserved again itself */
-        int r = nt->n_ch[to] > 1 ? (int)(request_affinity(req, req_len) % (uint64_t)nt->n_ch[to]) : 0;
+        uint64_t k = nt->no_affinity ? atomic_fetch_add(&nt->next_rr, 1u) : request_affinity(req, req_len);
+        int r = nt->n_ch[to] > 1 ? (int)(k % (uint64_t)nt->n_ch[to]) : 0;
         st = te_net_unary(nt->ch[to][r], TE_SVC_MASK_SHARE, req, req_len, resp, resp_len, nt->timeout_ms, err);
     } else {
         st = device_exchange(nt, to, req, req_len, resp, resp_len, err);
@@ -351,8 +368,11 @@ te_status te_net_transport_new(const te_net_transport_config *cfg, te_transport 
         return te_errf(err, TE_ENOMEM, "out of memory");
     }
     pthread_mutex_init(&nt->lock, NULL);
+    atomic_init(&nt->next_rr, 0u);
     nt->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 30000;
     nt->peer_link = cfg->peer_link;
+    const char *no_aff = getenv("TE_NET_NO_AFFINITY");
+    nt->no_affinity = no_aff && strcmp(no_aff, "1") == 0;
     nt->traffic = cfg->traffic;
     t->ops = &net_ops;
     t->impl = nt;

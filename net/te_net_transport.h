@@ -4,9 +4,10 @@
  * and end), one LayerRequest/LayerResponse exchange per layer; the
  * channels, one TLS connection per host, are kept.  Peer link (EdgeA ->
  * EdgeB): each call is a MaskShare call.  A target "ipv4:A,B,..." names
- * replicas: one channel each; the device keeps one replica per role (from
- * its certificate), EdgeA picks EdgeB's from the request's device and
- * session (host/daemon/README.md, Replicas).  Calls a host refused unserved
+ * replicas: one channel each; a device session keeps one replica per role
+ * (EdgeA's from the certificate; EdgeB's from the request's device and
+ * session, as EdgeA's peer link picks it: host/daemon/README.md,
+ * Replicas; TE_NET_NO_AFFINITY=1 makes it round robin, for tests).  Calls a host refused unserved
  * (overload) are sent again, the same bytes, within the deadline.  Bytes are counted exactly as the in-process
  * transport counts them: the serialized message sizes. */
 #ifndef TE_NET_TRANSPORT_H

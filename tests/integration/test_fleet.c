@@ -20,6 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -352,6 +355,7 @@ typedef struct replica_device {
     const float *input;
     size_t n_in;
     char msg[600];
+    int mixed; /* 1: relay and mediated in turn, from `mode` */
 } replica_device;
 
 static void *replica_device_main(void *arg)
@@ -369,7 +373,9 @@ static void *replica_device_main(void *arg)
         snprintf(d->msg, sizeof d->msg, "connect: %s", twinedge_net_errmsg(net));
     } else {
         for (int k = 0; k < d->inferences; k++) {
-            if (twinedge_infer(dev, d->mode, d->input, d->n_in, y, d->f->n_out) != TWINEDGE_OK) {
+            twinedge_mode m = d->mixed && k % 2 ? (d->mode == TWINEDGE_RELAY ? TWINEDGE_MEDIATED : TWINEDGE_RELAY)
+                                                 : d->mode;
+            if (twinedge_infer(dev, m, d->input, d->n_in, y, d->f->n_out) != TWINEDGE_OK) {
                 snprintf(d->msg, sizeof d->msg, "%s", twinedge_errmsg(dev));
                 break;
             }
@@ -390,6 +396,50 @@ static int device_calls(const fleet *f, char role, const char *tag, int i)
     return log_count(f, role, tag, what);
 }
 
+/* R + R replicas behind "ipv4:H:P,H:P" targets (*target_a, *target_b),
+ * EdgeA's peer naming every EdgeB replica; logs DIR/host-ROLE<prefix><r>.log.
+ * The deployment on every replica, and devices 0..n_devices-1 registered
+ * with every EdgeB replica. */
+enum { R = 2 };
+static void replicas_start(fleet *f, const char *prefix, const char *const *extra_a, const char *const *extra_b,
+                           fx_host a[R], fx_host b[R], char *target_a, char *target_b, size_t cap, int n_devices)
+{
+    char tag[16];
+    snprintf(target_a, cap, "ipv4:");
+    snprintf(target_b, cap, "ipv4:");
+    for (int r = 0; r < R; r++) {
+        snprintf(tag, sizeof tag, "%s%d", prefix, r);
+        fx_host_start(&b[r], TE_HOST_BIN, f->dir, f->deploy, 'b', tag, 0, NULL, extra_b);
+        snprintf(target_b + strlen(target_b), cap - strlen(target_b), "%s%s", b[r].addr, r + 1 < R ? "," : "");
+    }
+    for (int r = 0; r < R; r++) {
+        snprintf(tag, sizeof tag, "%s%d", prefix, r);
+        fx_host_start(&a[r], TE_HOST_BIN, f->dir, f->deploy, 'a', tag, 0, target_b, extra_a);
+        snprintf(target_a + strlen(target_a), cap - strlen(target_a), "%s%s", a[r].addr, r + 1 < R ? "," : "");
+    }
+    te_err err;
+    char od[400];
+    snprintf(od, sizeof od, "%s/owner", f->deploy);
+    for (int r = 0; r < R; r++) {
+        must(te_owner_deploy(f->deploy, a[r].addr, b[r].addr, &err), &err, "deploy");
+        for (int i = 0; i < n_devices; i++) {
+            char dd[400], key[500];
+            device_dir(f, i, dd, sizeof dd);
+            snprintf(key, sizeof key, "%s/device.key", dd);
+            must(te_owner_register_device(od, b[r].addr, key, 10000, &err), &err, "register");
+        }
+    }
+}
+
+static void replicas_stop(fx_host a[R], fx_host b[R])
+{
+    for (int r = 0; r < R; r++) {
+        int sa = fx_host_stop(&a[r], SIGTERM), sb = fx_host_stop(&b[r], SIGTERM);
+        assert_true(WIFEXITED(sa) && WEXITSTATUS(sa) == 0);
+        assert_true(WIFEXITED(sb) && WEXITSTATUS(sb) == 0);
+    }
+}
+
 /* 2 + 2 replicas behind "ipv4:H:P,H:P" targets, EdgeA's peer naming both
  * EdgeB replicas, precompute on: 16 devices, 4 inferences each on one
  * handle (one session), relay and mediated.  Every result is exact; each
@@ -398,35 +448,13 @@ static int device_calls(const fleet *f, char role, const char *tag, int i)
 static void test_replica_affinity(void **state)
 {
     fleet *f = *state;
-    enum { R = 2, D = 16, K = 4 };
+    enum { D = 16, K = 4 };
     fx_host a[R], b[R];
     /* every call logged (debug): the logs say which replica served whom */
     const char *pre[] = {"--precompute-mb", "16", "--log-level", "debug", NULL}, *dbg[] = {"--log-level", "debug", NULL};
-    char tag[16], target_a[200] = "ipv4:", target_b[200] = "ipv4:";
-    for (int r = 0; r < R; r++) {
-        snprintf(tag, sizeof tag, "-r%d", r);
-        fx_host_start(&b[r], TE_HOST_BIN, f->dir, f->deploy, 'b', tag, 0, NULL, pre);
-        strcat(target_b, b[r].addr);
-        strcat(target_b, r + 1 < R ? "," : "");
-    }
-    for (int r = 0; r < R; r++) {
-        snprintf(tag, sizeof tag, "-r%d", r);
-        fx_host_start(&a[r], TE_HOST_BIN, f->dir, f->deploy, 'a', tag, 0, target_b, dbg);
-        strcat(target_a, a[r].addr);
-        strcat(target_a, r + 1 < R ? "," : "");
-    }
+    char tag[16], target_a[200], target_b[200];
+    replicas_start(f, "-r", dbg, pre, a, b, target_a, target_b, sizeof target_a, D);
     te_err err;
-    char od[400];
-    snprintf(od, sizeof od, "%s/owner", f->deploy);
-    for (int r = 0; r < R; r++) {
-        must(te_owner_deploy(f->deploy, a[r].addr, b[r].addr, &err), &err, "deploy");
-        for (int i = 0; i < D; i++) {
-            char dd[400], key[500];
-            device_dir(f, i, dd, sizeof dd);
-            snprintf(key, sizeof key, "%s/device.key", dd);
-            must(te_owner_register_device(od, b[r].addr, key, 10000, &err), &err, "register");
-        }
-    }
     te_shape s;
     float *in = NULL;
     must(te_npy_read(f->input, &s, &in, &err), &err, "input");
@@ -434,16 +462,12 @@ static void test_replica_affinity(void **state)
     pthread_t th[D];
     for (int i = 0; i < D; i++) {
         devs[i] = (replica_device){f, i, K, 0, i % 2 ? TWINEDGE_MEDIATED : TWINEDGE_RELAY, target_a, target_b, in,
-                                   (size_t)te_shape_numel(&s), ""};
+                                   (size_t)te_shape_numel(&s), "", 0};
         assert_int_equal(pthread_create(&th[i], NULL, replica_device_main, &devs[i]), 0);
     }
     for (int i = 0; i < D; i++)
         pthread_join(th[i], NULL);
-    for (int r = 0; r < R; r++) {
-        int sa = fx_host_stop(&a[r], SIGTERM), sb = fx_host_stop(&b[r], SIGTERM);
-        assert_true(WIFEXITED(sa) && WEXITSTATUS(sa) == 0);
-        assert_true(WIFEXITED(sb) && WEXITSTATUS(sb) == 0);
-    }
+    replicas_stop(a, b);
     free(in);
     int used_a[R] = {0}, used_b[R] = {0};
     for (int i = 0; i < D; i++) {
@@ -473,6 +497,206 @@ static void test_replica_affinity(void **state)
                   used_b[0], used_b[1]);
     /* 16 devices: all on one replica with probability 2^-15 */
     assert_true(used_a[0] > 0 && used_a[1] > 0);
+}
+
+/* A host's metrics port, from its log ("metrics on ... (port N)"). */
+static int metrics_port(const fleet *f, char role, const char *tag)
+{
+    char path[600], line[2048];
+    snprintf(path, sizeof path, "%s/host-%c%s.log", f->dir, role, tag);
+    FILE *lf = fopen(path, "r");
+    int port = 0;
+    while (lf && fgets(line, sizeof line, lf)) {
+        const char *p = strstr(line, "metrics on http://");
+        if (p && (p = strstr(p, "(port ")))
+            port = atoi(p + 6);
+    }
+    if (lf)
+        fclose(lf);
+    if (port <= 0)
+        fail_msg("no metrics port in %s", path);
+    return port;
+}
+
+/* One unlabelled counter of the metrics served on 127.0.0.1:port. */
+static unsigned long long metric(int port, const char *name)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    const char *get = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    assert_int_equal(write(fd, get, strlen(get)), (ssize_t)strlen(get));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    assert_non_null(buf);
+    for (ssize_t r; (r = read(fd, buf + n, cap - n)) > 0;) {
+        n += (size_t)r;
+        if (n == cap) {
+            char *nb = realloc(buf, 2 * cap + 1);
+            assert_non_null(nb);
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    close(fd);
+    buf[n] = '\0';
+    char want[128];
+    snprintf(want, sizeof want, "\n%s ", name);
+    const char *p = strstr(buf, want);
+    unsigned long long v = p ? strtoull(p + strlen(want), NULL, 10) : 0;
+    free(buf);
+    if (!p)
+        fail_msg("no %s in the metrics on port %d", name, port);
+    return v;
+}
+
+/* What one device's session did, seen from the hosts: its Infer calls per
+ * EdgeA replica (the logs), and per EdgeB replica the mask shares served
+ * from precompute and on demand (EdgeB's counters over the device's turn;
+ * the devices take turns, so the counters are the device's alone). */
+typedef struct session_seen {
+    int calls_a[R];
+    unsigned long long hits[R], misses[R];
+} session_seen;
+
+enum { SEEN_DEVICES = 6, SEEN_INFERENCES = 4 };
+
+/* 2 + 2 replicas, precompute on EdgeB, SEEN_DEVICES devices one after the
+ * other, each SEEN_INFERENCES inferences on one handle (one session):
+ * relay, mediated, or both in turn. */
+static void replica_sessions(fleet *f, const char *prefix, session_seen seen[SEEN_DEVICES])
+{
+    fx_host a[R], b[R];
+    const char *dbg[] = {"--log-level", "debug", NULL},
+               *pre[] = {"--precompute-mb", "16", "--metrics-listen", "127.0.0.1:0", NULL};
+    char tag[16], target_a[200], target_b[200];
+    replicas_start(f, prefix, dbg, pre, a, b, target_a, target_b, sizeof target_a, SEEN_DEVICES);
+    int port[R];
+    for (int r = 0; r < R; r++) {
+        snprintf(tag, sizeof tag, "%s%d", prefix, r);
+        port[r] = metrics_port(f, 'b', tag);
+    }
+    te_shape s;
+    float *in = NULL;
+    te_err err;
+    must(te_npy_read(f->input, &s, &in, &err), &err, "input");
+    for (int i = 0; i < SEEN_DEVICES; i++) {
+        unsigned long long h0[R], m0[R];
+        for (int r = 0; r < R; r++) {
+            h0[r] = metric(port[r], "twinedge_precompute_hits_total");
+            m0[r] = metric(port[r], "twinedge_precompute_misses_total");
+        }
+        replica_device d = {f, i, SEEN_INFERENCES, 0, i % 2 ? TWINEDGE_MEDIATED : TWINEDGE_RELAY, target_a,
+                            target_b, in, (size_t)te_shape_numel(&s), "", i % 3 == 2};
+        replica_device_main(&d);
+        if (d.ok != SEEN_INFERENCES) {
+            replicas_stop(a, b);
+            fail_msg("device %d: %d of %d exact: %s", i, d.ok, SEEN_INFERENCES, d.msg);
+        }
+        for (int r = 0; r < R; r++) {
+            seen[i].hits[r] = metric(port[r], "twinedge_precompute_hits_total") - h0[r];
+            seen[i].misses[r] = metric(port[r], "twinedge_precompute_misses_total") - m0[r];
+        }
+    }
+    free(in);
+    replicas_stop(a, b);
+    for (int i = 0; i < SEEN_DEVICES; i++) {
+        for (int r = 0; r < R; r++) {
+            snprintf(tag, sizeof tag, "%s%d", prefix, r);
+            seen[i].calls_a[r] = device_calls(f, 'a', tag, i);
+        }
+        print_message("device %d (%s): Infer calls on EdgeA replicas %d, %d; EdgeB replicas' shares "
+                      "precomputed/on demand %llu/%llu, %llu/%llu\n",
+                      i, i % 3 == 2 ? "relay and mediated in turn" : i % 2 ? "mediated" : "relay",
+                      seen[i].calls_a[0], seen[i].calls_a[1], seen[i].hits[0], seen[i].misses[0], seen[i].hits[1],
+                      seen[i].misses[1]);
+    }
+}
+
+/* Replicas used by one session: EdgeA (calls_a), EdgeB (shares served). */
+static int replicas_used(const session_seen *v, char role)
+{
+    int n = 0;
+    for (int r = 0; r < R; r++)
+        n += role == 'a' ? v->calls_a[r] > 0 : v->hits[r] + v->misses[r] > 0;
+    return n;
+}
+
+/* Of the shares after the sessions' first inferences (v[0..n-1]), the
+ * part precomputed. */
+static double hit_rate_after_first(const session_seen *v, int n)
+{
+    unsigned long long hits = 0, after_first = 0;
+    for (int i = 0; i < n; i++) {
+        unsigned long long all = 0;
+        for (int r = 0; r < R; r++) {
+            hits += v[i].hits[r];
+            all += v[i].hits[r] + v[i].misses[r];
+        }
+        after_first += all - all / SEEN_INFERENCES;
+    }
+    return after_first ? (double)hits / (double)after_first : 0.0;
+}
+
+/* A session's precompute rate that replica affinity keeps above and round
+ * robin below: with 2 replicas, round robin finds at most the shares of the
+ * layers sent where the previous inference ended (about half), and a
+ * session kept on one replica misses only when its job has not started
+ * (the precompute thread still busy with the device before). */
+#define KEPT_RATE 0.75
+
+/* Each device session keeps one EdgeA and one EdgeB replica (relay: EdgeA's
+ * MaskShare calls; mediated: the device's own; both in turn on one
+ * handle), so every share after the first inference was precomputed on
+ * the replica that serves it. */
+static void test_replica_sessions_keep_replicas(void **state)
+{
+    unsetenv("TE_NET_NO_AFFINITY");
+    session_seen seen[SEEN_DEVICES];
+    memset(seen, 0, sizeof seen);
+    replica_sessions(*state, "-s", seen);
+    int used_b[R] = {0};
+    double all = hit_rate_after_first(seen, SEEN_DEVICES);
+    for (int i = 0; i < SEEN_DEVICES; i++)
+        for (int r = 0; r < R; r++)
+            used_b[r] += seen[i].hits[r] + seen[i].misses[r] > 0;
+    print_message("device sessions per EdgeB replica: %d, %d; shares after the first inference precomputed: "
+                  "%.1f%%\n",
+                  used_b[0], used_b[1], 100.0 * all);
+    for (int i = 0; i < SEEN_DEVICES; i++) {
+        assert_int_equal(replicas_used(&seen[i], 'a'), 1);
+        assert_int_equal(replicas_used(&seen[i], 'b'), 1);
+        assert_true(hit_rate_after_first(&seen[i], 1) >= KEPT_RATE);
+    }
+    assert_true(all >= 0.9); /* nearly every share after the first inference */
+}
+
+/* Negative control: TE_NET_NO_AFFINITY=1 (devices and EdgeA's peer link
+ * go round robin) and the same run sees sessions on both replicas of a
+ * role and shares computed on demand after the first inference: the
+ * checks above catch a transport without affinity. */
+static void test_replica_sessions_round_robin(void **state)
+{
+    setenv("TE_NET_NO_AFFINITY", "1", 1);
+    session_seen seen[SEEN_DEVICES];
+    memset(seen, 0, sizeof seen);
+    replica_sessions(*state, "-n", seen);
+    unsetenv("TE_NET_NO_AFFINITY");
+    int split_a = 0, split_b = 0, low = 0;
+    for (int i = 0; i < SEEN_DEVICES; i++) {
+        split_a += replicas_used(&seen[i], 'a') > 1;
+        split_b += replicas_used(&seen[i], 'b') > 1;
+        low += hit_rate_after_first(&seen[i], 1) < KEPT_RATE;
+    }
+    print_message("round robin: sessions on both EdgeA replicas %d, on both EdgeB replicas %d, precompute "
+                  "below %.0f%% %d (of %d); shares after the first inference precomputed: %.1f%%\n",
+                  split_a, split_b, 100.0 * KEPT_RATE, low, SEEN_DEVICES,
+                  100.0 * hit_rate_after_first(seen, SEEN_DEVICES));
+    assert_int_equal(split_a, SEEN_DEVICES);
+    assert_int_equal(split_b, SEEN_DEVICES);
+    assert_int_equal(low, SEEN_DEVICES);
 }
 
 /* Open streams hold no thread: 32 Infer streams on EdgeA, more than its 8
@@ -550,6 +774,8 @@ int main(void)
         cmocka_unit_test(test_idle_streams_hold_no_thread),
         cmocka_unit_test(test_overload_refused_and_retried),
         cmocka_unit_test(test_replica_affinity),
+        cmocka_unit_test(test_replica_sessions_keep_replicas),
+        cmocka_unit_test(test_replica_sessions_round_robin),
     };
     const char *only = getenv("TE_FLEET_ONLY");
     if (only && *only)
