@@ -74,6 +74,11 @@ te_attack_test(attack_negctl_retry 300 attack attack_integrity.sh retry 2
 te_attack_test(attack_negctl_lattice 300 attack attack_integrity.sh lattice 2 ${TE_ATTACK_INFER}
                --expect accepted --shared-r)
 
+# The faults on a model with fused branches (owner/fuse.c: SqueezeNet's expand
+# 1x1 and 3x3 run as one layer; 8 of its 18 layers are fused), random layers.
+te_attack_test(attack_faults_fused 600 attack attack_integrity.sh faults 2 ${TE_ATTACK_INFER} --fused 3)
+set_property(TEST attack_faults_fused APPEND PROPERTY ENVIRONMENT "TE_ATTACK_MODEL=squeezenet11")
+
 te_attack_test(attack_masks 300 attack attack_masks.sh ${TE_ATTACK_INFER})
 # The masks' negative control needs the old hosts too: today's refuse a
 # (session, counter, layer) they have served (host/replay.h), so a repeated

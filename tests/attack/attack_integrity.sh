@@ -12,7 +12,7 @@
 #                  device's device.bundle, added to the last layer
 #         faults   flip, zero, random, plus1, swap in turn, on a random layer
 # TRIALS  per role and mode (faults: per fault, role and mode).  The inputs
-#         alternate between lenet5.input.npy plus noise and the same times
+#         alternate between MODEL.input.npy plus noise and the same times
 #         1000 (far beyond calibration: an honest device must go to a 64-bit
 #         ring, where +p fits).
 # INFER   the twinedge-infer under test.
@@ -25,15 +25,19 @@
 #         inference returns a wrong output.
 # --shared-r: the victim's bundle gets the other device's r and s (the old
 #         per-deployment integrity keys): the lattice attack's negative control.
+# --fused N: at least N attacks must be rejected at fused layers (owner/fuse.c
+#         names them 'a+b+...'), for models with fused branches.
+# MODEL: TE_ATTACK_MODEL (lib.sh), default lenet5.
 source "$(dirname "$0")/lib.sh"
 
 ATTACK=$1 TRIALS=$2 INFER=$3
 shift 3
-EXPECT=rejected SHARED_R=0
+EXPECT=rejected SHARED_R=0 MIN_FUSED=0 FUSED_REJ=0
 while [ $# -gt 0 ]; do
   case $1 in
     --expect) EXPECT=$2; shift 2 ;;
     --shared-r) SHARED_R=1; shift ;;
+    --fused) MIN_FUSED=$2; shift 2 ;;
     *) fail "unknown argument $1" ;;
   esac
 done
@@ -69,7 +73,7 @@ LAST=$((NL - 1))
 echo "layers: $NL, calibrated rings: ${RINGS[*]}, attacked: ${NAMES[LAST]} unless random"
 
 # Four inputs: base + noise and 1000x that, twice; their honest outputs.
-$PY - "$TE_TEST_DATA/lenet5.input.npy" "$WORK" <<'PY' || fail "making the inputs"
+$PY - "$TE_TEST_DATA/$ATT_MODEL.input.npy" "$WORK" <<'PY' || fail "making the inputs"
 import sys, numpy as np
 x = np.load(sys.argv[1]).astype(np.float32)
 rng = np.random.default_rng(1)
@@ -130,6 +134,7 @@ for role in a b; do
         elif [ ! -e "$WORK/out.npy" ] && grep -qF -- "${NAMES[layer]}" "$WORK/infer.err"; then
           verdict="rejected (exit $RC: $(head -c 200 "$WORK/infer.err" | tr '\n' ' '))"
           REJ[$c]=$((REJ[$c] + 1))
+          case ${NAMES[layer]} in *+*) FUSED_REJ=$((FUSED_REJ + 1)) ;; esac
         else
           verdict="FAILED WRONGLY (exit $RC, output file $([ -e "$WORK/out.npy" ] && echo present || echo absent)):"
           verdict="$verdict $(tr '\n' ' ' <"$WORK/infer.err")"
@@ -175,7 +180,8 @@ done
 att_connect_note
 case $ATTACK in addp | retry) steered=" (steered to the attacker's class: $steered)" ;; *) steered="" ;; esac
 echo "wrong results accepted: $total_wrong$steered;" \
-  "attacked layer asked for again in the same inference (a retry): $total_retry; attacked at 62+ bits: $total_wide"
+  "attacked layer asked for again in the same inference (a retry): $total_retry; attacked at 62+ bits: $total_wide;" \
+  "rejected at fused layers: $FUSED_REJ"
 
 if [ "$EXPECT" = accepted ]; then
   [ -z "$combos_without_wrong" ] || fail "negative control: the attack did not get a wrong result accepted in:$combos_without_wrong"
@@ -185,6 +191,7 @@ else
   [ "$total_wrong" = 0 ] || err="$err $total_wrong wrong result(s) accepted;"
   [ "$total_bad" = 0 ] || err="$err $total_bad failure(s) without naming the layer or with an output file;"
   [ "$total_retry" = 0 ] || err="$err $total_retry inference(s) retried the attacked layer;"
+  [ "$FUSED_REJ" -ge "$MIN_FUSED" ] || err="$err only $FUSED_REJ attack(s) rejected at fused layers (want $MIN_FUSED);"
   if [ "$ATTACK" = addp ] || [ "$ATTACK" = retry ]; then
     [ "$total_wide" -gt 0 ] || err="$err the attacked layer never ran at 62+ bits (the +p case was not exercised);"
   fi

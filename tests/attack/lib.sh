@@ -22,7 +22,11 @@ att_cleanup() {
 trap att_cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-# Compile lenet5 into $WORK/dep and start EdgeB, then EdgeA (relay peer: B),
+# The model under attack: TE_ATTACK_MODEL (default lenet5; a model with fused
+# branches, owner/fuse.c, runs the same attacks on fused layers).
+ATT_MODEL=${TE_ATTACK_MODEL:-lenet5}
+
+# Compile ATT_MODEL into $WORK/dep and start EdgeB, then EdgeA (relay peer: B),
 # deploy to both.  Sets EDGE_A, EDGE_B.  ATT_HOST_ARGS: more twinedge-host flags;
 # ATT_HOST_ARGS_A / ATT_HOST_ARGS_B: more for one role only (words).
 # ATT_PLUGIN: a plugin (path) the hosts load instead of the evil plugin, for
@@ -38,8 +42,8 @@ att_start() {
 
 # att_start without the deployment: compile, start EdgeB then EdgeA.
 att_start_hosts() {
-  "$TE_OWNER" compile "$TE_TEST_DATA/lenet5.onnx" -o "$WORK/dep" --calibration "$TE_TEST_DATA/lenet5.calib.npy" \
-    --quiet >/dev/null || fail "twinedge-owner compile"
+  "$TE_OWNER" compile "$TE_TEST_DATA/$ATT_MODEL.onnx" -o "$WORK/dep" \
+    --calibration "$TE_TEST_DATA/$ATT_MODEL.calib.npy" --quiet >/dev/null || fail "twinedge-owner compile"
   local role
   for role in b a; do att_start_host $role; done
 }
