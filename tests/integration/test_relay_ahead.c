@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -170,10 +171,18 @@ static void start_pair(world *w, const char *ahead_kb)
     w->metrics_port = read_metrics_port(w);
 }
 
+/* Both hosts (those still running) exit cleanly on SIGTERM: EdgeA's fetch
+ * thread stopped, nothing leaked (status 0 under the sanitizers too). */
 static void stop_pair(world *w)
 {
-    fx_host_stop(&w->a, SIGTERM);
-    fx_host_stop(&w->b, SIGTERM);
+    fx_host *h[2] = {&w->a, &w->b};
+    for (int i = 0; i < 2; i++) {
+        if (h[i]->pid <= 0)
+            continue;
+        int status = fx_host_stop(h[i], SIGTERM);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            fail_msg("Edge%c did not exit cleanly (status 0x%x; see its log in %s)", i ? 'B' : 'A', status, w->dir);
+    }
 }
 
 typedef struct device {
@@ -467,7 +476,9 @@ static void test_entry_only_to_its_device_once(void **state)
 /* A failed test leaves no host behind. */
 static int stop_hosts(void **state)
 {
-    stop_pair(*state);
+    world *w = *state;
+    fx_host_stop(&w->a, SIGKILL);
+    fx_host_stop(&w->b, SIGKILL);
     return 0;
 }
 
