@@ -34,6 +34,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "bench.h"
 #include "linkemu.h"
 #include "owner.h"
@@ -46,6 +48,7 @@
 #include "te_net.h"
 #include "te_net_transport.h"
 #include "te_plugin.h"
+#include "te_prf.h"
 #include "te_ring.h"
 #include "te_wire.h"
 #include "twinedge_device.h"
@@ -117,6 +120,11 @@ typedef struct model_fig {
     uint64_t storage_local, storage_plain, storage_private, storage_lep_per_req;
     uint64_t edge_bundle_bytes, edge_bundle_raw;
     uint64_t blinded_bytes, blinded_brotli, plainact_bytes, plainact_brotli;
+    /* The device's floor for the relay inference, measured in this run
+     * (device_floor): CPU seconds, medians over the repetitions. */
+    int floor_measured;
+    double floor_prf_s, floor_tls_s, floor_nonlinear_s;
+    uint64_t floor_prf_bytes, floor_tls_bytes;
 } model_fig;
 
 static void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -1029,6 +1037,156 @@ static te_status link_run(const suite_opts *o, const te_model *m, model_fig *F, 
     return st;
 }
 
+/* ---- the device's floor ------------------------------------------------------- */
+
+/* The least CPU work a private inference can ask of the device: generate
+ * its PRF bytes, encrypt and decrypt its link bytes under TLS, and run its
+ * non-linear layers.  Everything else the device does (encoding, packing,
+ * the checks, gRPC) is overhead over this floor. */
+
+/* The layers' outputs from one plaintext inference, copied in place of
+ * each linear layer, so the non-linear layers see the values they see in a
+ * real inference (the copies are counted with them). */
+typedef struct replay_ctx {
+    blas_ctx *bc;
+    float **y;                 /* [n_layers]: recorded outputs */
+    int record;
+} replay_ctx;
+
+static size_t layer_out_len(const te_layer *L)
+{
+    int64_t batch = L->geom.batch < 1 ? 1 : L->geom.batch;
+    return (size_t)(batch * te_geom_out_len(&L->geom));
+}
+
+static te_status replay_linear(void *vctx, const te_model *m, int layer, const float *x, float *y, te_err *err)
+{
+    replay_ctx *rc = vctx;
+    size_t n = layer_out_len(&m->layers[layer]);
+    if (!rc->record) {
+        if (!rc->y[layer])
+            return te_errf(err, TE_EINVAL, "floor: layer %d was not recorded", layer);
+        memcpy(y, rc->y[layer], n * sizeof *y);
+        return TE_OK;
+    }
+    te_status st = blas_linear(rc->bc, m, layer, x, y, err);
+    if (st != TE_OK)
+        return st;
+    free(rc->y[layer]);
+    if (!(rc->y[layer] = malloc(n ? n * sizeof *y : 1)))
+        return te_errf(err, TE_ENOMEM, "out of memory");
+    memcpy(rc->y[layer], y, n * sizeof *y);
+    return TE_OK;
+}
+
+/* The PRF words a relay inference draws: per layer, the mask M over its
+ * input and Z over its output, 8 bytes per element (te_prf.h). */
+static te_status floor_prf(const te_model *m, uint64_t t, uint64_t *bytes, te_err *err)
+{
+    uint8_t key[TE_KEY_BYTES];
+    uint64_t buf[1024];
+    te_status st = te_random_bytes(key, sizeof key, err);
+    *bytes = 0;
+    for (int i = 0; i < m->n_layers && st == TE_OK; i++) {
+        const te_linear_geom *g = &m->layers[i].geom;
+        int64_t batch = g->batch < 1 ? 1 : g->batch;
+        const size_t n[2] = {(size_t)(batch * te_geom_in_len(g)), (size_t)(batch * te_geom_out_len(g))};
+        const te_prf_purpose what[2] = {TE_PRF_MASK, TE_PRF_OUT};
+        for (int k = 0; k < 2 && st == TE_OK; k++) {
+            te_prf_stream ps;
+            if ((st = te_prf_stream_open(&ps, key, t, (uint32_t)i, what[k], err)) != TE_OK)
+                break;
+            for (size_t done = 0; done < n[k] && st == TE_OK; done += 1024)
+                st = te_prf_stream_read(&ps, buf, n[k] - done < 1024 ? n[k] - done : 1024, err);
+            te_prf_stream_close(&ps);
+            *bytes += 8 * (uint64_t)n[k];
+        }
+    }
+    return st;
+}
+
+/* TLS 1.3's record layer over `up` bytes sent and `down` received:
+ * AES-256-GCM (the suite OpenSSL prefers) in records of 2^14 bytes, each
+ * with its own nonce and tag; received records are authenticated and
+ * decrypted. */
+#define TLS_RECORD 16384
+static te_status floor_tls(uint64_t up, uint64_t down, te_err *err)
+{
+    static uint8_t pt[TLS_RECORD], ct[TLS_RECORD + 16], out[TLS_RECORD];
+    uint8_t key[32], base[12], iv[12], tag[16];
+    te_status st = te_random_bytes(key, sizeof key, err);
+    if (st == TE_OK)
+        st = te_random_bytes(base, sizeof base, err);
+    memcpy(iv, base, sizeof iv);
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    if (st == TE_OK && !c)
+        st = te_errf(err, TE_ENOMEM, "out of memory");
+    int len = 0;
+    for (uint64_t left = up, seq = 0; st == TE_OK && left > 0; seq++) {
+        int n = left < TLS_RECORD ? (int)left : TLS_RECORD;
+        for (int b = 0; b < 8; b++) /* per-record nonce: the sequence number XORed in, as TLS 1.3 does */
+            iv[11 - b] = base[11 - b] ^ (uint8_t)(seq >> (8 * b));
+        if (EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, iv) != 1 ||
+            EVP_EncryptUpdate(c, ct, &len, pt, n) != 1 || EVP_EncryptFinal_ex(c, ct + len, &len) != 1 ||
+            EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, tag) != 1)
+            st = te_errf(err, TE_EIO, "floor: AES-256-GCM encryption failed");
+        left -= (uint64_t)n;
+    }
+    /* one full record and its tag, decrypted again for every record received */
+    if (st == TE_OK && down > 0 &&
+        (EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, iv) != 1 ||
+         EVP_EncryptUpdate(c, ct, &len, pt, TLS_RECORD) != 1 || EVP_EncryptFinal_ex(c, ct + len, &len) != 1 ||
+         EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, tag) != 1))
+        st = te_errf(err, TE_EIO, "floor: AES-256-GCM encryption failed");
+    for (uint64_t left = down; st == TE_OK && left > 0;) {
+        int n = left < TLS_RECORD ? (int)left : TLS_RECORD;
+        int ok = EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, iv) == 1 &&
+                 EVP_DecryptUpdate(c, out, &len, ct, n) == 1 &&
+                 EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, tag) == 1;
+        /* a partial record's tag does not match the full one's: only full
+         * records are authenticated (the work is the same) */
+        if (!ok || (n == TLS_RECORD && EVP_DecryptFinal_ex(c, out + len, &len) != 1))
+            st = te_errf(err, TE_EIO, "floor: AES-256-GCM decryption failed");
+        left -= (uint64_t)n;
+    }
+    EVP_CIPHER_CTX_free(c);
+    return st;
+}
+
+/* The floor of the relay inference measured over loopback (F->loop[M_RELAY]
+ * gives the link bytes); rc has each linear layer's output recorded. */
+static te_status measure_floor(const suite_opts *o, const te_model *m, te_exec *ex, replay_ctx *rc, const float *x,
+                               size_t n_in, model_fig *F, te_err *err)
+{
+    const mode_fig *R = &F->loop[M_RELAY];
+    if (!R->measured)
+        return TE_OK;
+    double tp[S_MAX_REPS], tt[S_MAX_REPS], tn[S_MAX_REPS];
+    te_status st = TE_OK;
+    rc->record = 0;
+    for (int r = -1; r < o->reps && st == TE_OK; r++) {
+        double c0 = te_clock_s(CLOCK_THREAD_CPUTIME_ID);
+        st = floor_prf(m, (uint64_t)(r + 1), &F->floor_prf_bytes, err);
+        double c1 = te_clock_s(CLOCK_THREAD_CPUTIME_ID);
+        if (st == TE_OK)
+            st = floor_tls(R->up, R->down, err);
+        double c2 = te_clock_s(CLOCK_THREAD_CPUTIME_ID);
+        if (st == TE_OK)
+            st = te_exec_run(ex, x, n_in, replay_linear, rc, err);
+        double c3 = te_clock_s(CLOCK_THREAD_CPUTIME_ID);
+        if (r >= 0)
+            tp[r] = c1 - c0, tt[r] = c2 - c1, tn[r] = c3 - c2;
+    }
+    if (st != TE_OK)
+        return te_err_wrap(err, "the device's floor");
+    F->floor_prf_s = median(tp, o->reps);
+    F->floor_tls_s = median(tt, o->reps);
+    F->floor_nonlinear_s = median(tn, o->reps);
+    F->floor_tls_bytes = R->up + R->down;
+    F->floor_measured = 1;
+    return TE_OK;
+}
+
 static te_status run_model(const suite_opts *o, const char *name, model_fig *F, te_err *err)
 {
     memset(F, 0, sizeof *F);
@@ -1038,6 +1196,7 @@ static te_status run_model(const suite_opts *o, const char *name, model_fig *F, 
     te_exec *ex = NULL;
     float *x = NULL, *ref = NULL;
     blas_ctx bc = {NULL, 0};
+    replay_ctx rc = {&bc, NULL, 1};
     char work[4096], deploy[4200];
     const char *tmp = getenv("TMPDIR");
     snprintf(work, sizeof work, "%s/twinedge-bench-XXXXXX", tmp && *tmp ? tmp : "/tmp");
@@ -1052,7 +1211,8 @@ static te_status run_model(const suite_opts *o, const char *name, model_fig *F, 
     F->n_layers = m->n_layers;
     F->ring_bits = calloc((size_t)m->n_layers + 1, sizeof *F->ring_bits);
     F->layer_names = calloc((size_t)m->n_layers + 1, sizeof *F->layer_names);
-    if (!F->ring_bits || !F->layer_names) {
+    rc.y = calloc((size_t)m->n_layers + 1, sizeof *rc.y);
+    if (!F->ring_bits || !F->layer_names || !rc.y) {
         st = te_errf(err, TE_ENOMEM, "out of memory");
         goto out;
     }
@@ -1091,7 +1251,8 @@ static te_status run_model(const suite_opts *o, const char *name, model_fig *F, 
     double tc[S_MAX_REPS], tw[S_MAX_REPS];
     for (int r = -1; r < o->reps && st == TE_OK; r++) {
         double c0 = te_clock_s(CLOCK_THREAD_CPUTIME_ID), w0 = te_clock_s(CLOCK_MONOTONIC);
-        st = te_exec_run(ex, x, n_in, blas_linear, &bc, err);
+        /* the untimed first run also records the layers' outputs for the floor */
+        st = r < 0 ? te_exec_run(ex, x, n_in, replay_linear, &rc, err) : te_exec_run(ex, x, n_in, blas_linear, &bc, err);
         if (r >= 0) {
             tc[r] = te_clock_s(CLOCK_THREAD_CPUTIME_ID) - c0;
             tw[r] = te_clock_s(CLOCK_MONOTONIC) - w0;
@@ -1141,6 +1302,9 @@ static te_status run_model(const suite_opts *o, const char *name, model_fig *F, 
 
     if ((st = link_run(o, m, F, work, deploy, NULL, x, n_in, ref, n_out, err)) != TE_OK)
         goto out;
+    progress("%s: the device's floor (PRF, TLS records, non-linear layers; %d repetitions)", name, o->reps);
+    if ((st = measure_floor(o, m, ex, &rc, x, n_in, F, err)) != TE_OK)
+        goto out;
     if (o->netem) {
         wlink w;
         wlink_up(o, &w);
@@ -1154,6 +1318,9 @@ static te_status run_model(const suite_opts *o, const char *name, model_fig *F, 
 out:
     if (st != TE_OK)
         te_err_wrap(err, "%s", name);
+    for (int i = 0; rc.y && m && i < m->n_layers; i++)
+        free(rc.y[i]);
+    free(rc.y);
     te_exec_free(ex);
     te_model_free(m);
     free(bc.col);
@@ -1168,7 +1335,7 @@ out:
 
 typedef struct ratios {
     double kernel_worst, device_cpu, latency, bytes, tput, wifi_latency, speedup_local, speedup_local_wifi,
-        energy_saving, energy_saving_wifi, device_cpu_mediated;
+        energy_saving, energy_saving_wifi, device_cpu_mediated, device_floor, latency_lep;
 } ratios;
 
 static double div0(double a, double b) { return b > 0 ? a / b : 0; }
@@ -1186,7 +1353,10 @@ static ratios model_ratios(const model_fig *F)
     r.kernel_worst = F->n_k ? F->k_worst : NAN;
     r.device_cpu = ratio_of(L[M_RELAY].measured, L[M_RELAY].device_cpu_s, F->local_cpu_s);
     r.device_cpu_mediated = ratio_of(L[M_MEDIATED].measured, L[M_MEDIATED].device_cpu_s, F->local_cpu_s);
+    r.device_floor = ratio_of(L[M_RELAY].measured && F->floor_measured, L[M_RELAY].device_cpu_s,
+                              F->floor_prf_s + F->floor_tls_s + F->floor_nonlinear_s);
     r.latency = ratio_of(plain, L[M_RELAY].wall_s, L[M_PLAIN].wall_s);
+    r.latency_lep = ratio_of(L[M_RELAY].measured && L[M_LEP].measured, L[M_RELAY].wall_s, L[M_LEP].wall_s);
     r.bytes = ratio_of(plain, (double)(L[M_RELAY].up + L[M_RELAY].down), (double)(L[M_PLAIN].up + L[M_PLAIN].down));
     r.tput = ratio_of(F->tput[0].measured && F->tput[1].measured, F->tput[1].per_s, F->tput[0].per_s);
     r.wifi_latency = ratio_of(wplain, W[M_RELAY].wall_s, W[M_PLAIN].wall_s);
@@ -1290,6 +1460,14 @@ static int write_json(const suite_opts *o, const char *path, const model_fig *F,
                    ", \"relay\": %" PRIu64 ", \"mediated\": %" PRIu64 ", \"lep\": %" PRIu64 "},\n",
                 M->storage_local, M->storage_plain, M->storage_private, M->storage_private,
                 M->storage_plain + 1000 * M->storage_lep_per_req);
+        fprintf(f, "      \"device_floor\": ");
+        if (M->floor_measured)
+            fprintf(f, "{\"prf_s\": %.6f, \"tls_s\": %.6f, \"nonlinear_s\": %.6f, \"total_s\": %.6f, "
+                       "\"prf_bytes\": %" PRIu64 ", \"tls_bytes\": %" PRIu64 ", \"tls_cipher\": \"AES-256-GCM\"},\n",
+                    M->floor_prf_s, M->floor_tls_s, M->floor_nonlinear_s,
+                    M->floor_prf_s + M->floor_tls_s + M->floor_nonlinear_s, M->floor_prf_bytes, M->floor_tls_bytes);
+        else
+            fprintf(f, "null,\n");
         int pm = M->loop[M_PLAIN].measured && M->plainact_bytes > 0;
         fprintf(f, "      \"brotli\": {\"blinded_request_bytes\": %" PRIu64 ", \"blinded_request_brotli\": %" PRIu64
                    ", \"plain_request_bytes\": ", M->blinded_bytes, M->blinded_brotli);
@@ -1344,7 +1522,9 @@ static int write_json(const suite_opts *o, const char *path, const model_fig *F,
             {"edge_layer_secure_over_plain_max", "%.4f", r.kernel_worst},
             {"device_cpu_private_over_local", "%.6f", r.device_cpu},
             {"device_cpu_mediated_over_local", "%.6f", r.device_cpu_mediated},
+            {"device_cpu_over_floor", "%.4f", r.device_floor},
             {"latency_relay_over_plain_outsourcing", "%.4f", r.latency},
+            {"latency_relay_over_lep", "%.4f", r.latency_lep},
             {"bytes_relay_over_plain_outsourcing", "%.4f", r.bytes},
             {"throughput_private_over_plain", "%.4f", r.tput},
             {"wireless_latency_relay_over_plain_outsourcing", "%.4f", r.wifi_latency},
@@ -1566,8 +1746,12 @@ static int write_report(const suite_opts *o, const char *dir, const model_fig *F
                 M->n_k ? (long long)M->k[M->k_worst_i].batch : 0LL, FR(r.kernel_worst, "%.2fx"), met(r.kernel_worst, 1.5, 1));
         fprintf(f, "| %s | device CPU, private (relay) / local plaintext | %s | <= 0.01 | %s |\n", M->name,
                 FR(r.device_cpu, "%.4f"), met(r.device_cpu, 0.01, 1));
+        fprintf(f, "| %s | device CPU, private (relay) / the device's floor (PRF + TLS + non-linear layers) | %s | "
+                   "<= 1.5x | %s |\n", M->name, FR(r.device_floor, "%.2fx"), met(r.device_floor, 1.5, 1));
         fprintf(f, "| %s | latency, relay / plaintext outsourcing, loopback | %s | <= 1.3x | %s |\n", M->name,
                 FR(r.latency, "%.2fx"), met(r.latency, 1.3, 1));
+        fprintf(f, "| %s | latency, relay / LEP-CNN, loopback | %s | <= 1.05x | %s |\n", M->name,
+                FR(r.latency_lep, "%.2fx"), met(r.latency_lep, 1.05, 1));
         fprintf(f, "| %s | device link bytes, relay / plaintext float32 outsourcing | %s | <= 1.0x | %s |\n",
                 M->name, FR(r.bytes, "%.3fx"), met(r.bytes, 1.0, 1));
         fprintf(f, "| %s | throughput, %d devices, private (relay) / plaintext outsourcing | %s | >= 0.5x | %s |\n",
@@ -1593,6 +1777,13 @@ static int write_report(const suite_opts *o, const char *dir, const model_fig *F
                 M->loop[M_PLAIN].cosine);
         fprintf(f, "### One inference, loopback\n\n");
         md_modes(f, M, M->loop);
+        if (M->floor_measured)
+            fprintf(f, "The device's floor for the relay inference: %.1f ms = PRF %.1f ms (%.1f MiB) + TLS "
+                       "records %.1f ms (AES-256-GCM over %.1f MiB) + non-linear layers %.1f ms; device CPU / "
+                       "floor %s.\n\n",
+                    (M->floor_prf_s + M->floor_tls_s + M->floor_nonlinear_s) * 1e3, M->floor_prf_s * 1e3,
+                    M->floor_prf_bytes / 1048576.0, M->floor_tls_s * 1e3, M->floor_tls_bytes / 1048576.0,
+                    M->floor_nonlinear_s * 1e3, FR(model_ratios(M).device_floor, "%.2fx"));
         fprintf(f, "### One inference, emulated wireless link\n\n");
         if (M->wifi_done) {
             fprintf(f, "Link: %s.\n\n", M->wifi_note);
@@ -1893,10 +2084,12 @@ int bench_suite_main(int argc, char **argv)
         }
         n = i + 1;
         ratios r = model_ratios(&F[i]);
-        progress("%s done (%.0f s so far): worst layer %s, device CPU %s of local, relay latency %s and "
-                 "bytes %s of plaintext outsourcing, throughput %s",
+        progress("%s done (%.0f s so far): worst layer %s, device CPU %s of local and %s of its floor, relay "
+                 "latency %s of plaintext outsourcing and %s of LEP-CNN, bytes %s of plaintext outsourcing, "
+                 "throughput %s",
                  o.models[i], te_clock_s(CLOCK_MONOTONIC) - t0, FR(r.kernel_worst, "%.2fx"), FR(r.device_cpu, "%.4f"),
-                 FR(r.latency, "%.2fx"), FR(r.bytes, "%.3fx"), FR(r.tput, "%.3fx"));
+                 FR(r.device_floor, "%.2fx"), FR(r.latency, "%.2fx"), FR(r.latency_lep, "%.2fx"), FR(r.bytes, "%.3fx"),
+                 FR(r.tput, "%.3fx"));
     }
     if (rc == 0) {
         char note[512] = "";

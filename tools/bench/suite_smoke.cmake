@@ -20,7 +20,8 @@ if(jerr)
   message(FATAL_ERROR "bench.json: no machine.cpu: ${jerr}")
 endif()
 foreach(key edge_layer_secure_over_plain_max device_cpu_private_over_local latency_relay_over_plain_outsourcing
-            bytes_relay_over_plain_outsourcing throughput_private_over_plain)
+            bytes_relay_over_plain_outsourcing throughput_private_over_plain device_cpu_over_floor
+            latency_relay_over_lep)
   string(JSON v ERROR_VARIABLE jerr GET "${json}" models alexnet ratios ${key})
   if(jerr OR NOT v GREATER 0)
     message(FATAL_ERROR "bench.json: models.alexnet.ratios.${key} is not a positive number ('${v}') ${jerr}")
@@ -35,6 +36,13 @@ foreach(link loopback wireless)
       endif()
     endforeach()
   endforeach()
+endforeach()
+# the device's floor, each part measured
+foreach(key prf_s tls_s nonlinear_s total_s prf_bytes tls_bytes)
+  string(JSON v ERROR_VARIABLE jerr GET "${json}" models alexnet device_floor ${key})
+  if(jerr OR NOT v GREATER 0)
+    message(FATAL_ERROR "bench.json: models.alexnet.device_floor.${key} not positive ('${v}') ${jerr}")
+  endif()
 endforeach()
 # online, the LEP baseline talks to EdgeA only and EdgeB is never asked
 string(JSON v GET "${json}" models alexnet loopback lep edge_b_bytes_out)
