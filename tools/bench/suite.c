@@ -959,10 +959,11 @@ static te_status link_run(const suite_opts *o, const te_model *m, model_fig *F, 
     snprintf(pre, sizeof pre, "%d", o->precompute_mb);
     if (mkdir(hwork, 0700) != 0 && errno != EEXIST)
         return te_errf(err, TE_EIO, "cannot create %s: %s", hwork, strerror(errno));
-    const char *extra[] = {"--workers", "160", "--batch-window-us", window, "--precompute-mb", pre,
-                           "--allow-plaintext", "1", "--plugin-config", threads, NULL};
+    /* relay: EdgeA fetches the next request's W.M + Z ahead (1 GiB cap) */
+    const char *extra[] = {"--relay-ahead-kb", "1048576", "--workers", "160", "--batch-window-us", window,
+                           "--precompute-mb", pre, "--allow-plaintext", "1", "--plugin-config", threads, NULL};
     if (strcmp(o->plugin, "cpu") != 0)
-        extra[8] = NULL; /* threads=N is the CPU plugin's key */
+        extra[10] = NULL; /* threads=N is the CPU plugin's key */
     int in_ns = w && w->netem;
     te_hostpair_opts ho = {o->plugin, in_ns ? w->ns : NULL, in_ns ? "10.213.0.2" : NULL, extra};
     te_hostpair hp;
