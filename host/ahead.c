@@ -82,9 +82,9 @@ static void entry_drop(te_host *h, ahead_entry **link, int evicted)
 
 void host_ahead_forget(te_host *h, const char *deployment)
 {
-    if (!h->ahead_ready)
+    if (!h->ahead_w.ready)
         return;
-    pthread_mutex_lock(&h->ahead_mu);
+    pthread_mutex_lock(&h->ahead_w.mu);
     h->ahead_gen++; /* jobs and fetches of the old layers are dropped */
     for (ahead_entry **p = &h->ahead_entries; *p;) {
         if (strcmp((*p)->k.deployment, deployment) != 0) {
@@ -106,21 +106,21 @@ void host_ahead_forget(te_host *h, const char *deployment)
             p = &(*p)->next;
         }
     }
-    pthread_mutex_unlock(&h->ahead_mu);
+    pthread_mutex_unlock(&h->ahead_w.mu);
 }
 
 void host_ahead_set_peer(te_host *h, te_transport *peer)
 {
-    if (!h->ahead_ready) {
+    if (!h->ahead_w.ready) {
         h->peer = peer;
         return;
     }
     /* the caller may free the old transport once this returns */
-    pthread_mutex_lock(&h->ahead_mu);
+    pthread_mutex_lock(&h->ahead_w.mu);
     while (h->ahead_calling)
-        pthread_cond_wait(&h->ahead_change, &h->ahead_mu);
+        pthread_cond_wait(&h->ahead_w.change, &h->ahead_w.mu);
     h->peer = peer;
-    pthread_mutex_unlock(&h->ahead_mu);
+    pthread_mutex_unlock(&h->ahead_w.mu);
 }
 
 /* serve(), role A relay, after the replay guard: this layer's W.M + Z from
@@ -129,10 +129,10 @@ void host_ahead_set_peer(te_host *h, te_transport *peer)
  * itself) or one at another width. */
 uint64_t *host_ahead_take(te_host *h, const Twinedge__LayerRequest *q, unsigned l, size_t out_n)
 {
-    if (!h->ahead_ready || q->batch != 1 || !q->device_id || q->session.len != TE_SESSION_BYTES)
+    if (!h->ahead_w.ready || q->batch != 1 || !q->device_id || q->session.len != TE_SESSION_BYTES)
         return NULL;
     uint64_t *wmz = NULL;
-    pthread_mutex_lock(&h->ahead_mu);
+    pthread_mutex_lock(&h->ahead_w.mu);
     for (;;) {
         ahead_entry **p = &h->ahead_entries;
         while (*p && ((*p)->stale || (*p)->counter != q->counter || (*p)->layer != q->layer ||
@@ -142,7 +142,7 @@ uint64_t *host_ahead_take(te_host *h, const Twinedge__LayerRequest *q, unsigned 
             break;
         ahead_entry *e = *p;
         if (e->state == AHEAD_FETCHING) {
-            pthread_cond_wait(&h->ahead_change, &h->ahead_mu);
+            pthread_cond_wait(&h->ahead_w.change, &h->ahead_w.mu);
             continue; /* look again: it may be gone */
         }
         if (e->state == AHEAD_READY && e->l == l && e->out_n == out_n && e->gen == h->ahead_gen) {
@@ -152,7 +152,7 @@ uint64_t *host_ahead_take(te_host *h, const Twinedge__LayerRequest *q, unsigned 
         entry_drop(h, p, 0);
         break;
     }
-    pthread_mutex_unlock(&h->ahead_mu);
+    pthread_mutex_unlock(&h->ahead_w.mu);
     atomic_fetch_add_explicit(wmz ? &h->ahead_hits : &h->ahead_misses, 1, memory_order_relaxed);
     return wmz;
 }
@@ -190,18 +190,18 @@ static void schedule(te_host *h, const ahead_seen *s)
         tail = &(*tail)->next;
     *tail = j;
     h->ahead_n_jobs++;
-    pthread_cond_signal(&h->ahead_work);
+    pthread_cond_signal(&h->ahead_w.work);
 }
 
 /* After a relay request served: remember its layer's width, and after the
  * deployment's last layer fetch counter + 1. */
 void host_ahead_note(te_host *h, const Twinedge__LayerRequest *q, unsigned l, int n_layers)
 {
-    if (!h->ahead_ready || n_layers <= 0 || q->layer >= (uint32_t)n_layers || !q->device_id ||
+    if (!h->ahead_w.ready || n_layers <= 0 || q->layer >= (uint32_t)n_layers || !q->device_id ||
         q->session.len != TE_SESSION_BYTES)
         return;
-    pthread_mutex_lock(&h->ahead_mu);
-    if (h->ahead_stop)
+    pthread_mutex_lock(&h->ahead_w.mu);
+    if (h->ahead_w.stop)
         goto out;
     ahead_seen **p = &h->ahead_seen, *s;
     while (*p && !key_is(&(*p)->k, q->deployment_id, q->device_id, q->session.data))
@@ -244,11 +244,11 @@ void host_ahead_note(te_host *h, const Twinedge__LayerRequest *q, unsigned l, in
     if (q->layer == (uint32_t)n_layers - 1 && q->counter != UINT64_MAX && h->peer)
         schedule(h, s);
 out:
-    pthread_mutex_unlock(&h->ahead_mu);
+    pthread_mutex_unlock(&h->ahead_w.mu);
 }
 
 /* One layer's W.M + Z from EdgeB, asked as EdgeA's relay request is, marked
- * `ahead`; called without ahead_mu, with ahead_calling set. */
+ * `ahead`; called without ahead_w.mu, with ahead_calling set. */
 static te_status fetch(te_transport *peer, const ahead_job *j, uint32_t layer, unsigned l, size_t out_n,
                        uint64_t *wmz, te_err *err)
 {
@@ -320,8 +320,8 @@ static void run_job(te_host *h, ahead_job *j)
         total += (uint64_t)outs[i] * sizeof(uint64_t);
     }
     char msg[256] = "";
-    pthread_mutex_lock(&h->ahead_mu);
-    int go = !h->ahead_stop && j->gen == h->ahead_gen;
+    pthread_mutex_lock(&h->ahead_w.mu);
+    int go = !h->ahead_w.stop && j->gen == h->ahead_gen;
     if (go && !make_room(h, total)) {
         go = 0;
         if (!h->ahead_logged_skip) {
@@ -356,7 +356,7 @@ static void run_job(te_host *h, ahead_job *j)
         *tail = en;
         tail = &en->next;
     }
-    pthread_mutex_unlock(&h->ahead_mu);
+    pthread_mutex_unlock(&h->ahead_w.mu);
     free(outs);
     if (msg[0])
         host_logf(h, TE_LOG_WARN, "%s", msg);
@@ -364,18 +364,18 @@ static void run_job(te_host *h, ahead_job *j)
     for (int i = 0; go && i < j->n_layers; i++) {
         if (!j->widths[i])
             continue;
-        pthread_mutex_lock(&h->ahead_mu);
+        pthread_mutex_lock(&h->ahead_w.mu);
         ahead_entry *en = h->ahead_entries;
         while (en && (en->state != AHEAD_QUEUED || en->stale || en->counter != j->counter ||
                       en->layer != (uint32_t)i || !key_eq(&en->k, &j->k)))
             en = en->next;
         te_transport *peer = h->peer;
-        int stop = h->ahead_stop || j->gen != h->ahead_gen || !peer;
+        int stop = h->ahead_w.stop || j->gen != h->ahead_gen || !peer;
         if (en && !stop) {
             en->state = AHEAD_FETCHING;
             h->ahead_calling = 1;
         }
-        pthread_mutex_unlock(&h->ahead_mu);
+        pthread_mutex_unlock(&h->ahead_w.mu);
         if (stop)
             break;
         if (!en)
@@ -387,7 +387,7 @@ static void run_job(te_host *h, ahead_job *j)
         te_status st = wmz ? fetch(peer, j, (uint32_t)i, en->l, en->out_n, wmz, &e)
                            : te_errf(&e, TE_ENOMEM, "out of memory");
 
-        pthread_mutex_lock(&h->ahead_mu);
+        pthread_mutex_lock(&h->ahead_w.mu);
         h->ahead_calling = 0;
         char fail[TE_ERR_MSG_MAX + 160] = "";
         if (st != TE_OK && !h->ahead_logged_fail) {
@@ -406,79 +406,56 @@ static void run_job(te_host *h, ahead_job *j)
             en->wmz = wmz;
             en->state = AHEAD_READY;
         }
-        pthread_cond_broadcast(&h->ahead_change);
-        pthread_mutex_unlock(&h->ahead_mu);
+        pthread_cond_broadcast(&h->ahead_w.change);
+        pthread_mutex_unlock(&h->ahead_w.mu);
         if (fail[0])
             host_logf(h, TE_LOG_WARN, "%s", fail);
         if (st != TE_OK)
             break; /* EdgeB unreachable: the rest would fail alike */
     }
     /* entries this job reserved and will not fetch */
-    pthread_mutex_lock(&h->ahead_mu);
+    pthread_mutex_lock(&h->ahead_w.mu);
     for (ahead_entry **p = &h->ahead_entries; *p;) {
         if ((*p)->state == AHEAD_QUEUED && (*p)->counter == j->counter && key_eq(&(*p)->k, &j->k))
             entry_drop(h, p, 0);
         else
             p = &(*p)->next;
     }
-    pthread_mutex_unlock(&h->ahead_mu);
+    pthread_mutex_unlock(&h->ahead_w.mu);
 }
 
 static void *worker(void *arg)
 {
     te_host *h = arg;
-    pthread_mutex_lock(&h->ahead_mu);
+    pthread_mutex_lock(&h->ahead_w.mu);
     for (;;) {
-        while (!h->ahead_stop && !h->ahead_queue)
-            pthread_cond_wait(&h->ahead_work, &h->ahead_mu);
-        if (h->ahead_stop)
+        while (!h->ahead_w.stop && !h->ahead_queue)
+            pthread_cond_wait(&h->ahead_w.work, &h->ahead_w.mu);
+        if (h->ahead_w.stop)
             break;
         ahead_job *j = h->ahead_queue;
         h->ahead_queue = j->next;
         h->ahead_n_jobs--;
-        pthread_mutex_unlock(&h->ahead_mu);
+        pthread_mutex_unlock(&h->ahead_w.mu);
         run_job(h, j);
         job_free(j);
-        pthread_mutex_lock(&h->ahead_mu);
+        pthread_mutex_lock(&h->ahead_w.mu);
     }
-    pthread_mutex_unlock(&h->ahead_mu);
+    pthread_mutex_unlock(&h->ahead_w.mu);
     return NULL;
 }
 
 te_status host_ahead_init(te_host *h, uint32_t kb, te_err *err)
 {
     h->ahead_cap = (uint64_t)kb << 10;
-    if (pthread_mutex_init(&h->ahead_mu, NULL) != 0)
-        return te_errf(err, TE_ENOMEM, "cannot create the relay-ahead lock");
-    if (pthread_cond_init(&h->ahead_work, NULL) != 0) {
-        pthread_mutex_destroy(&h->ahead_mu);
-        return te_errf(err, TE_ENOMEM, "cannot create the relay-ahead condition");
-    }
-    if (pthread_cond_init(&h->ahead_change, NULL) != 0) {
-        pthread_cond_destroy(&h->ahead_work);
-        pthread_mutex_destroy(&h->ahead_mu);
-        return te_errf(err, TE_ENOMEM, "cannot create the relay-ahead condition");
-    }
-    int rc = pthread_create(&h->ahead_thread, NULL, worker, h);
-    if (rc != 0) {
-        pthread_cond_destroy(&h->ahead_change);
-        pthread_cond_destroy(&h->ahead_work);
-        pthread_mutex_destroy(&h->ahead_mu);
-        return te_errf(err, TE_ENOMEM, "cannot start the relay-ahead thread: %s", strerror(rc));
-    }
-    h->ahead_ready = 1;
-    return TE_OK;
+    return host_worker_start(&h->ahead_w, "relay-ahead", worker, h, err);
 }
 
 void host_ahead_fini(te_host *h)
 {
-    if (!h->ahead_ready)
+    if (!h->ahead_w.ready)
         return;
-    pthread_mutex_lock(&h->ahead_mu);
-    h->ahead_stop = 1;
-    pthread_cond_broadcast(&h->ahead_work);
-    pthread_mutex_unlock(&h->ahead_mu);
-    pthread_join(h->ahead_thread, NULL);
+    host_worker_join(&h->ahead_w);
     while (h->ahead_entries)
         entry_drop(h, &h->ahead_entries, 0);
     while (h->ahead_queue) {
@@ -491,10 +468,7 @@ void host_ahead_fini(te_host *h)
         h->ahead_seen = s->next;
         seen_free(s);
     }
-    pthread_cond_destroy(&h->ahead_change);
-    pthread_cond_destroy(&h->ahead_work);
-    pthread_mutex_destroy(&h->ahead_mu);
-    h->ahead_ready = 0;
+    host_worker_destroy(&h->ahead_w);
 }
 
 void te_host_relay_ahead_figures(const te_host *h, uint64_t *hits, uint64_t *misses, uint64_t *evictions,

@@ -96,7 +96,7 @@ typedef struct batch_group {
  * device used in t, and serve() hands each entry out once, after the same
  * checks as an on-demand answer.  Entries hold W.M mod 2^l (not W.M + Z),
  * so one entry serves mediated and relay mode.  Everything below is guarded
- * by te_host.pre_mu. */
+ * by te_host.pre_w.mu. */
 #define PRE_MAX_JOBS 64
 
 typedef enum pre_state {
@@ -141,10 +141,20 @@ typedef struct pre_seen {
     uint8_t *widths;
 } pre_seen;
 
+/* A background worker (worker.c): one thread; mu guards its owner's queue
+ * and entries; work: a job was queued, or stop; change: its owner's. */
+typedef struct host_worker {
+    int ready;                  /* the primitives exist and the thread runs */
+    int stop;                   /* under mu: the thread is to return */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t work, change;
+} host_worker;
+
 /* EdgeA's relay-ahead cache (te_host_config.relay_ahead_kb): W.M + Z of
  * a device session's next request, fetched from EdgeB by one worker thread
  * once the current request has been served through its last layer.
- * Everything below is guarded by te_host.ahead_mu. */
+ * Everything below is guarded by te_host.ahead_w.mu. */
 #define AHEAD_MAX_JOBS 64
 #define AHEAD_MAX_SEEN 4096     /* device sessions whose widths are remembered */
 #define AHEAD_MAX_AGE_S 300     /* an entry unused this long is evicted */
@@ -224,15 +234,9 @@ struct te_host {
     _Atomic uint64_t batch_runs, batch_requests;
     te_log_fn log;
     void *log_ctx;
-    /* precompute (EdgeB); pre_ready: the primitives below exist and the
-     * worker runs */
+    /* precompute (EdgeB): pre_w.change when an entry left PRE_COMPUTING */
     uint64_t pre_cap;               /* bytes */
-    int pre_ready;
-    pthread_t pre_thread;
-    pthread_mutex_t pre_mu;
-    pthread_cond_t pre_work;        /* a job was queued, or pre_stop */
-    pthread_cond_t pre_change;      /* an entry left PRE_COMPUTING */
-    int pre_stop;
+    host_worker pre_w;
     pre_job *pre_queue;             /* oldest first */
     int pre_n_jobs;
     pre_job *pre_current;           /* the job the worker is running */
@@ -242,15 +246,10 @@ struct te_host {
     int pre_logged_skip, pre_logged_fail;
     _Atomic uint64_t pre_gen;       /* bumped when a key or deployment changes */
     _Atomic uint64_t pre_hits, pre_misses, pre_computed;
-    /* relay-ahead (EdgeA); ahead_ready: the primitives below exist and the
-     * worker runs */
+    /* relay-ahead (EdgeA): ahead_w.change when an entry left
+     * AHEAD_FETCHING, or the worker's call returned */
     uint64_t ahead_cap;             /* bytes */
-    int ahead_ready;
-    pthread_t ahead_thread;
-    pthread_mutex_t ahead_mu;
-    pthread_cond_t ahead_work;      /* a job was queued, or ahead_stop */
-    pthread_cond_t ahead_change;    /* an entry left AHEAD_FETCHING, or the worker's call returned */
-    int ahead_stop;
+    host_worker ahead_w;
     int ahead_calling;              /* the worker is inside a call on h->peer */
     ahead_job *ahead_queue;         /* oldest first */
     int ahead_n_jobs;
@@ -275,6 +274,12 @@ typedef struct host_request {
     int relay, plain;           /* the mode */
     uint64_t pre_gen;           /* read before the lookups (precompute.c) */
 } host_request;
+
+/* worker.c: start fn(arg) with the primitives (what names it in errors);
+ * join asks it to stop and waits; destroy then frees the primitives */
+te_status host_worker_start(host_worker *w, const char *what, void *(*fn)(void *), void *arg, te_err *err);
+void host_worker_join(host_worker *w);
+void host_worker_destroy(host_worker *w);
 
 /* host.c: a line into the host's log (te_host_config.log), source "host" */
 void host_logf(const te_host *h, te_log_level level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

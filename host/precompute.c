@@ -99,9 +99,9 @@ static void pre_purge(te_host *h, const char *dep, const char *dev, int all, uin
  * and requests that read the old one schedule nothing (pre_gen). */
 void host_pre_forget(te_host *h, const char *deployment, const char *device)
 {
-    if (!h->pre_ready)
+    if (!h->pre_w.ready)
         return;
-    pthread_mutex_lock(&h->pre_mu);
+    pthread_mutex_lock(&h->pre_w.mu);
     atomic_fetch_add(&h->pre_gen, 1);
     pre_purge(h, deployment, device, 1, 0);
     if (!device) {
@@ -116,7 +116,7 @@ void host_pre_forget(te_host *h, const char *deployment, const char *device)
             }
         }
     }
-    pthread_mutex_unlock(&h->pre_mu);
+    pthread_mutex_unlock(&h->pre_w.mu);
 }
 
 /* The live (not stale) entry for these coordinates, as a link, or NULL. */
@@ -178,7 +178,7 @@ static void pre_schedule(te_host *h, const pre_seen *r, const uint8_t key[TE_KEY
         tail = &(*tail)->next;
     *tail = j;
     h->pre_n_jobs++;
-    pthread_cond_signal(&h->pre_work);
+    pthread_cond_signal(&h->pre_w.work);
 }
 
 /* After a role-B request served (all checks passed): remember the width of
@@ -187,10 +187,10 @@ static void pre_schedule(te_host *h, const pre_seen *r, const uint8_t key[TE_KEY
 void host_pre_note(te_host *h, const Twinedge__LayerRequest *q, unsigned l, int n_layers,
                      const uint8_t key[TE_KEY_BYTES], uint64_t gen)
 {
-    if (!h->pre_ready || n_layers <= 0 || q->layer >= (uint32_t)n_layers)
+    if (!h->pre_w.ready || n_layers <= 0 || q->layer >= (uint32_t)n_layers)
         return;
-    pthread_mutex_lock(&h->pre_mu);
-    if (atomic_load(&h->pre_gen) != gen || h->pre_stop)
+    pthread_mutex_lock(&h->pre_w.mu);
+    if (atomic_load(&h->pre_gen) != gen || h->pre_w.stop)
         goto out;
     char ident[PRE_ID_LEN];
     pre_ident(q, ident);
@@ -233,7 +233,7 @@ void host_pre_note(te_host *h, const Twinedge__LayerRequest *q, unsigned l, int 
     if (q->layer == (uint32_t)n_layers - 1 && q->counter != UINT64_MAX)
         pre_schedule(h, r, key);
 out:
-    pthread_mutex_unlock(&h->pre_mu);
+    pthread_mutex_unlock(&h->pre_w.mu);
 }
 
 /* serve(), role B, after every check: W.M for this request from the cache
@@ -242,19 +242,19 @@ out:
  * computes it now). */
 uint64_t *host_pre_take(te_host *h, const Twinedge__LayerRequest *q, unsigned l, size_t out_n)
 {
-    if (!h->pre_ready)
+    if (!h->pre_w.ready)
         return NULL;
     uint64_t *wm = NULL;
     char ident[PRE_ID_LEN];
     pre_ident(q, ident);
-    pthread_mutex_lock(&h->pre_mu);
+    pthread_mutex_lock(&h->pre_w.mu);
     for (;;) {
         pre_entry **p = pre_find(h, q->deployment_id, ident, q->counter, q->layer, l);
         if (!p)
             break;
         pre_entry *e = *p;
         if (e->state == PRE_COMPUTING) {
-            pthread_cond_wait(&h->pre_change, &h->pre_mu);
+            pthread_cond_wait(&h->pre_w.change, &h->pre_w.mu);
             continue; /* look again: it may be gone */
         }
         if (e->state == PRE_READY && e->batch == q->batch && e->out_n == out_n) {
@@ -264,12 +264,12 @@ uint64_t *host_pre_take(te_host *h, const Twinedge__LayerRequest *q, unsigned l,
         pre_entry_drop(h, p);
         break;
     }
-    pthread_mutex_unlock(&h->pre_mu);
+    pthread_mutex_unlock(&h->pre_w.mu);
     atomic_fetch_add_explicit(wm ? &h->pre_hits : &h->pre_misses, 1, memory_order_relaxed);
     return wm;
 }
 
-/* Compute one job, layer by layer; called without pre_mu. */
+/* Compute one job, layer by layer; called without pre_w.mu. */
 static void pre_run_job(te_host *h, pre_job *j)
 {
     /* what the job needs: every output plus one input buffer (the widest) */
@@ -298,8 +298,8 @@ static void pre_run_job(te_host *h, pre_job *j)
             scratch = in_b;
     }
     char msg[256] = "";
-    pthread_mutex_lock(&h->pre_mu);
-    int go = !j->stale && !h->pre_stop;
+    pthread_mutex_lock(&h->pre_w.mu);
+    int go = !j->stale && !h->pre_w.stop;
     if (go && (total + scratch > h->pre_cap || h->pre_bytes > h->pre_cap - total - scratch)) {
         go = 0;
         if (!h->pre_logged_skip) {
@@ -332,7 +332,7 @@ static void pre_run_job(te_host *h, pre_job *j)
     }
     if (go)
         h->pre_bytes += scratch;
-    pthread_mutex_unlock(&h->pre_mu);
+    pthread_mutex_unlock(&h->pre_w.mu);
     free(outs);
     if (msg[0])
         host_logf(h, TE_LOG_WARN, "%s", msg);
@@ -344,16 +344,16 @@ static void pre_run_job(te_host *h, pre_job *j)
         unsigned l = j->widths[i];
         if (!l)
             continue;
-        pthread_mutex_lock(&h->pre_mu);
-        if (j->stale || h->pre_stop) {
-            pthread_mutex_unlock(&h->pre_mu);
+        pthread_mutex_lock(&h->pre_w.mu);
+        if (j->stale || h->pre_w.stop) {
+            pthread_mutex_unlock(&h->pre_w.mu);
             break;
         }
         pre_entry **p = pre_find(h, j->deployment, j->device, j->counter, (uint32_t)i, l);
         pre_entry *en = p && (*p)->state == PRE_PENDING ? *p : NULL;
         if (en)
             en->state = PRE_COMPUTING;
-        pthread_mutex_unlock(&h->pre_mu);
+        pthread_mutex_unlock(&h->pre_w.mu);
         if (!en)
             continue; /* served on demand meanwhile */
 
@@ -378,7 +378,7 @@ static void pre_run_job(te_host *h, pre_job *j)
             st = host_run_layer(h, &hl, l, 1, in, out, &e);
         host_layer_put(&hl);
 
-        pthread_mutex_lock(&h->pre_mu);
+        pthread_mutex_lock(&h->pre_w.mu);
         char fail[TE_ERR_MSG_MAX + 256] = "";
         if (st != TE_OK && !en->stale && !h->pre_logged_fail) {
             h->pre_logged_fail = 1;
@@ -398,77 +398,54 @@ static void pre_run_job(te_host *h, pre_job *j)
             en->state = PRE_READY;
             atomic_fetch_add_explicit(&h->pre_computed, 1, memory_order_relaxed);
         }
-        pthread_cond_broadcast(&h->pre_change);
-        pthread_mutex_unlock(&h->pre_mu);
+        pthread_cond_broadcast(&h->pre_w.change);
+        pthread_mutex_unlock(&h->pre_w.mu);
         if (fail[0])
             host_logf(h, TE_LOG_WARN, "%s", fail);
     }
     free(in);
-    pthread_mutex_lock(&h->pre_mu);
+    pthread_mutex_lock(&h->pre_w.mu);
     h->pre_bytes -= scratch;
     if (!in || j->stale) /* entries this job will never fill */
         pre_purge(h, j->deployment, j->device, 0, j->counter + 1);
-    pthread_mutex_unlock(&h->pre_mu);
+    pthread_mutex_unlock(&h->pre_w.mu);
 }
 
 static void *pre_worker(void *arg)
 {
     te_host *h = arg;
-    pthread_mutex_lock(&h->pre_mu);
+    pthread_mutex_lock(&h->pre_w.mu);
     for (;;) {
-        while (!h->pre_stop && !h->pre_queue)
-            pthread_cond_wait(&h->pre_work, &h->pre_mu);
-        if (h->pre_stop)
+        while (!h->pre_w.stop && !h->pre_queue)
+            pthread_cond_wait(&h->pre_w.work, &h->pre_w.mu);
+        if (h->pre_w.stop)
             break;
         pre_job *j = h->pre_queue;
         h->pre_queue = j->next;
         h->pre_n_jobs--;
         j->next = NULL;
         h->pre_current = j;
-        pthread_mutex_unlock(&h->pre_mu);
+        pthread_mutex_unlock(&h->pre_w.mu);
         pre_run_job(h, j);
-        pthread_mutex_lock(&h->pre_mu);
+        pthread_mutex_lock(&h->pre_w.mu);
         h->pre_current = NULL;
         pre_job_free(j);
     }
-    pthread_mutex_unlock(&h->pre_mu);
+    pthread_mutex_unlock(&h->pre_w.mu);
     return NULL;
 }
 
 te_status host_pre_init(te_host *h, uint32_t mb, te_err *err)
 {
     h->pre_cap = (uint64_t)mb << 20;
-    if (pthread_mutex_init(&h->pre_mu, NULL) != 0)
-        return te_errf(err, TE_ENOMEM, "cannot create the precompute lock");
-    if (pthread_cond_init(&h->pre_work, NULL) != 0) {
-        pthread_mutex_destroy(&h->pre_mu);
-        return te_errf(err, TE_ENOMEM, "cannot create the precompute condition");
-    }
-    if (pthread_cond_init(&h->pre_change, NULL) != 0) {
-        pthread_cond_destroy(&h->pre_work);
-        pthread_mutex_destroy(&h->pre_mu);
-        return te_errf(err, TE_ENOMEM, "cannot create the precompute condition");
-    }
-    int rc = pthread_create(&h->pre_thread, NULL, pre_worker, h);
-    if (rc != 0) {
-        pthread_cond_destroy(&h->pre_change);
-        pthread_cond_destroy(&h->pre_work);
-        pthread_mutex_destroy(&h->pre_mu);
-        return te_errf(err, TE_ENOMEM, "cannot start the precompute thread: %s", strerror(rc));
-    }
-    h->pre_ready = 1;
-    return TE_OK;
+    return host_worker_start(&h->pre_w, "precompute", pre_worker, h, err);
 }
 
 void host_pre_fini(te_host *h)
 {
-    if (!h->pre_ready)
+    if (!h->pre_w.ready)
         return;
-    pthread_mutex_lock(&h->pre_mu);
-    h->pre_stop = 1;
-    pthread_cond_broadcast(&h->pre_work);
-    pthread_mutex_unlock(&h->pre_mu);
-    pthread_join(h->pre_thread, NULL);
+    host_worker_join(&h->pre_w);
     while (h->pre_entries)
         pre_entry_drop(h, &h->pre_entries);
     while (h->pre_queue) {
@@ -481,10 +458,7 @@ void host_pre_fini(te_host *h)
         h->pre_seen = r->next;
         pre_seen_free(r);
     }
-    pthread_cond_destroy(&h->pre_change);
-    pthread_cond_destroy(&h->pre_work);
-    pthread_mutex_destroy(&h->pre_mu);
-    h->pre_ready = 0;
+    host_worker_destroy(&h->pre_w);
 }
 
 void te_host_precompute_figures(const te_host *h, uint64_t *hits, uint64_t *misses, uint64_t *computed)
