@@ -90,7 +90,7 @@ static void node_clear(te_node *n)
     free(n->ints);
 }
 
-static void layer_clear(te_layer *L)
+void te_layer_clear(te_layer *L)
 {
     free(L->name);
     free(L->w_scale);
@@ -100,6 +100,7 @@ static void layer_clear(te_layer *L)
     free(L->w_l1);
     free(L->w);
     free(L->w_float);
+    memset(L, 0, sizeof *L);
 }
 
 void te_model_free(te_model *m)
@@ -113,7 +114,7 @@ void te_model_free(te_model *m)
     for (int i = 0; i < m->n_nodes; i++)
         node_clear(&m->nodes[i]);
     for (int i = 0; i < m->n_layers; i++)
-        layer_clear(&m->layers[i]);
+        te_layer_clear(&m->layers[i]);
     free(m->values);
     free(m->nodes);
     free(m->layers);

@@ -210,6 +210,9 @@ typedef struct te_model {
 /* Allocation helpers: every pointer inside a te_model is owned by it. */
 te_model *te_model_new(void);
 void te_model_free(te_model *m);
+/* Free what a layer owns and zero it (a layer of no model, or one being
+ * replaced in place). */
+void te_layer_clear(te_layer *L);
 /* Append a value / node / layer; return its index or -1 on ENOMEM. */
 int te_model_add_value(te_model *m, const char *name, const te_shape *shape, float *data_owned);
 int te_model_add_node(te_model *m, const te_node *node_template /* in/name/ints are copied */);

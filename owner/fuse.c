@@ -201,19 +201,6 @@ static char *joined_name(const te_model *m, const group *g)
     return s;
 }
 
-static void layer_release(te_layer *L)
-{
-    free(L->name);
-    free(L->w_scale);
-    free(L->bias);
-    free(L->r);
-    free(L->s);
-    free(L->w_l1);
-    free(L->w);
-    free(L->w_float);
-    memset(L, 0, sizeof *L);
-}
-
 /* The fused layer of group g (its arrays owned by F). */
 static te_status build_layer(const te_model *m, const group *g, te_layer *F, te_err *err)
 {
@@ -238,7 +225,7 @@ static te_status build_layer(const te_model *m, const group *g, te_layer *F, te_
     F->w_l1 = malloc((size_t)oc * sizeof *F->w_l1);
     F->bias = have_bias ? calloc((size_t)oc, sizeof *F->bias) : NULL;
     if (!F->name || !F->w || (have_float && !F->w_float) || !F->w_scale || !F->w_l1 || (have_bias && !F->bias)) {
-        layer_release(F);
+        te_layer_clear(F);
         return te_errf(err, TE_ENOMEM, "out of memory fusing layers");
     }
     F->frac_bits = T->frac_bits;
@@ -250,7 +237,7 @@ static te_status build_layer(const te_model *m, const group *g, te_layer *F, te_
         const te_linear_geom *bg = &B->geom;
         int64_t boc = bg->out_c;
         if (!B->w || !B->w_scale || !B->w_l1 || B->r || B->s) {
-            layer_release(F);
+            te_layer_clear(F);
             return te_errf(err, TE_EINVAL, "layer '%s': fusion needs quantised weights and bounds, and no keys yet",
                            B->name ? B->name : "?");
         }
@@ -410,7 +397,7 @@ te_status te_owner_fuse(te_model *m, te_fuse_mode mode, te_err *err)
                 s->ints = slice_ints[g->nodes[k]];
                 slice_ints[g->nodes[k]] = NULL;
                 free(b->ints);
-                layer_release(&m->layers[b->layer]);
+                te_layer_clear(&m->layers[b->layer]);
                 memset(b, 0, sizeof *b);
             }
         }
@@ -425,7 +412,7 @@ te_status te_owner_fuse(te_model *m, te_fuse_mode mode, te_err *err)
     layers = NULL;
 out:
     for (int i = 0; i < built; i++) {
-        layer_release(&fused[i]);
+        te_layer_clear(&fused[i]);
         free(fused_in[i]);
         free(fused_node_name[i]);
     }
