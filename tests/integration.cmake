@@ -1,7 +1,7 @@
 # In-process integration tests: the device and both hosts in one process.
 add_library(te_harness STATIC ${CMAKE_CURRENT_SOURCE_DIR}/integration/harness.c)
 target_include_directories(te_harness PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/integration)
-target_link_libraries(te_harness PUBLIC twinedge_owner twinedge_runlib twinedge_host twinedge_device_static
+target_link_libraries(te_harness PUBLIC twinedge_owner twinedge_runlib twinedge_host twinedge_device_static twinedge_pki
                       PkgConfig::CMOCKA m)
 
 foreach(t privacy integrity sessions redeploy)

@@ -1,6 +1,8 @@
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,12 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "owner.h"
+#include "pki.h"
 #include "runlib.h"
 #include "te_bundle.h"
 #include "te_npy.h"
@@ -230,4 +235,103 @@ int fx_host_stop(fx_host *h, int sig)
     waitpid(h->pid, &status, 0);
     h->pid = 0;
     return status;
+}
+
+/* ---- set-up shared by the tests against real hosts ---- */
+
+void fx_must(te_status st, const te_err *err, const char *what)
+{
+    must(st, err, what);
+}
+
+double fx_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void fx_net_deploy(char *dir, char *deploy, size_t deploy_cap, const char *name)
+{
+    te_err err;
+    char onnx[512], calib[512], file[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(deploy, deploy_cap, "%s/deploy", dir);
+    snprintf(file, sizeof file, "%s.onnx", name);
+    fx_data(onnx, sizeof onnx, file);
+    snprintf(file, sizeof file, "%s.calib.npy", name);
+    fx_data(calib, sizeof calib, file);
+    must(te_owner_compile(onnx, calib, NULL, deploy, &err), &err, "compile");
+    must(te_pki_deployment(deploy, &err), &err, "pki");
+}
+
+void fx_net_device(const char *deploy, const char *id, const char *device_dir)
+{
+    te_err err;
+    must(te_owner_provision(deploy, id, device_dir, &err), &err, "provision");
+    must(te_pki_device(deploy, id, device_dir, &err), &err, "device pki");
+}
+
+float *fx_read_input(const char *name, size_t *n)
+{
+    char in[512], file[256];
+    snprintf(file, sizeof file, "%s.input.npy", name);
+    fx_data(in, sizeof in, file);
+    te_shape s;
+    float *x = NULL;
+    te_err err;
+    must(te_npy_read(in, &s, &x, &err), &err, "input");
+    *n = (size_t)te_shape_numel(&s);
+    return x;
+}
+
+size_t fx_device_n_out(const char *device_dir)
+{
+    twinedge_device *dev = NULL;
+    if (twinedge_open(device_dir, &dev) != TWINEDGE_OK)
+        fail_msg("open: %s", twinedge_errmsg(dev));
+    int64_t dims[8];
+    int nd = 0;
+    twinedge_output_shape(dev, dims, &nd);
+    twinedge_close(dev);
+    size_t n = 1;
+    for (int i = 0; i < nd; i++)
+        n *= (size_t)dims[i];
+    return n;
+}
+
+uint64_t fx_metric(int port, const char *name)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    const char *req = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    assert_non_null(buf);
+    for (ssize_t r; (r = read(fd, buf + n, cap - n)) > 0;) {
+        n += (size_t)r;
+        if (n == cap) {
+            char *nb = realloc(buf, 2 * cap + 1);
+            assert_non_null(nb);
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    close(fd);
+    buf[n] = '\0';
+    char want[128];
+    snprintf(want, sizeof want, "\n%s ", name);
+    const char *p = strstr(buf, want);
+    uint64_t v = p ? strtoull(p + strlen(want), NULL, 10) : 0;
+    free(buf);
+    if (!p)
+        fail_msg("no %s in the metrics on port %d", name, port);
+    return v;
 }

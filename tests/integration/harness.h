@@ -78,4 +78,25 @@ te_model *fx_build_model(const char *name);
 /* The same with compile options (NULL: the defaults). */
 te_model *fx_build_model_opts(const char *name, const te_owner_options *opt);
 
+/* ---- set-up shared by the tests against real hosts ---- */
+
+/* fail_msg("WHAT: ERR") unless st is TE_OK. */
+void fx_must(te_status st, const te_err *err, const char *what);
+/* CLOCK_MONOTONIC in seconds. */
+double fx_now_s(void);
+/* mkdtemp(dir) (a template ending in XXXXXX), then DIR/deploy (written
+ * into deploy) compiled from $TE_TEST_DATA/NAME.onnx calibrated with
+ * NAME.calib.npy, and the deployment's PKI (CA, host credentials). */
+void fx_net_deploy(char *dir, char *deploy, size_t deploy_cap, const char *name);
+/* Provision device `id` of the deployment into device_dir, with its TLS
+ * credentials. */
+void fx_net_device(const char *deploy, const char *id, const char *device_dir);
+/* $TE_TEST_DATA/NAME.input.npy (malloc'd); its element count in *n. */
+float *fx_read_input(const char *name, size_t *n);
+/* The number of outputs of the device in device_dir (opened and closed). */
+size_t fx_device_n_out(const char *device_dir);
+/* One unlabelled sample of the Prometheus metrics served on
+ * 127.0.0.1:port; fails the cmocka test if it is not there. */
+uint64_t fx_metric(int port, const char *name);
+
 #endif

@@ -53,19 +53,6 @@ typedef struct fleet {
     size_t n_out;
 } fleet;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void must(te_status st, const te_err *err, const char *what)
-{
-    if (st != TE_OK)
-        fail_msg("%s: %s", what, err->msg);
-}
-
 static void device_dir(const fleet *f, int i, char *out, size_t cap) { snprintf(out, cap, "%s/dev-%02d", f->dir, i); }
 
 /* The hosts under test; TE_FLEET_HOST names another twinedge-host, for the
@@ -83,14 +70,14 @@ static void pair_start(fleet *f, const char *tag, const char *const *extra)
     fx_host_start(&f->b, host_bin(), f->dir, f->deploy, 'b', tag, 0, NULL, extra);
     fx_host_start(&f->a, host_bin(), f->dir, f->deploy, 'a', tag, 0, f->b.addr, extra);
     te_err err;
-    must(te_owner_deploy(f->deploy, f->a.addr, f->b.addr, &err), &err, "deploy");
+    fx_must(te_owner_deploy(f->deploy, f->a.addr, f->b.addr, &err), &err, "deploy");
     char od[400];
     snprintf(od, sizeof od, "%s/owner", f->deploy);
     for (int i = 0; i < N_DEVICES; i++) {
         char dd[400], key[500];
         device_dir(f, i, dd, sizeof dd);
         snprintf(key, sizeof key, "%s/device.key", dd);
-        must(te_owner_register_device(od, f->b.addr, key, 10000, &err), &err, "register");
+        fx_must(te_owner_register_device(od, f->b.addr, key, 10000, &err), &err, "register");
     }
 }
 
@@ -112,19 +99,19 @@ static int setup(void **state)
     fx_data(onnx, sizeof onnx, MODEL ".onnx");
     fx_data(calib, sizeof calib, MODEL ".calib.npy");
     fx_data(f->input, sizeof f->input, MODEL ".input.npy");
-    must(te_owner_compile(onnx, calib, NULL, f->deploy, &err), &err, "compile");
-    must(te_pki_deployment(f->deploy, &err), &err, "pki");
+    fx_must(te_owner_compile(onnx, calib, NULL, f->deploy, &err), &err, "compile");
+    fx_must(te_pki_deployment(f->deploy, &err), &err, "pki");
     for (int i = 0; i < N_DEVICES; i++) {
         char dd[400], name[32];
         device_dir(f, i, dd, sizeof dd);
         snprintf(name, sizeof name, "fleet-%02d", i);
-        must(te_owner_provision(f->deploy, name, dd, &err), &err, "provision");
-        must(te_pki_device(f->deploy, name, dd, &err), &err, "device pki");
+        fx_must(te_owner_provision(f->deploy, name, dd, &err), &err, "provision");
+        fx_must(te_pki_device(f->deploy, name, dd, &err), &err, "device pki");
     }
     /* every device's private result is the owner's fixed-point reference */
     te_shape s;
     float *in = NULL;
-    must(te_npy_read(f->input, &s, &in, &err), &err, "input");
+    fx_must(te_npy_read(f->input, &s, &in, &err), &err, "input");
     twinedge_device *dev = NULL;
     char dd[400];
     device_dir(f, 0, dd, sizeof dd);
@@ -137,8 +124,8 @@ static int setup(void **state)
     for (int i = 0; i < nd; i++)
         f->n_out *= (size_t)dims[i];
     f->expect = calloc(f->n_out, sizeof *f->expect);
-    must(te_reference_fixed(f->deploy, in, (size_t)te_shape_numel(&s), f->expect, f->n_out, &err), &err,
-         "reference");
+    fx_must(te_reference_fixed(f->deploy, in, (size_t)te_shape_numel(&s), f->expect, f->n_out, &err), &err,
+            "reference");
     free(in);
     *state = f;
     return 0;
@@ -201,14 +188,14 @@ static void *probe(void *arg)
         for (int i = 0; i < 2; i++) {
             uint8_t *resp = NULL;
             size_t len = 0;
-            double t0 = now_s();
+            double t0 = fx_now_s();
             /* an empty HealthCheckRequest: every service */
             /* a generous deadline: on two cores shared with 64 devices'
              * TLS set-ups (and under the sanitizers) a check can wait
              * seconds for a core; what must not happen is waiting for a
              * worker, which would take the whole waves */
             te_status st = te_net_unary(ch[i], TE_SVC_HEALTH_CHECK, (const uint8_t *)"", 0, &resp, &len, 30000, &err);
-            double dt = now_s() - t0;
+            double dt = fx_now_s() - t0;
             Grpc__Health__V1__HealthCheckResponse *r =
                 st == TE_OK ? grpc__health__v1__health_check_response__unpack(NULL, len, resp) : NULL;
             /* what is measured is that the check is answered, whatever
@@ -238,7 +225,7 @@ static void *probe(void *arg)
 static int run_fleet(fleet *f, int n, const char *label)
 {
     pid_t pids[N_DEVICES];
-    double t0 = now_s();
+    double t0 = fx_now_s();
     for (int i = 0; i < n; i++) {
         char dd[400], out[500], log[500];
         device_dir(f, i, dd, sizeof dd);
@@ -287,7 +274,7 @@ static int run_fleet(fleet *f, int n, const char *label)
             print_message("%s: device %d: wrong or missing output\n", label, i);
         free(y);
     }
-    print_message("%s: %d processes at once, %d exact results in %.2f s\n", label, n, exact, now_s() - t0);
+    print_message("%s: %d processes at once, %d exact results in %.2f s\n", label, n, exact, fx_now_s() - t0);
     return exact;
 }
 
@@ -421,12 +408,12 @@ static void replicas_start(fleet *f, const char *prefix, const char *const *extr
     char od[400];
     snprintf(od, sizeof od, "%s/owner", f->deploy);
     for (int r = 0; r < R; r++) {
-        must(te_owner_deploy(f->deploy, a[r].addr, b[r].addr, &err), &err, "deploy");
+        fx_must(te_owner_deploy(f->deploy, a[r].addr, b[r].addr, &err), &err, "deploy");
         for (int i = 0; i < n_devices; i++) {
             char dd[400], key[500];
             device_dir(f, i, dd, sizeof dd);
             snprintf(key, sizeof key, "%s/device.key", dd);
-            must(te_owner_register_device(od, b[r].addr, key, 10000, &err), &err, "register");
+            fx_must(te_owner_register_device(od, b[r].addr, key, 10000, &err), &err, "register");
         }
     }
 }
@@ -457,7 +444,7 @@ static void test_replica_affinity(void **state)
     te_err err;
     te_shape s;
     float *in = NULL;
-    must(te_npy_read(f->input, &s, &in, &err), &err, "input");
+    fx_must(te_npy_read(f->input, &s, &in, &err), &err, "input");
     replica_device devs[D];
     pthread_t th[D];
     for (int i = 0; i < D; i++) {
@@ -518,40 +505,6 @@ static int metrics_port(const fleet *f, char role, const char *tag)
     return port;
 }
 
-/* One unlabelled counter of the metrics served on 127.0.0.1:port. */
-static unsigned long long metric(int port, const char *name)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    const char *get = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
-    assert_int_equal(write(fd, get, strlen(get)), (ssize_t)strlen(get));
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    assert_non_null(buf);
-    for (ssize_t r; (r = read(fd, buf + n, cap - n)) > 0;) {
-        n += (size_t)r;
-        if (n == cap) {
-            char *nb = realloc(buf, 2 * cap + 1);
-            assert_non_null(nb);
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    close(fd);
-    buf[n] = '\0';
-    char want[128];
-    snprintf(want, sizeof want, "\n%s ", name);
-    const char *p = strstr(buf, want);
-    unsigned long long v = p ? strtoull(p + strlen(want), NULL, 10) : 0;
-    free(buf);
-    if (!p)
-        fail_msg("no %s in the metrics on port %d", name, port);
-    return v;
-}
-
 /* What one device's session did, seen from the hosts: its Infer calls per
  * EdgeA replica (the logs), and per EdgeB replica the mask shares served
  * from precompute and on demand (EdgeB's counters over the device's turn;
@@ -581,12 +534,12 @@ static void replica_sessions(fleet *f, const char *prefix, session_seen seen[SEE
     te_shape s;
     float *in = NULL;
     te_err err;
-    must(te_npy_read(f->input, &s, &in, &err), &err, "input");
+    fx_must(te_npy_read(f->input, &s, &in, &err), &err, "input");
     for (int i = 0; i < SEEN_DEVICES; i++) {
         unsigned long long h0[R], m0[R];
         for (int r = 0; r < R; r++) {
-            h0[r] = metric(port[r], "twinedge_precompute_hits_total");
-            m0[r] = metric(port[r], "twinedge_precompute_misses_total");
+            h0[r] = fx_metric(port[r], "twinedge_precompute_hits_total");
+            m0[r] = fx_metric(port[r], "twinedge_precompute_misses_total");
         }
         replica_device d = {f, i, SEEN_INFERENCES, 0, i % 2 ? TWINEDGE_MEDIATED : TWINEDGE_RELAY, target_a,
                             target_b, in, (size_t)te_shape_numel(&s), "", i % 3 == 2};
@@ -596,8 +549,8 @@ static void replica_sessions(fleet *f, const char *prefix, session_seen seen[SEE
             fail_msg("device %d: %d of %d exact: %s", i, d.ok, SEEN_INFERENCES, d.msg);
         }
         for (int r = 0; r < R; r++) {
-            seen[i].hits[r] = metric(port[r], "twinedge_precompute_hits_total") - h0[r];
-            seen[i].misses[r] = metric(port[r], "twinedge_precompute_misses_total") - m0[r];
+            seen[i].hits[r] = fx_metric(port[r], "twinedge_precompute_hits_total") - h0[r];
+            seen[i].misses[r] = fx_metric(port[r], "twinedge_precompute_misses_total") - m0[r];
         }
     }
     free(in);
@@ -716,33 +669,33 @@ static void test_idle_streams_hold_no_thread(void **state)
     te_net_stream *st[IDLE];
     te_net_creds creds[IDLE];
     te_err err;
-    double t_open = now_s();
+    double t_open = fx_now_s();
     for (int i = 0; i < IDLE; i++) {
         char dd[400], tls[500];
         device_dir(f, i % N_DEVICES, dd, sizeof dd);
         snprintf(tls, sizeof tls, "%s/tls", dd);
-        must(te_net_creds_load(tls, &creds[i], &err), &err, "device credentials");
+        fx_must(te_net_creds_load(tls, &creds[i], &err), &err, "device credentials");
         te_net_channel_config cc = {f->a.addr, &creds[i], TE_CN_EDGE_A, 0};
-        must(te_net_channel_new(&cc, &ch[i], &err), &err, "channel");
+        fx_must(te_net_channel_new(&cc, &ch[i], &err), &err, "channel");
         /* 20 s: a host that parks a thread per stream answers stream 9
          * only when stream 1 has ended */
-        must(te_net_stream_open(ch[i], TE_SVC_INFER, 20000, &st[i], &err), &err, "stream");
+        fx_must(te_net_stream_open(ch[i], TE_SVC_INFER, 20000, &st[i], &err), &err, "stream");
         uint8_t junk[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, *resp = NULL;
         size_t len = 0;
         /* answered (an error in the response); the stream stays open */
-        must(te_net_stream_exchange(st[i], junk, sizeof junk, &resp, &len, &err), &err, "exchange");
+        fx_must(te_net_stream_exchange(st[i], junk, sizeof junk, &resp, &len, &err), &err, "exchange");
         free(resp);
     }
-    t_open = now_s() - t_open;
+    t_open = fx_now_s() - t_open;
     char dd[400], out[500], log[500], cmd[3000];
     device_dir(f, N_DEVICES - 1, dd, sizeof dd);
     snprintf(out, sizeof out, "%s/idle-out.npy", dd);
     snprintf(log, sizeof log, "%s/idle-infer.log", dd);
     snprintf(cmd, sizeof cmd, "%s %s %s -o %s --edge-a %s --edge-b %s --timeout-ms 10000 >%s 2>&1", TE_INFER_BIN,
              dd, f->input, out, f->a.addr, f->b.addr, log);
-    double t0 = now_s();
+    double t0 = fx_now_s();
     int rc = system(cmd);
-    double dt = now_s() - t0;
+    double dt = fx_now_s() - t0;
     for (int i = 0; i < IDLE; i++) {
         te_net_stream_free(st[i]);
         te_net_channel_free(ch[i]);
@@ -762,7 +715,7 @@ static void test_idle_streams_hold_no_thread(void **state)
     assert_int_equal(rc, 0);
     te_shape s;
     float *y = NULL;
-    must(te_npy_read(out, &s, &y, &err), &err, "output");
+    fx_must(te_npy_read(out, &s, &y, &err), &err, "output");
     assert_memory_equal(y, f->expect, f->n_out * sizeof *y);
     free(y);
 }

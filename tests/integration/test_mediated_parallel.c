@@ -56,19 +56,6 @@ typedef struct world {
     size_t n_in, n_out;
 } world;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void must(te_status st, const te_err *err, const char *what)
-{
-    if (st != TE_OK)
-        fail_msg("%s: %s", what, err->msg);
-}
-
 /* The transport under test without its call_pair: what an app's transport
  * with call() alone gets (te_transport_call_each). */
 static te_status seq_call(te_transport *t, te_party to, const uint8_t *req, size_t req_len, uint8_t **resp,
@@ -86,43 +73,24 @@ static int setup(void **state)
     world *w = calloc(1, sizeof *w);
     assert_non_null(w);
     te_err err;
-    char onnx[512], calib[512], in[512];
     snprintf(w->dir, sizeof w->dir, "/tmp/te-mediated-XXXXXX");
-    assert_non_null(mkdtemp(w->dir));
-    snprintf(w->deploy, sizeof w->deploy, "%s/deploy", w->dir);
+    fx_net_deploy(w->dir, w->deploy, sizeof w->deploy, MODEL);
     snprintf(w->device, sizeof w->device, "%s/device", w->dir);
-    fx_data(onnx, sizeof onnx, MODEL ".onnx");
-    fx_data(calib, sizeof calib, MODEL ".calib.npy");
-    fx_data(in, sizeof in, MODEL ".input.npy");
-    must(te_owner_compile(onnx, calib, NULL, w->deploy, &err), &err, "compile");
-    must(te_owner_provision(w->deploy, "d1", w->device, &err), &err, "provision");
-    must(te_pki_deployment(w->deploy, &err), &err, "pki");
-    must(te_pki_device(w->deploy, "d1", w->device, &err), &err, "device pki");
-    te_shape s;
-    must(te_npy_read(in, &s, &w->input, &err), &err, "input");
-    w->n_in = (size_t)te_shape_numel(&s);
+    fx_net_device(w->deploy, "d1", w->device);
+    w->input = fx_read_input(MODEL, &w->n_in);
 
-    twinedge_device *dev = NULL;
-    if (twinedge_open(w->device, &dev) != TWINEDGE_OK)
-        fail_msg("open: %s", twinedge_errmsg(dev));
-    int64_t dims[8];
-    int nd = 0;
-    twinedge_output_shape(dev, dims, &nd);
-    twinedge_close(dev);
-    w->n_out = 1;
-    for (int i = 0; i < nd; i++)
-        w->n_out *= (size_t)dims[i];
+    w->n_out = fx_device_n_out(w->device);
     w->ref = calloc(w->n_out, sizeof *w->ref);
     assert_non_null(w->ref);
-    must(te_reference_fixed(w->deploy, w->input, w->n_in, w->ref, w->n_out, &err), &err, "reference");
+    fx_must(te_reference_fixed(w->deploy, w->input, w->n_in, w->ref, w->n_out, &err), &err, "reference");
 
     fx_host_start(&w->b, TE_HOST_BIN, w->dir, w->deploy, 'b', NULL, 0, NULL, NULL);
     fx_host_start(&w->a, TE_HOST_BIN, w->dir, w->deploy, 'a', NULL, 0, w->b.addr, NULL);
-    must(te_owner_deploy(w->deploy, w->a.addr, w->b.addr, &err), &err, "deploy");
+    fx_must(te_owner_deploy(w->deploy, w->a.addr, w->b.addr, &err), &err, "deploy");
     const char *up[2] = {w->a.addr, w->b.addr};
     for (int i = 0; i < 2; i++)
-        must(te_linkemu_start(up[i], LINK_MBIT, ONE_WAY_MS, w->emu_addr[i], sizeof w->emu_addr[i], &w->emu[i], &err),
-             &err, "link emulator");
+        fx_must(te_linkemu_start(up[i], LINK_MBIT, ONE_WAY_MS, w->emu_addr[i], sizeof w->emu_addr[i], &w->emu[i], &err),
+                &err, "link emulator");
     *state = w;
     return 0;
 }
@@ -156,10 +124,10 @@ static double best_mediated_s(world *w, te_transport *t, int reps, int *layers)
     double best = 1e9;
     for (int r = -1; r < reps; r++) {
         memset(y, 0, w->n_out * sizeof *y);
-        double t0 = now_s();
+        double t0 = fx_now_s();
         if (twinedge_infer(dev, TWINEDGE_MEDIATED, w->input, w->n_in, y, w->n_out) != TWINEDGE_OK)
             fail_msg("mediated inference: %s", twinedge_errmsg(dev));
-        double dt = now_s() - t0;
+        double dt = fx_now_s() - t0;
         assert_memory_equal(y, w->ref, w->n_out * sizeof *y);
         if (r >= 0 && dt < best)
             best = dt;
@@ -181,12 +149,12 @@ static void test_one_round_trip_per_layer(void **state)
     snprintf(tls, sizeof tls, "%s/tls", w->device);
     te_net_creds creds;
     memset(&creds, 0, sizeof creds);
-    must(te_net_creds_load(tls, &creds, &err), &err, "credentials");
+    fx_must(te_net_creds_load(tls, &creds, &err), &err, "credentials");
     te_traffic traffic;
     memset(&traffic, 0, sizeof traffic);
     te_net_transport_config tc = {w->emu_addr[0], w->emu_addr[1], &creds, TIMEOUT_MS, 0, &traffic};
     te_transport *net = NULL;
-    must(te_net_transport_new(&tc, &net, &err), &err, "transport");
+    fx_must(te_net_transport_new(&tc, &net, &err), &err, "transport");
     te_net_creds_free(&creds);
     assert_non_null(net->ops->call_pair);
 

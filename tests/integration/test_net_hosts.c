@@ -55,19 +55,6 @@ typedef struct world {
     float *expect;          /* the in-process private result */
 } world;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void must(te_status st, const te_err *err, const char *what)
-{
-    if (st != TE_OK)
-        fail_msg("%s: %s", what, err->msg);
-}
-
 /* Start a host; port 0: any free port (read back from its port file). */
 static void host_start(world *w, hostproc *h, char role, int port)
 {
@@ -130,32 +117,23 @@ static int setup(void **state)
 {
     world *w = calloc(1, sizeof *w);
     te_err err;
-    char onnx[512], calib[512], in[512], tls[400];
+    char tls[400];
     snprintf(w->dir, sizeof w->dir, "/tmp/te-net-hosts-XXXXXX");
-    assert_non_null(mkdtemp(w->dir));
-    snprintf(w->deploy, sizeof w->deploy, "%s/deploy", w->dir);
+    fx_net_deploy(w->dir, w->deploy, sizeof w->deploy, MODEL);
     snprintf(w->device, sizeof w->device, "%s/device", w->dir);
     snprintf(w->device2, sizeof w->device2, "%s/device2", w->dir);
     snprintf(w->rogue, sizeof w->rogue, "%s/rogue", w->dir);
     snprintf(w->nocert, sizeof w->nocert, "%s/nocert", w->dir);
-    fx_data(onnx, sizeof onnx, MODEL ".onnx");
-    fx_data(calib, sizeof calib, MODEL ".calib.npy");
-    fx_data(in, sizeof in, MODEL ".input.npy");
-    must(te_owner_compile(onnx, calib, NULL, w->deploy, &err), &err, "compile");
-    must(te_owner_provision(w->deploy, "d1", w->device, &err), &err, "provision");
-    must(te_pki_deployment(w->deploy, &err), &err, "pki");
-    must(te_pki_device(w->deploy, "d1", w->device, &err), &err, "device pki");
+    fx_net_device(w->deploy, "d1", w->device);
 
-    te_shape s;
-    must(te_npy_read(in, &s, &w->input, &err), &err, "input");
-    w->n_in = (size_t)te_shape_numel(&s);
+    w->input = fx_read_input(MODEL, &w->n_in);
 
     /* the in-process result, the reference for the network */
     te_local_pair *pair = NULL;
     char key[400];
     snprintf(key, sizeof key, "%s/device.key", w->device);
     te_local_config lc = {w->deploy, key, NULL, NULL, NULL, NULL, NULL};
-    must(te_local_pair_start(&lc, &pair, &err), &err, "in-process pair");
+    fx_must(te_local_pair_start(&lc, &pair, &err), &err, "in-process pair");
     twinedge_device *dev = open_device(w->device);
     int64_t dims[8];
     int nd = 0;
@@ -171,15 +149,15 @@ static int setup(void **state)
     te_local_pair_stop(pair);
     /* and it is the owner's fixed-point reference */
     float *ref = calloc(w->n_out, sizeof *ref);
-    must(te_reference_fixed(w->deploy, w->input, w->n_in, ref, w->n_out, &err), &err, "reference");
+    fx_must(te_reference_fixed(w->deploy, w->input, w->n_in, ref, w->n_out, &err), &err, "reference");
     assert_memory_equal(ref, w->expect, w->n_out * sizeof *ref);
     free(ref);
 
     /* a certificate from another CA, and a directory with the CA only */
     char rca[400];
     snprintf(rca, sizeof rca, "%s/rogue-ca", w->dir);
-    must(te_pki_init_ca(rca, &err), &err, "rogue ca");
-    must(te_pki_issue(rca, "device:d1", 0, w->rogue, &err), &err, "rogue cert");
+    fx_must(te_pki_init_ca(rca, &err), &err, "rogue ca");
+    fx_must(te_pki_issue(rca, "device:d1", 0, w->rogue, &err), &err, "rogue cert");
     char cmd[2000];
     snprintf(cmd, sizeof cmd, "cp %s/ca/ca.pem %s/ca.pem && mkdir -p %s && cp %s/ca/ca.pem %s/ca.pem", w->deploy,
              w->rogue, w->nocert, w->deploy, w->nocert);
@@ -188,7 +166,7 @@ static int setup(void **state)
 
     host_start(w, &w->b, 'b', 0);
     host_start(w, &w->a, 'a', 0);
-    must(te_owner_deploy(w->deploy, w->addr_a, w->addr_b, &err), &err, "deploy");
+    fx_must(te_owner_deploy(w->deploy, w->addr_a, w->addr_b, &err), &err, "deploy");
     *state = w;
     return 0;
 }
@@ -250,18 +228,19 @@ static void test_both_modes_bit_identical(void **state)
     te_net_creds oc;
     char od[400];
     snprintf(od, sizeof od, "%s/owner", w->deploy);
-    must(te_net_creds_load(od, &oc, &err), &err, "owner creds");
+    fx_must(te_net_creds_load(od, &oc, &err), &err, "owner creds");
     te_net_channel_config cc = {w->addr_b, &oc, TE_CN_EDGE_B, 0};
     te_net_channel *ch = NULL;
-    must(te_net_channel_new(&cc, &ch, &err), &err, "channel");
+    fx_must(te_net_channel_new(&cc, &ch, &err), &err, "channel");
     uint8_t *resp = NULL;
     size_t len = 0;
-    must(te_net_unary(ch, TE_SVC_HEALTH_CHECK, (const uint8_t *)"", 0, &resp, &len, TIMEOUT_MS, &err), &err, "health");
+    fx_must(te_net_unary(ch, TE_SVC_HEALTH_CHECK, (const uint8_t *)"", 0, &resp, &len, TIMEOUT_MS, &err), &err,
+            "health");
     assert_int_equal(len, 2); /* status = SERVING (field 1, varint 1) */
     assert_int_equal(resp[0], 0x08);
     assert_int_equal(resp[1], 0x01);
     free(resp);
-    must(te_net_unary(ch, TE_SVC_STATS, (const uint8_t *)"", 0, &resp, &len, TIMEOUT_MS, &err), &err, "stats");
+    fx_must(te_net_unary(ch, TE_SVC_STATS, (const uint8_t *)"", 0, &resp, &len, TIMEOUT_MS, &err), &err, "stats");
     assert_true(len > 10);
     free(resp);
     te_net_channel_free(ch);
@@ -307,11 +286,11 @@ static void test_stats_owner_only(void **state)
     const char *addrs[2] = {w->addr_a, w->addr_b}, *names[2] = {TE_CN_EDGE_A, TE_CN_EDGE_B};
     for (int i = 0; i < 3; i++) {
         te_net_creds c;
-        must(te_net_creds_load(who[i], &c, &err), &err, "creds");
+        fx_must(te_net_creds_load(who[i], &c, &err), &err, "creds");
         for (int h = 0; h < 2; h++) {
             te_net_channel_config cc = {addrs[h], &c, names[h], 0};
             te_net_channel *ch = NULL;
-            must(te_net_channel_new(&cc, &ch, &err), &err, "channel");
+            fx_must(te_net_channel_new(&cc, &ch, &err), &err, "channel");
             uint8_t *resp = NULL;
             size_t len = 0;
             te_status st = te_net_unary(ch, TE_SVC_STATS, (const uint8_t *)"", 0, &resp, &len, TIMEOUT_MS, &err);
@@ -321,7 +300,7 @@ static void test_stats_owner_only(void **state)
                 assert_non_null(strstr(err.msg, "only the owner"));
                 assert_null(resp);
             } else {
-                must(st, &err, "owner's Stats");
+                fx_must(st, &err, "owner's Stats");
                 Twinedge__StatsReply *r = twinedge__stats_reply__unpack(NULL, len, resp);
                 assert_non_null(r);
                 assert_string_equal(r->role, h ? "B" : "A");
@@ -383,15 +362,15 @@ static void test_concurrent_devices(void **state)
         char name[32], key[400];
         snprintf(name, sizeof name, "c%02d", i);
         snprintf(devs[i].dir, sizeof devs[i].dir, "%s/concurrent-%02d", w->dir, i);
-        must(te_owner_provision(w->deploy, name, devs[i].dir, &err), &err, "provision");
-        must(te_pki_device(w->deploy, name, devs[i].dir, &err), &err, "device pki");
+        fx_must(te_owner_provision(w->deploy, name, devs[i].dir, &err), &err, "provision");
+        fx_must(te_pki_device(w->deploy, name, devs[i].dir, &err), &err, "device pki");
         snprintf(key, sizeof key, "%s/device.key", devs[i].dir);
-        must(te_owner_register_device(od, w->addr_b, key, TIMEOUT_MS, &err), &err, "register");
+        fx_must(te_owner_register_device(od, w->addr_b, key, TIMEOUT_MS, &err), &err, "register");
         devs[i].w = w;
         devs[i].mode = i % 2 ? TWINEDGE_MEDIATED : TWINEDGE_RELAY;
     }
     pthread_t th[N_CONCURRENT];
-    double t0 = now_s();
+    double t0 = fx_now_s();
     for (int i = 0; i < N_CONCURRENT; i++)
         assert_int_equal(pthread_create(&th[i], NULL, concurrent_device, &devs[i]), 0);
     for (int i = 0; i < N_CONCURRENT; i++)
@@ -402,7 +381,7 @@ static void test_concurrent_devices(void **state)
             print_message("device %d: %d: %s\n", i, devs[i].rc, devs[i].msg);
         ok += devs[i].rc == TWINEDGE_OK && devs[i].identical;
     }
-    print_message("%d devices at once: %d exact results in %.2f s\n", N_CONCURRENT, ok, now_s() - t0);
+    print_message("%d devices at once: %d exact results in %.2f s\n", N_CONCURRENT, ok, fx_now_s() - t0);
     assert_int_equal(ok, N_CONCURRENT);
     free(devs);
 }
@@ -458,9 +437,9 @@ static void test_error_kinds_cli(void **state)
     int port;
     close(silent_listener(&port));
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-    double t0 = now_s();
+    double t0 = fx_now_s();
     int rc = infer_cli(w, addr, tls, 1500, msg, sizeof msg);
-    print_message("nothing listening: exit %d (%.2f s): %s", rc, now_s() - t0, msg);
+    print_message("nothing listening: exit %d (%.2f s): %s", rc, fx_now_s() - t0, msg);
     assert_int_equal(rc, 4);
     assert_non_null(strstr(msg, addr));
     assert_non_null(strstr(msg, "unreachable"));
@@ -469,9 +448,9 @@ static void test_error_kinds_cli(void **state)
     /* accepts TCP, never answers */
     int fd = silent_listener(&port);
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-    t0 = now_s();
+    t0 = fx_now_s();
     rc = infer_cli(w, addr, tls, 1500, msg, sizeof msg);
-    print_message("silent host: exit %d (%.2f s): %s", rc, now_s() - t0, msg);
+    print_message("silent host: exit %d (%.2f s): %s", rc, fx_now_s() - t0, msg);
     close(fd);
     assert_int_equal(rc, 4);
     assert_non_null(strstr(msg, addr));
@@ -497,15 +476,15 @@ static void test_error_kinds_cli(void **state)
     assert_int_equal(system(cmd), 0);
     char ftls[500];
     snprintf(ftls, sizeof ftls, "%s/tls", forged);
-    t0 = now_s();
+    t0 = fx_now_s();
     rc = infer_cli(w, w->addr_a, ftls, 5000, msg, sizeof msg);
-    print_message("forged device certificate: exit %d (%.2f s): %s", rc, now_s() - t0, msg);
+    print_message("forged device certificate: exit %d (%.2f s): %s", rc, fx_now_s() - t0, msg);
     assert_int_equal(rc, 3);
     assert_non_null(strstr(msg, "credentials refused"));
     assert_non_null(strstr(msg, "did not accept our certificate"));
     assert_null(strstr(msg, "unreachable"));
     assert_null(strstr(msg, "timed out"));
-    assert_true(now_s() - t0 < 4.0); /* refused at once, not at the deadline */
+    assert_true(fx_now_s() - t0 < 4.0); /* refused at once, not at the deadline */
 
     /* a device that trusts the forged CA only: it refuses the hosts' certificates */
     snprintf(ftls, sizeof ftls, "%s/tls-trust", forged);
@@ -522,8 +501,8 @@ static void test_unknown_device_and_deploy_rights(void **state)
     te_err err;
     char msg[600], tls[400];
     /* provisioned after the deployment: EdgeB has never heard of d2 */
-    must(te_owner_provision(w->deploy, "d2", w->device2, &err), &err, "provision d2");
-    must(te_pki_device(w->deploy, "d2", w->device2, &err), &err, "pki d2");
+    fx_must(te_owner_provision(w->deploy, "d2", w->device2, &err), &err, "provision d2");
+    fx_must(te_pki_device(w->deploy, "d2", w->device2, &err), &err, "pki d2");
     tls_of(w->device2, tls, sizeof tls);
     float *y = calloc(w->n_out, sizeof *y);
     int rc = net_infer(w, w->device2, tls, TWINEDGE_MEDIATED, y, msg, sizeof msg);
@@ -546,7 +525,7 @@ static void test_unknown_device_and_deploy_rights(void **state)
     /* the owner registers d2; then it works */
     char od[400];
     snprintf(od, sizeof od, "%s/owner", w->deploy);
-    must(te_owner_register_device(od, w->addr_b, key, TIMEOUT_MS, &err), &err, "register d2");
+    fx_must(te_owner_register_device(od, w->addr_b, key, TIMEOUT_MS, &err), &err, "register d2");
     rc = net_infer(w, w->device2, tls, TWINEDGE_RELAY, y, msg, sizeof msg);
     if (rc != TWINEDGE_OK)
         fail_msg("d2 after registration: %s", msg);
@@ -613,16 +592,16 @@ static void test_malformed_beside_good_device(void **state)
     te_net_creds dc;
     char tls[400];
     tls_of(w->device, tls, sizeof tls);
-    must(te_net_creds_load(tls, &dc, &err), &err, "device creds");
+    fx_must(te_net_creds_load(tls, &dc, &err), &err, "device creds");
     te_model *dm = NULL;
     char db[400];
     snprintf(db, sizeof db, "%s/device.bundle", w->deploy);
-    must(te_device_bundle_read(db, &dm, &err), &err, "device bundle");
+    fx_must(te_device_bundle_read(db, &dm, &err), &err, "device bundle");
     const char *addrs[2] = {w->addr_a, w->addr_b}, *names[2] = {TE_CN_EDGE_A, TE_CN_EDGE_B};
     for (int h = 0; h < 2; h++) {
         te_net_channel_config cc = {addrs[h], &dc, names[h], 0};
         te_net_channel *ch = NULL;
-        must(te_net_channel_new(&cc, &ch, &err), &err, "channel");
+        fx_must(te_net_channel_new(&cc, &ch, &err), &err, "channel");
         for (int round = 0; round < 5; round++) {
             /* garbage */
             uint8_t junk[64];
@@ -711,9 +690,9 @@ static void test_killed_host_and_restart(void **state)
     assert_int_equal(twinedge_connect(dev, w->addr_a, w->addr_b, tls, TIMEOUT_MS, &net), TWINEDGE_OK);
     killer k = {w, 1, 0};
     twinedge_set_layer_hook(dev, kill_hook, &k);
-    double t0 = now_s();
+    double t0 = fx_now_s();
     int rc = twinedge_infer(dev, TWINEDGE_RELAY, w->input, w->n_in, y, w->n_out);
-    double dt = now_s() - t0;
+    double dt = fx_now_s() - t0;
     assert_true(k.done);
     assert_int_equal(rc, TWINEDGE_ETRANSPORT);
     assert_non_null(strstr(twinedge_errmsg(dev), w->addr_a));
@@ -753,7 +732,7 @@ static void test_cli(void **state)
     te_shape s;
     float *y = NULL;
     te_err err;
-    must(te_npy_read(out, &s, &y, &err), &err, "output");
+    fx_must(te_npy_read(out, &s, &y, &err), &err, "output");
     assert_int_equal((size_t)te_shape_numel(&s), w->n_out);
     assert_memory_equal(y, w->expect, w->n_out * sizeof *y);
     free(y);

@@ -56,12 +56,6 @@ typedef struct world {
     size_t n_in, n_out;
 } world;
 
-static void must(te_status st, const te_err *err, const char *what)
-{
-    if (st != TE_OK)
-        fail_msg("%s: %s", what, err->msg);
-}
-
 static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -89,38 +83,7 @@ static int read_metrics_port(const world *w)
 /* One sample of EdgeA's Prometheus text. */
 static uint64_t metric(const world *w, const char *name)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)w->metrics_port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    const char *req = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
-    assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    assert_non_null(buf);
-    for (ssize_t r; (r = read(fd, buf + n, cap - n)) > 0;) {
-        n += (size_t)r;
-        if (n == cap) {
-            char *nb = realloc(buf, 2 * cap + 1);
-            assert_non_null(nb);
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    close(fd);
-    buf[n] = '\0';
-    char want[128];
-    snprintf(want, sizeof want, "\n%s ", name);
-    const char *p = strstr(buf, want);
-    if (!p)
-        fail_msg("no %s in EdgeA's metrics", name);
-    uint64_t v = strtoull(p + strlen(want), NULL, 10);
-    free(buf);
-    return v;
+    return fx_metric(w->metrics_port, name);
 }
 
 /* LayerRequests EdgeB has answered (the owner's Stats). */
@@ -130,13 +93,13 @@ static uint64_t b_requests(const world *w)
     te_net_creds oc;
     char od[400];
     snprintf(od, sizeof od, "%s/owner", w->deploy);
-    must(te_net_creds_load(od, &oc, &err), &err, "owner creds");
+    fx_must(te_net_creds_load(od, &oc, &err), &err, "owner creds");
     te_net_channel_config cc = {w->b.addr, &oc, TE_CN_EDGE_B, 0};
     te_net_channel *ch = NULL;
-    must(te_net_channel_new(&cc, &ch, &err), &err, "channel");
+    fx_must(te_net_channel_new(&cc, &ch, &err), &err, "channel");
     uint8_t *resp = NULL;
     size_t len = 0;
-    must(te_net_unary(ch, TE_SVC_STATS, (const uint8_t *)"", 0, &resp, &len, TIMEOUT_MS, &err), &err, "stats");
+    fx_must(te_net_unary(ch, TE_SVC_STATS, (const uint8_t *)"", 0, &resp, &len, TIMEOUT_MS, &err), &err, "stats");
     Twinedge__StatsReply *r = twinedge__stats_reply__unpack(NULL, len, resp);
     assert_non_null(r);
     uint64_t n = r->requests;
@@ -167,7 +130,7 @@ static void start_pair(world *w, const char *ahead_kb)
     const char *extra[] = {"--relay-ahead-kb", ahead_kb, "--metrics-listen", "127.0.0.1:0", NULL};
     fx_host_start(&w->a, TE_HOST_BIN, w->dir, w->deploy, 'a', tag, 0, peer, extra);
     te_err err;
-    must(te_owner_deploy(w->deploy, w->a.addr, w->b.addr, &err), &err, "deploy");
+    fx_must(te_owner_deploy(w->deploy, w->a.addr, w->b.addr, &err), &err, "deploy");
     w->metrics_port = read_metrics_port(w);
 }
 
@@ -225,42 +188,24 @@ static int setup(void **state)
     world *w = calloc(1, sizeof *w);
     assert_non_null(w);
     te_err err;
-    char onnx[512], calib[512], in[512], db[400];
+    char db[400];
     snprintf(w->dir, sizeof w->dir, "/tmp/te-relay-ahead-XXXXXX");
-    assert_non_null(mkdtemp(w->dir));
-    snprintf(w->deploy, sizeof w->deploy, "%s/deploy", w->dir);
-    fx_data(onnx, sizeof onnx, MODEL ".onnx");
-    fx_data(calib, sizeof calib, MODEL ".calib.npy");
-    fx_data(in, sizeof in, MODEL ".input.npy");
-    must(te_owner_compile(onnx, calib, NULL, w->deploy, &err), &err, "compile");
-    must(te_pki_deployment(w->deploy, &err), &err, "pki");
+    fx_net_deploy(w->dir, w->deploy, sizeof w->deploy, MODEL);
     for (int i = 0; i < 2; i++) {
         char name[8];
         snprintf(name, sizeof name, "d%d", i + 1);
         snprintf(w->dev[i], sizeof w->dev[i], "%s/device%d", w->dir, i + 1);
-        must(te_owner_provision(w->deploy, name, w->dev[i], &err), &err, "provision");
-        must(te_pki_device(w->deploy, name, w->dev[i], &err), &err, "device pki");
+        fx_net_device(w->deploy, name, w->dev[i]);
     }
     snprintf(db, sizeof db, "%s/device.bundle", w->deploy);
-    must(te_device_bundle_read(db, &w->dm, &err), &err, "device bundle");
+    fx_must(te_device_bundle_read(db, &w->dm, &err), &err, "device bundle");
     for (int i = 0; i < w->dm->n_layers; i++)
         w->request_bytes += (uint64_t)te_geom_out_len(&w->dm->layers[i].geom) * sizeof(uint64_t);
-    te_shape s;
-    must(te_npy_read(in, &s, &w->input, &err), &err, "input");
-    w->n_in = (size_t)te_shape_numel(&s);
-    twinedge_device *dev = NULL;
-    if (twinedge_open(w->dev[0], &dev) != TWINEDGE_OK)
-        fail_msg("open: %s", twinedge_errmsg(dev));
-    int64_t dims[8];
-    int nd = 0;
-    twinedge_output_shape(dev, dims, &nd);
-    twinedge_close(dev);
-    w->n_out = 1;
-    for (int i = 0; i < nd; i++)
-        w->n_out *= (size_t)dims[i];
+    w->input = fx_read_input(MODEL, &w->n_in);
+    w->n_out = fx_device_n_out(w->dev[0]);
     w->expect = calloc(w->n_out, sizeof *w->expect);
     assert_non_null(w->expect);
-    must(te_reference_fixed(w->deploy, w->input, w->n_in, w->expect, w->n_out, &err), &err, "reference");
+    fx_must(te_reference_fixed(w->deploy, w->input, w->n_in, w->expect, w->n_out, &err), &err, "reference");
     *state = w;
     return 0;
 }
@@ -279,16 +224,23 @@ static int teardown(void **state)
     return 0;
 }
 
+/* A host pair with relay_ahead_kb ahead_kb, device 0 opened in d, and its
+ * first inference, which must succeed. */
+static void start_and_infer_once(world *w, const char *ahead_kb, device *d)
+{
+    start_pair(w, ahead_kb);
+    device_open(w, 0, d);
+    assert_int_equal(infer(w, d), TWINEDGE_OK);
+}
+
 /* (a) hits after the first inference, bit-exact; (b) EdgeB down after the
  * fetch: the next inference is EdgeA's alone. */
 static void test_hits_and_edge_b_down(void **state)
 {
     world *w = *state;
     uint64_t L = (uint64_t)w->dm->n_layers;
-    start_pair(w, "4096");
     device d;
-    device_open(w, 0, &d);
-    assert_int_equal(infer(w, &d), TWINEDGE_OK);
+    start_and_infer_once(w, "4096", &d);
     assert_int_equal(metric(w, "twinedge_relay_ahead_hits_total"), 0);
     assert_int_equal(metric(w, "twinedge_relay_ahead_misses_total"), L);
     wait_b_requests(w, 2 * L); /* L online, L ahead */
@@ -313,10 +265,8 @@ static void test_without_ahead_edge_b_down_fails(void **state)
 {
     world *w = *state;
     uint64_t L = (uint64_t)w->dm->n_layers;
-    start_pair(w, "0");
     device d;
-    device_open(w, 0, &d);
-    assert_int_equal(infer(w, &d), TWINEDGE_OK);
+    start_and_infer_once(w, "0", &d);
     wait_b_requests(w, L);
     sleep_ms(200); /* what a fetch ahead would have had */
     assert_int_equal(b_requests(w), L);
@@ -380,10 +330,10 @@ static int raw_relay_as(world *w, const char *dir, const char *device_id, const 
     te_net_creds dc;
     char tls[400];
     snprintf(tls, sizeof tls, "%s/tls", dir);
-    must(te_net_creds_load(tls, &dc, &err), &err, "device creds");
+    fx_must(te_net_creds_load(tls, &dc, &err), &err, "device creds");
     te_net_channel_config cc = {w->a.addr, &dc, TE_CN_EDGE_A, 0};
     te_net_channel *ch = NULL;
-    must(te_net_channel_new(&cc, &ch, &err), &err, "channel");
+    fx_must(te_net_channel_new(&cc, &ch, &err), &err, "channel");
     const te_layer *L = &w->dm->layers[layer];
     size_t dl = te_pack_bytes((size_t)te_geom_in_len(&L->geom), (unsigned)L->ring_bits);
     uint8_t *data = calloc(dl ? dl : 1, 1);

@@ -58,12 +58,6 @@ typedef struct world {
     size_t n_in, n_out;
 } world;
 
-static void must(te_status st, const te_err *err, const char *what)
-{
-    if (st != TE_OK)
-        fail_msg("%s: %s", what, err->msg);
-}
-
 static void host_start(world *w, int role, int r)
 {
     char store[128], creds[160], portfile[128], log[128];
@@ -120,42 +114,23 @@ static int setup(void **state)
 {
     world *w = calloc(1, sizeof *w);
     te_err err;
-    char onnx[512], calib[512], in[512];
     snprintf(w->dir, sizeof w->dir, "/tmp/te-scaleout-XXXXXX");
-    assert_non_null(mkdtemp(w->dir));
-    snprintf(w->deploy, sizeof w->deploy, "%s/deploy", w->dir);
-    fx_data(onnx, sizeof onnx, MODEL ".onnx");
-    fx_data(calib, sizeof calib, MODEL ".calib.npy");
-    fx_data(in, sizeof in, MODEL ".input.npy");
-    must(te_owner_compile(onnx, calib, NULL, w->deploy, &err), &err, "compile");
-    must(te_pki_deployment(w->deploy, &err), &err, "pki");
+    fx_net_deploy(w->dir, w->deploy, sizeof w->deploy, MODEL);
     for (int d = 0; d < N_DEVICES; d++) {
         char name[16];
         snprintf(name, sizeof name, "d%d", d);
         snprintf(w->dev_dir[d], sizeof w->dev_dir[d], "%s/device-%d", w->dir, d);
-        must(te_owner_provision(w->deploy, name, w->dev_dir[d], &err), &err, "provision");
-        must(te_pki_device(w->deploy, name, w->dev_dir[d], &err), &err, "device pki");
+        fx_net_device(w->deploy, name, w->dev_dir[d]);
     }
-    te_shape s;
-    float *x = NULL;
-    must(te_npy_read(in, &s, &x, &err), &err, "input");
-    w->n_in = (size_t)te_shape_numel(&s);
-    twinedge_device *dev = NULL;
-    assert_int_equal(twinedge_open(w->dev_dir[0], &dev), TWINEDGE_OK);
-    int64_t dims[8];
-    int nd = 0;
-    twinedge_output_shape(dev, dims, &nd);
-    twinedge_close(dev);
-    w->n_out = 1;
-    for (int i = 0; i < nd; i++)
-        w->n_out *= (size_t)dims[i];
+    float *x = fx_read_input(MODEL, &w->n_in);
+    w->n_out = fx_device_n_out(w->dev_dir[0]);
     /* a different input per device, each with its own plaintext fixed-point reference */
     for (int d = 0; d < N_DEVICES; d++) {
         w->input[d] = calloc(w->n_in, sizeof *w->input[d]);
         w->expect[d] = calloc(w->n_out, sizeof *w->expect[d]);
         for (size_t i = 0; i < w->n_in; i++)
             w->input[d][i] = x[(i + (size_t)d * 37) % w->n_in] * (1.0f - 0.05f * (float)d);
-        must(te_reference_fixed(w->deploy, w->input[d], w->n_in, w->expect[d], w->n_out, &err), &err, "reference");
+        fx_must(te_reference_fixed(w->deploy, w->input[d], w->n_in, w->expect[d], w->n_out, &err), &err, "reference");
     }
     free(x);
     /* EdgeB replicas first: EdgeA's peer target names them all */
@@ -167,7 +142,7 @@ static int setup(void **state)
     make_target(w, 0);
     /* the same deployment and device keys on every replica */
     for (int r = 0; r < N_REPLICAS; r++)
-        must(te_owner_deploy(w->deploy, w->addr[0][r], w->addr[1][r], &err), &err, "deploy");
+        fx_must(te_owner_deploy(w->deploy, w->addr[0][r], w->addr[1][r], &err), &err, "deploy");
     *state = w;
     return 0;
 }
@@ -271,17 +246,17 @@ static void test_replicas_share_the_load(void **state)
     te_net_creds oc;
     char od[160];
     snprintf(od, sizeof od, "%s/owner", w->deploy);
-    must(te_net_creds_load(od, &oc, &err), &err, "owner creds");
+    fx_must(te_net_creds_load(od, &oc, &err), &err, "owner creds");
     uint64_t total[2] = {0, 0};
     for (int role = 0; role < 2; role++)
         for (int r = 0; r < N_REPLICAS; r++) {
             te_net_channel_config cc = {w->addr[role][r], &oc, role ? TE_CN_EDGE_B : TE_CN_EDGE_A, 0};
             te_net_channel *ch = NULL;
-            must(te_net_channel_new(&cc, &ch, &err), &err, "channel");
+            fx_must(te_net_channel_new(&cc, &ch, &err), &err, "channel");
             uint8_t *resp = NULL;
             size_t len = 0;
-            must(te_net_unary(ch, TE_SVC_STATS, (const uint8_t *)"", 0, &resp, &len, TIMEOUT_MS, &err), &err,
-                 "stats");
+            fx_must(te_net_unary(ch, TE_SVC_STATS, (const uint8_t *)"", 0, &resp, &len, TIMEOUT_MS, &err), &err,
+                    "stats");
             Twinedge__StatsReply *sr = twinedge__stats_reply__unpack(NULL, len, resp);
             assert_non_null(sr);
             print_message("Edge%c replica %d (%s): %llu requests, %llu errors\n", role ? 'B' : 'A', r,

@@ -88,14 +88,22 @@ static void app_end(void *ctx)
     te_transport_end(c->link);
 }
 
+/* The fixture, and two buffers of its output size for the results. */
+static void setup_with_buffers(te_fixture *f, float **want, float **got)
+{
+    fx_setup(f, MODEL, NULL, NULL);
+    *want = malloc(f->n_out * sizeof **want);
+    *got = malloc(f->n_out * sizeof **got);
+    assert_non_null(*want);
+    assert_non_null(*got);
+}
+
 static void test_app_transport(void **state)
 {
     (void)state;
     te_fixture f;
-    fx_setup(&f, MODEL, NULL, NULL);
-    float *want = malloc(f.n_out * sizeof *want), *got = malloc(f.n_out * sizeof *got);
-    assert_non_null(want);
-    assert_non_null(got);
+    float *want, *got;
+    setup_with_buffers(&f, &want, &got);
     for (int mode = TWINEDGE_RELAY; mode <= TWINEDGE_MEDIATED; mode++) {
         /* the tree's own link first (fx_setup attached it) */
         assert_int_equal(twinedge_infer(f.dev, (twinedge_mode)mode, f.input, f.n_in, want, f.n_out), TWINEDGE_OK);
@@ -138,10 +146,8 @@ static void test_app_call_pair(void **state)
 {
     (void)state;
     te_fixture f;
-    fx_setup(&f, MODEL, NULL, NULL);
-    float *want = malloc(f.n_out * sizeof *want), *got = malloc(f.n_out * sizeof *got);
-    assert_non_null(want);
-    assert_non_null(got);
+    float *want, *got;
+    setup_with_buffers(&f, &want, &got);
     assert_int_equal(twinedge_infer(f.dev, TWINEDGE_MEDIATED, f.input, f.n_in, want, f.n_out), TWINEDGE_OK);
     app_chan chan = {.link = f.pair->device_link};
     twinedge_transport t = {.struct_size = sizeof t, .ctx = &chan, .call = app_call, .call_pair = app_call_pair};
