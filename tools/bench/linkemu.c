@@ -117,7 +117,9 @@ static void *writer_main(void *arg)
         size_t off = 0;
         int ok = 1;
         while (off < c->len) {
-            ssize_t w = write(d->dst, c->data + off, c->len - off);
+            /* MSG_NOSIGNAL: a peer that has gone (a host stopped at the end
+             * of a test) ends this direction, not the process by SIGPIPE */
+            ssize_t w = send(d->dst, c->data + off, c->len - off, MSG_NOSIGNAL);
             if (w < 0 && errno == EINTR)
                 continue;
             if (w <= 0) {
