@@ -6,39 +6,39 @@ set title 'alexnet: time per outsourced layer (loopback, from one layer to the n
 set xlabel 'linear layer'
 set ylabel 'ms'
 set logscale y
-plot 'alexnet-layers.dat' u 1:2 w lp t 'plaintext outsourcing', '' u 1:3 w lp t 'twinedge relay', '' u 1:4 w lp t 'twinedge mediated', '' u 1:5 w lp t 'LEP-CNN'
+plot 'alexnet-layers.dat' u 1:2 w lp t 'plaintext outsourcing', 'alexnet-layers.dat' u 1:3 w lp t 'twinedge relay', '' u 1:4 w lp t 'twinedge mediated', '' u 1:5 w lp t 'LEP-CNN'
 unset logscale y
 set output 'alexnet-bytes-per-layer.png'
 set title 'alexnet: device link bytes per layer (up + down)'
 set ylabel 'KiB'
 set logscale y
-plot 'alexnet-layers.dat' u 1:6 w lp t 'plaintext outsourcing (float32)', '' u 1:7 w lp t 'twinedge relay', '' u 1:8 w lp t 'twinedge mediated', '' u 1:9 w lp t 'LEP-CNN'
+plot 'alexnet-layers.dat' u 1:6 w lp t 'plaintext outsourcing (float32)', 'alexnet-layers.dat' u 1:7 w lp t 'twinedge relay', '' u 1:8 w lp t 'twinedge mediated', '' u 1:9 w lp t 'LEP-CNN'
 unset logscale y
 set output 'facenet-latency-per-layer.png'
 set title 'facenet: time per outsourced layer (loopback, from one layer to the next)'
 set xlabel 'linear layer'
 set ylabel 'ms'
 set logscale y
-plot 'facenet-layers.dat' u 1:2 w lp t 'plaintext outsourcing', '' u 1:3 w lp t 'twinedge relay', '' u 1:4 w lp t 'twinedge mediated', '' u 1:5 w lp t 'LEP-CNN'
+plot 'facenet-layers.dat' u 1:2 w lp t 'plaintext outsourcing', 'facenet-layers.dat' u 1:3 w lp t 'twinedge relay', '' u 1:4 w lp t 'twinedge mediated', '' u 1:5 w lp t 'LEP-CNN'
 unset logscale y
 set output 'facenet-bytes-per-layer.png'
 set title 'facenet: device link bytes per layer (up + down)'
 set ylabel 'KiB'
 set logscale y
-plot 'facenet-layers.dat' u 1:6 w lp t 'plaintext outsourcing (float32)', '' u 1:7 w lp t 'twinedge relay', '' u 1:8 w lp t 'twinedge mediated', '' u 1:9 w lp t 'LEP-CNN'
+plot 'facenet-layers.dat' u 1:6 w lp t 'plaintext outsourcing (float32)', 'facenet-layers.dat' u 1:7 w lp t 'twinedge relay', '' u 1:8 w lp t 'twinedge mediated', '' u 1:9 w lp t 'LEP-CNN'
 unset logscale y
 set output 'resnet18-latency-per-layer.png'
 set title 'resnet18: time per outsourced layer (loopback, from one layer to the next)'
 set xlabel 'linear layer'
 set ylabel 'ms'
 set logscale y
-plot 'resnet18-layers.dat' u 1:2 w lp t 'plaintext outsourcing', '' u 1:3 w lp t 'twinedge relay', '' u 1:4 w lp t 'twinedge mediated', '' u 1:5 w lp t 'LEP-CNN'
+plot 'resnet18-layers.dat' u 1:2 w lp t 'plaintext outsourcing', 'resnet18-layers.dat' u 1:3 w lp t 'twinedge relay', '' u 1:4 w lp t 'twinedge mediated', '' u 1:5 w lp t 'LEP-CNN'
 unset logscale y
 set output 'resnet18-bytes-per-layer.png'
 set title 'resnet18: device link bytes per layer (up + down)'
 set ylabel 'KiB'
 set logscale y
-plot 'resnet18-layers.dat' u 1:6 w lp t 'plaintext outsourcing (float32)', '' u 1:7 w lp t 'twinedge relay', '' u 1:8 w lp t 'twinedge mediated', '' u 1:9 w lp t 'LEP-CNN'
+plot 'resnet18-layers.dat' u 1:6 w lp t 'plaintext outsourcing (float32)', 'resnet18-layers.dat' u 1:7 w lp t 'twinedge relay', '' u 1:8 w lp t 'twinedge mediated', '' u 1:9 w lp t 'LEP-CNN'
 unset logscale y
 set style data histograms
 set style histogram clustered gap 1
