@@ -73,16 +73,21 @@ void hostd_log_line(hostd_level level, const char *source, const char *msg)
     emit(level, source ? source : "host", msg ? msg : "");
 }
 
-void hostd_logf(hostd_level level, const char *fmt, ...)
+void hostd_vlogf(hostd_level level, const char *fmt, va_list ap)
 {
     if (!hostd_log_enabled(level))
         return;
     char msg[2048];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    emit(level, "host", msg);
+}
+
+void hostd_logf(hostd_level level, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    hostd_vlogf(level, fmt, ap);
     va_end(ap);
-    emit(level, "host", msg);
 }
 
 /* gRPC core's messages: its INFO lines are connection chatter (debug here),

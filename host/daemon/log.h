@@ -8,6 +8,8 @@
 #ifndef TE_HOSTD_LOG_H
 #define TE_HOSTD_LOG_H
 
+#include <stdarg.h>
+
 typedef enum hostd_level {
     HOSTD_ERROR = 0,
     HOSTD_WARN = 1,
@@ -26,6 +28,7 @@ void hostd_log_set_level(hostd_level level);
 int hostd_log_enabled(hostd_level level);
 
 void hostd_logf(hostd_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void hostd_vlogf(hostd_level level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* One line from another source ("plugin cpu", "grpc FILE:LINE"). */
 void hostd_log_line(hostd_level level, const char *source, const char *msg);
 

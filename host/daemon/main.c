@@ -23,12 +23,10 @@
 static void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void log_info(const char *fmt, ...)
 {
-    char msg[2048];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    hostd_vlogf(HOSTD_INFO, fmt, ap);
     va_end(ap);
-    hostd_logf(HOSTD_INFO, "%s", msg);
 }
 
 static void call_log(void *ctx, const char *method, const char *peer, int code, const char *msg, double ms)
