@@ -53,6 +53,18 @@ typedef struct fleet {
     size_t n_out;
 } fleet;
 
+/* The start of a (log) file, for a failure's message; "" if unreadable. */
+static void read_head(const char *path, char *buf, size_t cap)
+{
+    size_t k = 0;
+    FILE *f = fopen(path, "r");
+    if (f) {
+        k = fread(buf, 1, cap - 1, f);
+        fclose(f);
+    }
+    buf[k] = '\0';
+}
+
 static void device_dir(const fleet *f, int i, char *out, size_t cap) { snprintf(out, cap, "%s/dev-%02d", f->dir, i); }
 
 /* The hosts under test; TE_FLEET_HOST names another twinedge-host, for the
@@ -253,13 +265,8 @@ static int run_fleet(fleet *f, int n, const char *label)
         snprintf(out, sizeof out, "%s/out.npy", dd);
         snprintf(log, sizeof log, "%s/infer.log", dd);
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-            char msg[1000] = "";
-            FILE *lf = fopen(log, "r");
-            if (lf) {
-                size_t k = fread(msg, 1, sizeof msg - 1, lf);
-                msg[k] = '\0';
-                fclose(lf);
-            }
+            char msg[1000];
+            read_head(log, msg, sizeof msg);
             print_message("%s: device %d: exit %d: %s\n", label, i, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
                           msg);
             continue;
@@ -701,13 +708,8 @@ static void test_idle_streams_hold_no_thread(void **state)
         te_net_channel_free(ch[i]);
         te_net_creds_free(&creds[i]);
     }
-    char msg[1000] = "";
-    FILE *lf = fopen(log, "r");
-    if (lf) {
-        size_t k = fread(msg, 1, sizeof msg - 1, lf);
-        msg[k] = '\0';
-        fclose(lf);
-    }
+    char msg[1000];
+    read_head(log, msg, sizeof msg);
     print_message("%s: %d streams answered and left open in %.2f s; then a device's inference %s in %.2f s %s\n",
                   host_bin(), IDLE, t_open, rc == 0 ? "succeeded" : "failed", dt, rc == 0 ? "" : msg);
     pair_stop(f);
