@@ -12,7 +12,9 @@
 
 #include "deploy.h"
 #include "owner.h"
+#include "onnx_import.h"
 #include "runlib.h"
+#include "te_exec.h"
 #include "te_host.h"
 #include "te_input.h"
 #include "te_npy.h"
@@ -35,6 +37,9 @@ static void usage(FILE *f)
             "      --calibration FILE   calibration inputs (.npy, stacked on axis 0);\n"
             "                           default: calibrate on INPUT.npy itself\n"
             "      --reference FILE     also write the plaintext fixed-point reference\n"
+            "      --float FILE         also write the imported graph run in float32 (the ONNX\n"
+            "                           weights, nothing quantised, no protocol): what twinedge\n"
+            "                           reads the model to compute, for comparing with other runtimes\n"
             "      --plugin NAME        compute plugin of both hosts (default cpu)\n"
             "      --workdir DIR        keep the deployment, device, host stores and logs in DIR\n"
             "      --in-process         run the hosts in this process instead (no network)\n"
@@ -49,7 +54,7 @@ static void usage(FILE *f)
 
 
 typedef struct run_args {
-    const char *model, *input, *output, *report, *calib, *reference, *plugin, *workdir;
+    const char *model, *input, *output, *report, *calib, *reference, *plugin, *workdir, *float_out;
     twinedge_mode mode;
     int in_process, allow_rounding;
     int n_shapes;
@@ -60,6 +65,30 @@ static int fail(const char *msg)
 {
     fprintf(stderr, "twinedge-run: error: %s\n", msg);
     return 1;
+}
+
+/* The imported graph in float32 on the device's executor, with the open
+ * dimensions fixed as the compile fixed them (--input-shape, else the input's). */
+static te_status run_float(const run_args *a, const te_shape *in_shape, const float *x, te_err *err)
+{
+    te_import_opts io = {.n_shapes = a->n_shapes, .shapes = a->shapes, .hint = in_shape};
+    te_model *m = NULL;
+    te_exec *ex = NULL;
+    te_status st = te_onnx_import_opts(a->model, &io, &m, err);
+    if (st == TE_OK)
+        st = te_exec_new(m, &ex, err);
+    if (st == TE_OK)
+        st = te_exec_run(ex, x, (size_t)te_shape_numel(in_shape), te_linear_fn_float, NULL, err);
+    if (st == TE_OK) {
+        te_shape os;
+        const float *y = te_exec_output(ex, &os);
+        st = te_npy_write(a->float_out, &os, y, err);
+    }
+    if (st != TE_OK)
+        te_err_wrap(err, "--float");
+    te_exec_free(ex);
+    te_model_free(m);
+    return st;
 }
 
 static int run(const run_args *a)
@@ -201,6 +230,11 @@ static int run(const run_args *a)
         }
     }
 
+    if (a->float_out && run_float(a, &in_shape, x, &err) != TE_OK) {
+        fail(err.msg);
+        goto out;
+    }
+
     char dpath[4300];
     snprintf(dpath, sizeof dpath, "%s/device.bundle", deploy);
     te_owner_report orep;
@@ -282,13 +316,14 @@ int main(int argc, char **argv)
     run_args a;
     memset(&a, 0, sizeof a);
     a.mode = TWINEDGE_RELAY;
-    enum { O_MODE = 256, O_REPORT, O_CALIB, O_REF, O_PLUGIN, O_WORK, O_INPROC, O_SHAPE, O_ROUND };
+    enum { O_MODE = 256, O_REPORT, O_CALIB, O_REF, O_PLUGIN, O_WORK, O_INPROC, O_SHAPE, O_ROUND, O_FLOAT };
     static const struct option opts[] = {
         {"output", required_argument, NULL, 'o'},      {"mode", required_argument, NULL, O_MODE},
         {"report", required_argument, NULL, O_REPORT}, {"calibration", required_argument, NULL, O_CALIB},
         {"reference", required_argument, NULL, O_REF}, {"plugin", required_argument, NULL, O_PLUGIN},
         {"workdir", required_argument, NULL, O_WORK},  {"in-process", no_argument, NULL, O_INPROC},
         {"input-shape", required_argument, NULL, O_SHAPE}, {"allow-rounding", no_argument, NULL, O_ROUND},
+        {"float", required_argument, NULL, O_FLOAT},
         {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
@@ -309,6 +344,7 @@ int main(int argc, char **argv)
         case O_WORK: a.workdir = optarg; break;
         case O_INPROC: a.in_process = 1; break;
         case O_ROUND: a.allow_rounding = 1; break;
+        case O_FLOAT: a.float_out = optarg; break;
         case O_SHAPE:
             if (a.n_shapes == 4 || te_parse_input_shape(optarg, &a.shapes[a.n_shapes]))
                 return fail("--input-shape needs NAME:D0,D1,... (positive dimensions; at most 4)");
