@@ -19,6 +19,22 @@ PKGS=(
 # kubectl with kustomize renders deploy/k8s in the tests; Debian's
 # kubernetes-client conflicts with a kubectl installed otherwise
 if ! command -v kubectl >/dev/null; then PKGS+=(kubernetes-client); fi
+# node and npm run onnxruntime, the reference of the tests labelled ort
+if ! command -v node >/dev/null; then PKGS+=(nodejs); fi
+if ! command -v npm >/dev/null; then PKGS+=(npm); fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends "${PKGS[@]}"
+
+# onnxruntime (CPU) for the tests labelled ort: onnxruntime-node as pinned in
+# tests/ort/package-lock.json (exact version, integrity hashes), into
+# tests/ort/node_modules where CMake looks for it.  --ignore-scripts: its
+# postinstall only fetches CUDA binaries from GitHub; the CPU ones are in
+# the package.  Skipped when the pinned version is there and loads.
+ORT_DIR="$(cd "$(dirname "$0")/../tests/ort" && pwd)"
+ORT_WANT=$(node -p "require('$ORT_DIR/package.json').dependencies['onnxruntime-node']")
+ORT_HAVE=$(node -e "const d='$ORT_DIR/node_modules/onnxruntime-node';require(d);
+  process.stdout.write(require(d+'/package.json').version)" 2>/dev/null || true)
+if [ "$ORT_HAVE" != "$ORT_WANT" ]; then
+  (cd "$ORT_DIR" && npm ci --ignore-scripts --no-audit --no-fund)
+fi
