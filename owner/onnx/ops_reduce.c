@@ -1,0 +1,169 @@
+/* ONNX import: reductions and normalisation (Softmax, LRN, LpNormalization,
+ * Reduce*, LayerNormalization). */
+#include "onnx_internal.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+te_status te_imp_op_softmax(imp *I, onode *n)
+{
+    ival *x;
+    te_status st;
+    if ((st = te_imp_rt_input(I, n, &x)))
+        return st;
+    int r = x->shape.ndim;
+    int64_t axis = te_imp_attr_i(n, "axis", I->opset >= 13 ? -1 : 1);
+    if (te_imp_norm_axis(&axis, r))
+        return te_imp_bad(I, n, TE_EINVAL, "axis %lld out of range", (long long)axis);
+    te_node t;
+    te_imp_node_init(&t, TE_OP_SOFTMAX, te_imp_nname(n));
+    if (I->opset >= 13 || axis == r - 1) {
+        t.axis = axis;
+        return te_imp_emit1(I, &t, x->id, te_imp_out_name(n), &x->shape, NULL);
+    }
+    /* opset < 13: softmax over the flattened [d0*..*d(axis-1), rest] view */
+    te_shape s2 = {.ndim = 2, .d = {1, 1}};
+    for (int j = 0; j < r; j++)
+        s2.d[j < axis ? 0 : 1] *= x->shape.d[j];
+    char nm[300];
+    ival *a, *b;
+    te_node rs;
+    snprintf(nm, sizeof nm, "%s/flat", te_imp_nname(n));
+    te_imp_node_init(&rs, TE_OP_RESHAPE, nm);
+    if ((st = te_imp_emit1(I, &rs, x->id, nm, &s2, &a)))
+        return st;
+    snprintf(nm, sizeof nm, "%s/2d", te_imp_nname(n));
+    t.axis = 1;
+    if ((st = te_imp_emit1(I, &t, a->id, nm, &s2, &b)))
+        return st;
+    snprintf(nm, sizeof nm, "%s/unflat", te_imp_nname(n));
+    te_imp_node_init(&rs, TE_OP_RESHAPE, nm);
+    return te_imp_emit1(I, &rs, b->id, te_imp_out_name(n), &x->shape, NULL);
+}
+
+te_status te_imp_op_lrn(imp *I, onode *n)
+{
+    ival *x;
+    te_status st;
+    if ((st = te_imp_rt_input(I, n, &x)))
+        return st;
+    if (x->shape.ndim < 2)
+        return te_imp_bad(I, n, TE_ESHAPE, "input must have a channel axis");
+    te_node t;
+    te_imp_node_init(&t, TE_OP_LRN, te_imp_nname(n));
+    t.size = te_imp_attr_i(n, "size", 0);
+    if (t.size < 1)
+        return te_imp_bad(I, n, TE_EINVAL, "size must be >= 1");
+    t.alpha = te_imp_attr_f(n, "alpha", 1e-4f);
+    t.beta = te_imp_attr_f(n, "beta", 0.75f);
+    t.bias = te_imp_attr_f(n, "bias", 1.0f);
+    return te_imp_emit1(I, &t, x->id, te_imp_out_name(n), &x->shape, NULL);
+}
+
+te_status te_imp_op_lpnorm(imp *I, onode *n)
+{
+    ival *x;
+    te_status st;
+    if ((st = te_imp_rt_input(I, n, &x)))
+        return st;
+    te_node t;
+    te_imp_node_init(&t, TE_OP_LPNORM, te_imp_nname(n));
+    t.axis = te_imp_attr_i(n, "axis", -1);
+    t.p = te_imp_attr_i(n, "p", 2);
+    if (te_imp_norm_axis(&t.axis, x->shape.ndim))
+        return te_imp_bad(I, n, TE_EINVAL, "axis out of range");
+    if (t.p != 1 && t.p != 2)
+        return te_imp_bad(I, n, TE_EUNSUPPORTED, "p must be 1 or 2");
+    return te_imp_emit1(I, &t, x->id, te_imp_out_name(n), &x->shape, NULL);
+}
+
+te_status te_imp_op_reduce(imp *I, onode *n, int op)
+{
+    ival *x;
+    int64_t axes[TE_MAX_DIMS];
+    int na;
+    te_status st;
+    if ((st = te_imp_in_req(I, n, 0, &x)) || (st = te_imp_get_axes(I, n, 1, axes, &na)))
+        return st;
+    if (!x->is_const && op < 0)
+        return te_errf(I->err, TE_EUNSUPPORTED,
+                       "unsupported ONNX op '%s' in node '%s': it is folded on constants only, and an input is an "
+                       "activation",
+                       n->op_type, te_imp_nname(n));
+    int r = x->shape.ndim;
+    int keep = (int)te_imp_attr_i(n, "keepdims", 1);
+    if (na <= 0) {
+        if (te_imp_attr_i(n, "noop_with_empty_axes", 0))
+            return te_imp_reshape_to(I, n, x, &x->shape);
+        na = r;
+        for (int j = 0; j < r; j++)
+            axes[j] = j;
+    }
+    int mark[TE_MAX_DIMS] = {0};
+    for (int j = 0; j < na; j++) {
+        if (te_imp_norm_axis(&axes[j], r) || mark[axes[j]])
+            return te_imp_bad(I, n, TE_EINVAL, "bad or repeated axis");
+        mark[axes[j]] = 1;
+    }
+    int64_t sorted[TE_MAX_DIMS];
+    int ns = 0;
+    te_shape os = {0};
+    for (int j = 0; j < r; j++) {
+        if (mark[j])
+            sorted[ns++] = j;
+        if (!mark[j])
+            os.d[os.ndim++] = x->shape.d[j];
+        else if (keep)
+            os.d[os.ndim++] = 1;
+    }
+    if (x->is_const)
+        return te_imp_fold_reduce(I, n, op, x, mark, &os);
+    te_node t;
+    te_imp_node_init(&t, (te_op)op, te_imp_nname(n));
+    t.ints = sorted;
+    t.n_ints = ns;
+    t.keepdims = keep;
+    return te_imp_emit1(I, &t, x->id, te_imp_out_name(n), &os, NULL);
+}
+
+te_status te_imp_op_layer_norm(imp *I, onode *n)
+{
+    ival *x, *sc, *bi;
+    te_status st;
+    if ((st = te_imp_rt_input(I, n, &x)) || (st = te_imp_only_first_output(I, n)) ||
+        (st = te_imp_in_const(I, n, 1, 1, &sc, "scale")) || (st = te_imp_in_const(I, n, 2, 0, &bi, "bias")))
+        return st;
+    int64_t axis = te_imp_attr_i(n, "axis", -1);
+    if (te_imp_norm_axis(&axis, x->shape.ndim))
+        return te_imp_bad(I, n, TE_EINVAL, "axis out of range");
+    te_shape ns = {.ndim = x->shape.ndim - (int)axis};
+    memcpy(ns.d, x->shape.d + axis, (size_t)ns.ndim * sizeof ns.d[0]);
+    int64_t inner = te_imp_numel(&ns);
+    int ids[3] = {x->id, -1, -1};
+    ival *cs[2] = {sc, bi};
+    for (int k = 0; k < 2; k++) {
+        if (!cs[k])
+            continue;
+        te_shape o;
+        if (te_imp_bcast(&ns, &cs[k]->shape, &o) || te_imp_numel(&o) != inner)
+            return te_imp_bad(I, n, TE_ESHAPE, "%s does not broadcast to the normalised shape", k ? "bias" : "scale");
+        float *f = malloc((size_t)inner * sizeof *f); /* expanded to the normalised shape */
+        if (!f)
+            return te_imp_nomem(I);
+        for (int64_t q = 0; q < inner; q++)
+            f[q] = (float)te_imp_cget(cs[k], te_imp_bidx(&ns, &cs[k]->shape, q));
+        char nm[300];
+        snprintf(nm, sizeof nm, "%s/%s", te_imp_nname(n), k ? "bias" : "scale");
+        if ((ids[k + 1] = te_model_add_value(I->m, nm, &ns, f)) < 0) {
+            free(f);
+            return te_imp_nomem(I);
+        }
+    }
+    te_node t;
+    te_imp_node_init(&t, TE_OP_LAYER_NORM, te_imp_nname(n));
+    t.axis = axis;
+    t.alpha = te_imp_attr_f(n, "epsilon", 1e-5f);
+    return te_imp_emit(I, &t, ids, bi ? 3 : 2, te_imp_out_name(n), &x->shape, NULL);
+}
