@@ -1005,6 +1005,19 @@ te_status te_net_channel_new(const te_net_channel_config *cfg, te_net_channel **
     return TE_OK;
 }
 
+int te_net_in_use(void) { return grpc_is_initialized(); }
+
+int te_net_quiesce(int timeout_ms)
+{
+    const struct timespec ms = {0, 1000000L};
+    for (int i = 0; grpc_is_initialized(); i++) {
+        if (i >= timeout_ms)
+            return 0;
+        nanosleep(&ms, NULL);
+    }
+    return 1;
+}
+
 void te_net_channel_free(te_net_channel *ch)
 {
     if (!ch)

@@ -178,6 +178,16 @@ typedef struct te_net_channel te_net_channel;
 
 te_status te_net_channel_new(const te_net_channel_config *cfg, te_net_channel **ch, te_err *err);
 void te_net_channel_free(te_net_channel *ch);
+
+/* gRPC finishes releasing a freed channel or server on its own threads (a
+ * connection attempt or TLS handshake in flight, a reconnect timer).  A
+ * program that exits before then races those threads against OpenSSL's and
+ * the C library's exit handlers: a crash or a hang at exit.  te_net_in_use:
+ * whether anyone in the process holds gRPC now.  te_net_quiesce: wait, at
+ * most timeout_ms, until nobody does (1: released). */
+int te_net_in_use(void);
+int te_net_quiesce(int timeout_ms);
+#define TE_NET_QUIESCE_MS 3000 /* what the tools and twinedge_disconnect wait at most */
 const char *te_net_channel_target(const te_net_channel *ch);
 
 /* Unary call; *resp malloc'd.  timeout_ms > 0. */

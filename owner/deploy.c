@@ -89,6 +89,14 @@ static te_status register_on(te_net_channel *ch, const char *key_path, int timeo
     return TE_OK;
 }
 
+/* The owner's tool exits right after a deploy: gRPC's threads must be done
+ * with our channels first (te_net.h), unless the caller holds gRPC itself. */
+static void release_net(int owned)
+{
+    if (owned)
+        te_net_quiesce(TE_NET_QUIESCE_MS);
+}
+
 te_status te_owner_register_device(const char *creds_dir, const char *edge_b, const char *key_path, int timeout_ms,
                                    te_err *err)
 {
@@ -96,11 +104,13 @@ te_status te_owner_register_device(const char *creds_dir, const char *edge_b, co
     te_status st = te_net_creds_load(creds_dir, &creds, err);
     if (st != TE_OK)
         return st;
+    int owns = !te_net_in_use();
     te_net_channel *ch = NULL;
     if ((st = channel_to(edge_b, &creds, TE_CN_EDGE_B, &ch, err)) == TE_OK)
         st = register_on(ch, key_path, timeout_ms > 0 ? timeout_ms : DEPLOY_TIMEOUT_MS, err);
     te_net_channel_free(ch);
     te_net_creds_free(&creds);
+    release_net(owns);
     return st;
 }
 
@@ -122,6 +132,7 @@ te_status te_owner_deploy_with(const char *deploy_dir, const char *creds_dir, co
         return st;
     }
     const char *addr[2] = {edge_a, edge_b}, *names[2] = {TE_CN_EDGE_A, TE_CN_EDGE_B};
+    int owns = !te_net_in_use();
     te_net_channel *ch[2] = {NULL, NULL};
     for (int i = 0; i < 2 && st == TE_OK; i++) {
         if (!addr[i])
@@ -150,6 +161,7 @@ te_status te_owner_deploy_with(const char *deploy_dir, const char *creds_dir, co
     te_net_channel_free(ch[1]);
     te_net_creds_free(&creds);
     free(bundle);
+    release_net(owns);
     return st;
 }
 

@@ -174,5 +174,6 @@ done:
     free(resp);
     te_net_channel_free(ch);
     te_net_creds_free(&creds);
+    te_net_quiesce(TE_NET_QUIESCE_MS); /* gRPC's threads done before exit (te_net.h) */
     return rc;
 }

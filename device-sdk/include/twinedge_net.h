@@ -32,7 +32,10 @@ typedef struct twinedge_net twinedge_net;
 
 /* Open the link and attach it to dev (in place of any other transport).  *net is
  * set even on failure (then it holds the error; NULL only when out of
- * memory); free it with twinedge_disconnect once dev no longer uses it. */
+ * memory); free it with twinedge_disconnect once dev no longer uses it.
+ * twinedge_disconnect returns once gRPC's own threads are done with the
+ * link (at most 3 s), so the app may exit right after; an app that holds
+ * gRPC itself (initialized before twinedge_connect) is not waited for. */
 TWINEDGE_API int twinedge_connect(twinedge_device *dev, const char *edge_a, const char *edge_b, const char *tls_dir,
                      int timeout_ms, twinedge_net **net);
 TWINEDGE_API void twinedge_disconnect(twinedge_net *net);

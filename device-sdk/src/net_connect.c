@@ -9,6 +9,7 @@ struct twinedge_net {
     te_transport *t;
     te_traffic traffic;
     te_err err;
+    int owns_grpc; /* no one else held gRPC when the link opened */
 };
 
 static const char net_nomem[] = "out of memory";
@@ -30,6 +31,7 @@ int twinedge_connect(twinedge_device *dev, const char *edge_a, const char *edge_
         te_net_creds_free(&creds);
         return te_errf(&n->err, TE_EAUTH, "%s has no device certificate (cert.pem, key.pem)", tls_dir);
     }
+    n->owns_grpc = !te_net_in_use();
     te_net_transport_config tc = {edge_a, edge_b, &creds, timeout_ms, 0, &n->traffic};
     st = te_net_transport_new(&tc, &n->t, &n->err);
     te_net_creds_free(&creds);
@@ -44,6 +46,10 @@ void twinedge_disconnect(twinedge_net *n)
         return;
     if (n->t)
         n->t->ops->destroy(n->t);
+    /* The app may exit right after: let gRPC's threads finish with our
+     * channels first (te_net.h), unless the app holds gRPC itself. */
+    if (n->t && n->owns_grpc)
+        te_net_quiesce(TE_NET_QUIESCE_MS);
     free(n);
 }
 

@@ -419,6 +419,7 @@ out:
     hostd_store_state_free(&seen);
     pthread_mutex_destroy(&watch.lock);
     pthread_cond_destroy(&watch.cv);
+    te_net_quiesce(TE_NET_QUIESCE_MS); /* gRPC's threads done before exit (te_net.h) */
     if (rc == 0)
         log_info("stopped");
     return rc;

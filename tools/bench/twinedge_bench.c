@@ -24,6 +24,7 @@
 #include "bench.h"
 #include "owner.h"
 #include "te_f32.h"
+#include "te_net.h"
 #include "runlib.h"
 #include "te_exec.h"
 #include "te_host.h"
@@ -875,12 +876,19 @@ int main(int argc, char **argv)
         printf("twinedge-bench %s\n", TWINEDGE_VERSION_STRING);
         return 0;
     }
-    /* without a command: the whole suite */
-    if (argc < 2 || argv[1][0] == '-')
-        return bench_suite_main(argc, argv);
+    /* without a command: the whole suite (gRPC's threads done before exit: te_net.h) */
+    int rc;
+    if (argc < 2 || argv[1][0] == '-') {
+        rc = bench_suite_main(argc, argv);
+        te_net_quiesce(TE_NET_QUIESCE_MS);
+        return rc;
+    }
     const char *cmd = argv[1];
-    if (strcmp(cmd, "load") == 0)
-        return bench_load_main(argc, argv); /* load.c */
+    if (strcmp(cmd, "load") == 0) {
+        rc = bench_load_main(argc, argv); /* load.c */
+        te_net_quiesce(TE_NET_QUIESCE_MS);
+        return rc;
+    }
     int is_kernels = strcmp(cmd, "kernels") == 0, is_device = strcmp(cmd, "device") == 0;
     if (!is_kernels && !is_device) {
         fprintf(stderr, "twinedge-bench: unknown command '%s' (commands: kernels, device, load; none: the suite)\n", cmd);
