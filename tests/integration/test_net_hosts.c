@@ -174,6 +174,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     world *w = *state;
+    if (!w)
+        return 0; /* the set-up failed and said why */
     int sa = host_stop(&w->a, SIGTERM), sb = host_stop(&w->b, SIGTERM);
     /* a clean shutdown on SIGTERM */
     assert_true(WIFEXITED(sa) && WEXITSTATUS(sa) == 0);
