@@ -354,6 +354,8 @@ te_status te_imp_fold_ew(imp *I, onode *n, ew_code code, int n_in)
             return te_imp_bad(I, n, TE_ESHAPE, "constant operands do not broadcast");
         os = t;
     }
+    if (code == EW_WHERE && !x[0]->is_int)
+        return te_imp_bad(I, n, TE_EINVAL, "the condition is not a bool tensor");
     /* integers stay integers (Where: its two value operands decide) */
     int isint = 1;
     for (int k = code == EW_WHERE ? 1 : 0; k < n_in; k++)
@@ -370,8 +372,6 @@ te_status te_imp_fold_ew(imp *I, onode *n, ew_code code, int n_in)
             ix[j] = te_imp_bidx(&os, &x[j]->shape, k);
         if (isint) {
             int64_t a = x[0]->i[ix[0]], b = n_in > 1 ? x[1]->i[ix[1]] : 0, d = n_in > 2 ? x[2]->i[ix[2]] : 0;
-            if (code == EW_WHERE)
-                a = te_imp_cget_i(x[0], ix[0]);
             if (ew_i(code, a, b, d, &iv[k])) {
                 free(iv);
                 return te_imp_bad(I, n, TE_EINVAL, "integer division by zero in a constant");

@@ -55,7 +55,7 @@ int64_t te_imp_attr_i(onode *n, const char *name, int64_t def);
 float te_imp_attr_f(onode *n, const char *name, float def);
 int te_imp_attr_s_is(onode *n, const char *name, const char *def, const char *s);
 void te_imp_attr_s_copy(onode *n, const char *name, char *buf, size_t cap);
-int te_imp_attr_ints(onode *n, const char *name, int64_t *out, int max);
+te_status te_imp_attr_ints(imp *I, onode *n, const char *name, int64_t *out, int max, int *count);
 te_status te_imp_load_tensor(imp *I, const Onnx__TensorProto *t, const char *name, ival **out);
 
 /* values.c */

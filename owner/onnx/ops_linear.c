@@ -17,21 +17,28 @@ static te_status read_geom(imp *I, onode *n, const int64_t in_hw[2], int ceil_mo
 {
     int64_t tmp[8];
     int c;
+    te_status st;
     g->s[0] = g->s[1] = g->d[0] = g->d[1] = 1;
     memset(g->pads, 0, sizeof g->pads);
-    if ((c = te_imp_attr_ints(n, "strides", tmp, 8)) >= 0) {
+    if ((st = te_imp_attr_ints(I, n, "strides", tmp, 8, &c)))
+        return st;
+    if (c >= 0) {
         if (c != 2)
             return te_imp_bad(I, n, TE_EUNSUPPORTED, "strides must have 2 entries (2-D only)");
         g->s[0] = tmp[0];
         g->s[1] = tmp[1];
     }
-    if ((c = te_imp_attr_ints(n, "dilations", tmp, 8)) >= 0) {
+    if ((st = te_imp_attr_ints(I, n, "dilations", tmp, 8, &c)))
+        return st;
+    if (c >= 0) {
         if (c != 2)
             return te_imp_bad(I, n, TE_EUNSUPPORTED, "dilations must have 2 entries (2-D only)");
         g->d[0] = tmp[0];
         g->d[1] = tmp[1];
     }
-    if ((c = te_imp_attr_ints(n, "pads", tmp, 8)) >= 0) {
+    if ((st = te_imp_attr_ints(I, n, "pads", tmp, 8, &c)))
+        return st;
+    if (c >= 0) {
         if (c != 4)
             return te_imp_bad(I, n, TE_EUNSUPPORTED, "pads must have 4 entries (2-D only)");
         for (int j = 0; j < 4; j++)
@@ -118,7 +125,9 @@ te_status te_imp_op_conv(imp *I, onode *n)
     g.k[0] = w->shape.d[2];
     g.k[1] = w->shape.d[3];
     int64_t ks[8];
-    int c = te_imp_attr_ints(n, "kernel_shape", ks, 8);
+    int c;
+    if ((st = te_imp_attr_ints(I, n, "kernel_shape", ks, 8, &c)))
+        return st;
     if (c >= 0 && (c != 2 || ks[0] != g.k[0] || ks[1] != g.k[1]))
         return te_imp_bad(I, n, TE_ESHAPE, "kernel_shape does not match the weight");
     int64_t out_hw[2];
@@ -175,7 +184,10 @@ te_status te_imp_op_pool(imp *I, onode *n, te_op op)
     }
     geom2 g;
     int64_t ks[8];
-    if (te_imp_attr_ints(n, "kernel_shape", ks, 8) != 2)
+    int c;
+    if ((st = te_imp_attr_ints(I, n, "kernel_shape", ks, 8, &c)))
+        return st;
+    if (c != 2)
         return te_imp_bad(I, n, TE_EUNSUPPORTED, "kernel_shape must have 2 entries (2-D pooling)");
     g.k[0] = ks[0];
     g.k[1] = ks[1];
@@ -465,20 +477,32 @@ te_status te_imp_op_conv_transpose(imp *I, onode *n)
     int64_t Mg = w->shape.d[1], M = Mg * g, Cg = C / g, K[2] = {w->shape.d[2], w->shape.d[3]};
     int64_t s[2] = {1, 1}, d[2] = {1, 1}, pads[4] = {0}, op[2] = {0, 0}, oshape[2], tmp[8];
     int c;
-    if ((c = te_imp_attr_ints(n, "kernel_shape", tmp, 8)) >= 0 && (c != 2 || tmp[0] != K[0] || tmp[1] != K[1]))
+    if ((st = te_imp_attr_ints(I, n, "kernel_shape", tmp, 8, &c)))
+        return st;
+    if (c >= 0 && (c != 2 || tmp[0] != K[0] || tmp[1] != K[1]))
         return te_imp_bad(I, n, TE_ESHAPE, "kernel_shape does not match the weight");
-    if ((c = te_imp_attr_ints(n, "strides", tmp, 8)) >= 0 && (c != 2 || (s[0] = tmp[0], s[1] = tmp[1], 0)))
+    if ((st = te_imp_attr_ints(I, n, "strides", tmp, 8, &c)))
+        return st;
+    if (c >= 0 && (c != 2 || (s[0] = tmp[0], s[1] = tmp[1], 0)))
         return te_imp_bad(I, n, TE_EUNSUPPORTED, "strides must have 2 entries");
-    if ((c = te_imp_attr_ints(n, "dilations", tmp, 8)) >= 0 && (c != 2 || (d[0] = tmp[0], d[1] = tmp[1], 0)))
+    if ((st = te_imp_attr_ints(I, n, "dilations", tmp, 8, &c)))
+        return st;
+    if (c >= 0 && (c != 2 || (d[0] = tmp[0], d[1] = tmp[1], 0)))
         return te_imp_bad(I, n, TE_EUNSUPPORTED, "dilations must have 2 entries");
-    if ((c = te_imp_attr_ints(n, "output_padding", tmp, 8)) >= 0 && (c != 2 || (op[0] = tmp[0], op[1] = tmp[1], 0)))
+    if ((st = te_imp_attr_ints(I, n, "output_padding", tmp, 8, &c)))
+        return st;
+    if (c >= 0 && (c != 2 || (op[0] = tmp[0], op[1] = tmp[1], 0)))
         return te_imp_bad(I, n, TE_EUNSUPPORTED, "output_padding must have 2 entries");
-    if ((c = te_imp_attr_ints(n, "pads", tmp, 8)) >= 0) {
+    if ((st = te_imp_attr_ints(I, n, "pads", tmp, 8, &c)))
+        return st;
+    if (c >= 0) {
         if (c != 4)
             return te_imp_bad(I, n, TE_EUNSUPPORTED, "pads must have 4 entries");
         memcpy(pads, tmp, sizeof pads);
     }
-    int have_os = te_imp_attr_ints(n, "output_shape", tmp, 8);
+    int have_os;
+    if ((st = te_imp_attr_ints(I, n, "output_shape", tmp, 8, &have_os)))
+        return st;
     if (have_os >= 0) {
         if (have_os != 2 && have_os != 4)
             return te_imp_bad(I, n, TE_EUNSUPPORTED, "output_shape must have 2 entries");

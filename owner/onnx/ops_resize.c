@@ -167,7 +167,9 @@ te_status te_imp_op_resize(imp *I, onode *n)
     if (!sv && !zv)
         return te_imp_bad(I, n, TE_EINVAL, "neither scales nor sizes are given");
     int64_t axes[TE_MAX_DIMS];
-    int na = te_imp_attr_ints(n, "axes", axes, TE_MAX_DIMS);
+    int na;
+    if ((st = te_imp_attr_ints(I, n, "axes", axes, TE_MAX_DIMS, &na)))
+        return st;
     if (na < 0) {
         na = r;
         for (int d = 0; d < r; d++)

@@ -191,7 +191,9 @@ te_status te_imp_op_transpose(imp *I, onode *n)
         return st;
     int r = x->shape.ndim;
     int64_t perm[TE_MAX_DIMS];
-    int np = te_imp_attr_ints(n, "perm", perm, TE_MAX_DIMS);
+    int np;
+    if ((st = te_imp_attr_ints(I, n, "perm", perm, TE_MAX_DIMS, &np)))
+        return st;
     if (np < 0)
         for (int j = 0; j < r; j++)
             perm[j] = r - 1 - j;
@@ -325,7 +327,8 @@ te_status te_imp_op_pad(imp *I, onode *n)
         for (int j = 0; j < np; j++)
             raw[j] = te_imp_cget_i(pi, j);
     } else {
-        np = te_imp_attr_ints(n, "pads", raw, 2 * TE_MAX_DIMS);
+        if ((st = te_imp_attr_ints(I, n, "pads", raw, 2 * TE_MAX_DIMS, &np)))
+            return st;
         if (np < 0)
             return te_imp_bad(I, n, TE_EINVAL, "pads are missing");
     }
@@ -554,12 +557,8 @@ static te_status ints_in_or_attr(imp *I, onode *n, size_t k, const char *aname, 
         *count = (int)c;
         return TE_OK;
     }
-    if (aname) {
-        int c = te_imp_attr_ints(n, aname, out, TE_MAX_DIMS);
-        if (c == -2)
-            return te_imp_bad(I, n, TE_EINVAL, "too many entries in '%s'", aname);
-        *count = c;
-    }
+    if (aname)
+        return te_imp_attr_ints(I, n, aname, out, TE_MAX_DIMS, count);
     return TE_OK;
 }
 
@@ -572,9 +571,10 @@ te_status te_imp_op_slice(imp *I, onode *n)
     if ((st = te_imp_in_req(I, n, 0, &x)))
         return st;
     if (I->opset < 10) { /* starts, ends, axes as attributes */
-        nb = te_imp_attr_ints(n, "starts", b, TE_MAX_DIMS);
-        ne = te_imp_attr_ints(n, "ends", e, TE_MAX_DIMS);
-        na = te_imp_attr_ints(n, "axes", ax, TE_MAX_DIMS);
+        if ((st = te_imp_attr_ints(I, n, "starts", b, TE_MAX_DIMS, &nb)) ||
+            (st = te_imp_attr_ints(I, n, "ends", e, TE_MAX_DIMS, &ne)) ||
+            (st = te_imp_attr_ints(I, n, "axes", ax, TE_MAX_DIMS, &na)))
+            return st;
     } else if ((st = ints_in_or_attr(I, n, 1, NULL, b, &nb)) || (st = ints_in_or_attr(I, n, 2, NULL, e, &ne)) ||
                (st = ints_in_or_attr(I, n, 3, NULL, ax, &na)) || (st = ints_in_or_attr(I, n, 4, NULL, sp, &ns))) {
         return st;
@@ -614,7 +614,8 @@ te_status te_imp_op_split(imp *I, onode *n)
             np = no;
         }
     } else {
-        np = te_imp_attr_ints(n, "split", parts, 64);
+        if ((st = te_imp_attr_ints(I, n, "split", parts, 64, &np)))
+            return st;
         if (np >= 0 && np != no)
             return te_imp_bad(I, n, TE_EINVAL, "split has %d entries for %d outputs", np, no);
     }

@@ -54,17 +54,21 @@ void te_imp_attr_s_copy(onode *n, const char *name, char *buf, size_t cap)
     buf[len] = '\0';
 }
 
-/* ints attribute: returns count (-1 absent, -2 too many). */
-int te_imp_attr_ints(onode *n, const char *name, int64_t *out, int max)
+/* An ints attribute into out: *count entries, -1 when absent.  More than
+ * max entries is the node's error, so that no caller can take a long
+ * attribute for a missing one (and its default). */
+te_status te_imp_attr_ints(imp *I, onode *n, const char *name, int64_t *out, int max, int *count)
 {
     const Onnx__AttributeProto *a = te_imp_attr(n, name);
+    *count = -1;
     if (!a)
-        return -1;
+        return TE_OK;
     if (a->n_ints > (size_t)max)
-        return -2;
+        return te_imp_bad(I, n, TE_EINVAL, "attribute '%s' has %zu entries (at most %d)", name, a->n_ints, max);
     for (size_t k = 0; k < a->n_ints; k++)
         out[k] = a->ints[k];
-    return (int)a->n_ints;
+    *count = (int)a->n_ints;
+    return TE_OK;
 }
 
 te_status te_imp_load_tensor(imp *I, const Onnx__TensorProto *t, const char *name, ival **out)

@@ -44,11 +44,7 @@ te_status te_imp_get_axes(imp *I, onode *n, size_t input, int64_t *axes, int *co
         *count = (int)k;
         return TE_OK;
     }
-    int c = te_imp_attr_ints(n, "axes", axes, TE_MAX_DIMS);
-    if (c == -2)
-        return te_imp_bad(I, n, TE_EINVAL, "too many axes");
-    *count = c;
-    return TE_OK;
+    return te_imp_attr_ints(I, n, "axes", axes, TE_MAX_DIMS, count);
 }
 
 te_status te_imp_bcast(const te_shape *a, const te_shape *b, te_shape *o)

@@ -806,8 +806,33 @@ def e_opset6(rng, shape):
     return onnx_model(g, "input", y, shape, 6)
 
 
+def e_where_float_cond(rng, shape):
+    """Where's condition must be bool: a float constant is refused, not read as integers."""
+    g = G(rng)
+    y, _ = g.conv("input", 3, 4)
+    c = [g.init(np.array(1.0, np.float32)), g.init(np.array(2, np.int64)), g.init(np.array(3, np.int64))]
+    z = g.node("Mul", [y, g.node("Cast", [g.node("Where", c)], to=TensorProto.FLOAT)])
+    return onnx_model(g, "input", z, shape, 13)
+
+
+def e_long_strides(rng, shape):
+    """Nine strides: refused, not taken for a missing attribute (stride 1)."""
+    g = G(rng)
+    z = g.node("Conv", ["input", g.init(_w(rng, 4, 3, 3, 3))], pads=[1] * 4, strides=[2] * 9)
+    return onnx_model(g, "input", z, shape, 13)
+
+
+def e_long_perm(rng, shape):
+    """A perm of nine entries: refused, not taken for a missing one (reversed axes)."""
+    g = G(rng)
+    y, _ = g.conv("input", 3, 4)
+    z = g.node("Transpose", [y], perm=list(range(9)))
+    return onnx_model(g, "input", z, shape, 13)
+
+
 # must be refused (test_wild_import checks the messages); no reference
-ERRORS = {"e_dropout_training": e_dropout_training, "e_where_activation": e_where_activation, "e_opset6": e_opset6}
+ERRORS = {"e_dropout_training": e_dropout_training, "e_where_activation": e_where_activation, "e_opset6": e_opset6,
+          "e_where_float_cond": e_where_float_cond, "e_long_strides": e_long_strides, "e_long_perm": e_long_perm}
 
 
 def generate(name, spec):

@@ -241,6 +241,10 @@ static void test_refused(void **state)
     expect_refused("e_dropout_training", "training mode", "Dropout");
     expect_refused("e_where_activation", "'Greater' in node 'Greater_", "folded on constants only");
     expect_refused("e_opset6", "opset 6", NULL);
+    /* malformed attributes and types: refused naming them, never misread */
+    expect_refused("e_where_float_cond", "Where", "not a bool tensor");
+    expect_refused("e_long_strides", "'strides' has 9 entries", "Conv");
+    expect_refused("e_long_perm", "'perm' has 9 entries", "Transpose");
 }
 
 int main(void)
