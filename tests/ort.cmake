@@ -47,8 +47,8 @@ set(TE_ORT_MODELS
 set(TE_ORT_SLOW
   wild_resnet18_o11:24,40:top1 wild_squeezenet11_o9:top1 wild_mobilenetv2_o11:40,40:top1
   wild_alexnet_o9:top1 wild_facenet_o9 wild_vgg16_o11:48,32:top1 wild_resnet50_o11:32,48:top1
-  # later opsets (v_resize_o13 and _o19 differ: docs/owner.md, "Compared with onnxruntime")
-  wild_vit_o17:top1 v_bn_o15 v_slice_o13 v_reduce_o13 v_reduce_o18 v_split_o13 v_split_o18
+  # later opsets
+  wild_vit_o17:top1 v_resize_o13 v_resize_o19 v_bn_o15 v_slice_o13 v_reduce_o13 v_reduce_o18 v_split_o13 v_split_o18
   v_elementwise_o13 v_elementwise_o17 v_shapes_o13 v_misc_o13 v_misc_o20)
 foreach(spec ${TE_ORT_MODELS} ${TE_ORT_SLOW})
   string(REPLACE ":" ";" parts "${spec}")

@@ -56,7 +56,10 @@ static te_status str_attr_code(imp *I, onode *n, const char *aname, const char *
 
 /* Emits TE_OP_RESIZE.  Per dim: the scale of the coordinate transform
  * (scales_in, else sizes/in) and the output size (sizes, else floor(in *
- * roi span * scale)); roi: starts then ends (tf_crop_and_resize), or NULL. */
+ * scale)); roi: starts then ends (tf_crop_and_resize), or NULL.  The
+ * operator text multiplies the size by the roi span as well; onnxruntime
+ * and ONNX's own shape inference do not (onnx/onnx#5783), and files are
+ * made to run there, so neither does this. */
 static te_status emit_resize(imp *I, onode *n, ival *x, const double *scales_in, const int64_t *sizes,
                              const double *roi, int mode, int coord, int nearest)
 {
@@ -69,7 +72,7 @@ static te_status emit_resize(imp *I, onode *n, ival *x, const double *scales_in,
         double span = roi ? roi[r + d] - roi[d] : 1;
         double s = scales_in ? scales_in[d] : (double)sizes[d] / (double)x->shape.d[d];
         /* floor(in * scale), guarding against 0.5*2 = 0.99999 style float noise */
-        int64_t o = sizes ? sizes[d] : (int64_t)floor((double)x->shape.d[d] * span * s + 1e-9);
+        int64_t o = sizes ? sizes[d] : (int64_t)floor((double)x->shape.d[d] * s + 1e-9);
         if (!(s > 0) || !isfinite(s) || !isfinite(span) || o < 1 || o > MAX_NUMEL) {
             free(sc);
             return te_imp_bad(I, n, TE_EINVAL, "scale %g for axis %d gives no output", s, d);

@@ -357,11 +357,13 @@ def h_resize(opset):
                 cases.append(("nearest", "tf_crop_and_resize", "round_prefer_ceil", [1, 1, 2.0, 2.0]))
             if opset >= 19:
                 cases.append(("linear", "half_pixel_symmetric", None, [1, 1, 1.5, 2.0]))
-        roi = [0, 0, 0.125, -0.25, 1, 1, 0.875, 1.0]  # exact in float32: the output size is floor(in * span * scale)
+        # exact in float32.  With scales the output size is floor(in * scale),
+        # the roi span left out, as onnxruntime and ONNX's shape inference do
+        # (the operator text multiplies by the span: onnx/onnx#5783)
+        roi = [0, 0, 0.125, -0.25, 1, 1, 0.875, 1.0]
         for k, (mode, coord, near, sc) in enumerate(cases):
             crop = coord == "tf_crop_and_resize"
-            span = [roi[4 + j] - roi[j] for j in range(4)] if crop else [1, 1, 1, 1]
-            out = [1, 2, int(math.floor(H * span[2] * sc[2] + 1e-9)), int(math.floor(W * span[3] * sc[3] + 1e-9))]
+            out = [1, 2, int(math.floor(H * sc[2] + 1e-9)), int(math.floor(W * sc[3] + 1e-9))]
             attrs = dict(mode=mode)
             extra = dict(cubic_coeff_a=-0.5, exclude_outside=1) if mode == "cubic" and k % 2 else {}
             attrs.update(extra)

@@ -23,6 +23,7 @@ rows permuted), while passing on the unaltered model.
 Exit status 0: as expected; 1: a check failed (or a control passed); 2: a
 tool failed.
 """
+import argparse
 import hashlib
 import os
 import subprocess
@@ -127,7 +128,6 @@ def altered(model, how, ref, path):
 
 
 def main(argv):
-    import argparse
     ap = argparse.ArgumentParser()
     ap.add_argument("--node", required=True)
     ap.add_argument("--run", required=True)
