@@ -205,6 +205,8 @@ typedef struct te_model {
     int input;               /* value id of the single model input */
     int output;              /* value id of the single model output */
     te_preprocess pre;
+    double calib_cosine;     /* owner: the fixed-point output's smallest cosine to the float model's over the
+                              * calibration samples (0: not measured; not stored) */
 } te_model;
 
 /* Allocation helpers: every pointer inside a te_model is owned by it. */

@@ -10,52 +10,78 @@
 
 #define FRAC_BITS_MAX 40
 
-te_status te_owner_quantize(te_model *m, int weight_bits, te_err *err)
+te_status te_owner_quantize_rows(const te_layer *L, int weight_bits, int32_t *w, float *scale, te_err *err)
 {
     if (weight_bits < 2 || weight_bits > 24)
         return te_errf(err, TE_EINVAL, "weight bits must be in 2..24, got %d", weight_bits);
     double qmax = (double)(((int64_t)1 << (weight_bits - 1)) - 1);
-    for (int i = 0; i < m->n_layers; i++) {
-        te_layer *L = &m->layers[i];
-        int64_t oc = L->geom.out_c, len = te_geom_weight_len(&L->geom);
-        if (!L->w_float || oc <= 0 || len <= 0 || len % oc)
-            return te_errf(err, TE_EINVAL, "layer '%s' has no float weights", L->name);
-        int64_t per = len / oc;
-        float *scale = malloc((size_t)oc * sizeof *scale);
-        int32_t *w = malloc((size_t)len * sizeof *w);
-        if (!scale || !w) {
-            free(scale);
-            free(w);
-            return te_errf(err, TE_ENOMEM, "out of memory quantising layer '%s'", L->name);
+    int64_t oc = L->geom.out_c, len = te_geom_weight_len(&L->geom);
+    if (!L->w_float || oc <= 0 || len <= 0 || len % oc)
+        return te_errf(err, TE_EINVAL, "layer '%s' has no float weights", L->name);
+    int64_t per = len / oc;
+    for (int64_t o = 0; o < oc; o++) {
+        const float *row = L->w_float + o * per;
+        double mx = 0;
+        for (int64_t k = 0; k < per; k++) {
+            double a = fabs((double)row[k]);
+            if (!isfinite(a))
+                return te_errf(err, TE_EINVAL, "layer '%s' has a non-finite weight", L->name);
+            mx = a > mx ? a : mx;
         }
-        for (int64_t o = 0; o < oc; o++) {
-            const float *row = L->w_float + o * per;
-            double mx = 0;
-            for (int64_t k = 0; k < per; k++) {
-                double a = fabs((double)row[k]);
-                if (!isfinite(a)) {
-                    free(scale);
-                    free(w);
-                    return te_errf(err, TE_EINVAL, "layer '%s' has a non-finite weight", L->name);
-                }
-                mx = a > mx ? a : mx;
-            }
-            scale[o] = mx > 0 ? (float)(mx / qmax) : 1.0f;
-            if (!(scale[o] > 0))
-                scale[o] = 1.0f; /* denormal underflow */
-            for (int64_t k = 0; k < per; k++) {
-                double q = round((double)row[k] / (double)scale[o]);
-                q = q > qmax ? qmax : q < -qmax ? -qmax : q;
-                w[o * per + k] = (int32_t)q;
-            }
+        scale[o] = mx > 0 ? (float)(mx / qmax) : 1.0f;
+        if (!(scale[o] > 0))
+            scale[o] = 1.0f; /* denormal underflow */
+        for (int64_t k = 0; k < per; k++) {
+            double q = round((double)row[k] / (double)scale[o]);
+            q = q > qmax ? qmax : q < -qmax ? -qmax : q;
+            w[o * per + k] = (int32_t)q;
         }
-        free(L->w_scale);
-        free(L->w);
-        L->w_scale = scale;
-        L->w = w;
-        L->weight_bits = weight_bits;
     }
     return TE_OK;
+}
+
+te_status te_owner_quantize_layer(te_layer *L, int weight_bits, te_err *err)
+{
+    int64_t oc = L->geom.out_c, len = te_geom_weight_len(&L->geom);
+    if (oc <= 0 || len <= 0)
+        return te_errf(err, TE_EINVAL, "layer '%s' has no float weights", L->name);
+    float *scale = malloc((size_t)oc * sizeof *scale);
+    int32_t *w = malloc((size_t)len * sizeof *w);
+    if (!scale || !w) {
+        free(scale);
+        free(w);
+        return te_errf(err, TE_ENOMEM, "out of memory quantising layer '%s'", L->name);
+    }
+    te_status st = te_owner_quantize_rows(L, weight_bits, w, scale, err);
+    if (st != TE_OK) {
+        free(scale);
+        free(w);
+        return st;
+    }
+    free(L->w_scale);
+    free(L->w);
+    L->w_scale = scale;
+    L->w = w;
+    L->weight_bits = weight_bits;
+    return TE_OK;
+}
+
+te_status te_owner_quantize(te_model *m, int weight_bits, te_err *err)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        te_status st = te_owner_quantize_layer(&m->layers[i], weight_bits, err);
+        if (st != TE_OK)
+            return st;
+    }
+    return TE_OK;
+}
+
+int te_owner_frac_bits(double max_abs_x, int act_bits, int default_frac_bits)
+{
+    int f = default_frac_bits;
+    if (max_abs_x > 0)
+        f = act_bits - (int)ceil(log2(max_abs_x));
+    return f < 0 ? 0 : f > FRAC_BITS_MAX ? FRAC_BITS_MAX : f;
 }
 
 void te_owner_default_bits(te_model *m, const te_owner_options *opt)
@@ -132,8 +158,8 @@ static int bit_len(uint64_t v)
     return v ? 64 - __builtin_clzll(v) : 0;
 }
 
-static te_status run_pass(te_model *m, te_exec *ex, const float *inputs, int64_t n_samples, size_t per,
-                          te_linear_fn fn, calib_ctx *c, te_err *err)
+static te_status run_pass(te_exec *ex, const float *inputs, int64_t n_samples, size_t per, te_linear_fn fn,
+                          calib_ctx *c, float *outs, size_t n_out, te_err *err)
 {
     for (int64_t s = 0; s < n_samples; s++) {
         te_status st = te_exec_run(ex, inputs + (size_t)s * per, per, fn, c, err);
@@ -141,42 +167,62 @@ static te_status run_pass(te_model *m, te_exec *ex, const float *inputs, int64_t
             te_err_wrap(err, "calibration sample %lld", (long long)s);
             return st;
         }
+        memcpy(outs + (size_t)s * n_out, te_exec_output(ex, NULL), n_out * sizeof *outs);
     }
-    (void)m;
     return TE_OK;
 }
 
+double te_owner_cosine(const float *a, const float *b, size_t n)
+{
+    double dot = 0, na = 0, nb = 0;
+    for (size_t k = 0; k < n; k++) {
+        dot += (double)a[k] * b[k];
+        na += (double)a[k] * a[k];
+        nb += (double)b[k] * b[k];
+    }
+    if (na == 0 || nb == 0)
+        return na == nb ? 1.0 : 0.0;
+    return dot / sqrt(na * nb);
+}
+
 te_status te_owner_calibrate(te_model *m, const float *inputs, int64_t n_samples, const te_owner_options *opt,
-                             te_err *err)
+                             const int *act_bits, double *min_cosine, te_err *err)
 {
     if (n_samples < 1)
         return te_errf(err, TE_EINVAL, "calibration needs at least one sample");
     if (opt->act_bits < 1 || opt->act_bits > 40 || opt->headroom < 0 || opt->headroom > 32)
         return te_errf(err, TE_EINVAL, "act bits must be in 1..40 and headroom in 0..32");
     size_t per = (size_t)te_shape_numel(&m->values[m->input].shape);
+    size_t n_out = (size_t)te_shape_numel(&m->values[m->output].shape);
     size_t nl = (size_t)(m->n_layers > 0 ? m->n_layers : 1);
     calib_ctx c = {calloc(nl, sizeof(double)), calloc(nl, sizeof(uint64_t)), calloc(nl, sizeof(uint64_t))};
+    float *ref = malloc((size_t)n_samples * n_out * sizeof *ref), *fix = malloc((size_t)n_samples * n_out * sizeof *fix);
     te_exec *ex = NULL;
     te_status st = TE_OK;
-    if (!c.max_x || !c.max_xint || !c.max_yint) {
+    if (!c.max_x || !c.max_xint || !c.max_yint || !ref || !fix) {
         st = te_errf(err, TE_ENOMEM, "calibration: out of memory");
         goto out;
     }
     if ((st = te_exec_new(m, &ex, err)) != TE_OK)
         goto out;
-    if ((st = run_pass(m, ex, inputs, n_samples, per, calib_float, &c, err)) != TE_OK)
+    if ((st = run_pass(ex, inputs, n_samples, per, calib_float, &c, ref, n_out, err)) != TE_OK)
         goto out;
     for (int i = 0; i < m->n_layers; i++) {
         te_layer *L = &m->layers[i];
         L->calib_max_abs_x = c.max_x[i];
-        int f = opt->default_frac_bits;
-        if (c.max_x[i] > 0)
-            f = opt->act_bits - (int)ceil(log2(c.max_x[i]));
-        L->frac_bits = f < 0 ? 0 : f > FRAC_BITS_MAX ? FRAC_BITS_MAX : f;
+        L->frac_bits = te_owner_frac_bits(c.max_x[i], act_bits ? act_bits[i] : opt->act_bits, opt->default_frac_bits);
         L->ring_bits = 64;
     }
-    if ((st = run_pass(m, ex, inputs, n_samples, per, calib_fixed, &c, err)) != TE_OK)
+    if ((st = run_pass(ex, inputs, n_samples, per, calib_fixed, &c, fix, n_out, err)) != TE_OK)
         goto out;
+    if (min_cosine) {
+        double mc = 1.0;
+        for (int64_t s = 0; s < n_samples; s++) {
+            double cs = te_owner_cosine(ref + (size_t)s * n_out, fix + (size_t)s * n_out, n_out);
+            mc = cs < mc ? cs : mc;
+        }
+        *min_cosine = mc;
+    }
     for (int i = 0; i < m->n_layers; i++) {
         te_layer *L = &m->layers[i];
         /* The device widens a layer whose ring could overflow by its bound
@@ -194,6 +240,8 @@ te_status te_owner_calibrate(te_model *m, const float *inputs, int64_t n_samples
     }
 out:
     te_exec_free(ex);
+    free(ref);
+    free(fix);
     free(c.max_x);
     free(c.max_xint);
     free(c.max_yint);

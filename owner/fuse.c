@@ -49,7 +49,7 @@ static int fits(const te_model *m, const te_node *t, const te_node *b, te_fuse_m
     const te_linear_geom *gt = &LT->geom, *gb = &LB->geom;
     const te_shape *st = &m->values[t->out].shape, *sb = &m->values[b->out].shape;
     if (gt->kind != gb->kind || gt->batch != gb->batch || gt->in_c != gb->in_c || gt->in_h != gb->in_h ||
-        gt->in_w != gb->in_w || LT->frac_bits != LB->frac_bits || LT->weight_bits != LB->weight_bits ||
+        gt->in_w != gb->in_w || LT->frac_bits != LB->frac_bits ||
         st->ndim != sb->ndim)
         return 0;
     *oh = *ow = 0;
@@ -242,6 +242,8 @@ static te_status build_layer(const te_model *m, const group *g, te_layer *F, te_
                            B->name ? B->name : "?");
         }
         F->ring_bits = B->ring_bits > F->ring_bits ? B->ring_bits : F->ring_bits;
+        /* --precision auto may quantise the branches to different widths: the widest holds them all */
+        F->weight_bits = B->weight_bits > F->weight_bits ? B->weight_bits : F->weight_bits;
         F->calib_max_abs_x = B->calib_max_abs_x > F->calib_max_abs_x ? B->calib_max_abs_x : F->calib_max_abs_x;
         F->calib_max_abs_y = B->calib_max_abs_y > F->calib_max_abs_y ? B->calib_max_abs_y : F->calib_max_abs_y;
         memcpy(F->w_scale + o0, B->w_scale, (size_t)boc * sizeof *F->w_scale);

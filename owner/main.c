@@ -1,5 +1,6 @@
 /* twinedge-owner: compile an ONNX model into a deployment, provision devices. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,8 @@
 static const char usage[] =
     "usage:\n"
     "  twinedge-owner compile MODEL.onnx -o DEPLOY_DIR [--calibration INPUTS.npy]\n"
-    "                 [--weight-bits N] [--act-bits N] [--headroom N] [--mean M,..] [--std S,..]\n"
+    "                 [--precision auto|fixed] [--min-cosine C] [--weight-bits N] [--act-bits N]\n"
+    "                 [--headroom N] [--mean M,..] [--std S,..]\n"
     "                 [--input-shape NAME:D0,D1,...] [--no-fuse | --fuse none|same|embed] [--quiet]\n"
     "  twinedge-owner provision DEPLOY_DIR --device NAME -o DEVICE_DIR [--edge-b HOST:PORT] [--force]\n"
     "  twinedge-owner deploy DEPLOY_DIR --edge-a HOST:PORT --edge-b HOST:PORT\n"
@@ -25,8 +27,15 @@ static const char usage[] =
     "  --calibration INPUTS.npy: float inputs stacked on axis 0, each of the model's\n"
     "    input shape.  Per layer, frac_bits = act_bits - ceil(log2 max|x|) (clamped to\n"
     "    0..40, --act-bits default 16) and ring_bits = bits of the largest encoded\n"
-    "    input / exact integer output + 1 sign bit + headroom (--headroom, default 3),\n"
+    "    input and of the device's bound w_l1 * max|x_int| + 1 sign bit + headroom (--headroom,\n"
+    "    default 1: inputs up to twice the calibrated magnitude keep the ring),\n"
     "    at most 64.\n"
+    "  --precision auto (the default with --calibration): per layer the fewest weight bits,\n"
+    "    and per input tensor the fewest activation bits (4 up to --weight-bits / --act-bits),\n"
+    "    that keep the cosine between the fixed-point model's output and the float model's\n"
+    "    at least C on every calibration input (--min-cosine C, default 0.9999, in (0, 1)).\n"
+    "    Fewer bits make narrower rings: fewer bytes on the device's link.  --precision\n"
+    "    fixed, or --weight-bits / --act-bits without --precision: those bits for every layer.\n"
     "  Without calibration data every layer uses frac_bits 16 and ring_bits 64.\n"
     "  --input-shape NAME:D0,D1,...: the shape of model input NAME where the file leaves\n"
     "    dimensions open (dim_param); without it open dimensions come from the\n"
@@ -79,7 +88,7 @@ static int parse_int(const char *opt, const char *s, int *out)
     return 0;
 }
 
-static void print_report(const te_model *m)
+static void print_report(const te_model *m, const te_owner_options *opt, int calibrated)
 {
     te_owner_report r;
     te_owner_report_compute(m, &r);
@@ -106,8 +115,20 @@ static void print_report(const te_model *m)
         printf("WARNING: only %.1f%% of the FLOPs are outsourced (below 90%%): the device does the rest;\n"
                "         the ops above with the largest device FLOPs are the reason\n\n",
                r.outsourcing_rate);
-    printf("%-32s %-4s %-34s %5s %5s %5s\n", "layer", "kind", "shape (in -> out, weights)", "wbits", "frac",
-           "ring");
+    if (!calibrated)
+        printf("precision: not calibrated (frac bits %d, ring bits %d)\n\n", opt->default_frac_bits,
+               opt->default_ring_bits);
+    else if (opt->precision == TE_PREC_AUTO)
+        printf("precision: auto (--min-cosine %g): output cosine to the float model %.6f (smallest over the "
+               "calibration inputs)%s\n\n",
+               opt->min_cosine, m->calib_cosine,
+               m->calib_cosine < opt->min_cosine ? "\nWARNING: below the target even at the widest bits" : "");
+    else
+        printf("precision: fixed (%d-bit weights, %d-bit activations): output cosine to the float model %.6f "
+               "(smallest over the calibration inputs)\n\n",
+               opt->weight_bits, opt->act_bits, m->calib_cosine);
+    printf("%-32s %-4s %-34s %5s %5s %5s %5s\n", "layer", "kind", "shape (in -> out, weights)", "wbits", "abits",
+           "frac", "ring");
     for (int i = 0; i < m->n_layers; i++) {
         const te_layer *L = &m->layers[i];
         const te_linear_geom *g = &L->geom;
@@ -120,8 +141,12 @@ static void print_report(const te_model *m)
         else
             snprintf(shape, sizeof shape, "%lld rows: %lld -> %lld", (long long)g->batch, (long long)g->in_c,
                      (long long)g->out_c);
-        printf("%-32.32s %-4s %-34s %5d %5d %5d\n", L->name, g->kind == TE_LIN_CONV ? "conv" : "fc", shape,
-               L->weight_bits, L->frac_bits, L->ring_bits);
+        /* activation bits: those of the largest calibrated |x_int| */
+        char abits[16] = "-";
+        if (calibrated && L->calib_max_abs_x > 0)
+            snprintf(abits, sizeof abits, "%d", (int)ceil(log2(L->calib_max_abs_x)) + L->frac_bits);
+        printf("%-32.32s %-4s %-34s %5d %5s %5d %5d\n", L->name, g->kind == TE_LIN_CONV ? "conv" : "fc", shape,
+               L->weight_bits, abits, L->frac_bits, L->ring_bits);
     }
 }
 
@@ -148,7 +173,7 @@ static int parse_floats(const char *text, float *out, int cap)
 static int cmd_compile(int argc, char **argv)
 {
     const char *model = NULL, *out = NULL, *calib = NULL;
-    int quiet = 0, n_mean = 0, n_std = 0;
+    int quiet = 0, n_mean = 0, n_std = 0, explicit_bits = 0, precision = -1;
     te_owner_options opt;
     te_owner_options_init(&opt);
     for (int i = 0; i < argc; i++) {
@@ -164,13 +189,30 @@ static int cmd_compile(int argc, char **argv)
                 return fail("--calibration needs a file");
             calib = v;
             i++;
-        } else if (!strcmp(a, "--weight-bits")) {
-            if (parse_int(a, v, &opt.weight_bits))
+        } else if (!strcmp(a, "--weight-bits") || !strcmp(a, "--act-bits")) {
+            if (parse_int(a, v, a[2] == 'w' ? &opt.weight_bits : &opt.act_bits))
                 return 1;
+            explicit_bits = 1;
             i++;
-        } else if (!strcmp(a, "--act-bits")) {
-            if (parse_int(a, v, &opt.act_bits))
-                return 1;
+        } else if (!strcmp(a, "--precision")) {
+            static const struct {
+                const char *name;
+                te_precision mode;
+            } modes[] = {{"auto", TE_PREC_AUTO}, {"fixed", TE_PREC_FIXED}};
+            int k = 0, n = (int)(sizeof modes / sizeof modes[0]);
+            while (k < n && (!v || strcmp(v, modes[k].name)))
+                k++;
+            if (k == n)
+                return fail("--precision needs auto or fixed");
+            precision = modes[k].mode;
+            i++;
+        } else if (!strcmp(a, "--min-cosine")) {
+            char *end = NULL;
+            double c = v ? strtod(v, &end) : 0;
+            /* written so that NaN fails too */
+            if (!v || end == v || *end || !(c > 0 && c < 1))
+                return fail("--min-cosine needs a number above 0 and below 1 (e.g. 0.9999)");
+            opt.min_cosine = c;
             i++;
         } else if (!strcmp(a, "--headroom")) {
             if (parse_int(a, v, &opt.headroom))
@@ -225,6 +267,10 @@ static int cmd_compile(int argc, char **argv)
     if (n_mean != n_std)
         return fail("--mean and --std need the same number of values");
     opt.n_norm = n_mean;
+    /* explicit bits alone ask for the old behaviour: those bits everywhere */
+    opt.precision = precision >= 0 ? precision : explicit_bits ? TE_PREC_FIXED : TE_PREC_AUTO;
+    if (precision == TE_PREC_AUTO && !calib)
+        return fail("--precision auto measures on calibration data: give --calibration INPUTS.npy");
     te_err err = {0};
     te_model *m = NULL;
     if (te_owner_build(model, calib, &opt, &m, &err) != TE_OK)
@@ -234,7 +280,7 @@ static int cmd_compile(int argc, char **argv)
         return fail(err.msg);
     }
     if (!quiet) {
-        print_report(m);
+        print_report(m, &opt, calib != NULL);
         printf("\nwrote %s/device.bundle and %s/edge.bundle\n", out, out);
     }
     te_model_free(m);

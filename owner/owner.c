@@ -15,6 +15,7 @@
 #include "keys.h"
 #include "onnx_import.h"
 #include "pki.h"
+#include "precision.h"
 #include "te_bundle.h"
 #include "te_npy.h"
 
@@ -25,7 +26,9 @@ void te_owner_options_init(te_owner_options *o)
     memset(o, 0, sizeof *o);
     o->weight_bits = 16;
     o->act_bits = 16;
-    o->headroom = 3;
+    o->precision = TE_PREC_AUTO;
+    o->min_cosine = 0.9999;
+    o->headroom = 1;
     o->default_frac_bits = 16;
     o->default_ring_bits = 64;
     o->fuse = TE_FUSE_EMBED;
@@ -39,6 +42,11 @@ static te_status check_options(const te_owner_options *o, te_err *err)
         return te_errf(err, TE_EINVAL, "--act-bits must be in 1..40, got %d", o->act_bits);
     if (o->headroom < 0 || o->headroom > 32)
         return te_errf(err, TE_EINVAL, "--headroom must be in 0..32, got %d", o->headroom);
+    if (o->precision != TE_PREC_AUTO && o->precision != TE_PREC_FIXED)
+        return te_errf(err, TE_EINVAL, "unknown precision mode %d", o->precision);
+    /* written so that NaN fails too */
+    if (o->precision == TE_PREC_AUTO && !(o->min_cosine > 0 && o->min_cosine < 1))
+        return te_errf(err, TE_EINVAL, "--min-cosine must be in (0, 1), got %g", o->min_cosine);
     if (o->fuse < TE_FUSE_NONE || o->fuse > TE_FUSE_EMBED)
         return te_errf(err, TE_EINVAL, "unknown fusion mode %d", o->fuse);
     if (o->default_frac_bits < 0 || o->default_frac_bits > 40 || o->default_ring_bits < 2 ||
@@ -137,8 +145,10 @@ te_status te_owner_build(const char *onnx_path, const char *calib_npy, const te_
         if ((st = te_npy_read(calib_npy, &cs, &data, err)) != TE_OK)
             goto fail;
         st = calib_samples(&m->values[m->input].shape, &cs, &n, err);
-        if (st == TE_OK)
-            st = te_owner_calibrate(m, data, n, &opt, err);
+        if (st == TE_OK && opt.precision == TE_PREC_AUTO)
+            st = te_owner_auto_precision(m, data, n, &opt, err);
+        else if (st == TE_OK)
+            st = te_owner_calibrate(m, data, n, &opt, NULL, &m->calib_cosine, err);
         free(data);
         if (st != TE_OK) {
             te_err_wrap(err, "calibration with %s", calib_npy);

@@ -9,10 +9,20 @@
 #include "onnx_import.h"
 #include "fuse.h"
 
+/* How each layer's weight and activation bits are chosen (with calibration
+ * data; without it every layer takes weight_bits and the default frac/ring bits). */
+typedef enum te_precision {
+    TE_PREC_AUTO = 0, /* by measurement: per layer the fewest bits, up to weight_bits / act_bits, that keep
+                       * the fixed-point output's cosine to the float model's >= min_cosine (owner/precision.h) */
+    TE_PREC_FIXED,    /* weight_bits and act_bits for every layer */
+} te_precision;
+
 typedef struct te_owner_options {
-    int weight_bits;       /* signed bits of the integer weights (default 16, 2..24) */
-    int act_bits;          /* calibration: bits for the largest |x| of a layer (default 16, 1..40) */
-    int headroom;          /* calibration: extra ring bits above the largest seen value (default 3, 0..32) */
+    int weight_bits;       /* signed bits of the integer weights (default 16, 2..24; auto: the most) */
+    int act_bits;          /* calibration: bits for the largest |x| of a layer (default 16, 1..40; auto: the most) */
+    int precision;         /* te_precision (default TE_PREC_AUTO) */
+    double min_cosine;     /* auto: the fidelity target on the calibration set (default 0.9999, in (0, 1)) */
+    int headroom;          /* calibration: extra ring bits above the calibrated bound (default 1, 0..32) */
     int default_frac_bits; /* without calibration data (default 16) */
     int default_ring_bits; /* without calibration data (default 64) */
     /* Image preprocessing recorded in the deployment: x = (pixel/255 - mean[c]) / std[c].

@@ -55,6 +55,17 @@ add_test(NAME fuse_branches COMMAND test_fuse branches --expect-fused --calls 4 
 set_tests_properties(fuse_branches PROPERTIES FIXTURES_REQUIRED owner_data TIMEOUT 300
   ENVIRONMENT "TE_TEST_DATA=${TE_TEST_DATA}/owner;TWINEDGE_PLUGIN_DIR=${TE_PLUGIN_BUILD_DIR}")
 
+# Precision by measurement (--precision auto): fewer bits, the target held on the calibration set, stricter
+# targets never fewer bits, private inference bit-exact, bad targets refused.  resnet18 has fused branches.
+add_executable(test_precision ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_precision.c)
+target_link_libraries(test_precision PRIVATE te_harness)
+add_dependencies(test_precision twinedge-plugin-cpu)
+foreach(m alexnet resnet18)
+  add_test(NAME precision_${m} COMMAND test_precision ${m})
+  set_tests_properties(precision_${m} PROPERTIES FIXTURES_REQUIRED testdata TIMEOUT 300
+    ENVIRONMENT "TE_TEST_DATA=${TE_TEST_DATA};TWINEDGE_PLUGIN_DIR=${TE_PLUGIN_BUILD_DIR}")
+endforeach()
+
 # Full input sizes (224x224 etc.): the slow suite, `scripts/test.sh -L slow`.
 foreach(m ${TE_ARCH_MODELS})
   add_test(NAME exact_full_${m} COMMAND test_exact ${m})

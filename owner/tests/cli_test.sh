@@ -43,6 +43,26 @@ done
 "$BIN" compile "$DATA/branches.onnx" -o "$WORK/fz2" --fuse sometimes 2>"$WORK/err" >/dev/null && fail "--fuse sometimes accepted"
 grep -q "fuse needs none, same or embed" "$WORK/err" || fail "--fuse message: $(cat "$WORK/err")"
 
+# precision: by measurement with calibration data unless bits are given (owner/precision.c)
+"$BIN" compile "$DATA/torch_cnn.onnx" -o "$WORK/pa" --calibration "$DATA/torch_cnn.calib.npy" >"$WORK/pa.out" ||
+    fail "compile with --precision auto"
+grep -q "^precision: auto (--min-cosine 0.9999): output cosine to the float model 0.9999" "$WORK/pa.out" ||
+    fail "auto report: $(grep '^precision' "$WORK/pa.out")"
+grep -q "^precision: fixed (10-bit weights, 16-bit activations)" "$WORK/out" ||
+    fail "--weight-bits alone: $(grep '^precision' "$WORK/out")"
+for c in 0 1 1.5 -0.5 nan 0.9x ""; do
+    "$BIN" compile "$DATA/torch_cnn.onnx" -o "$WORK/pc" --calibration "$DATA/torch_cnn.calib.npy" --min-cosine "$c" \
+        2>"$WORK/err" >/dev/null && fail "--min-cosine '$c' accepted"
+    grep -q "min-cosine needs a number above 0 and below 1" "$WORK/err" || fail "--min-cosine '$c': $(cat "$WORK/err")"
+done
+"$BIN" compile "$DATA/torch_cnn.onnx" -o "$WORK/pc" --precision sometimes 2>"$WORK/err" >/dev/null &&
+    fail "--precision sometimes accepted"
+grep -q "precision needs auto or fixed" "$WORK/err" || fail "--precision message: $(cat "$WORK/err")"
+"$BIN" compile "$DATA/torch_cnn.onnx" -o "$WORK/pc" --precision auto 2>"$WORK/err" >/dev/null &&
+    fail "--precision auto without calibration accepted"
+grep -q "give --calibration" "$WORK/err" || fail "auto without calibration: $(cat "$WORK/err")"
+[ ! -e "$WORK/pc" ] || fail "output directory created for a refused precision option"
+
 "$BIN" provision "$WORK/dep" --device "bad name" -o "$WORK/dev" 2>/dev/null && fail "bad device name accepted"
 "$BIN" provision "$WORK/dep" --device cam-01 -o "$WORK/dev" >/dev/null || fail "provision failed"
 [ -s "$WORK/dev/device.key" ] && [ -s "$WORK/dev/device.bundle" ] || fail "device files missing"

@@ -269,6 +269,7 @@ static void test_build_calibrated(void **state)
     data_path(calib, sizeof calib, "torch_cnn.calib.npy");
     te_owner_options opt;
     te_owner_options_init(&opt);
+    opt.precision = TE_PREC_FIXED; /* 16-bit weights in every layer (auto: tests/integration/test_precision.c) */
     te_model *m = NULL;
     te_err err = {0};
     if (te_owner_build(onnx, calib, &opt, &m, &err) != TE_OK)
