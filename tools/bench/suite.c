@@ -1423,7 +1423,9 @@ static int write_json(const suite_opts *o, const char *path, const model_fig *F,
                "\"wireless_rtt_ms\": %.3f, \"device_watts\": %.3f, \"radio_nj_per_byte\": %.3f},\n",
             o->quick ? "true" : "false", o->reps, o->threads, o->clients, o->requests, o->batch_window_us,
             o->precompute_mb, o->rate_mbit, o->rtt_ms, o->device_watts, o->radio_nj_per_byte);
-    fprintf(f, "  \"owner\": {\"weight_bits\": %d, \"act_bits\": %d, \"headroom\": %d},\n", o->owner.weight_bits,
+    fprintf(f, "  \"owner\": {\"precision\": \"%s\", \"min_cosine\": %g, \"weight_bits\": %d, \"act_bits\": %d, "
+               "\"headroom\": %d},\n",
+            o->owner.precision == TE_PREC_AUTO ? "auto" : "fixed", o->owner.min_cosine, o->owner.weight_bits,
             o->owner.act_bits, o->owner.headroom);
     fprintf(f, "  \"models\": {\n");
     for (int i = 0; i < n; i++) {
@@ -1716,9 +1718,17 @@ static int write_report(const suite_opts *o, const char *dir, const model_fig *F
                "cross-device batching window %d us, EdgeB precompute cache %d MiB%s\n",
             o->quick ? "quick" : "full", o->reps, o->reps == 1 ? "" : "s", o->threads, o->threads == 1 ? "" : "s",
             o->batch_window_us, o->precompute_mb, o->precompute_mb ? "" : " (off: W.M computed on demand)");
-    fprintf(f, "- compiled with %d-bit weights, %d-bit activations and %d bits of ring headroom (`--weight-bits`, "
-               "`--act-bits`, `--headroom`, as in `twinedge-owner compile`), calibrated on MODEL.calib.npy\n",
-            o->owner.weight_bits, o->owner.act_bits, o->owner.headroom);
+    if (o->owner.precision == TE_PREC_AUTO)
+        fprintf(f, "- compiled with `--precision auto`: per layer the fewest weight and activation bits (at most %d "
+                   "and %d) that keep the fixed-point output's cosine to the float model's at least %g on "
+                   "MODEL.calib.npy, and %d bit%s of ring headroom (as in `twinedge-owner compile`)\n",
+                o->owner.weight_bits, o->owner.act_bits, o->owner.min_cosine, o->owner.headroom,
+                o->owner.headroom == 1 ? "" : "s");
+    else
+        fprintf(f, "- compiled with %d-bit weights, %d-bit activations and %d bits of ring headroom (`--precision "
+                   "fixed`, `--weight-bits`, `--act-bits`, `--headroom`, as in `twinedge-owner compile`), calibrated "
+                   "on MODEL.calib.npy\n",
+                o->owner.weight_bits, o->owner.act_bits, o->owner.headroom);
     fprintf(f, "- single-device figures: each inference starts once both hosts are idle (EdgeB has precomputed "
                "the next request's W.M), as for a device whose requests come spaced out; the throughput runs "
                "have no such pause\n");
@@ -1891,8 +1901,11 @@ static void suite_usage(FILE *f)
             "  --requests N         inferences per device in the throughput run (default 4, quick 1)\n"
             "  --batch-window-us N  the hosts' cross-device batching window (default 2000)\n"
             "  --precompute-mb N    EdgeB's precompute cache (default 2048; 0: off, W.M on demand)\n"
+            "  --precision auto|fixed, --min-cosine C   as twinedge-owner compile takes them (default auto:\n"
+            "                       per layer the fewest bits that keep the output cosine >= C, default 0.9999,\n"
+            "                       on MODEL.calib.npy)\n"
             "  --weight-bits N, --act-bits N, --headroom N   quantisation, as twinedge-owner compile takes them\n"
-            "                       (defaults 16, 16, 3)\n"
+            "                       (defaults 16, 16, 1; auto: the most bits; either bit option alone: fixed)\n"
             "  --no-netem           skip the emulated wireless link\n"
             "  --rate-mbit R        wireless link rate (default 50)\n"
             "  --rtt-ms T           wireless round trip (default 5)\n"
@@ -1939,7 +1952,8 @@ int bench_suite_main(int argc, char **argv)
     char models_buf[256] = "alexnet,facenet,resnet18";
 
     enum { O_QUICK = 256, O_JSON, O_REPORT, O_MODELS, O_DIR, O_REPS, O_THREADS, O_CLIENTS, O_REQ, O_WIN, O_NONETEM,
-           O_RATE, O_RTT, O_WATTS, O_NJ, O_PRE, O_WBITS, O_ABITS, O_HEAD, O_PLUGIN };
+           O_RATE, O_RTT, O_WATTS, O_NJ, O_PRE, O_WBITS, O_ABITS, O_HEAD, O_PLUGIN,
+           O_PREC, O_MINCOS };
     static const struct option lopts[] = {
         {"quick", no_argument, NULL, O_QUICK},          {"json", required_argument, NULL, O_JSON},
         {"report", required_argument, NULL, O_REPORT},  {"models", required_argument, NULL, O_MODELS},
@@ -1951,9 +1965,10 @@ int bench_suite_main(int argc, char **argv)
         {"radio-nj-per-byte", required_argument, NULL, O_NJ}, {"precompute-mb", required_argument, NULL, O_PRE},
         {"weight-bits", required_argument, NULL, O_WBITS}, {"act-bits", required_argument, NULL, O_ABITS},
         {"headroom", required_argument, NULL, O_HEAD},   {"plugin", required_argument, NULL, O_PLUGIN},
+        {"precision", required_argument, NULL, O_PREC}, {"min-cosine", required_argument, NULL, O_MINCOS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
-    int c;
+    int c, explicit_bits = 0, precision = -1;
     double d;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
@@ -1997,11 +2012,28 @@ int bench_suite_main(int argc, char **argv)
             if (parse_num("--weight-bits", optarg, 2, 24, &d))
                 return 2;
             o.owner.weight_bits = (int)d;
+            explicit_bits = 1;
             break;
         case O_ABITS:
             if (parse_num("--act-bits", optarg, 1, 40, &d))
                 return 2;
             o.owner.act_bits = (int)d;
+            explicit_bits = 1;
+            break;
+        case O_PREC:
+            if (strcmp(optarg, "auto") && strcmp(optarg, "fixed")) {
+                fprintf(stderr, "twinedge-bench: --precision needs auto or fixed\n");
+                return 2;
+            }
+            precision = strcmp(optarg, "auto") ? TE_PREC_FIXED : TE_PREC_AUTO;
+            break;
+        case O_MINCOS:
+            /* (0, 1) open: parse_num's range is closed */
+            if (parse_num("--min-cosine", optarg, 0, 1, &d) || d <= 0 || d >= 1) {
+                fprintf(stderr, "twinedge-bench: --min-cosine needs a number above 0 and below 1\n");
+                return 2;
+            }
+            o.owner.min_cosine = d;
             break;
         case O_HEAD:
             if (parse_num("--headroom", optarg, 0, 32, &d))
@@ -2034,6 +2066,8 @@ int bench_suite_main(int argc, char **argv)
         suite_usage(stderr);
         return 2;
     }
+    /* as twinedge-owner compile: bits given alone mean those bits everywhere */
+    o.owner.precision = precision >= 0 ? precision : explicit_bits ? TE_PREC_FIXED : TE_PREC_AUTO;
     if (o.reps < 0)
         o.reps = o.quick ? 1 : 5;
     if (o.requests < 0)
