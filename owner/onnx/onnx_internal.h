@@ -118,7 +118,7 @@ te_status te_imp_op_conv_transpose(imp *I, onode *n);
 te_status te_imp_op_matmul_any(imp *I, onode *n);
 
 /* ops_elementwise.c */
-te_status te_imp_op_binary(imp *I, onode *n);
+te_status te_imp_op_binary(imp *I, onode *n, te_op op);
 te_status te_imp_op_unary(imp *I, onode *n, te_op op);
 te_status te_imp_op_prelu(imp *I, onode *n);
 te_status te_imp_op_clip(imp *I, onode *n);

@@ -8,19 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static te_op binop_code(const char *t)
-{
-    if (!strcmp(t, "Add"))
-        return TE_OP_ADD;
-    if (!strcmp(t, "Sub"))
-        return TE_OP_SUB;
-    if (!strcmp(t, "Mul"))
-        return TE_OP_MUL;
-    if (!strcmp(t, "Pow"))
-        return TE_OP_POW;
-    return TE_OP_DIV;
-}
-
 /* Fold "linear + constant" into the linear layer's bias when exact. */
 static int try_fold_bias(imp *I, ival *x, ival *c, int sub, int is_right)
 {
@@ -59,13 +46,12 @@ static int try_fold_bias(imp *I, ival *x, ival *c, int sub, int is_right)
     return 1;
 }
 
-te_status te_imp_op_binary(imp *I, onode *n)
+te_status te_imp_op_binary(imp *I, onode *n, te_op op)
 {
     ival *a, *b;
     te_status st;
     if ((st = te_imp_in_req(I, n, 0, &a)) || (st = te_imp_in_req(I, n, 1, &b)))
         return st;
-    te_op op = binop_code(n->op_type);
     te_shape os;
     char sa[128], sb[128];
     if (te_imp_bcast(&a->shape, &b->shape, &os) != TE_OK) {

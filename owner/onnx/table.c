@@ -32,7 +32,6 @@ PLAIN(op_constant_of_shape)
 PLAIN(op_reshape)
 PLAIN(op_flatten)
 PLAIN(op_identity)
-PLAIN(op_binary)
 PLAIN(op_concat)
 PLAIN(op_transpose)
 PLAIN(op_conv)
@@ -57,6 +56,7 @@ PLAIN(op_layer_norm)
 PLAIN(op_gather_any)
 static te_status h_squeeze(imp *I, onode *n, int unsq) { return te_imp_op_squeeze(I, n, unsq); }
 static te_status h_unary(imp *I, onode *n, int op) { return te_imp_op_unary(I, n, (te_op)op); }
+static te_status h_binary(imp *I, onode *n, int op) { return te_imp_op_binary(I, n, (te_op)op); }
 static te_status h_pool(imp *I, onode *n, int op) { return te_imp_op_pool(I, n, (te_op)op); }
 static te_status h_reduce(imp *I, onode *n, int op) { return te_imp_op_reduce(I, n, op); }
 PLAIN(op_tile)
@@ -92,7 +92,7 @@ typedef struct op_entry {
 /* sorted by strcmp (looked up with bsearch) */
 static const op_entry op_entries[] = {
     {"Abs", NULL, 0, 1, EW_ABS, 0},
-    {"Add", h_op_binary, 0, 2, EW_ADD, 0},
+    {"Add", h_binary, TE_OP_ADD, 2, EW_ADD, 0},
     {"And", NULL, 0, 2, EW_AND, 0},
     {"AveragePool", h_pool, TE_OP_AVGPOOL, 0, 0, 0},
     {"BatchNormalization", h_op_batchnorm, 0, 0, 0, 0},
@@ -105,7 +105,7 @@ static const op_entry op_entries[] = {
     {"Conv", h_op_conv, 0, 0, 0, 0},
     {"ConvTranspose", h_op_conv_transpose, 0, 0, 0, 0},
     {"DepthToSpace", h_depth_space, 1, 0, 0, 0},
-    {"Div", h_op_binary, 0, 2, EW_DIV, 0},
+    {"Div", h_binary, TE_OP_DIV, 2, EW_DIV, 0},
     {"Dropout", h_op_identity, 0, 0, 0, 0},
     {"Equal", NULL, 0, 2, EW_EQUAL, 0},
     {"Erf", h_unary, TE_OP_ERF, 1, EW_ERF, 0},
@@ -137,13 +137,13 @@ static const op_entry op_entries[] = {
     {"Min", NULL, 0, 2, EW_MIN, 0},
     {"Mish", h_mish_gelu, 0, 0, 0, 18},
     {"Mod", NULL, 0, 2, EW_MOD, 0},
-    {"Mul", h_op_binary, 0, 2, EW_MUL, 0},
+    {"Mul", h_binary, TE_OP_MUL, 2, EW_MUL, 0},
     {"Neg", h_neg, 0, 1, EW_NEG, 0},
     {"Not", NULL, 0, 1, EW_NOT, 0},
     {"Or", NULL, 0, 2, EW_OR, 0},
     {"PRelu", h_op_prelu, 0, 0, 0, 0},
     {"Pad", h_op_pad, 0, 0, 0, 0},
-    {"Pow", h_op_binary, 0, 2, EW_POW, 0},
+    {"Pow", h_binary, TE_OP_POW, 2, EW_POW, 0},
     {"Range", h_op_range, 0, 0, 0, 0},
     {"Reciprocal", h_recip, 0, 1, EW_RECIP, 0},
     {"ReduceL2", h_reduce, TE_OP_REDUCE_L2, 0, 0, 0},
@@ -167,7 +167,7 @@ static const op_entry op_entries[] = {
     {"Split", h_op_split, 0, 0, 0, 0},
     {"Sqrt", h_unary, TE_OP_SQRT, 1, EW_SQRT, 0},
     {"Squeeze", h_squeeze, 0, 0, 0, 0},
-    {"Sub", h_op_binary, 0, 2, EW_SUB, 0},
+    {"Sub", h_binary, TE_OP_SUB, 2, EW_SUB, 0},
     {"Sum", h_sum, 0, 0, 0, 0},
     {"Tanh", h_unary, TE_OP_TANH, 1, EW_TANH, 0},
     {"Tile", h_op_tile, 0, 0, 0, 0},
