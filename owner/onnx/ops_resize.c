@@ -116,7 +116,7 @@ te_status te_imp_op_upsample(imp *I, onode *n)
     te_status st;
     if ((st = te_imp_rt_input(I, n, &x)))
         return st;
-    int r = x->shape.ndim, mode;
+    int r = x->shape.ndim, mode = TE_RESIZE_NEAREST;
     double sc[TE_MAX_DIMS];
     if ((st = str_attr_code(I, n, "mode", "nearest", resize_modes, &mode)))
         return st;
@@ -146,7 +146,7 @@ te_status te_imp_op_resize(imp *I, onode *n)
     te_status st;
     if ((st = te_imp_rt_input(I, n, &x)))
         return st;
-    int r = x->shape.ndim, mode, coord = TE_COORD_ASYMMETRIC, nearest = TE_NEAREST_FLOOR;
+    int r = x->shape.ndim, mode = TE_RESIZE_NEAREST, coord = TE_COORD_ASYMMETRIC, nearest = TE_NEAREST_FLOOR;
     if ((st = str_attr_code(I, n, "mode", "nearest", resize_modes, &mode)))
         return st;
     ival *rv = NULL;
