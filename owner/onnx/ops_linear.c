@@ -13,37 +13,30 @@ typedef struct geom2 {
     int64_t k[2], s[2], d[2], pads[4]; /* pads: top, left, bottom, right */
 } geom2;
 
-static te_status read_geom(imp *I, onode *n, const int64_t in_hw[2], int ceil_mode, geom2 *g, int64_t out_hw[2])
+/* An optional geometry attribute of exactly `want` entries: into out when
+ * present (out keeps its default when absent); another count is an error. */
+static te_status geom_ints(imp *I, onode *n, const char *name, int want, const char *note, int64_t *out)
 {
     int64_t tmp[8];
     int c;
+    te_status st = te_imp_attr_ints(I, n, name, tmp, 8, &c);
+    if (st || c < 0)
+        return st;
+    if (c != want)
+        return te_imp_bad(I, n, TE_EUNSUPPORTED, "%s must have %d entries%s", name, want, note);
+    memcpy(out, tmp, (size_t)want * sizeof *out);
+    return TE_OK;
+}
+
+static te_status read_geom(imp *I, onode *n, const int64_t in_hw[2], int ceil_mode, geom2 *g, int64_t out_hw[2])
+{
     te_status st;
     g->s[0] = g->s[1] = g->d[0] = g->d[1] = 1;
     memset(g->pads, 0, sizeof g->pads);
-    if ((st = te_imp_attr_ints(I, n, "strides", tmp, 8, &c)))
+    if ((st = geom_ints(I, n, "strides", 2, " (2-D only)", g->s)) ||
+        (st = geom_ints(I, n, "dilations", 2, " (2-D only)", g->d)) ||
+        (st = geom_ints(I, n, "pads", 4, " (2-D only)", g->pads)))
         return st;
-    if (c >= 0) {
-        if (c != 2)
-            return te_imp_bad(I, n, TE_EUNSUPPORTED, "strides must have 2 entries (2-D only)");
-        g->s[0] = tmp[0];
-        g->s[1] = tmp[1];
-    }
-    if ((st = te_imp_attr_ints(I, n, "dilations", tmp, 8, &c)))
-        return st;
-    if (c >= 0) {
-        if (c != 2)
-            return te_imp_bad(I, n, TE_EUNSUPPORTED, "dilations must have 2 entries (2-D only)");
-        g->d[0] = tmp[0];
-        g->d[1] = tmp[1];
-    }
-    if ((st = te_imp_attr_ints(I, n, "pads", tmp, 8, &c)))
-        return st;
-    if (c >= 0) {
-        if (c != 4)
-            return te_imp_bad(I, n, TE_EUNSUPPORTED, "pads must have 4 entries (2-D only)");
-        for (int j = 0; j < 4; j++)
-            g->pads[j] = tmp[j];
-    }
     for (int j = 0; j < 2; j++)
         if (g->s[j] < 1 || g->d[j] < 1 || g->k[j] < 1 || g->pads[j] < 0 || g->pads[j + 2] < 0 ||
             g->s[j] > GEOM_MAX || g->d[j] > GEOM_MAX || g->k[j] > GEOM_MAX || g->pads[j] > GEOM_MAX ||
@@ -481,25 +474,9 @@ te_status te_imp_op_conv_transpose(imp *I, onode *n)
         return st;
     if (c >= 0 && (c != 2 || tmp[0] != K[0] || tmp[1] != K[1]))
         return te_imp_bad(I, n, TE_ESHAPE, "kernel_shape does not match the weight");
-    if ((st = te_imp_attr_ints(I, n, "strides", tmp, 8, &c)))
+    if ((st = geom_ints(I, n, "strides", 2, "", s)) || (st = geom_ints(I, n, "dilations", 2, "", d)) ||
+        (st = geom_ints(I, n, "output_padding", 2, "", op)) || (st = geom_ints(I, n, "pads", 4, "", pads)))
         return st;
-    if (c >= 0 && (c != 2 || (s[0] = tmp[0], s[1] = tmp[1], 0)))
-        return te_imp_bad(I, n, TE_EUNSUPPORTED, "strides must have 2 entries");
-    if ((st = te_imp_attr_ints(I, n, "dilations", tmp, 8, &c)))
-        return st;
-    if (c >= 0 && (c != 2 || (d[0] = tmp[0], d[1] = tmp[1], 0)))
-        return te_imp_bad(I, n, TE_EUNSUPPORTED, "dilations must have 2 entries");
-    if ((st = te_imp_attr_ints(I, n, "output_padding", tmp, 8, &c)))
-        return st;
-    if (c >= 0 && (c != 2 || (op[0] = tmp[0], op[1] = tmp[1], 0)))
-        return te_imp_bad(I, n, TE_EUNSUPPORTED, "output_padding must have 2 entries");
-    if ((st = te_imp_attr_ints(I, n, "pads", tmp, 8, &c)))
-        return st;
-    if (c >= 0) {
-        if (c != 4)
-            return te_imp_bad(I, n, TE_EUNSUPPORTED, "pads must have 4 entries");
-        memcpy(pads, tmp, sizeof pads);
-    }
     int have_os;
     if ((st = te_imp_attr_ints(I, n, "output_shape", tmp, 8, &have_os)))
         return st;
