@@ -236,6 +236,11 @@ static te_status check_device_model(const te_model *m, te_err *err)
     }
     if (m->input < 0 || m->input >= m->n_values || m->output < 0 || m->output >= m->n_values)
         return te_errf(err, TE_EFORMAT, "model input %d or output %d is not a value id", m->input, m->output);
+    if (m->n_outputs < 0 || m->n_outputs > m->n_values || (m->n_outputs > 1 && (!m->outputs || m->outputs[0] != m->output)))
+        return te_errf(err, TE_EFORMAT, "bad model output list (%d outputs)", m->n_outputs);
+    for (int k = 0; k < te_model_n_outputs(m); k++)
+        if (te_model_output(m, k) < 0 || te_model_output(m, k) >= m->n_values)
+            return te_errf(err, TE_EFORMAT, "model output %d: %d is not a value id", k, te_model_output(m, k));
     if (m->pre.present && !in_range(m->pre.channels, 1, 4))
         return te_errf(err, TE_EFORMAT, "preprocess: %d channels (1..4)", m->pre.channels);
     return TE_OK;
@@ -432,6 +437,10 @@ te_status te_device_bundle_write(const char *path, const te_model *m, te_err *er
     b.n_layers = nl, b.layers = lptr;
     b.input = m->input;
     b.output = m->output;
+    if (m->n_outputs > 1) {
+        b.n_outputs = (size_t)m->n_outputs;
+        b.outputs = (int32_t *)(uintptr_t)m->outputs;
+    }
     b.preprocess = &pre;
     /* r and s are uniform over F_p and dominate the size: not worth
      * compressing.  They are this device's secret: a host holding them could
@@ -560,6 +569,12 @@ static te_status device_from_pb(const Twinedge__DeviceBundle *b, te_model *m, te
     }
     m->input = b->input;
     m->output = b->output;
+    if (b->n_outputs > 1) {
+        if (b->n_outputs > (size_t)m->n_values || b->outputs[0] != b->output)
+            return te_errf(err, TE_EFORMAT, "bad model output list (%zu outputs)", b->n_outputs);
+        if (te_model_set_outputs(m, b->outputs, (int)b->n_outputs) != 0)
+            return te_errf(err, TE_ENOMEM, "out of memory");
+    }
     if (b->preprocess && b->preprocess->present) {
         const Twinedge__Preprocess *p = b->preprocess;
         if (p->channels < 1 || p->channels > 4 || p->n_mean != (size_t)p->channels || p->n_std != (size_t)p->channels)

@@ -118,8 +118,46 @@ void te_model_free(te_model *m)
     free(m->values);
     free(m->nodes);
     free(m->layers);
+    free(m->outputs);
     free(m->name);
     free(m);
+}
+
+int te_model_n_outputs(const te_model *m)
+{
+    return m->n_outputs > 1 ? m->n_outputs : 1;
+}
+
+int te_model_output(const te_model *m, int k)
+{
+    if (k < 0 || k >= te_model_n_outputs(m))
+        return -1;
+    return m->n_outputs > 1 ? m->outputs[k] : m->output;
+}
+
+int64_t te_model_outputs_numel(const te_model *m)
+{
+    int64_t n = 0;
+    for (int k = 0; k < te_model_n_outputs(m); k++)
+        n += te_shape_numel(&m->values[te_model_output(m, k)].shape);
+    return n;
+}
+
+int te_model_set_outputs(te_model *m, const int *ids, int n)
+{
+    if (n < 1)
+        return -1;
+    int *o = NULL;
+    if (n > 1) {
+        if (!(o = malloc((size_t)n * sizeof *o)))
+            return -1;
+        memcpy(o, ids, (size_t)n * sizeof *o);
+    }
+    free(m->outputs);
+    m->outputs = o;
+    m->n_outputs = n > 1 ? n : 0;
+    m->output = ids[0];
+    return 0;
 }
 
 /* Arrays grow one element at a time: callers may also build the arrays

@@ -203,7 +203,9 @@ typedef struct te_model {
     int n_layers;
     te_layer *layers;
     int input;               /* value id of the single model input */
-    int output;              /* value id of the single model output */
+    int output;              /* value id of the model's first output */
+    int n_outputs;           /* the graph's outputs (0 or 1: just `output`) */
+    int *outputs;            /* [n_outputs] value ids, outputs[0] == output; NULL when n_outputs <= 1 */
     te_preprocess pre;
     double calib_cosine;     /* owner: the fixed-point output's smallest cosine to the float model's over the
                               * calibration samples (0: not measured; not stored) */
@@ -220,6 +222,14 @@ int te_model_add_value(te_model *m, const char *name, const te_shape *shape, flo
 int te_model_add_node(te_model *m, const te_node *node_template /* in/name/ints are copied */);
 int te_model_add_layer(te_model *m, const te_layer *layer_template /* arrays are taken over */);
 const char *te_op_name(te_op op);
+/* The model's outputs, in the graph's order: their count (>= 1) and the
+ * value id of output k (-1 when k is out of range). */
+int te_model_n_outputs(const te_model *m);
+int te_model_output(const te_model *m, int k);
+/* The elements of all outputs together. */
+int64_t te_model_outputs_numel(const te_model *m);
+/* Set the outputs (n >= 1 value ids, copied; output = ids[0]); -1 on ENOMEM. */
+int te_model_set_outputs(te_model *m, const int *ids, int n);
 
 /* What every part of twinedge knows about one op, in one table (te_model.c):
  * the bundle reader and the executor check input counts against it, the

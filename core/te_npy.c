@@ -360,3 +360,14 @@ te_status te_npy_write(const char *path, const te_shape *shape, const float *dat
     free(buf);
     return st;
 }
+
+void te_npy_output_path(const char *base, int k, char *buf, size_t cap)
+{
+    size_t n = strlen(base);
+    if (k == 0)
+        snprintf(buf, cap, "%s", base);
+    else if (n >= 4 && strcmp(base + n - 4, ".npy") == 0)
+        snprintf(buf, cap, "%.*s.%d.npy", (int)(n - 4), base, k);
+    else
+        snprintf(buf, cap, "%s.%d.npy", base, k);
+}

@@ -25,4 +25,9 @@ te_status te_npy_read_info(const char *path, te_shape *shape, float **data, te_n
 te_status te_npy_read(const char *path, te_shape *shape, float **data, te_err *err);
 te_status te_npy_write(const char *path, const te_shape *shape, const float *data, te_err *err);
 
+/* Where a tool writes output k of a model with several outputs: output 0
+ * to base, output k to base with ".npy" replaced by ".k.npy" (base.k.npy
+ * when base does not end in .npy). */
+void te_npy_output_path(const char *base, int k, char *buf, size_t cap);
+
 #endif

@@ -167,7 +167,7 @@ static te_status run_pass(te_exec *ex, const float *inputs, int64_t n_samples, s
             te_err_wrap(err, "calibration sample %lld", (long long)s);
             return st;
         }
-        memcpy(outs + (size_t)s * n_out, te_exec_output(ex, NULL), n_out * sizeof *outs);
+        te_exec_outputs_copy(ex, outs + (size_t)s * n_out); /* every output, one after the other */
     }
     return TE_OK;
 }
@@ -193,7 +193,7 @@ te_status te_owner_calibrate(te_model *m, const float *inputs, int64_t n_samples
     if (opt->act_bits < 1 || opt->act_bits > 40 || opt->headroom < 0 || opt->headroom > 32)
         return te_errf(err, TE_EINVAL, "act bits must be in 1..40 and headroom in 0..32");
     size_t per = (size_t)te_shape_numel(&m->values[m->input].shape);
-    size_t n_out = (size_t)te_shape_numel(&m->values[m->output].shape);
+    size_t n_out = (size_t)te_model_outputs_numel(m);
     size_t nl = (size_t)(m->n_layers > 0 ? m->n_layers : 1);
     calib_ctx c = {calloc(nl, sizeof(double)), calloc(nl, sizeof(uint64_t)), calloc(nl, sizeof(uint64_t))};
     float *ref = malloc((size_t)n_samples * n_out * sizeof *ref), *fix = malloc((size_t)n_samples * n_out * sizeof *fix);

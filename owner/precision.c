@@ -125,6 +125,7 @@ typedef struct search {
     int64_t n;
     size_t per, n_out;
     float *ref; /* [n * n_out]: the float model's outputs */
+    float *all; /* [n_out]: one run's outputs */
     emu e;
 } search;
 
@@ -137,7 +138,9 @@ static te_status run_all(search *s, float *outs, double *mean_d, double *min_cos
         te_status st = te_exec_run(s->ex, s->inputs + (size_t)k * s->per, s->per, emu_linear, &s->e, err);
         if (st != TE_OK)
             return te_err_wrap(err, "calibration sample %lld", (long long)k);
-        const float *o = te_exec_output(s->ex, NULL);
+        /* a model with several outputs: the cosine of all of them together */
+        const float *o = s->all;
+        te_exec_outputs_copy(s->ex, s->all);
         if (outs) {
             memcpy(outs + (size_t)k * s->n_out, o, s->n_out * sizeof *o);
             continue;
@@ -217,7 +220,7 @@ te_status te_owner_auto_precision(te_model *m, const float *inputs, int64_t n_sa
     int nl = m->n_layers, ng = 0;
     search s = {.m = m, .inputs = inputs, .n = n_samples};
     s.per = (size_t)te_shape_numel(&m->values[m->input].shape);
-    s.n_out = (size_t)te_shape_numel(&m->values[m->output].shape);
+    s.n_out = (size_t)te_model_outputs_numel(m);
     s.e.default_frac = opt->default_frac_bits;
     int *group = malloc((size_t)nl * sizeof *group), *vgroup = malloc((size_t)m->n_values * sizeof *vgroup);
     int *abits = calloc((size_t)nl, sizeof *abits), *wbits = malloc((size_t)nl * sizeof *wbits);
@@ -229,9 +232,10 @@ te_status te_owner_auto_precision(te_model *m, const float *inputs, int64_t n_sa
     s.e.max_x = calloc((size_t)nl, sizeof *s.e.max_x);
     s.e.abits = abits;
     s.ref = malloc((size_t)n_samples * s.n_out * sizeof *s.ref);
+    s.all = malloc(s.n_out * sizeof *s.all);
     te_status st = TE_OK;
     if (!group || !vgroup || !abits || !wbits || !probe || !top || !bits || !d || !save || !s.e.wq || !s.e.max_x ||
-        !s.ref) {
+        !s.ref || !s.all) {
         st = te_errf(err, TE_ENOMEM, "precision search: out of memory");
         goto out;
     }
@@ -325,6 +329,7 @@ out:
     free(s.e.xq);
     free(s.e.scratch);
     free(s.ref);
+    free(s.all);
     te_exec_free(s.ex);
     free(group);
     free(vgroup);

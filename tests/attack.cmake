@@ -24,8 +24,8 @@ foreach(kind ${TE_ATTACK_NEGCTL_TARGETS})
                  ${PROJECT_SOURCE_DIR}/device-sdk/src/device.c ${PROJECT_SOURCE_DIR}/core/te_linear.c)
   # the objects above take the place of the archives' device.o and te_linear.o
   target_compile_definitions(twinedge-infer-negctl-${kind} PRIVATE ${TE_NEGCTL_DEFS_${kind}})
-  target_link_libraries(twinedge-infer-negctl-${kind} PRIVATE twinedge_device_net twinedge_image twinedge_report
-                        twinedge_core)
+  target_link_libraries(twinedge-infer-negctl-${kind} PRIVATE twinedge_outputs twinedge_device_net twinedge_image
+                        twinedge_report twinedge_core)
   if(NOT DEFINED TE_ATTACK_NEGCTL_${K})
     set(TE_ATTACK_NEGCTL_${K} twinedge-infer-negctl-${kind})
   endif()

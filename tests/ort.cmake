@@ -75,6 +75,25 @@ foreach(spec ${TE_ORT_MODELS} ${TE_ORT_SLOW})
   set_tests_properties(ort_${m} PROPERTIES LABELS "${labels}" FIXTURES_REQUIRED wild TIMEOUT 300
     ENVIRONMENT "TWINEDGE_PLUGIN_DIR=${TE_PLUGIN_BUILD_DIR};TE_ORT_MODULES=${TE_ORT_MODULES}")
 endforeach()
+# detection models (tests/detect.cmake): every output compared
+execute_process(COMMAND ${TE_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/models/detect_zoo.py --list
+                OUTPUT_VARIABLE TE_DETECT_MODELS RESULT_VARIABLE TE_DETECT_RC)
+if(NOT TE_DETECT_RC EQUAL 0)
+  message(FATAL_ERROR "cannot list the detection test models (is python3-torch installed?)")
+endif()
+string(STRIP "${TE_DETECT_MODELS}" TE_DETECT_MODELS)
+string(REPLACE "\n" ";" TE_DETECT_MODELS "${TE_DETECT_MODELS}")
+foreach(m ${TE_DETECT_MODELS})
+  if(TE_ORT_PROBLEM)
+    add_test(NAME ort_${m} COMMAND sh -c "echo \"$0\" >&2; exit 1"
+             "ort_${m}: no onnxruntime to compare with: ${TE_ORT_PROBLEM} (scripts/install-deps.sh)")
+  else()
+    add_test(NAME ort_${m} COMMAND ${TE_PYTHON} ${TE_ORT_DIR}/ort_check.py --node ${TE_NODE}
+             --run $<TARGET_FILE:twinedge-run> --data ${TE_TEST_DATA}/detect ${m})
+  endif()
+  set_tests_properties(ort_${m} PROPERTIES LABELS ort FIXTURES_REQUIRED detect TIMEOUT 300
+    ENVIRONMENT "TWINEDGE_PLUGIN_DIR=${TE_PLUGIN_BUILD_DIR};TE_ORT_MODULES=${TE_ORT_MODULES}")
+endforeach()
 # the comparison fails when it should: altered copies of a model
 if(TE_ORT_PROBLEM)
   add_test(NAME ort_negative COMMAND sh -c "echo \"$0\" >&2; exit 1"

@@ -1,5 +1,6 @@
 #define _XOPEN_SOURCE 700
 #include "runlib.h"
+#include "te_npy.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,46 +20,84 @@
 #include "te_exec.h"
 #include "te_net_transport.h"
 
-te_status te_reference_fixed(const char *deploy_dir, const float *input, size_t n_in, float *output, size_t n_out,
-                             te_err *err)
+/* The reference's executor after one run on input; *dev, *edge and *ex
+ * are the caller's to free (with the edge weights lent to *dev's layers
+ * taken back first: reference_done). */
+static te_status reference_run(const char *deploy_dir, const float *input, size_t n_in, te_model **dev,
+                               te_model **edge, te_exec **ex, te_err *err)
 {
     char path[4096];
-    te_model *dev = NULL, *edge = NULL;
-    te_exec *ex = NULL;
     te_status st;
     snprintf(path, sizeof path, "%s/device.bundle", deploy_dir);
-    if ((st = te_device_bundle_read(path, &dev, err)) != TE_OK)
-        goto done;
+    if ((st = te_device_bundle_read(path, dev, err)) != TE_OK)
+        return st;
     snprintf(path, sizeof path, "%s/edge.bundle", deploy_dir);
-    if ((st = te_edge_bundle_read(path, &edge, err)) != TE_OK)
-        goto done;
-    if (edge->n_layers != dev->n_layers || strcmp(edge->deployment_id, dev->deployment_id) != 0) {
-        st = te_errf(err, TE_EFORMAT, "device and edge bundles in %s are not from one deployment", deploy_dir);
-        goto done;
-    }
-    for (int i = 0; i < dev->n_layers; i++) {
+    if ((st = te_edge_bundle_read(path, edge, err)) != TE_OK)
+        return st;
+    if ((*edge)->n_layers != (*dev)->n_layers || strcmp((*edge)->deployment_id, (*dev)->deployment_id) != 0)
+        return te_errf(err, TE_EFORMAT, "device and edge bundles in %s are not from one deployment", deploy_dir);
+    for (int i = 0; i < (*dev)->n_layers; i++) {
         /* lend the edge weights to the device graph for this run */
-        dev->layers[i].w = edge->layers[i].w;
+        (*dev)->layers[i].w = (*edge)->layers[i].w;
     }
-    if ((st = te_exec_new(dev, &ex, err)) != TE_OK)
-        goto done;
-    if ((st = te_exec_run(ex, input, n_in, te_linear_fn_fixed, NULL, err)) != TE_OK)
-        goto done;
-    te_shape shape;
-    const float *y = te_exec_output(ex, &shape);
-    if ((size_t)te_shape_numel(&shape) != n_out) {
-        st = te_errf(err, TE_ESHAPE, "output has %lld elements, caller expects %zu", (long long)te_shape_numel(&shape),
-                     n_out);
-        goto done;
-    }
-    memcpy(output, y, n_out * sizeof *output);
-done:
+    if ((st = te_exec_new(*dev, ex, err)) != TE_OK)
+        return st;
+    return te_exec_run(*ex, input, n_in, te_linear_fn_fixed, NULL, err);
+}
+
+static void reference_done(te_model *dev, te_model *edge, te_exec *ex)
+{
     if (dev)
         for (int i = 0; i < dev->n_layers; i++)
             dev->layers[i].w = NULL;
     te_exec_free(ex);
     te_model_free(dev);
     te_model_free(edge);
+}
+
+te_status te_reference_fixed(const char *deploy_dir, const float *input, size_t n_in, float *output, size_t n_out,
+                             te_err *err)
+{
+    te_model *dev = NULL, *edge = NULL;
+    te_exec *ex = NULL;
+    te_status st = reference_run(deploy_dir, input, n_in, &dev, &edge, &ex, err);
+    if (st == TE_OK) {
+        te_shape shape;
+        const float *y = te_exec_output(ex, &shape);
+        if ((size_t)te_shape_numel(&shape) != n_out)
+            st = te_errf(err, TE_ESHAPE, "output has %lld elements, caller expects %zu",
+                         (long long)te_shape_numel(&shape), n_out);
+        else
+            memcpy(output, y, n_out * sizeof *output);
+    }
+    reference_done(dev, edge, ex);
+    return st;
+}
+
+te_status te_exec_outputs_write(const te_exec *ex, const char *base, te_err *err)
+{
+    const te_model *m = te_exec_model(ex);
+    for (int k = 0; m && k < te_model_n_outputs(m); k++) {
+        char path[4200];
+        te_shape s;
+        const float *y = te_exec_output_at(ex, k, &s);
+        te_npy_output_path(base, k, path, sizeof path);
+        te_status st = y ? te_npy_write(path, &s, y, err) : te_errf(err, TE_EINVAL, "output %d: no run", k);
+        if (st != TE_OK)
+            return st;
+    }
+    return TE_OK;
+}
+
+te_status te_reference_fixed_write(const char *deploy_dir, const float *input, size_t n_in, const char *base,
+                                   te_err *err)
+{
+    te_model *dev = NULL, *edge = NULL;
+    te_exec *ex = NULL;
+    te_status st = reference_run(deploy_dir, input, n_in, &dev, &edge, &ex, err);
+    if (st == TE_OK)
+        st = te_exec_outputs_write(ex, base, err);
+    reference_done(dev, edge, ex);
     return st;
 }
 

@@ -18,6 +18,14 @@
 te_status te_reference_fixed(const char *deploy_dir, const float *input, size_t n_in, float *output, size_t n_out,
                              te_err *err);
 
+/* The same, every output written to .npy files (te_npy_output_path). */
+te_status te_reference_fixed_write(const char *deploy_dir, const float *input, size_t n_in, const char *base,
+                                   te_err *err);
+
+/* Every output of ex's last successful run to .npy files (te_npy_output_path). */
+struct te_exec;
+te_status te_exec_outputs_write(const struct te_exec *ex, const char *base, te_err *err);
+
 /* Remove a directory tree (scratch directories). */
 te_status te_rm_rf(const char *path, te_err *err);
 

@@ -11,6 +11,7 @@
 #include "te_image.h"
 #include "te_input.h"
 #include "te_npy.h"
+#include "te_outputs.h"
 #include "te_report.h"
 #include "twinedge_device.h"
 #include "twinedge_net.h"
@@ -31,7 +32,8 @@ static void usage(FILE *f)
             "model's input shape (NCHW; the batch dimension of 1 may be left out) and finite\n"
             "values; another dtype is converted with a note when every value is exact in\n"
             "float32, and refused otherwise unless --allow-rounding.\n"
-            "TARGET: HOST:PORT, or several replicas: ipv4:HOST:PORT,HOST:PORT,... (round robin).\n");
+            "TARGET: HOST:PORT, or several replicas: ipv4:HOST:PORT,HOST:PORT,... (round robin).\n"
+            "A model with several outputs writes output k > 0 to OUTPUT.k.npy.\n");
 }
 
 static int fail(const char *msg)
@@ -194,7 +196,7 @@ int main(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &t1);
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
     double wall = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
-    if (te_npy_write(out, &out_shape, y, &err) != TE_OK) {
+    if (te_device_outputs_write(dev, out, &err) != TE_OK) {
         fail(err.msg);
         goto done;
     }

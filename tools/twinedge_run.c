@@ -18,6 +18,7 @@
 #include "te_host.h"
 #include "te_input.h"
 #include "te_npy.h"
+#include "te_outputs.h"
 #include "te_report.h"
 #include "twinedge_device.h"
 #include "twinedge_net.h"
@@ -31,7 +32,9 @@ static void usage(FILE *f)
             "twinedge-host processes on loopback (gRPC, mutual TLS), deploys, runs one\n"
             "private inference of INPUT.npy, verified layer by layer, and stops the hosts.\n"
             "\n"
-            "  -o, --output FILE        output tensor (.npy, float32)\n"
+            "  -o, --output FILE        output tensor (.npy, float32); a model with several outputs\n"
+            "                           writes output k > 0 to FILE.k.npy (FILE less its .npy);\n"
+            "                           --reference and --float alike\n"
             "      --mode relay|mediated  protocol mode (default relay)\n"
             "      --report FILE        write figures as JSON\n"
             "      --calibration FILE   calibration inputs (.npy, stacked on axis 0);\n"
@@ -79,11 +82,8 @@ static te_status run_float(const run_args *a, const te_shape *in_shape, const fl
         st = te_exec_new(m, &ex, err);
     if (st == TE_OK)
         st = te_exec_run(ex, x, (size_t)te_shape_numel(in_shape), te_linear_fn_float, NULL, err);
-    if (st == TE_OK) {
-        te_shape os;
-        const float *y = te_exec_output(ex, &os);
-        st = te_npy_write(a->float_out, &os, y, err);
-    }
+    if (st == TE_OK)
+        st = te_exec_outputs_write(ex, a->float_out, err);
     if (st != TE_OK)
         te_err_wrap(err, "--float");
     te_exec_free(ex);
@@ -102,7 +102,7 @@ static int run(const run_args *a)
     memset(&hp, 0, sizeof hp);
     twinedge_net *net = NULL;
     twinedge_device *dev = NULL;
-    float *x = NULL, *y = NULL, *ref = NULL;
+    float *x = NULL, *y = NULL;
     te_shape in_shape;
     te_model *dm = NULL;
 
@@ -217,17 +217,13 @@ static int run(const run_args *a)
     twinedge_report rep;
     twinedge_last_report(dev, &rep);
 
-    if (te_npy_write(a->output, &out_shape, y, &err) != TE_OK) {
+    if (te_device_outputs_write(dev, a->output, &err) != TE_OK) {
         fail(err.msg);
         goto out;
     }
-    if (a->reference) {
-        ref = calloc((size_t)n_out, sizeof *ref);
-        if (!ref || te_reference_fixed(deploy, x, (size_t)n_in, ref, (size_t)n_out, &err) != TE_OK ||
-            te_npy_write(a->reference, &out_shape, ref, &err) != TE_OK) {
-            fail(ref ? err.msg : "out of memory");
-            goto out;
-        }
+    if (a->reference && te_reference_fixed_write(deploy, x, (size_t)n_in, a->reference, &err) != TE_OK) {
+        fail(err.msg);
+        goto out;
     }
 
     if (a->float_out && run_float(a, &in_shape, x, &err) != TE_OK) {
@@ -303,7 +299,6 @@ out:
         te_rm_rf(work, &err);
     free(x);
     free(y);
-    free(ref);
     return rc;
 }
 

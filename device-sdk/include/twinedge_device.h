@@ -116,6 +116,17 @@ TWINEDGE_API int twinedge_set_transport(twinedge_device *dev, const twinedge_tra
 TWINEDGE_API int twinedge_input_shape(const twinedge_device *dev, int64_t dims[8], int *ndim);
 TWINEDGE_API int twinedge_output_shape(const twinedge_device *dev, int64_t dims[8], int *ndim);
 
+/* Models with several outputs (a detector's boxes and scores): outputs are
+ * numbered 0 .. count-1 in the model's order.  twinedge_output_shape and
+ * twinedge_infer's output buffer are output 0; after a successful
+ * twinedge_infer, twinedge_output_get copies output k of that inference
+ * (n: its element count, the product of twinedge_output_shape_at's dims;
+ * TWINEDGE_EINVAL before a successful inference or after a failed one).
+ * A model with one output has count 1. */
+TWINEDGE_API int twinedge_output_count(const twinedge_device *dev, int *count);
+TWINEDGE_API int twinedge_output_shape_at(const twinedge_device *dev, int k, int64_t dims[8], int *ndim);
+TWINEDGE_API int twinedge_output_get(twinedge_device *dev, int k, float *out, size_t n);
+
 /* One private inference.  n_in / n_out are element counts. */
 TWINEDGE_API int twinedge_infer(twinedge_device *dev, twinedge_mode mode, const float *input, size_t n_in,
                                 float *output, size_t n_out);

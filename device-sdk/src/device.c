@@ -325,6 +325,42 @@ int twinedge_output_shape(const twinedge_device *dev, int64_t dims[8], int *ndim
     return shape_of(dev, dev ? dev->model->output : 0, dims, ndim);
 }
 
+int twinedge_output_count(const twinedge_device *dev, int *count)
+{
+    if (!dev || !dev->model || !count)
+        return TWINEDGE_EINVAL;
+    *count = te_model_n_outputs(dev->model);
+    return TWINEDGE_OK;
+}
+
+int twinedge_output_shape_at(const twinedge_device *dev, int k, int64_t dims[8], int *ndim)
+{
+    int v = dev && dev->model ? te_model_output(dev->model, k) : -1;
+    return v < 0 ? TWINEDGE_EINVAL : shape_of(dev, v, dims, ndim);
+}
+
+int twinedge_output_get(twinedge_device *dev, int k, float *out, size_t n)
+{
+    if (!dev)
+        return TWINEDGE_EINVAL;
+    pthread_mutex_lock(&dev->mu);
+    te_err_clear(&dev->err);
+    te_shape s;
+    const float *y = te_exec_output_at(dev->exec, k, &s);
+    int rc = TWINEDGE_OK;
+    if (k < 0 || k >= te_model_n_outputs(dev->model))
+        rc = te_errf(&dev->err, TE_EINVAL, "output %d: the model has %d outputs", k, te_model_n_outputs(dev->model));
+    else if (!y)
+        rc = te_errf(&dev->err, TE_EINVAL, "output %d: no successful inference to take it from", k);
+    else if (!out || (int64_t)n != te_shape_numel(&s))
+        rc = te_errf(&dev->err, TE_ESHAPE, "output %d: buffer has %zu elements, the output has %lld", k, n,
+                     (long long)te_shape_numel(&s));
+    else
+        memcpy(out, y, n * sizeof *out);
+    pthread_mutex_unlock(&dev->mu);
+    return rc;
+}
+
 int twinedge_last_report(const twinedge_device *dev, twinedge_report *r)
 {
     *r = dev->report;
@@ -477,6 +513,7 @@ static int infer_locked(twinedge_device *dev, twinedge_mode mode, const float *i
 {
     te_err_clear(&dev->err);
     memset(&dev->report, 0, sizeof dev->report);
+    te_exec_forget(dev->exec); /* twinedge_output_get: nothing from an earlier inference */
     if (!dev->transport)
         return te_errf(&dev->err, TE_EINVAL, "no transport: connect the device to its edge hosts first");
     if (mode != TWINEDGE_RELAY && mode != TWINEDGE_MEDIATED)

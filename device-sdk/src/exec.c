@@ -95,9 +95,14 @@ static te_status validate(const te_model *m, te_err *err)
         }
         ready[nd->out] = 1;
     }
-    if (st == TE_OK && !m->values[m->output].data && !ready[m->output])
-        st = te_errf(err, TE_EINVAL, "model output '%s' is never computed",
-                     m->values[m->output].name ? m->values[m->output].name : "?");
+    for (int k = 0; st == TE_OK && k < te_model_n_outputs(m); k++) {
+        int o = te_model_output(m, k);
+        if (o < 0 || o >= m->n_values)
+            st = te_errf(err, TE_EINVAL, "model output %d has value id %d out of range", k, o);
+        else if (!m->values[o].data && !ready[o])
+            st = te_errf(err, TE_EINVAL, "model output '%s' is never computed",
+                         m->values[o].name ? m->values[o].name : "?");
+    }
     free(ready);
     return st;
 }
@@ -185,14 +190,44 @@ te_status te_exec_run(te_exec *ex, const float *input, size_t n_input, te_linear
     return TE_OK;
 }
 
-const float *te_exec_output(const te_exec *ex, te_shape *shape)
+const float *te_exec_output_at(const te_exec *ex, int k, te_shape *shape)
 {
-    if (!ex || !ex->ran)
+    int o = ex ? te_model_output(ex->m, k) : -1;
+    if (!ex || !ex->ran || o < 0)
         return NULL;
-    const te_value *v = &ex->m->values[ex->m->output];
+    const te_value *v = &ex->m->values[o];
     if (shape)
         *shape = v->shape;
-    return v->data ? v->data : ex->buf[ex->m->output];
+    return v->data ? v->data : ex->buf[o];
+}
+
+const te_model *te_exec_model(const te_exec *ex)
+{
+    return ex ? ex->m : NULL;
+}
+
+void te_exec_forget(te_exec *ex)
+{
+    if (ex)
+        ex->ran = 0;
+}
+
+const float *te_exec_output(const te_exec *ex, te_shape *shape)
+{
+    return te_exec_output_at(ex, 0, shape);
+}
+
+size_t te_exec_outputs_copy(const te_exec *ex, float *dst)
+{
+    size_t at = 0;
+    te_shape s;
+    for (int k = 0; ex && ex->ran && k < te_model_n_outputs(ex->m); k++) {
+        const float *y = te_exec_output_at(ex, k, &s);
+        size_t n = (size_t)te_shape_numel(&s);
+        memcpy(dst + at, y, n * sizeof *dst);
+        at += n;
+    }
+    return at;
 }
 
 /* ---- built-in linear functions ------------------------------------------ */

@@ -22,8 +22,20 @@ void te_exec_free(te_exec *ex);
 /* input: numel(model input) floats. */
 te_status te_exec_run(te_exec *ex, const float *input, size_t n_input, te_linear_fn fn, void *fn_ctx,
                       te_err *err);
-/* The model output of the last successful run. */
+/* The model output of the last successful run (the first, for a model
+ * with several; NULL before a successful run). */
 const float *te_exec_output(const te_exec *ex, te_shape *shape);
+/* Drop the last run's results (te_exec_output* return NULL until the next
+ * successful run). */
+void te_exec_forget(te_exec *ex);
+/* The model ex runs. */
+const te_model *te_exec_model(const te_exec *ex);
+/* Output k (0 .. te_model_n_outputs - 1) of the last successful run, or NULL. */
+const float *te_exec_output_at(const te_exec *ex, int k, te_shape *shape);
+/* All outputs copied into dst (te_model_outputs_numel floats) one after
+ * the other in the model's order; returns the count copied (0 before a
+ * successful run). */
+size_t te_exec_outputs_copy(const te_exec *ex, float *dst);
 
 /* Run one non-linear node: in[k] points at the data of node->in[k] (with the
  * shapes in m->values), out at numel(out shape) floats.  Exposed for unit tests. */

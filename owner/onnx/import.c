@@ -12,6 +12,7 @@
 #define OPSET_MIN 7
 
 #define OPSET_MAX 21
+#define MAX_OUTPUTS 64
 
 int te_parse_input_shape(const char *text, te_input_shape *out)
 {
@@ -160,14 +161,21 @@ static te_status import_graph(imp *I, const Onnx__ModelProto *mp)
     for (size_t k = 0; k < g->n_node; k++)
         if ((st = te_imp_lower(I, g->node[k])))
             return st;
-    if (g->n_output != 1)
-        return te_errf(I->err, TE_EUNSUPPORTED, "the model must have exactly one output, it has %zu", g->n_output);
-    ival *o = te_imp_lookup(I, g->output[0]->name ? g->output[0]->name : "");
-    if (!o)
-        return te_errf(I->err, TE_EFORMAT, "model output '%s' is not produced by any node", g->output[0]->name);
-    if (o->is_const)
-        return te_errf(I->err, TE_EUNSUPPORTED, "model output '%s' is a constant", o->name);
-    I->m->output = o->id;
+    if (g->n_output < 1 || g->n_output > MAX_OUTPUTS)
+        return te_errf(I->err, TE_EUNSUPPORTED, "the model has %zu outputs (1..%d supported)", g->n_output,
+                       MAX_OUTPUTS);
+    int ids[MAX_OUTPUTS];
+    for (size_t k = 0; k < g->n_output; k++) {
+        const char *name = g->output[k]->name ? g->output[k]->name : "";
+        ival *o = te_imp_lookup(I, name);
+        if (!o)
+            return te_errf(I->err, TE_EFORMAT, "model output '%s' is not produced by any node", name);
+        if (o->is_const)
+            return te_errf(I->err, TE_EUNSUPPORTED, "model output '%s' is a constant", o->name);
+        ids[k] = o->id;
+    }
+    if (te_model_set_outputs(I->m, ids, (int)g->n_output) != 0)
+        return te_errf(I->err, TE_ENOMEM, "out of memory");
     return TE_OK;
 }
 

@@ -51,9 +51,18 @@ def tool(cmd, what):
     return p.stdout
 
 
-def ort_run(a, model, x, out):
+def out_path(base, k):
+    """Output k's file, as twinedge-run and ort_run.js name them."""
+    return base if k == 0 else base[:-4] + ".%d.npy" % k
+
+
+def load_outputs(base, n):
+    return [np.load(out_path(base, k)).astype(np.float64) for k in range(n)]
+
+
+def ort_run(a, model, x, out, n_out=1):
     tool([a.node, os.path.join(HERE, "ort_run.js"), model, x, out], "onnxruntime")
-    return np.load(out).astype(np.float64)
+    return load_outputs(out, n_out)[0] if n_out == 1 else load_outputs(out, n_out)
 
 
 def compare(ref, flt, prv, top1):
@@ -150,20 +159,29 @@ def main(argv):
             x_path = os.path.join(work, "input.npy")
             np.save(x_path, x)
             shape_args = ["--input-shape", "%s:%s" % (in_name, ",".join(map(str, x.shape)))]
-        ref = ort_run(a, model, x_path, os.path.join(work, "ort.npy"))
+        n_out = len(onnx.load(model).graph.output)
+        refs = ort_run(a, model, x_path, os.path.join(work, "ort.npy"), n_out)
+        refs = refs if n_out > 1 else [refs]
         tool([a.run, model, x_path, "-o", os.path.join(work, "private.npy"), "--float",
               os.path.join(work, "float.npy")] + shape_args, "twinedge-run")
-        flt = np.load(os.path.join(work, "float.npy")).astype(np.float64)
-        prv = np.load(os.path.join(work, "private.npy")).astype(np.float64)
-        c = compare(ref, flt.reshape(ref.shape) if flt.size == ref.size else flt,
-                    prv.reshape(ref.shape) if prv.size == ref.size else prv, a.top1)
-        if "cosine" in c:
-            print(line(a.model, x.shape, c))
-        if not c["ok"]:
-            print("FAIL: %s: %s" % (a.model, "; ".join(c["why"])))
+        flts = load_outputs(os.path.join(work, "float.npy"), n_out)
+        prvs = load_outputs(os.path.join(work, "private.npy"), n_out)
+        failed = 0
+        # every output on its own (a detector's boxes and scores differ in scale)
+        for k, (ref, flt, prv) in enumerate(zip(refs, flts, prvs)):
+            c = compare(ref, flt.reshape(ref.shape) if flt.size == ref.size else flt,
+                        prv.reshape(ref.shape) if prv.size == ref.size else prv, a.top1)
+            name = a.model if n_out == 1 else "%s[%d]" % (a.model, k)
+            if "cosine" in c:
+                print(line(name, x.shape, c))
+            if not c["ok"]:
+                print("FAIL: %s: %s" % (name, "; ".join(c["why"])))
+                failed += 1
+        if failed:
             return 1
         if not a.negative:
             return 0
+        ref, flt, prv = refs[0], flts[0], prvs[0]
         # negative controls: each altered model must be caught by the check named
         bad = 0
         for how, must in (("weight", "float:"), ("swap", "argmax"), ("permute", "cosine")):

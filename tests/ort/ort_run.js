@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // Runs an ONNX model with onnxruntime (CPU) on one float32 .npy input and
-// writes its first output as a float32 .npy (C order): the independent
+// writes its outputs as float32 .npy files (C order): the independent
 // reference for twinedge's import (tests labelled "ort", tests/ort.cmake).
+// Output 0 goes to OUTPUT.npy, output k > 0 to OUTPUT.k.npy, as
+// twinedge-run names them.
 //
 // usage: node ort_run.js MODEL.onnx INPUT.npy OUTPUT.npy
 // exit status 0 done, 1 error (with a message), 2 usage
@@ -97,9 +99,15 @@ async function main(argv) {
   const feeds = {};
   feeds[name] = new ort.Tensor('float32', x.data, x.dims);
   const res = await session.run(feeds);
-  const y = res[session.outputNames[0]];
-  if (y.type !== 'float32') die(model + ': output ' + session.outputNames[0] + ' is ' + y.type + ', not float32');
-  writeNpy(output, y.dims, y.data);
+  session.outputNames.forEach((oname, k) => {
+    const y = res[oname];
+    let data = y.data;
+    // indices (TopK, NonMaxSuppression): twinedge computes every tensor in
+    // float32, which holds these integers exactly (below 2^24)
+    if (y.type === 'int64') data = Float32Array.from(y.data, (v) => Number(v));
+    else if (y.type !== 'float32') die(model + ': output ' + oname + ' is ' + y.type + ', not float32 or int64');
+    writeNpy(k === 0 ? output : output.replace(/(\.npy)?$/, '.' + k + '.npy'), y.dims, data);
+  });
 }
 
 main(process.argv.slice(2)).catch((e) => die(e && e.message ? e.message : String(e)));

@@ -1,0 +1,156 @@
+"""Hand-built detection models (issue 12's detection families): graphs with
+several outputs (a detector's boxes and scores) and, as twinedge learns
+them, the ops of the detection heads' post-processing.
+
+usage: detect_zoo.py OUTDIR [--list]
+
+Writes per model NAME: NAME.onnx, NAME.input.npy (batch 1), NAME.calib.npy
+(4 samples stacked on axis 0), the reference of each output k (NAME.ref.npy
+for output 0, NAME.ref.K.npy for output K > 0, as twinedge-run names its
+files) and OUTDIR/models.txt (NAME N_OUTPUTS).  References: a float64
+PyTorch/NumPy evaluation of exactly the graph written, following the ONNX
+operator specification.  Kept apart from wild_zoo.py (whose stamp covers
+its whole source) so that a new model here regenerates only this directory.
+"""
+import hashlib
+import json
+import os
+import sys
+
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+from onnx import TensorProto, helper
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import common  # noqa: E402
+from wild_zoo import G, N_CALIB  # noqa: E402
+
+
+def graph_model(g, in_shape, outs, opset):
+    """outs: [(name, shape)]; an open batch dimension N on input and outputs."""
+    graph = helper.make_graph(
+        g.nodes, "detect", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N"] + list(in_shape[1:]))],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N"] + list(s[1:])) for n, s in outs], g.inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="detect_zoo")
+    m.ir_version = 7
+    return m
+
+
+def ssd_heads(g, rng, n_cls):
+    """Backbone (two convs, a stride-2 one) and two heads: boxes [N, A, 4]
+    and class scores [N, A, n_cls] (softmax over classes), A = anchors per
+    cell (2) times cells.  Returns the ONNX names and a torch function of
+    the input giving (boxes, scores)."""
+    c1, f1 = g.conv("input", 3, 8)
+    r1 = g.node("Relu", [c1])
+    w2 = (rng.standard_normal((8, 8, 3, 3)) * 0.2).astype(np.float32)
+    c2 = g.node("Conv", [r1, g.init(w2)], pads=[1] * 4, strides=[2, 2])
+    r2 = g.node("Relu", [c2])
+    hb, fb = g.conv(r2, 8, 2 * 4, k=1, pad=0)
+    hs, fs = g.conv(r2, 8, 2 * n_cls, k=1, pad=0)
+    box = g.node("Reshape", [g.node("Transpose", [hb], perm=[0, 2, 3, 1]), g.init(np.array([1, -1, 4], np.int64))])
+    sc = g.node("Reshape", [g.node("Transpose", [hs], perm=[0, 2, 3, 1]),
+                            g.init(np.array([1, -1, n_cls], np.int64))])
+    prob = g.node("Softmax", [sc], axis=2)
+
+    def fn(t):
+        y = F.relu(F.conv2d(F.relu(f1(t)), torch.from_numpy(w2).double(), padding=1, stride=2))
+        b = fb(y).permute(0, 2, 3, 1).reshape(1, -1, 4)
+        s = torch.softmax(fs(y).permute(0, 2, 3, 1).reshape(1, -1, n_cls), 2)
+        return b, s
+    return box, prob, fn
+
+
+def d_two_outputs(rng, shape):
+    """An SSD-like detector's raw outputs: boxes and class scores."""
+    g = G(rng)
+    box, prob, fn = ssd_heads(g, rng, 3)
+    a = (shape[2] // 2) * (shape[3] // 2) * 2
+    m = graph_model(g, shape, [(box, (1, a, 4)), (prob, (1, a, 3))], 11)
+    return m, lambda t: [v.numpy() for v in fn(t)]
+
+
+def d_shared_output(rng, shape):
+    """An output that other nodes also read, and outputs in another order
+    than the nodes that make them."""
+    g = G(rng)
+    c1, f1 = g.conv("input", 3, 4)
+    s = g.node("Sigmoid", [c1])
+    z = g.node("Mul", [s, c1])
+    m = graph_model(g, shape, [(z, shape[:1] + (4,) + shape[2:]), (c1, shape[:1] + (4,) + shape[2:])], 13)
+
+    def fn(t):
+        y = f1(t)
+        return [(torch.sigmoid(y) * y).numpy(), y.numpy()]
+    return m, fn
+
+
+# name -> (make, per-sample input shape)
+MODELS = {
+    "det_two_outputs_o11": (d_two_outputs, (3, 8, 10)),
+    "det_shared_output_o13": (d_shared_output, (3, 5, 6)),
+}
+
+
+def ref_path(out, name, k):
+    return os.path.join(out, name + (".ref.npy" if k == 0 else ".ref.%d.npy" % k))
+
+
+def generate(out, name, make, shape):
+    seed = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
+    common.set_determinism(seed, 2)
+    gen = torch.Generator().manual_seed(seed)
+    x = common.random_inputs(shape, 1, gen)
+    calib = common.random_inputs(shape, N_CALIB, gen)
+    proto, fn = make(np.random.default_rng(seed), (1,) + tuple(shape))
+    onnx.checker.check_model(proto)
+    with torch.no_grad():
+        refs = [np.asarray(r, dtype=np.float32) for r in fn(x.double())]
+    assert len(refs) == len(proto.graph.output)
+    for r in refs:
+        if not np.all(np.isfinite(r)):
+            raise RuntimeError("%s: non-finite reference" % name)
+    with open(os.path.join(out, name + ".onnx.tmp"), "wb") as fp:
+        fp.write(proto.SerializeToString())
+    os.replace(os.path.join(out, name + ".onnx.tmp"), os.path.join(out, name + ".onnx"))
+    for path, a in [(os.path.join(out, name + ".input.npy"), x.numpy()),
+                    (os.path.join(out, name + ".calib.npy"), calib.numpy())] + \
+            [(ref_path(out, name, k), r) for k, r in enumerate(refs)]:
+        np.save(path + ".tmp.npy", np.ascontiguousarray(a, dtype=np.float32))
+        os.replace(path + ".tmp.npy", path)
+    return len(refs)
+
+
+def main(argv):
+    if "--list" in argv:
+        print("\n".join(MODELS))
+        return 0
+    out = [a for a in argv if not a.startswith("--")][0]
+    os.makedirs(out, exist_ok=True)
+    with open(__file__, "rb") as fp:
+        src = hashlib.sha256(fp.read() + torch.__version__.encode() + onnx.__version__.encode()).hexdigest()
+    stamp_path = os.path.join(out, "stamp.json")
+    stamps = {}
+    if os.path.exists(stamp_path):
+        with open(stamp_path) as fp:
+            stamps = json.load(fp)
+    rows = []
+    for name, (make, shape) in MODELS.items():
+        st = stamps.get(name)
+        if not (st and st[0] == src and os.path.exists(os.path.join(out, name + ".onnx"))):
+            stamps[name] = [src, generate(out, name, make, shape)]
+            print("%-24s written" % name)
+        rows.append("%s %d" % (name, stamps[name][1]))
+    with open(stamp_path + ".tmp", "w") as fp:
+        json.dump(stamps, fp)
+    os.replace(stamp_path + ".tmp", stamp_path)
+    with open(os.path.join(out, "models.txt"), "w") as fp:
+        fp.write("\n".join(rows) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
