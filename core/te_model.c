@@ -273,6 +273,7 @@ static const te_op_desc op_table[TE_OP_COUNT_] = {
     [TE_OP_MATMUL] = {"MatMul", 2, 2, 0, 0, "product of two activations (not outsourced)"},
     [TE_OP_SPREAD] = {"Spread", 1, 1, 0, 0, MOVE " (ConvTranspose's zero insertion)"},
     [TE_OP_SOFTPLUS] = {"Softplus", 1, 1, 4, 0, NONLIN},
+    [TE_OP_TOPK] = {"TopK", 1, 1, 0, 8, "data-dependent selection (a sort per slice)"},
 };
 
 const te_op_desc *te_op_info(te_op op)

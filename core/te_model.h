@@ -73,6 +73,9 @@ typedef enum te_op {
                               * out[n][c][off_t + i*stride_h][off_l + j*stride_w] = in[n][c][i][j]
                               * where inside the output, zero elsewhere (ConvTranspose's input) */
     TE_OP_SOFTPLUS = 39,     /* log(1 + exp(x)) */
+    TE_OP_TOPK = 40,         /* axis; ints = k, largest, sorted, want: the k largest (smallest) along axis, the
+                              * lower index first among equals, in order (also with sorted 0); want 0: the
+                              * values, 1: their indices (as floats, exact below 2^24) */
     TE_OP_COUNT_
 } te_op;
 

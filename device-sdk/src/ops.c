@@ -998,6 +998,62 @@ static te_status run_spread(const te_node *nd, const te_shape *si, const float *
     return TE_OK;
 }
 
+/* TopK's order: the larger (smaller) value first, the lower index first
+ * among equals (ONNX); NaN counts as larger than every number, so that the
+ * order is total. */
+typedef struct topk_item {
+    float v;
+    int64_t i;
+} topk_item;
+
+static int topk_cmp_core(const topk_item *a, const topk_item *b, int largest)
+{
+    int an = isnan(a->v), bn = isnan(b->v);
+    int c = an || bn ? an - bn : (a->v > b->v) - (a->v < b->v);
+    if (!largest)
+        c = -c;
+    if (c)
+        return -c;
+    return (a->i > b->i) - (a->i < b->i);
+}
+static int topk_cmp_largest(const void *a, const void *b) { return topk_cmp_core(a, b, 1); }
+static int topk_cmp_smallest(const void *a, const void *b) { return topk_cmp_core(a, b, 0); }
+
+static te_status run_topk(const te_node *nd, const te_shape *si, const float *x, const te_shape *so, float *y,
+                          te_err *err)
+{
+    int ax = 0;
+    te_status st = norm_axis(nd->axis, si->ndim, &ax, err);
+    if (st != TE_OK)
+        return st;
+    if (nd->n_ints != 4 || !nd->ints)
+        return te_errf(err, TE_EINVAL, "TopK needs 4 ints (k, largest, sorted, want), has %d", nd->n_ints);
+    int64_t k = nd->ints[0], L = si->d[ax], want = nd->ints[3];
+    if (k < 1 || k > L || want < 0 || want > 1 || L > ((int64_t)1 << 24))
+        return te_errf(err, TE_EINVAL, "TopK: k %lld out of 1..%lld, want %lld or an axis longer than 2^24",
+                       (long long)k, (long long)L, (long long)want);
+    for (int d = 0; d < si->ndim; d++)
+        if (so->ndim != si->ndim || so->d[d] != (d == ax ? k : si->d[d]))
+            return te_errf(err, TE_ESHAPE, "TopK: output shape does not match the input with k %lld", (long long)k);
+    topk_item *it = malloc((size_t)L * sizeof *it);
+    if (!it)
+        return te_errf(err, TE_ENOMEM, "TopK: out of memory");
+    int64_t outer = prod_range(si, 0, ax), inner = prod_range(si, ax + 1, si->ndim);
+    for (int64_t o = 0; o < outer; o++) {
+        for (int64_t i = 0; i < inner; i++) {
+            const float *xs = x + o * L * inner + i;
+            float *ys = y + o * k * inner + i;
+            for (int64_t j = 0; j < L; j++)
+                it[j] = (topk_item){xs[j * inner], j};
+            qsort(it, (size_t)L, sizeof *it, nd->ints[1] ? topk_cmp_largest : topk_cmp_smallest);
+            for (int64_t j = 0; j < k; j++)
+                ys[j * inner] = want ? (float)it[j].i : it[j].v;
+        }
+    }
+    free(it);
+    return TE_OK;
+}
+
 /* ---- dispatch ---------------------------------------------------------- */
 
 /* The executor's column of the op table (te_model.c has the rest): one
@@ -1068,6 +1124,7 @@ static te_status r_gather(const op_call *c) { return run_gather(c->m, c->nd, c->
 static te_status r_resize(const op_call *c) { return run_resize(c->m, c->nd, c->in[0], c->in[1], c->out, c->err); }
 static te_status r_matmul(const op_call *c) { return run_matmul(c->m, c->nd, c->in[0], c->in[1], c->out, c->err); }
 static te_status r_spread(const op_call *c) { return run_spread(c->nd, c->s0, c->in[0], c->so, c->out, c->err); }
+static te_status r_topk(const op_call *c) { return run_topk(c->nd, c->s0, c->in[0], c->so, c->out, c->err); }
 
 static const op_runner runners[TE_OP_COUNT_] = {
     [TE_OP_RELU] = r_unary,
@@ -1107,6 +1164,7 @@ static const op_runner runners[TE_OP_COUNT_] = {
     [TE_OP_MATMUL] = r_matmul,
     [TE_OP_SPREAD] = r_spread,
     [TE_OP_SOFTPLUS] = r_unary,
+    [TE_OP_TOPK] = r_topk,
 };
 
 te_status te_op_run(const te_model *m, const te_node *node, const float *const *in, float *out, te_err *err)

@@ -167,3 +167,63 @@ te_status te_imp_op_layer_norm(imp *I, onode *n)
     t.alpha = te_imp_attr_f(n, "epsilon", 1e-5f);
     return te_imp_emit(I, &t, ids, bi ? 3 : 2, te_imp_out_name(n), &x->shape, NULL);
 }
+
+static te_status emit_topk(imp *I, onode *n, const ival *x, int64_t axis, const int64_t *kls, int want,
+                           const te_shape *os)
+{
+    char nm[300];
+    snprintf(nm, sizeof nm, want ? "%s/indices" : "%s", te_imp_nname(n));
+    int64_t ints[4] = {kls[0], kls[1], kls[2], want};
+    te_node t;
+    te_imp_node_init(&t, TE_OP_TOPK, nm);
+    t.axis = axis;
+    t.ints = ints;
+    t.n_ints = 4;
+    return te_imp_emit1(I, &t, x->id, n->output[want], os, NULL);
+}
+
+/* TopK: k from the attribute (< 10) or a constant input (10+), largest and
+ * sorted attributes (11+).  One device node per output used: the values and
+ * the indices are computed apart (each is one sort per slice). */
+te_status te_imp_op_topk(imp *I, onode *n)
+{
+    ival *x, *kv = NULL;
+    te_status st;
+    if ((st = te_imp_rt_input(I, n, &x)))
+        return st;
+    int64_t k;
+    if (I->opset < 10) {
+        if (!te_imp_attr(n, "k"))
+            return te_imp_bad(I, n, TE_EFORMAT, "attribute k is missing");
+        k = te_imp_attr_i(n, "k", 0);
+    } else {
+        if ((st = te_imp_in_const(I, n, 1, 1, &kv, "K")))
+            return st;
+        if (te_imp_numel(&kv->shape) != 1)
+            return te_imp_bad(I, n, TE_EINVAL, "K has %lld elements (one needed)",
+                              (long long)te_imp_numel(&kv->shape));
+        k = te_imp_cget_i(kv, 0);
+    }
+    int64_t axis = te_imp_attr_i(n, "axis", -1);
+    if (te_imp_norm_axis(&axis, x->shape.ndim))
+        return te_imp_bad(I, n, TE_EINVAL, "axis %lld out of range", (long long)axis);
+    int64_t L = x->shape.d[axis];
+    if (k < 1 || k > L)
+        return te_imp_bad(I, n, TE_EUNSUPPORTED, "k %lld: axis %lld has %lld elements (k in 1..%lld supported)",
+                          (long long)k, (long long)axis, (long long)L, (long long)L);
+    if (L > ((int64_t)1 << 24))
+        return te_imp_bad(I, n, TE_EUNSUPPORTED, "an axis of %lld elements: indices above 2^24 are not exact in "
+                          "float32", (long long)L);
+    int64_t kls[3] = {k, te_imp_attr_i(n, "largest", 1) != 0, te_imp_attr_i(n, "sorted", 1) != 0};
+    te_shape os = x->shape;
+    os.d[axis] = k;
+    int used[2] = {0, 0};
+    for (int w = 0; w < 2 && w < (int)n->n_output; w++)
+        used[w] = n->output[w][0] && te_imp_use_count(I, n->output[w]) > 0;
+    if (!used[0] && !used[1])
+        used[0] = 1; /* a dead node: its values, as any other op's output */
+    for (int w = 0; w < 2; w++)
+        if (used[w] && (st = emit_topk(I, n, x, axis, kls, w, &os)))
+            return st;
+    return TE_OK;
+}

@@ -54,6 +54,7 @@ PLAIN(op_conv_transpose)
 PLAIN(op_matmul_any)
 PLAIN(op_layer_norm)
 PLAIN(op_gather_any)
+PLAIN(op_topk)
 static te_status h_squeeze(imp *I, onode *n, int unsq) { return te_imp_op_squeeze(I, n, unsq); }
 static te_status h_unary(imp *I, onode *n, int op) { return te_imp_op_unary(I, n, (te_op)op); }
 static te_status h_binary(imp *I, onode *n, int op) { return te_imp_op_binary(I, n, (te_op)op); }
@@ -171,6 +172,7 @@ static const op_entry op_entries[] = {
     {"Sum", h_sum, 0, 0, 0, 0},
     {"Tanh", h_unary, TE_OP_TANH, 1, EW_TANH, 0},
     {"Tile", h_op_tile, 0, 0, 0, 0},
+    {"TopK", h_op_topk, 0, 0, 0, 0},
     {"Transpose", h_op_transpose, 0, 0, 0, 0},
     {"Unsqueeze", h_squeeze, 1, 0, 0, 0},
     {"Upsample", h_op_upsample, 0, 0, 0, 0},

@@ -166,10 +166,32 @@ static void test_models(void **state)
     assert_true(n >= 2);
 }
 
+/* What twinedge cannot run is refused at import, naming the op and the node. */
+static void expect_refused(const char *name, const char *s1, const char *s2)
+{
+    char p[600], f[200];
+    snprintf(f, sizeof f, "%s.onnx", name);
+    fx_data(p, sizeof p, f);
+    te_model *m = NULL;
+    te_err err = {0};
+    assert_int_not_equal(te_onnx_import(p, &m, &err), TE_OK);
+    assert_null(m);
+    printf("%-24s refused: %s\n", name, err.msg);
+    if (!strstr(err.msg, s1) || !strstr(err.msg, s2))
+        fail_msg("%s: message '%s' lacks '%s' or '%s'", name, err.msg, s1, s2);
+}
+
+static void test_refused(void **state)
+{
+    (void)state;
+    expect_refused("e_topk_k_large", "TopK node 'TopK_", "k 7: axis 3 has 6 elements");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_models),
+        cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

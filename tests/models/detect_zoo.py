@@ -88,11 +88,62 @@ def d_shared_output(rng, shape):
     return m, fn
 
 
+def ref_topk(x, k, axis, largest):
+    """ONNX TopK: the k largest (smallest) along axis, the lower index first
+    among equals (a stable sort)."""
+    order = np.argsort(-x if largest else x, axis=axis, kind="stable")
+    idx = np.take(order, np.arange(k), axis=axis)
+    return np.take_along_axis(x, idx, axis=axis), idx.astype(np.float64)
+
+
+def d_topk(opset, largest, axis):
+    """Scores from a conv head, then TopK: both outputs (values, indices)
+    are graph outputs; Relu makes ties (zeros), which the lower index wins."""
+    def make(rng, shape):
+        g = G(rng)
+        c1, f1 = g.conv("input", 3, 6)
+        r = g.node("Relu", [c1])
+        flat = g.node("Reshape", [r, g.init(np.array([1, 6, -1], np.int64))])
+        n = shape[2] * shape[3]
+        k = 5 if axis == 1 else n // 2 + 3  # past the positives of a slice: zeros tie
+        attrs = dict(axis=axis)
+        if opset >= 11:
+            attrs.update(largest=largest, sorted=1)
+        if opset < 10:
+            vals, idx = g.node("TopK", [flat], n_out=2, k=k, **attrs)
+        else:
+            vals, idx = g.node("TopK", [flat, g.init(np.array([k], np.int64))], n_out=2, **attrs)
+        os = (1, k, n) if axis == 1 else (1, 6, k)
+        m = graph_model(g, shape, [(vals, os), (idx, os)], opset)
+        m.graph.output[1].type.tensor_type.elem_type = TensorProto.INT64
+
+        def fn(t):
+            y = F.relu(f1(t)).reshape(1, 6, -1).numpy()
+            return ref_topk(y, k, axis, largest)
+        return m, fn
+    return make
+
+
 # name -> (make, per-sample input shape)
 MODELS = {
     "det_two_outputs_o11": (d_two_outputs, (3, 8, 10)),
     "det_shared_output_o13": (d_shared_output, (3, 5, 6)),
+    "det_topk_o9": (d_topk(9, 1, -1), (3, 4, 5)),
+    "det_topk_o11": (d_topk(11, 1, -1), (3, 4, 5)),
+    "det_topk_smallest_o11": (d_topk(11, 0, 1), (3, 4, 5)),
 }
+
+
+def e_topk_k_large(rng, shape):
+    """k larger than the axis: refused naming TopK and the node."""
+    g = G(rng)
+    c1, _ = g.conv("input", 3, 4)
+    g.node("TopK", [c1, g.init(np.array([shape[3] + 1], np.int64))], n_out=2)
+    return graph_model(g, shape, [(g.nodes[-1].output[0], (1, 4, shape[2], shape[3] + 1))], 11)
+
+
+# must be refused (test_detect checks the messages name the op and node)
+ERRORS = {"e_topk_k_large": e_topk_k_large}
 
 
 def ref_path(out, name, k):
@@ -144,6 +195,11 @@ def main(argv):
             stamps[name] = [src, generate(out, name, make, shape)]
             print("%-24s written" % name)
         rows.append("%s %d" % (name, stamps[name][1]))
+    for name, make in ERRORS.items():
+        m = make(np.random.default_rng(1), (1, 3, 5, 6))
+        with open(os.path.join(out, name + ".onnx.tmp"), "wb") as fp:
+            fp.write(m.SerializeToString())
+        os.replace(os.path.join(out, name + ".onnx.tmp"), os.path.join(out, name + ".onnx"))
     with open(stamp_path + ".tmp", "w") as fp:
         json.dump(stamps, fp)
     os.replace(stamp_path + ".tmp", stamp_path)

@@ -159,7 +159,10 @@ def main(argv):
             x_path = os.path.join(work, "input.npy")
             np.save(x_path, x)
             shape_args = ["--input-shape", "%s:%s" % (in_name, ",".join(map(str, x.shape)))]
-        n_out = len(onnx.load(model).graph.output)
+        outs = onnx.load(model).graph.output
+        n_out = len(outs)
+        # integer outputs (TopK's indices): every element must be onnxruntime's
+        exact = [o.type.tensor_type.elem_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32) for o in outs]
         refs = ort_run(a, model, x_path, os.path.join(work, "ort.npy"), n_out)
         refs = refs if n_out > 1 else [refs]
         tool([a.run, model, x_path, "-o", os.path.join(work, "private.npy"), "--float",
@@ -172,6 +175,11 @@ def main(argv):
             c = compare(ref, flt.reshape(ref.shape) if flt.size == ref.size else flt,
                         prv.reshape(ref.shape) if prv.size == ref.size else prv, a.top1)
             name = a.model if n_out == 1 else "%s[%d]" % (a.model, k)
+            if exact[k] and "float_rel" in c:
+                for what, got in (("float", flt), ("private", prv)):
+                    if got.size != ref.size or np.any(got.reshape(ref.shape) != ref):
+                        c["why"].append("%s: integer output differs from onnxruntime's" % what)
+                c["ok"] = not c["why"]
             if "cosine" in c:
                 print(line(name, x.shape, c))
             if not c["ok"]:

@@ -392,6 +392,66 @@ static void test_new_ops_by_hand(void **state)
     assert_true(y[0] == 3 && y[1] == 6);
 }
 
+/* TopK: ties (the lower index first), largest and smallest, sorted 0 (the
+ * same order), an inner axis, the indices output, NaN, and the refusals (k
+ * larger than the axis, k 0, an output of another shape). */
+static void test_topk_by_hand(void **state)
+{
+    (void)state;
+    te_value v[2];
+    memset(v, 0, sizeof v);
+    te_model m = {.values = v, .n_values = 2};
+    int ids[1] = {0};
+    te_err err = {0};
+    float y[16];
+    /* [2, 5] along axis 1: ties at 3 (indices 1, 3) and at 0 (0, 2, 4) */
+    float x[10] = {0, 3, 0, 3, 0, 5, -1, 7, 5, 2};
+    const float *in[1] = {x};
+    set_shape(&v[0].shape, 2, (int64_t[]){2, 5});
+    set_shape(&v[1].shape, 2, (int64_t[]){2, 3});
+    int64_t p[4] = {3, 1, 1, 0};
+    te_node nd = {.op = TE_OP_TOPK, .n_in = 1, .in = ids, .out = 1, .axis = -1, .ints = p, .n_ints = 4};
+    assert_int_equal(te_op_run(&m, &nd, in, y, &err), TE_OK);
+    float want_v[6] = {3, 3, 0, 7, 5, 5};
+    assert_memory_equal(y, want_v, sizeof want_v);
+    p[3] = 1;
+    assert_int_equal(te_op_run(&m, &nd, in, y, &err), TE_OK);
+    float want_i[6] = {1, 3, 0, 2, 0, 3};
+    assert_memory_equal(y, want_i, sizeof want_i);
+    p[2] = 0; /* sorted 0: the same order */
+    assert_int_equal(te_op_run(&m, &nd, in, y, &err), TE_OK);
+    assert_memory_equal(y, want_i, sizeof want_i);
+    p[1] = 0; /* smallest: ties at 0 in index order */
+    assert_int_equal(te_op_run(&m, &nd, in, y, &err), TE_OK);
+    float want_s[6] = {0, 2, 4, 1, 4, 0};
+    assert_memory_equal(y, want_s, sizeof want_s);
+    /* axis 0 of the same [2, 5], k 1: the larger row per column, row 0 on ties */
+    p[0] = 1, p[1] = 1, p[3] = 1;
+    nd.axis = 0;
+    set_shape(&v[1].shape, 2, (int64_t[]){1, 5});
+    float x2[10] = {1, 2, 3, 4, 5, 1, 9, 0, 4, 6};
+    in[0] = x2;
+    assert_int_equal(te_op_run(&m, &nd, in, y, &err), TE_OK);
+    float want_a0[5] = {0, 1, 0, 0, 1};
+    assert_memory_equal(y, want_a0, sizeof want_a0);
+    /* NaN counts as the largest */
+    float x3[10] = {1, NAN, 3, 4, 5, 1, 9, 0, 4, 6};
+    in[0] = x3;
+    assert_int_equal(te_op_run(&m, &nd, in, y, &err), TE_OK);
+    assert_true(y[1] == 0);
+    /* k larger than the axis, k 0, an output that does not match k: refused */
+    p[0] = 3;
+    set_shape(&v[1].shape, 2, (int64_t[]){3, 5});
+    assert_int_equal(te_op_run(&m, &nd, in, y, &err), TE_EINVAL);
+    p[0] = 0;
+    assert_int_equal(te_op_run(&m, &nd, in, y, &err), TE_EINVAL);
+    p[0] = 1;
+    assert_int_equal(te_op_run(&m, &nd, in, y, &err), TE_ESHAPE);
+    nd.n_ints = 3;
+    set_shape(&v[1].shape, 2, (int64_t[]){1, 5});
+    assert_int_equal(te_op_run(&m, &nd, in, y, &err), TE_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -399,6 +459,7 @@ int main(void)
         cmocka_unit_test(test_avgpool_ceil_by_hand),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_new_ops_by_hand),
+        cmocka_unit_test(test_topk_by_hand),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
