@@ -49,6 +49,7 @@
 #define TASK_MACS ((int64_t)1 << 15)
 #define VNNI_MIN_OCG 8  /* fewer channels per group (depthwise): blocks of 32 would idle */
 #define VNNI_MT 2       /* micro-tiles per column tile */
+#define VNNI_MIN_ROW_TILE 8 /* narrowest micro-tile of row-aligned tiling */
 
 /* ---- thread pool ------------------------------------------------------ */
 
@@ -497,20 +498,20 @@ typedef struct colpos {
     int64_t b, pos, oh, ow;
 } colpos;
 
-static void col_at(const te_plugin_layer *L, int64_t c, colpos *p)
+static void col_at(const te_linear_geom *g, int64_t P, int64_t c, colpos *p)
 {
-    p->b = c / L->P;
-    p->pos = c % L->P;
-    p->oh = L->g.kind == TE_LIN_FC ? 0 : p->pos / L->g.out_w;
-    p->ow = L->g.kind == TE_LIN_FC ? 0 : p->pos % L->g.out_w;
+    p->b = c / P;
+    p->pos = c % P;
+    p->oh = g->kind == TE_LIN_FC ? 0 : p->pos / g->out_w;
+    p->ow = g->kind == TE_LIN_FC ? 0 : p->pos % g->out_w;
 }
 
-static void col_next(const te_plugin_layer *L, colpos *p)
+static void col_next(const te_linear_geom *g, int64_t P, colpos *p)
 {
-    if (++p->pos == L->P) {
+    if (++p->pos == P) {
         p->b++;
         p->pos = p->oh = p->ow = 0;
-    } else if (++p->ow == L->g.out_w) {
+    } else if (++p->ow == g->out_w) {
         p->ow = 0;
         p->oh++;
     }
@@ -541,8 +542,8 @@ static void pack_cols(const te_plugin_layer *L, const uint64_t *in, int64_t grp,
         int64_t ih0[CT], iw0[CT];
         const uint64_t *bp[CT];
         colpos cp;
-        col_at(L, c0, &cp);
-        for (int64_t j = 0; j < nc; j++, col_next(L, &cp)) {
+        col_at(&L->g, L->P, c0, &cp);
+        for (int64_t j = 0; j < nc; j++, col_next(&L->g, L->P, &cp)) {
             ih0[j] = cp.oh * g->stride_h - g->pad_t;
             iw0[j] = cp.ow * g->stride_w - g->pad_l;
             bp[j] = in + cp.b * L->in_len + grp * L->icg * HW;
@@ -564,8 +565,8 @@ static void pack_cols(const te_plugin_layer *L, const uint64_t *in, int64_t grp,
     }
     int64_t rs = 1;
     colpos cp;
-    col_at(L, c0, &cp);
-    for (int64_t j = 0; j < nc; j++, col_next(L, &cp)) {
+    col_at(&L->g, L->P, c0, &cp);
+    for (int64_t j = 0; j < nc; j++, col_next(&L->g, L->P, &cp)) {
         int64_t ih0 = cp.oh * g->stride_h - g->pad_t;
         int64_t iw0 = cp.ow * g->stride_w - g->pad_l;
         const uint64_t *base = in + cp.b * L->in_len + grp * L->icg * HW;
@@ -675,8 +676,8 @@ static void store_tile(const job *J, int64_t grp, int64_t o, int64_t rows, int64
 {
     const te_plugin_layer *L = J->L;
     colpos cp;
-    col_at(L, c0, &cp);
-    for (int64_t j = 0; j < nc; j++, col_next(L, &cp)) {
+    col_at(&L->g, L->P, c0, &cp);
+    for (int64_t j = 0; j < nc; j++, col_next(&L->g, L->P, &cp)) {
         uint64_t *dst = J->out + cp.b * L->out_len + (grp * L->ocg + o) * L->P + cp.pos;
         for (int64_t r = 0; r < rows; r++)
             dst[r * L->P] = acc[r][j] & J->mask;
@@ -710,8 +711,8 @@ static void run_tile(job *J, int64_t grp, int64_t tile, int64_t o0, int64_t o1, 
         pack_cols(L, J->in, grp, c0, nc, scratch, 1);
         for (int64_t o = o0; o < o1; o++) {
             colpos cp;
-            col_at(L, c0, &cp);
-            for (int64_t j = 0; j < nc; j++, col_next(L, &cp))
+            col_at(&L->g, L->P, c0, &cp);
+            for (int64_t j = 0; j < nc; j++, col_next(&L->g, L->P, &cp))
                 J->out[cp.b * L->out_len + (grp * L->ocg + o) * L->P + cp.pos] =
                     kernel_dot(wg + o * L->K, scratch + j * L->K, L->K) & J->mask;
         }
@@ -748,6 +749,7 @@ static void *worker_main(void *arg)
 
 typedef struct vjob {
     const te_plugin_layer *L;
+    te_linear_geom g;    /* L's geometry; a 1x1 stride-1 unpadded conv as one row of in_h*in_w */
     const uint64_t *in;
     uint64_t *out;
     uint64_t mask;
@@ -757,7 +759,8 @@ typedef struct vjob {
     int64_t ndig;        /* digit tasks */
     const unsigned char *row_used; /* [in_h]: some output reads input row ih */
     int64_t ncols;       /* batch * P */
-    int64_t nseg;        /* row-aligned tiling: micro-tiles per output row (else 0) */
+    int64_t nseg;        /* row-aligned tiling: micro-tiles per output row (else 0), of
+                          * near-equal widths */
     int64_t nmtiles, ntiles, chunk, nchunks, ntasks;
     atomic_llong next;
 } vjob;
@@ -768,18 +771,18 @@ typedef struct vworker {
     uint64_t *res;       /* [nct][chunk] */
 } vworker;
 
-/* Digits of the columns [c0, c0 + ncr) of group grp (im2col of the digit planes). */
-/* Digits of the columns [c0, c0 + ncr) of group grp (im2col of the input). */
 /* Micro-tile m: its first column and how many columns it has.  With
- * row-aligned tiling (conv layers with rows of at least a micro-tile) no
- * micro-tile spans two output rows, so all of them pack by plain loads. */
+ * row-aligned tiling no micro-tile spans two output rows, so all of them
+ * pack by plain loads; a row's tiles are of near-equal widths (a row of 38
+ * is 10+10+9+9, not 12+12+12+2). */
 static int64_t vnni_mtile(const vjob *J, int64_t m, int64_t *real)
 {
     const int64_t nc = J->plan.nc;
     if (J->nseg) {
-        int64_t row = m / J->nseg, sg = m % J->nseg, ow = J->L->g.out_w;
-        *real = ow - sg * nc < nc ? ow - sg * nc : nc;
-        return row * ow + sg * nc;
+        int64_t row = m / J->nseg, sg = m % J->nseg, ow = J->g.out_w;
+        int64_t c0 = sg * ow / J->nseg, c1 = (sg + 1) * ow / J->nseg;
+        *real = c1 - c0;
+        return row * ow + c0;
     }
     *real = J->ncols - m * nc < nc ? J->ncols - m * nc : nc;
     return m * nc;
@@ -789,7 +792,7 @@ static int64_t vnni_mtile(const vjob *J, int64_t m, int64_t *real)
 static void vnni_pack(const vjob *J, int64_t grp, int64_t m0, int64_t nmt, int16_t *panel)
 {
     const te_plugin_layer *L = J->L;
-    const te_linear_geom *g = &L->g;
+    const te_linear_geom *g = &J->g;
     const int nl = J->plan.nl, nc = J->plan.nc;
     const int fc = g->kind == TE_LIN_FC;
     cpu_vnni_im2col ig = { L->icg, fc ? 1 : g->k_h, fc ? 1 : g->k_w, fc ? 1 : g->dil_h, fc ? 1 : g->dil_w,
@@ -800,10 +803,10 @@ static void vnni_pack(const vjob *J, int64_t grp, int64_t m0, int64_t nmt, int16
         int64_t real;
         int64_t c0 = vnni_mtile(J, m0 + mt, &real);
         colpos cp;
-        col_at(L, c0, &cp);
+        col_at(&J->g, L->P, c0, &cp);
         int64_t b_first = cp.b, oh_first = cp.oh;
         int same_row = 1;
-        for (int64_t c = 0; c < real; c++, col_next(L, &cp)) {
+        for (int64_t c = 0; c < real; c++, col_next(&J->g, L->P, &cp)) {
             base[c] = cp.b * L->in_len + grp * L->icg * ig.HW;
             ih0[c] = fc ? 0 : cp.oh * g->stride_h - g->pad_t;
             iw0[c] = fc ? 0 : cp.ow * g->stride_w - g->pad_l;
@@ -841,15 +844,7 @@ static void vnni_tile(vjob *J, vworker *W, int64_t grp, int64_t tile, int64_t o0
                 for (int l = 0; l < nl; l++) {
                     const int32_t *x = panel + ((mt * nl + l) * K2 + p0) * nc;
                     int shift = J->plan.off[l];
-                    if (real == nc) {
-                        cpu_vnni_kernel(nc, shift, w, x, np, nc, rb + mt * nc * ldres, ldres);
-                        continue;
-                    }
-                    int64_t c = 0;
-                    for (; c + 4 <= real; c += 4)
-                        cpu_vnni_kernel(4, shift, w, x + c, np, nc, rb + (mt * nc + c) * ldres, ldres);
-                    for (; c < real; c++)
-                        cpu_vnni_kernel(1, shift, w, x + c, np, nc, rb + (mt * nc + c) * ldres, ldres);
+                    cpu_vnni_kernel((int)real, shift, w, x, np, nc, rb + mt * nc * ldres, ldres);
                 }
             }
         }
@@ -859,8 +854,8 @@ static void vnni_tile(vjob *J, vworker *W, int64_t grp, int64_t tile, int64_t o0
     int64_t off[CPU_VNNI_NC * VNNI_MT];
     for (int64_t mt = 0; mt < nmt; mt++) {
         colpos cp;
-        col_at(L, firsts[mt], &cp);
-        for (int64_t c = 0; c < nc; c++, col_next(L, &cp))
+        col_at(&J->g, L->P, firsts[mt], &cp);
+        for (int64_t c = 0; c < nc; c++, col_next(&J->g, L->P, &cp))
             off[mt * nc + c] = c < reals[mt] ? cp.b * L->out_len + cp.pos : -1;
     }
     for (int64_t o = 0; o < o1 - o0; o++) {
@@ -896,7 +891,7 @@ static void *vnni_worker_main(void *arg)
 static void vnni_digits_fn(void *arg, int id)
 {
     vjob *J = ((vworker *)arg)->J;
-    const te_linear_geom *g = &J->L->g;
+    const te_linear_geom *g = &J->g;
     int64_t H = g->in_h, W = g->in_w, nrows = J->nin / W;
     (void)id;
     for (;;) {
@@ -950,17 +945,26 @@ static te_status run_vnni(te_plugin_ctx *ctx, const te_plugin_layer *L, unsigned
     vjob J;
     memset(&J, 0, sizeof J);
     J.L = L;
+    J.g = L->g;
     J.in = in;
     J.out = out;
     J.mask = te_ring_mask(ring_bits);
     cpu_vnni_plan_for(ring_bits, &J.plan);
     J.ncols = (int64_t)batch * L->P;
-    /* Row-aligned tiling where the row's last micro-tile stays wide enough
-     * (a 2-column tail would run the slow 1-column kernel). */
-    int64_t tail = L->g.out_w % J.plan.nc;
-    if (L->g.kind == TE_LIN_CONV && L->g.out_w >= J.plan.nc && (tail == 0 || tail >= 8)) {
-        J.nseg = (L->g.out_w + J.plan.nc - 1) / J.plan.nc;
-        J.nmtiles = (int64_t)batch * L->g.out_h * J.nseg;
+    te_linear_geom *eg = &J.g;
+    /* A 1x1 conv with stride 1 and no pads reads input position pos for
+     * output position pos: one long row per sample and channel. */
+    if (eg->kind == TE_LIN_CONV && eg->k_h == 1 && eg->k_w == 1 && eg->stride_h == 1 && eg->stride_w == 1 &&
+        eg->pad_t == 0 && eg->pad_l == 0 && eg->pad_b == 0 && eg->pad_r == 0) {
+        eg->in_w = eg->out_w = eg->in_h * eg->in_w;
+        eg->in_h = eg->out_h = 1;
+    }
+    /* Row-aligned tiling where a row splits into micro-tiles of at least
+     * VNNI_MIN_ROW_TILE columns (narrower tiles starve the kernel). */
+    int64_t nseg = (eg->out_w + J.plan.nc - 1) / J.plan.nc;
+    if (eg->kind == TE_LIN_CONV && eg->out_w / nseg >= VNNI_MIN_ROW_TILE) {
+        J.nseg = nseg;
+        J.nmtiles = (int64_t)batch * eg->out_h * J.nseg;
     } else {
         J.nmtiles = (J.ncols + J.plan.nc - 1) / J.plan.nc;
     }
@@ -986,13 +990,12 @@ static te_status run_vnni(te_plugin_ctx *ctx, const te_plugin_layer *L, unsigned
      * a run that finds it busy (concurrent runs) allocates its own. */
     size_t panel_bytes = align64((size_t)(VNNI_MT * J.plan.nl * L->K2 * J.plan.nc) * 2 * sizeof(int16_t));
     size_t res_bytes = align64((size_t)(VNNI_MT * J.plan.nc * J.chunk) * sizeof(uint64_t));
-    /* Digit planes feed the row packing (stride 1 or 2, rows of at least a
-     * micro-tile); the other layers gather from the input directly. */
-    int use_dig = L->g.kind == TE_LIN_CONV && (L->g.stride_w == 1 || L->g.stride_w == 2) &&
-                  L->g.out_w >= CPU_VNNI_NC;
+    /* Digit planes feed the row packing (row-aligned tiling, stride up to
+     * CPU_VNNI_ROW_STRIDE_MAX); the other layers gather from the input directly. */
+    int use_dig = J.nseg && eg->stride_w <= CPU_VNNI_ROW_STRIDE_MAX;
     J.nin = (int64_t)batch * L->in_len;
     size_t dig_bytes = use_dig ? align64((size_t)J.nin * (size_t)J.plan.nl * sizeof(int16_t)) : 0;
-    size_t need = dig_bytes + (size_t)nworkers * (panel_bytes + res_bytes) + (use_dig ? (size_t)L->g.in_h : 0);
+    size_t need = dig_bytes + (size_t)nworkers * (panel_bytes + res_bytes) + (use_dig ? (size_t)eg->in_h : 0);
     vworker ws_local[8];
     vworker *ws = nworkers <= 8 ? ws_local : calloc((size_t)nworkers, sizeof *ws);
     if (!ws)
@@ -1015,7 +1018,7 @@ static te_status run_vnni(te_plugin_ctx *ctx, const te_plugin_layer *L, unsigned
     if (use_dig) {
         J.dig = (int16_t *)(void *)mem;
         unsigned char *used = (unsigned char *)(mem + dig_bytes + (size_t)nworkers * (panel_bytes + res_bytes));
-        const te_linear_geom *g = &L->g;
+        const te_linear_geom *g = eg;
         memset(used, 0, (size_t)g->in_h);
         for (int64_t oh = 0; oh < g->out_h; oh++)
             for (int64_t kh = 0; kh < g->k_h; kh++) {

@@ -32,9 +32,18 @@ int cpu_vnni_supported(void)
 
 /* One limb at a time, with named accumulators (GCC keeps arrays of vectors
  * poorly in registers): 2 halves of 16 channels x NC columns, NC <= 12. */
-#define R12(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11)
-#define R4(M) M(0) M(1) M(2) M(3)
 #define R1(M) M(0)
+#define R2(M) R1(M) M(1)
+#define R3(M) R2(M) M(2)
+#define R4(M) R3(M) M(3)
+#define R5(M) R4(M) M(4)
+#define R6(M) R5(M) M(5)
+#define R7(M) R6(M) M(6)
+#define R8(M) R7(M) M(7)
+#define R9(M) R8(M) M(8)
+#define R10(M) R9(M) M(9)
+#define R11(M) R10(M) M(10)
+#define R12(M) R11(M) M(11)
 
 /* GCC 12 copies the accumulator of the vpdpwssd intrinsic around every use
  * (it spills 24 accumulators); the instruction itself keeps them in place. */
@@ -77,9 +86,26 @@ VNNI_TARGET static inline __attribute__((always_inline)) void dump16(uint64_t *r
         __m128i sh = _mm_cvtsi32_si128(shift);                                                                 \
         REP(K_DUMP)                                                                                            \
     }
-DEF_KERNEL(12, R12)
-DEF_KERNEL(4, R4)
 DEF_KERNEL(1, R1)
+DEF_KERNEL(2, R2)
+DEF_KERNEL(3, R3)
+DEF_KERNEL(4, R4)
+DEF_KERNEL(5, R5)
+DEF_KERNEL(6, R6)
+DEF_KERNEL(7, R7)
+DEF_KERNEL(8, R8)
+DEF_KERNEL(9, R9)
+DEF_KERNEL(10, R10)
+DEF_KERNEL(11, R11)
+DEF_KERNEL(12, R12)
+
+typedef void (*kern_fn)(int shift, const int16_t *w, const int32_t *x, int64_t np, int64_t ps, uint64_t *res,
+                        int64_t ldres);
+/* One kernel per micro-tile width: a narrow tile (the last one of a row)
+ * runs in one call, not in pieces of 4 and 1 columns. */
+static const kern_fn kernels[CPU_VNNI_NC + 1] = {
+    NULL, kern_1, kern_2, kern_3, kern_4, kern_5, kern_6, kern_7, kern_8, kern_9, kern_10, kern_11, kern_12,
+};
 
 /* Balanced digits of 8 lanes at once: d = sign-extended low b bits, v = (v - d) >> b. */
 VNNI_TARGET static inline __attribute__((always_inline)) __m512i digit8(__m512i *v, int b)
@@ -127,15 +153,23 @@ static inline uint32_t lane_mask32(int64_t st, int64_t W, int lanes)
 }
 
 /* The row case from the digit planes: per limb, the even-k and odd-k rows of
- * 12 columns are loaded as int16 and interleaved into pairs. */
+ * 12 columns are loaded as int16 and interleaved into pairs.  With stride s
+ * > 1 the 11s + 1 <= 64 lanes a tile spans come in two loads and lanes
+ * 0, s, 2s, ... are picked out. */
 VNNI_TARGET static void pack_row_digits(const cpu_vnni_plan *p, const cpu_vnni_im2col *g, int64_t base,
                                         int64_t ih0, int64_t iw0, int real, int32_t *dst)
 {
     const int64_t nc = CPU_VNNI_NC, lstride = g->K2 * CPU_VNNI_NC;
     const int nl = p->nl;
     const __mmask16 mreal = (__mmask16)((1u << real) - 1);
-    const __m512i even16 = _mm512_set_epi16(62, 60, 58, 56, 54, 52, 50, 48, 46, 44, 42, 40, 38, 36, 34, 32, 30, 28,
-                                            26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const int64_t sw = g->stride_w;
+    int16_t pick[32] = {0};
+    for (int c = 0; c < CPU_VNNI_NC; c++)
+        pick[c] = (int16_t)(c * sw);
+    const __m512i pickv = _mm512_loadu_si512((const void *)pick);
+    /* lanes of the second load a tile needs */
+    const int64_t span = (CPU_VNNI_NC - 1) * sw + 1;
+    const uint32_t need_hi = span > 32 ? (uint32_t)(((uint64_t)1 << (span - 32)) - 1) : 0;
     __m256i ev[CPU_VNNI_MAX_LIMBS];
     for (int l = 0; l < nl; l++)
         ev[l] = _mm256_setzero_si256();
@@ -147,18 +181,22 @@ VNNI_TARGET static void pack_row_digits(const cpu_vnni_plan *p, const cpu_vnni_i
             int64_t rowoff = base + ci * g->HW + (ok ? ih * g->W : 0);
             for (int64_t kw = 0; kw < g->k_w; kw++, k++) {
                 int64_t st = iw0 + kw * g->dil_w;
-                uint32_t m = 0;
-                if (ok)
-                    m = g->stride_w == 1 ? (lane_mask32(st, g->W, 16) & mreal) : lane_mask32(st, g->W, 32);
+                uint32_t m = 0, mhi = 0;
+                if (ok) {
+                    m = sw == 1 ? (lane_mask32(st, g->W, 16) & mreal) : lane_mask32(st, g->W, 32);
+                    mhi = need_hi ? lane_mask32(st + 32, g->W, 32) & need_hi : 0;
+                }
                 for (int l = 0; l < nl; l++) {
                     const int16_t *q =
                         (const int16_t *)(uintptr_t)((uintptr_t)(g->dig + l * g->plane + rowoff) + (uintptr_t)(st * 2));
                     __m256i v;
-                    if (g->stride_w == 1) {
+                    if (sw == 1) {
                         v = _mm256_maskz_loadu_epi16((__mmask16)m, q);
                     } else {
-                        __m512i w = _mm512_maskz_loadu_epi16((__mmask32)m, q);
-                        v = _mm256_maskz_mov_epi16(mreal, _mm512_castsi512_si256(_mm512_permutexvar_epi16(even16, w)));
+                        __m512i a = _mm512_maskz_loadu_epi16((__mmask32)m, q);
+                        __m512i b = mhi ? _mm512_maskz_loadu_epi16((__mmask32)mhi, q + 32) : _mm512_setzero_si512();
+                        v = _mm256_maskz_mov_epi16(mreal,
+                                                   _mm512_castsi512_si256(_mm512_permutex2var_epi16(a, pickv, b)));
                     }
                     if (k & 1) {
                         __m512i pr = _mm512_or_si512(_mm512_cvtepu16_epi32(ev[l]),
@@ -197,7 +235,7 @@ VNNI_TARGET void cpu_vnni_pack_tile(const cpu_vnni_plan *p, const cpu_vnni_im2co
                                     int32_t *dst)
 {
     const int64_t nc = CPU_VNNI_NC, lstride = g->K2 * CPU_VNNI_NC;
-    if (g->row && g->dig && (g->stride_w == 1 || g->stride_w == 2)) {
+    if (g->row && g->dig && g->stride_w >= 1 && g->stride_w <= CPU_VNNI_ROW_STRIDE_MAX) {
         pack_row_digits(p, g, base[0], ih0[0], iw0[0], real, dst);
         return;
     }
@@ -264,12 +302,7 @@ VNNI_TARGET void cpu_vnni_pack_tile(const cpu_vnni_plan *p, const cpu_vnni_im2co
 void cpu_vnni_kernel(int nc, int shift, const int16_t *w, const int32_t *x, int64_t np, int64_t pstride,
                      uint64_t *res, int64_t ldres)
 {
-    if (nc == 12)
-        kern_12(shift, w, x, np, pstride, res, ldres);
-    else if (nc == 4)
-        kern_4(shift, w, x, np, pstride, res, ldres);
-    else
-        kern_1(shift, w, x, np, pstride, res, ldres);
+    kernels[nc](shift, w, x, np, pstride, res, ldres);
 }
 
 #else

@@ -20,6 +20,7 @@
 #define CPU_VNNI_KC_PAIRS 240  /* pair steps between widenings */
 #define CPU_VNNI_BLOCK 32      /* output channels per kernel call */
 #define CPU_VNNI_NC 12         /* columns per micro-tile */
+#define CPU_VNNI_ROW_STRIDE_MAX 5 /* row tiles pack from digit planes up to this stride (11*5+1 <= 64 lanes) */
 
 typedef struct cpu_vnni_plan {
     int nl;                         /* limbs */
@@ -57,7 +58,7 @@ void cpu_vnni_pack_tile(const cpu_vnni_plan *p, const cpu_vnni_im2col *g, const 
                         const int64_t *ih0, const int64_t *iw0, int real, int32_t *dst);
 
 /* One limb, one 32-channel block, np <= CPU_VNNI_KC_PAIRS pair steps, nc
- * (12, 4 or 1) columns:
+ * (1..CPU_VNNI_NC) columns:
  *   w:  [np][32 channels][2] int16 (channel c: k = 2p and 2p+1)
  *   x:  x[p * pstride + c] = the limb's digit pair (k = 2p low half, 2p+1 high)
  *   res[c * ldres + ch] += (int64)(sum_p ...) << shift   (mod 2^64) */

@@ -340,6 +340,41 @@ static void test_vnni_all_widths(void **state)
                 check_one(f, &gs[gi], l, 16, &r);
 }
 
+/* Row-aligned tiles of near-equal widths (8..12 columns, every kernel width
+ * on the column-tiled tails), 1x1 stride-1 convs read as one row per sample
+ * and channel, and row packing from the digit planes at strides 3..5 (6
+ * gathers), each at its edges: pads at both ends, rows just wide enough
+ * for two tiles or not, several samples. */
+static void test_vnni_row_tiles(void **state)
+{
+    fixture *f = *state;
+    rng r = { 7117 };
+    te_linear_geom gs[] = {
+        conv(3, 16, 17, 17, 40, 1, 1, 0, 0, 0, 0, 1, 1),  /* 1x1: rows of 289, 3 samples */
+        conv(2, 8, 2, 3, 33, 1, 1, 0, 0, 0, 0, 1, 1),    /* 1x1, 6 positions: column tiles across samples */
+        conv(1, 8, 9, 9, 32, 1, 1, 0, 0, 0, 0, 2, 1),    /* 1x1 with dilation 2 */
+        conv(2, 9, 11, 13, 40, 1, 1, 0, 0, 0, 0, 1, 1),  /* 1x1, odd K */
+        conv(2, 6, 38, 38, 40, 3, 1, 1, 1, 1, 1, 1, 1),  /* rows of 38: tiles 10, 10, 9, 9 */
+        conv(1, 3, 9, 160, 32, 3, 2, 0, 0, 0, 0, 1, 1),  /* rows of 79, stride 2 (the FaceNet stem) */
+        conv(1, 4, 6, 16, 32, 3, 1, 1, 1, 1, 1, 1, 1),   /* rows of 16: two tiles of 8 */
+        conv(1, 4, 6, 15, 32, 3, 1, 1, 1, 1, 1, 1, 1),   /* rows of 15: column tiles */
+        conv(1, 3, 23, 67, 40, 11, 4, 2, 2, 2, 2, 1, 1), /* stride 4, k11, pads (the AlexNet stem) */
+        conv(2, 4, 20, 50, 32, 5, 3, 1, 2, 1, 2, 1, 1),  /* stride 3, asymmetric pads */
+        conv(1, 4, 12, 90, 32, 3, 5, 1, 1, 1, 1, 1, 1),  /* stride 5: the widest row packing */
+        conv(1, 4, 14, 100, 32, 3, 6, 1, 1, 1, 1, 1, 1), /* stride 6: row tiles, gathered */
+        conv(1, 2, 5, 64, 32, 3, 4, 0, 3, 0, 3, 2, 1),   /* stride 4, dilation 2, pads past the row's end */
+    };
+    static const unsigned ls[] = { 1, 16, 25, 29, 32, 33, 34, 35, 40, 47, 48, 57, 64 };
+    for (size_t gi = 0; gi < sizeof gs / sizeof gs[0]; gi++)
+        for (size_t li = 0; li < sizeof ls / sizeof ls[0]; li++)
+            check_one(f, &gs[gi], ls[li], (gi + li) % 2 ? 16 : 9, &r);
+    /* every micro-tile width 1..12 at the end of the column tiling */
+    for (int64_t rows = 1; rows <= 25; rows++) {
+        te_linear_geom g = fc(rows, 37, 40);
+        check_one(f, &g, rows % 2 ? 34 : 30, 14, &r);
+    }
+}
+
 static void test_vnni_long_dot(void **state)
 {
     fixture *f = *state;
@@ -658,6 +693,7 @@ int main(void)
     const struct CMUnitTest vnni_tests[] = {
         cmocka_unit_test_setup_teardown(test_vnni_all_widths, setup_vnni, teardown),
         cmocka_unit_test_setup_teardown(test_vnni_long_dot, setup_vnni, teardown),
+        cmocka_unit_test_setup_teardown(test_vnni_row_tiles, setup_vnni, teardown),
         cmocka_unit_test_setup_teardown(test_all_geometries_all_widths, setup_vnni, teardown),
         cmocka_unit_test_setup_teardown(test_threads, setup_vnni, teardown),
     };
