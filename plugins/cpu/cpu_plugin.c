@@ -828,7 +828,6 @@ static void vnni_tile(vjob *J, vworker *W, int64_t grp, int64_t tile, int64_t o0
     vnni_pack(J, grp, m0, nmt, W->panel);
 
     int64_t ldres = J->chunk;
-    memset(W->res, 0, (size_t)(nmt * nc * ldres) * sizeof *W->res);
     int64_t b0 = o0 / CPU_VNNI_BLOCK, b1 = (o1 + CPU_VNNI_BLOCK - 1) / CPU_VNNI_BLOCK;
     const int32_t *panel = (const int32_t *)(const void *)W->panel;
     int64_t reals[VNNI_MT], firsts[VNNI_MT];
@@ -844,22 +843,36 @@ static void vnni_tile(vjob *J, vworker *W, int64_t grp, int64_t tile, int64_t o0
                 for (int l = 0; l < nl; l++) {
                     const int32_t *x = panel + ((mt * nl + l) * K2 + p0) * nc;
                     int shift = J->plan.off[l];
-                    cpu_vnni_kernel((int)real, shift, w, x, np, nc, rb + mt * nc * ldres, ldres);
+                    /* the first limb of the first pair interval stores, the rest add */
+                    cpu_vnni_kernel((int)real, shift, p0 > 0 || l > 0, w, x, np, nc, rb + mt * nc * ldres, ldres);
                 }
             }
         }
     }
 
-    /* Channel by channel, so that the stores run along output positions. */
+    /* A micro-tile of consecutive output positions (one sample) is stored
+     * by transposed blocks; the others channel by channel, so that the
+     * stores run along output positions. */
     int64_t off[CPU_VNNI_NC * VNNI_MT];
+    int scattered = 0;
+    uint64_t *out = J->out + (grp * L->ocg + o0) * L->P;
     for (int64_t mt = 0; mt < nmt; mt++) {
         colpos cp;
         col_at(&J->g, L->P, firsts[mt], &cp);
+        int64_t b = cp.b, pos = cp.pos;
         for (int64_t c = 0; c < nc; c++, col_next(&J->g, L->P, &cp))
             off[mt * nc + c] = c < reals[mt] ? cp.b * L->out_len + cp.pos : -1;
+        if (pos + reals[mt] <= L->P) {
+            cpu_vnni_store(W->res + mt * nc * ldres, ldres, (int)reals[mt], o1 - o0, out + b * L->out_len + pos,
+                           L->P, J->mask);
+            for (int64_t c = 0; c < nc; c++)
+                off[mt * nc + c] = -1;
+        } else {
+            scattered = 1;
+        }
     }
-    for (int64_t o = 0; o < o1 - o0; o++) {
-        uint64_t *dst = J->out + (grp * L->ocg + o0 + o) * L->P;
+    for (int64_t o = 0; o < o1 - o0 && scattered; o++) {
+        uint64_t *dst = out + o * L->P;
         const uint64_t *r = W->res + o;
         for (int64_t j = 0; j < nmt * nc; j++)
             if (off[j] >= 0)

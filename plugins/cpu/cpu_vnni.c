@@ -59,22 +59,27 @@ int cpu_vnni_supported(void)
 #define K_DUMP(c)                                                                                              \
     {                                                                                                          \
         uint64_t *r = res + (c) * ldres;                                                                       \
-        dump16(r, a0_##c, sh);                                                                                 \
-        dump16(r + 16, a1_##c, sh);                                                                            \
+        dump16(r, a0_##c, sh, add);                                                                            \
+        dump16(r + 16, a1_##c, sh, add);                                                                       \
     }
 
-/* r[0..15] += (int64) a[i] << shift */
-VNNI_TARGET static inline __attribute__((always_inline)) void dump16(uint64_t *r, __m512i a, __m128i sh)
+/* r[0..15] (+)= (int64) a[i] << shift: the first limb's sums are stored,
+ * the others added. */
+VNNI_TARGET static inline __attribute__((always_inline)) void dump16(uint64_t *r, __m512i a, __m128i sh, int add)
 {
     __m512i lo = _mm512_sll_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(a)), sh);
     __m512i hi = _mm512_sll_epi64(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(a, 1)), sh);
-    _mm512_storeu_si512((void *)r, _mm512_add_epi64(_mm512_loadu_si512((const void *)r), lo));
-    _mm512_storeu_si512((void *)(r + 8), _mm512_add_epi64(_mm512_loadu_si512((const void *)(r + 8)), hi));
+    if (add) {
+        lo = _mm512_add_epi64(_mm512_loadu_si512((const void *)r), lo);
+        hi = _mm512_add_epi64(_mm512_loadu_si512((const void *)(r + 8)), hi);
+    }
+    _mm512_storeu_si512((void *)r, lo);
+    _mm512_storeu_si512((void *)(r + 8), hi);
 }
 
 #define DEF_KERNEL(NC, REP)                                                                                    \
-    VNNI_TARGET static void kern_##NC(int shift, const int16_t *w, const int32_t *x, int64_t np, int64_t ps,   \
-                                      uint64_t *res, int64_t ldres)                                            \
+    VNNI_TARGET static void kern_##NC(int shift, int add, const int16_t *w, const int32_t *x, int64_t np,      \
+                                      int64_t ps, uint64_t *res, int64_t ldres)                                \
     {                                                                                                          \
         REP(K_DECL)                                                                                            \
         for (int64_t p = 0; p < np; p++) {                                                                     \
@@ -99,8 +104,8 @@ DEF_KERNEL(10, R10)
 DEF_KERNEL(11, R11)
 DEF_KERNEL(12, R12)
 
-typedef void (*kern_fn)(int shift, const int16_t *w, const int32_t *x, int64_t np, int64_t ps, uint64_t *res,
-                        int64_t ldres);
+typedef void (*kern_fn)(int shift, int add, const int16_t *w, const int32_t *x, int64_t np, int64_t ps,
+                        uint64_t *res, int64_t ldres);
 /* One kernel per micro-tile width: a narrow tile (the last one of a row)
  * runs in one call, not in pieces of 4 and 1 columns. */
 static const kern_fn kernels[CPU_VNNI_NC + 1] = {
@@ -299,10 +304,54 @@ VNNI_TARGET void cpu_vnni_pack_tile(const cpu_vnni_plan *p, const cpu_vnni_im2co
         store_pairs(p, e0, e1, zero, zero, dst + (k >> 1) * nc, lstride);
 }
 
-void cpu_vnni_kernel(int nc, int shift, const int16_t *w, const int32_t *x, int64_t np, int64_t pstride,
+void cpu_vnni_kernel(int nc, int shift, int add, const int16_t *w, const int32_t *x, int64_t np, int64_t pstride,
                      uint64_t *res, int64_t ldres)
 {
-    kernels[nc](shift, w, x, np, pstride, res, ldres);
+    kernels[nc](shift, add, w, x, np, pstride, res, ldres);
+}
+
+/* 8 columns x 8 channels through an 8x8 transpose (rows r[i] = column i's
+ * channels in, t[j] = channel j's columns out). */
+VNNI_TARGET static inline __attribute__((always_inline)) void transpose8(const __m512i r[8], __m512i t[8])
+{
+    const __m512i lo = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0), hi = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
+    __m512i u[8], v[8];
+    for (int i = 0; i < 8; i += 2) {
+        u[i] = _mm512_unpacklo_epi64(r[i], r[i + 1]);
+        u[i + 1] = _mm512_unpackhi_epi64(r[i], r[i + 1]);
+    }
+    /* v[0]: channels 0 and 4 of columns 0..3, v[1]: 1 and 5, v[2]: 2 and 6, v[3]: 3 and 7; v[4..7] columns 4..7 */
+    for (int h = 0; h < 8; h += 4) {
+        v[h] = _mm512_permutex2var_epi64(u[h], lo, u[h + 2]);
+        v[h + 1] = _mm512_permutex2var_epi64(u[h + 1], lo, u[h + 3]);
+        v[h + 2] = _mm512_permutex2var_epi64(u[h], hi, u[h + 2]);
+        v[h + 3] = _mm512_permutex2var_epi64(u[h + 1], hi, u[h + 3]);
+    }
+    for (int j = 0; j < 4; j++) {
+        t[j] = _mm512_shuffle_i64x2(v[j], v[j + 4], 0x44);
+        t[j + 4] = _mm512_shuffle_i64x2(v[j], v[j + 4], 0xEE);
+    }
+}
+
+VNNI_TARGET void cpu_vnni_store(const uint64_t *res, int64_t ldres, int ncols, int64_t nch, uint64_t *dst,
+                                int64_t P, uint64_t mask)
+{
+    const __m512i mv = _mm512_set1_epi64((long long)mask);
+    int64_t o = 0;
+    for (; o + 8 <= nch; o += 8)
+        for (int c = 0; c < ncols; c += 8) {
+            int n = ncols - c < 8 ? ncols - c : 8;
+            __m512i r[8], t[8];
+            for (int i = 0; i < 8; i++)
+                r[i] = i < n ? _mm512_loadu_si512((const void *)(res + (c + i) * ldres + o)) : _mm512_setzero_si512();
+            transpose8(r, t);
+            __mmask8 m = (__mmask8)((1u << n) - 1);
+            for (int j = 0; j < 8; j++)
+                _mm512_mask_storeu_epi64(dst + (o + j) * P + c, m, _mm512_and_si512(t[j], mv));
+        }
+    for (; o < nch; o++)
+        for (int c = 0; c < ncols; c++)
+            dst[o * P + c] = res[c * ldres + o] & mask;
 }
 
 #else
@@ -324,10 +373,16 @@ void cpu_vnni_digit_planes(const cpu_vnni_plan *p, const uint64_t *in, int64_t i
     (void)p, (void)in, (void)i0, (void)i1, (void)dig, (void)plane;
 }
 
-void cpu_vnni_kernel(int nc, int shift, const int16_t *w, const int32_t *x, int64_t np, int64_t pstride,
+void cpu_vnni_kernel(int nc, int shift, int add, const int16_t *w, const int32_t *x, int64_t np, int64_t pstride,
                      uint64_t *res, int64_t ldres)
 {
-    (void)nc, (void)shift, (void)w, (void)x, (void)np, (void)pstride, (void)res, (void)ldres;
+    (void)nc, (void)shift, (void)add, (void)w, (void)x, (void)np, (void)pstride, (void)res, (void)ldres;
+}
+
+void cpu_vnni_store(const uint64_t *res, int64_t ldres, int ncols, int64_t nch, uint64_t *dst, int64_t P,
+                    uint64_t mask)
+{
+    (void)res, (void)ldres, (void)ncols, (void)nch, (void)dst, (void)P, (void)mask;
 }
 
 #endif

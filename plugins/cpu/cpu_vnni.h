@@ -61,8 +61,14 @@ void cpu_vnni_pack_tile(const cpu_vnni_plan *p, const cpu_vnni_im2col *g, const 
  * (1..CPU_VNNI_NC) columns:
  *   w:  [np][32 channels][2] int16 (channel c: k = 2p and 2p+1)
  *   x:  x[p * pstride + c] = the limb's digit pair (k = 2p low half, 2p+1 high)
- *   res[c * ldres + ch] += (int64)(sum_p ...) << shift   (mod 2^64) */
-void cpu_vnni_kernel(int nc, int shift, const int16_t *w, const int32_t *x, int64_t np, int64_t pstride,
+ *   res[c * ldres + ch] += (int64)(sum_p ...) << shift   (mod 2^64)
+ * or, with add = 0, res[...] = (int64)(sum_p ...) << shift. */
+void cpu_vnni_kernel(int nc, int shift, int add, const int16_t *w, const int32_t *x, int64_t np, int64_t pstride,
                      uint64_t *res, int64_t ldres);
+
+/* ncols (<= CPU_VNNI_NC) consecutive output positions of nch channels:
+ * dst[o * P + c] = res[c * ldres + o] & mask. */
+void cpu_vnni_store(const uint64_t *res, int64_t ldres, int ncols, int64_t nch, uint64_t *dst, int64_t P,
+                    uint64_t mask);
 
 #endif
