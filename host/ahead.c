@@ -241,9 +241,25 @@ void host_ahead_note(te_host *h, const Twinedge__LayerRequest *q, unsigned l, in
         s->counter = q->counter;
     }
     s->widths[q->layer] = q->batch == 1 ? (uint8_t)l : 0; /* entries are batch 1 */
-    if (q->layer == (uint32_t)n_layers - 1 && q->counter != UINT64_MAX && h->peer)
-        schedule(h, s);
+    s->due = q->layer == (uint32_t)n_layers - 1 && q->counter != UINT64_MAX;
 out:
+    pthread_mutex_unlock(&h->ahead_w.mu);
+}
+
+/* The fetch waits for the end of the device's inference stream: started
+ * at the last layer, it would take CPU and bandwidth from the device's own
+ * inference while it finishes (on a small edge box, the same cores). */
+void host_ahead_stream_ended(te_host *h, const char *device)
+{
+    if (!h->ahead_w.ready || !device)
+        return;
+    pthread_mutex_lock(&h->ahead_w.mu);
+    for (ahead_seen *s = h->ahead_seen; s && !h->ahead_w.stop; s = s->next) {
+        if (s->due && strcmp(s->k.device, device) == 0 && h->peer)
+            schedule(h, s);
+        if (strcmp(s->k.device, device) == 0)
+            s->due = 0;
+    }
     pthread_mutex_unlock(&h->ahead_w.mu);
 }
 

@@ -140,6 +140,8 @@ void te_host_free(te_host *h)
 
 void te_host_set_peer(te_host *h, te_transport *peer) { host_ahead_set_peer(h, peer); }
 
+void te_host_stream_ended(te_host *h, const char *device_id) { host_ahead_stream_ended(h, device_id); }
+
 te_status te_host_serve(te_host *h, const te_caller *caller, const uint8_t *req, size_t req_len, uint8_t **resp,
                         size_t *resp_len, te_host_outcome *outcome, te_err *err)
 {

@@ -203,6 +203,7 @@ typedef struct ahead_seen {
     uint64_t counter;
     int n_layers;
     uint8_t *widths;
+    int due;                    /* request `counter` served through its last layer: fetch once the stream ends */
 } ahead_seen;
 
 typedef struct host_deployment {
@@ -317,6 +318,7 @@ void host_ahead_forget(te_host *h, const char *deployment);
 void host_ahead_set_peer(te_host *h, te_transport *peer);
 uint64_t *host_ahead_take(te_host *h, const Twinedge__LayerRequest *q, unsigned l, size_t out_n);
 void host_ahead_note(te_host *h, const Twinedge__LayerRequest *q, unsigned l, int n_layers);
+void host_ahead_stream_ended(te_host *h, const char *device);
 
 /* registry.c */
 te_status host_find_layer(te_host *h, const char *deployment, uint32_t layer, host_layer *out, int *n_layers,

@@ -97,6 +97,11 @@ te_status te_host_register_device(te_host *h, const te_device_key *key, te_err *
 /* Role A, relay mode: how to reach EdgeB.  Not owned. */
 void te_host_set_peer(te_host *h, te_transport *peer);
 
+/* Role A: the device named device_id (its certificate's) has ended an
+ * inference stream.  Relay ahead (relay_ahead_kb) fetches the next
+ * request's shares only then, not while the device is still inferring. */
+void te_host_stream_ended(te_host *h, const char *device_id);
+
 /* Answer one serialized LayerRequest with a serialized LayerResponse
  * (malloc'd).  Errors in the request are reported inside the response;
  * only a failure to build any response returns non-OK. */

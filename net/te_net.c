@@ -111,23 +111,34 @@ static grpc_byte_buffer *bb_from(const uint8_t *data, size_t len)
     return b;
 }
 
-/* Flatten a received message into malloc'd bytes; 0 on failure. */
+/* Flatten a received message into malloc'd bytes; 0 on failure.  The
+ * slices are copied straight into the result (no intermediate flat slice:
+ * one copy of each message, not two). */
 static int bb_to(grpc_byte_buffer *b, uint8_t **out, size_t *len)
 {
-    grpc_byte_buffer_reader r;
     *out = NULL;
     *len = 0;
+    grpc_byte_buffer_reader r;
     if (!grpc_byte_buffer_reader_init(&r, b))
         return 0;
-    grpc_slice s = grpc_byte_buffer_reader_readall(&r);
-    grpc_byte_buffer_reader_destroy(&r);
-    size_t n = GRPC_SLICE_LENGTH(s);
+    size_t n = grpc_byte_buffer_length(r.buffer_out); /* decompressed, if it was compressed */
     *out = malloc(n ? n : 1);
-    if (*out) {
-        memcpy(*out, GRPC_SLICE_START_PTR(s), n);
-        *len = n;
+    size_t at = 0;
+    grpc_slice s;
+    while (*out && grpc_byte_buffer_reader_next(&r, &s)) {
+        size_t k = GRPC_SLICE_LENGTH(s);
+        if (k <= n - at)
+            memcpy(*out + at, GRPC_SLICE_START_PTR(s), k);
+        at += k;
+        grpc_slice_unref(s);
     }
-    grpc_slice_unref(s);
+    grpc_byte_buffer_reader_destroy(&r);
+    if (*out && at != n) { /* the reader and the length disagree: refuse */
+        free(*out);
+        *out = NULL;
+    }
+    if (*out)
+        *len = n;
     return *out != NULL;
 }
 
@@ -313,6 +324,9 @@ static void call_release(srv_call *c)
     te_net_server *s = c->s;
     if (c->close_cancelled && !c->code)
         call_set(c, TE_NET_CANCELLED, "stream broken or cancelled by the client");
+    /* while the call still counts as open: te_net_server_stop waits for it */
+    if (c->m && c->m->kind == TE_NET_BIDI && c->m->ended && c->peer[0])
+        c->m->ended(c->m->ctx, c->peer);
     if (s->log)
         s->log(s->log_ctx, c->method, c->peer[0] ? c->peer : "(unauthenticated)", c->code, c->msg, now_ms() - c->t0);
     pthread_mutex_lock(&s->lock);

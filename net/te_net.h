@@ -123,6 +123,10 @@ typedef struct te_net_method {
      * never queued behind other calls (health checks, figures); the
      * handler must be quick and must not block */
     int inline_call;
+    /* Optional, bidi: called once when a stream is over, whatever its
+     * outcome, after its status went out (peer as for fn).  On a gRPC
+     * thread: it must be quick and must not block. */
+    void (*ended)(void *ctx, const char *peer);
 } te_net_method;
 
 /* Optional: one line per finished call (for logs). */

@@ -120,6 +120,14 @@ static void infer_fn(void *ctx, const char *peer, const te_net_msg *msgs, size_t
     handle_layer(svc, &caller, &msgs[0], r);
 }
 
+static void infer_ended(void *ctx, const char *peer)
+{
+    hostd_service *svc = ctx;
+    size_t pl = strlen(TE_CN_DEVICE_PREFIX);
+    if (strncmp(peer, TE_CN_DEVICE_PREFIX, pl) == 0 && peer[pl])
+        te_host_stream_ended(svc->host, peer + pl);
+}
+
 static void mask_share_fn(void *ctx, const char *peer, const te_net_msg *msgs, size_t n, te_net_reply *r)
 {
     hostd_service *svc = ctx;
@@ -344,15 +352,15 @@ static void health_fn(void *ctx, const char *peer, const te_net_msg *msgs, size_
 int hostd_service_methods(hostd_service *svc, te_net_method *m, int cap)
 {
     const te_net_method all[] = {
-        {TE_SVC_INFER, TE_NET_BIDI, infer_fn, svc, 0},
-        {TE_SVC_MASK_SHARE, TE_NET_UNARY, mask_share_fn, svc, 0},
-        {TE_SVC_DEPLOY, TE_NET_CLIENT_STREAM, deploy_fn, svc, 0},
-        {TE_SVC_REGISTER_DEVICE, TE_NET_UNARY, register_fn, svc, 0},
+        {TE_SVC_INFER, TE_NET_BIDI, infer_fn, svc, 0, infer_ended},
+        {TE_SVC_MASK_SHARE, TE_NET_UNARY, mask_share_fn, svc, 0, NULL},
+        {TE_SVC_DEPLOY, TE_NET_CLIENT_STREAM, deploy_fn, svc, 0, NULL},
+        {TE_SVC_REGISTER_DEVICE, TE_NET_UNARY, register_fn, svc, 0, NULL},
         /* quick, never queued behind layer requests */
-        {TE_SVC_STATS, TE_NET_UNARY, stats_fn, svc, 1},
-        {TE_SVC_HEALTH_CHECK, TE_NET_UNARY, health_fn, svc, 1},
+        {TE_SVC_STATS, TE_NET_UNARY, stats_fn, svc, 1, NULL},
+        {TE_SVC_HEALTH_CHECK, TE_NET_UNARY, health_fn, svc, 1, NULL},
         /* the same answer, sent again whenever it changes */
-        {TE_SVC_HEALTH_WATCH, TE_NET_SERVER_STREAM, health_fn, svc, 1},
+        {TE_SVC_HEALTH_WATCH, TE_NET_SERVER_STREAM, health_fn, svc, 1, NULL},
     };
     int n = (int)(sizeof all / sizeof all[0]);
     if (n > cap)

@@ -98,9 +98,9 @@ static int setup(void **state)
     if (te_net_creds_load(e->srv, &e->srv_creds, &err) != TE_OK ||
         te_net_creds_load(e->cli, &e->cli_creds, &err) != TE_OK)
         fail_msg("creds: %s", err.msg);
-    te_net_method methods[] = {{"/t.S/Unary", TE_NET_UNARY, echo_fn, NULL, 0},
-                               {"/t.S/Up", TE_NET_CLIENT_STREAM, echo_fn, NULL, 0},
-                               {"/t.S/Bidi", TE_NET_BIDI, echo_fn, NULL, 0}};
+    te_net_method methods[] = {{"/t.S/Unary", TE_NET_UNARY, echo_fn, NULL, 0, NULL},
+                               {"/t.S/Up", TE_NET_CLIENT_STREAM, echo_fn, NULL, 0, NULL},
+                               {"/t.S/Bidi", TE_NET_BIDI, echo_fn, NULL, 0, NULL}};
     te_net_server_config sc = {"127.0.0.1:0", &e->srv_creds, methods, 3, 4, 1 << 16, 1 << 20, 0, NULL, NULL, 0, 0, 0};
     if (te_net_server_start(&sc, &e->server, &err) != TE_OK)
         fail_msg("server: %s", err.msg);
@@ -452,7 +452,7 @@ static void *start_late(void *arg)
 {
     env *e = arg;
     usleep(800 * 1000);
-    te_net_method methods[] = {{"/t.S/Unary", TE_NET_UNARY, echo_fn, NULL, 0}};
+    te_net_method methods[] = {{"/t.S/Unary", TE_NET_UNARY, echo_fn, NULL, 0, NULL}};
     te_net_server_config sc = {e->late_target, &e->srv_creds, methods, 1, 2, 0, 0, 0, NULL, NULL, 0, 0, 0};
     te_err err;
     if (te_net_server_start(&sc, &e->late, &err) != TE_OK)
@@ -565,9 +565,9 @@ static void *sleep_call(void *arg)
 static void test_async_streams_and_overload(void **state)
 {
     env *e = *state;
-    te_net_method methods[] = {{"/t.S/Unary", TE_NET_UNARY, echo_fn, NULL, 0},
-                               {"/t.S/Bidi", TE_NET_BIDI, echo_fn, NULL, 0},
-                               {"/t.S/Health", TE_NET_UNARY, echo_fn, NULL, 1}};
+    te_net_method methods[] = {{"/t.S/Unary", TE_NET_UNARY, echo_fn, NULL, 0, NULL},
+                               {"/t.S/Bidi", TE_NET_BIDI, echo_fn, NULL, 0, NULL},
+                               {"/t.S/Health", TE_NET_UNARY, echo_fn, NULL, 1, NULL}};
     te_net_server_config sc = {"127.0.0.1:0", &e->srv_creds, methods, 3, 1, 0, 0, 0, NULL, NULL, 0, 1, 0};
     te_net_server *srv = NULL;
     te_err err;

@@ -7,7 +7,8 @@
  *   online path is EdgeA alone); negative control: without relay_ahead_kb
  *   the same inference fails;
  * - the cap holds (bytes held never above it) and evictions are counted;
- * - a fetched entry goes to no other device, other session, or twice. */
+ * - a fetched entry goes to no other device, other session, or twice;
+ * - the fetch waits for the end of the device's inference stream. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <setjmp.h>
@@ -321,19 +322,44 @@ static void test_cap_and_eviction(void **state)
     stop_pair(w);
 }
 
-/* One raw relay LayerRequest on an Infer stream to EdgeA as the device of
- * `dir`; returns the response's status (or -1 - te_status). */
-static int raw_relay_as(world *w, const char *dir, const char *device_id, const uint8_t *session, uint64_t counter,
-                        uint32_t layer, int ahead)
+/* An Infer stream to EdgeA as the device of `dir`. */
+typedef struct raw_stream {
+    te_net_creds dc;
+    te_net_channel *ch;
+    te_net_stream *s;
+} raw_stream;
+
+static te_status raw_open(world *w, const char *dir, raw_stream *rs)
 {
     te_err err;
-    te_net_creds dc;
     char tls[400];
+    memset(rs, 0, sizeof *rs);
     snprintf(tls, sizeof tls, "%s/tls", dir);
-    fx_must(te_net_creds_load(tls, &dc, &err), &err, "device creds");
-    te_net_channel_config cc = {w->a.addr, &dc, TE_CN_EDGE_A, 0};
-    te_net_channel *ch = NULL;
-    fx_must(te_net_channel_new(&cc, &ch, &err), &err, "channel");
+    fx_must(te_net_creds_load(tls, &rs->dc, &err), &err, "device creds");
+    te_net_channel_config cc = {w->a.addr, &rs->dc, TE_CN_EDGE_A, 0};
+    fx_must(te_net_channel_new(&cc, &rs->ch, &err), &err, "channel");
+    return te_net_stream_open(rs->ch, TE_SVC_INFER, TIMEOUT_MS, &rs->s, &err);
+}
+
+/* Ends the stream (half-close, the host's status) when it is still up. */
+static te_status raw_close(raw_stream *rs, te_status st)
+{
+    te_err err;
+    if (st == TE_OK && rs->s)
+        st = te_net_stream_close(rs->s, &err);
+    te_net_stream_free(rs->s);
+    te_net_channel_free(rs->ch);
+    te_net_creds_free(&rs->dc);
+    memset(rs, 0, sizeof *rs);
+    return st;
+}
+
+/* One raw relay LayerRequest on the stream; returns the response's status
+ * (or -1 - te_status). */
+static int raw_send(world *w, raw_stream *rs, const char *device_id, const uint8_t *session, uint64_t counter,
+                    uint32_t layer, int ahead, te_status *st)
+{
+    te_err err;
     const te_layer *L = &w->dm->layers[layer];
     size_t dl = te_pack_bytes((size_t)te_geom_in_len(&L->geom), (unsigned)L->ring_bits);
     uint8_t *data = calloc(dl ? dl : 1, 1);
@@ -356,20 +382,12 @@ static int raw_relay_as(world *w, const char *dir, const char *device_id, const 
     assert_non_null(buf);
     twinedge__layer_request__pack(&q, buf);
     size_t rl = 0;
-    te_net_stream *s = NULL;
-    te_status st = te_net_stream_open(ch, TE_SVC_INFER, TIMEOUT_MS, &s, &err);
-    if (st == TE_OK)
-        st = te_net_stream_exchange(s, buf, n, &resp, &rl, &err);
-    if (st == TE_OK)
-        st = te_net_stream_close(s, &err);
-    te_net_stream_free(s);
+    *st = te_net_stream_exchange(rs->s, buf, n, &resp, &rl, &err);
     free(buf);
     free(data);
-    te_net_channel_free(ch);
-    te_net_creds_free(&dc);
-    if (st != TE_OK) {
+    if (*st != TE_OK) {
         free(resp);
-        return -1 - (int)st;
+        return -1 - (int)*st;
     }
     Twinedge__LayerResponse *r = twinedge__layer_response__unpack(NULL, rl, resp);
     free(resp);
@@ -377,6 +395,18 @@ static int raw_relay_as(world *w, const char *dir, const char *device_id, const 
     int code = (int)r->status;
     twinedge__layer_response__free_unpacked(r, NULL);
     return code;
+}
+
+/* One raw relay LayerRequest on an Infer stream of its own to EdgeA as the
+ * device of `dir`; returns the response's status (or -1 - te_status). */
+static int raw_relay_as(world *w, const char *dir, const char *device_id, const uint8_t *session, uint64_t counter,
+                        uint32_t layer, int ahead)
+{
+    raw_stream rs;
+    te_status st = raw_open(w, dir, &rs);
+    int code = st == TE_OK ? raw_send(w, &rs, device_id, session, counter, layer, ahead, &st) : -1 - (int)st;
+    st = raw_close(&rs, st);
+    return st == TE_OK ? code : -1 - (int)st;
 }
 
 static int raw_relay(world *w, const char *dir, const char *device_id, const uint8_t *session, uint64_t counter,
@@ -423,6 +453,39 @@ static void test_entry_only_to_its_device_once(void **state)
     stop_pair(w);
 }
 
+/* (e) the fetch for request t + 1 waits until the device's stream of
+ * request t has ended: while the stream stays open after its last layer,
+ * EdgeB sees no fetch and EdgeA holds nothing; once it ends, the fetch
+ * comes.  (Fetching at the last layer took CPU and bandwidth from the
+ * device's own inference while it finished.) */
+static void test_fetch_waits_for_stream_end(void **state)
+{
+    world *w = *state;
+    uint32_t L = (uint32_t)w->dm->n_layers;
+    start_pair(w, "4096");
+    uint8_t session[16];
+    for (int i = 0; i < 16; i++)
+        session[i] = (uint8_t)(0x5a ^ (i * 37));
+    raw_stream rs;
+    te_status st = raw_open(w, w->dev[0], &rs);
+    assert_int_equal(st, TE_OK);
+    for (uint32_t i = 0; i < L; i++) /* request 0, every layer, one stream */
+        assert_int_equal(raw_send(w, &rs, "d1", session, 0, i, 0, &st), TE_OK);
+    sleep_ms(500);
+    assert_int_equal(b_requests(w), L); /* EdgeB: the L online relay requests, no fetch */
+    assert_int_equal(metric(w, "twinedge_relay_ahead_bytes"), 0);
+    assert_int_equal(raw_close(&rs, st), TE_OK);
+    wait_b_requests(w, 2 * (uint64_t)L);
+    assert_int_equal(metric(w, "twinedge_relay_ahead_bytes"), w->request_bytes);
+    /* and request 1 is served from it */
+    assert_int_equal(raw_open(w, w->dev[0], &rs), TE_OK);
+    for (uint32_t i = 0; i < L; i++)
+        assert_int_equal(raw_send(w, &rs, "d1", session, 1, i, 0, &st), TE_OK);
+    assert_int_equal(raw_close(&rs, st), TE_OK);
+    assert_int_equal(metric(w, "twinedge_relay_ahead_hits_total"), L);
+    stop_pair(w);
+}
+
 /* A failed test leaves no host behind. */
 static int stop_hosts(void **state)
 {
@@ -439,6 +502,7 @@ int main(void)
         cmocka_unit_test_teardown(test_without_ahead_edge_b_down_fails, stop_hosts),
         cmocka_unit_test_teardown(test_cap_and_eviction, stop_hosts),
         cmocka_unit_test_teardown(test_entry_only_to_its_device_once, stop_hosts),
+        cmocka_unit_test_teardown(test_fetch_waits_for_stream_end, stop_hosts),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
