@@ -755,6 +755,9 @@ typedef struct vjob {
     uint64_t mask;
     cpu_vnni_plan plan;
     int16_t *dig;        /* digit planes of the input (row packing), or NULL */
+    int32_t *pairs;      /* 1x1 stride-1 layers: digit pairs [limb][sample][group][K2][in_h*in_w],
+                          * read by the kernel in place (no packing), or NULL */
+    int64_t pair_plane;  /* elements of one limb's pairs */
     int64_t nin;         /* batch * in_len */
     int64_t ndig;        /* digit tasks */
     const unsigned char *row_used; /* [in_h]: some output reads input row ih */
@@ -825,7 +828,8 @@ static void vnni_tile(vjob *J, vworker *W, int64_t grp, int64_t tile, int64_t o0
     const int64_t K2 = L->K2;
     int64_t m0 = tile * VNNI_MT;
     int64_t nmt = J->nmtiles - m0 < VNNI_MT ? J->nmtiles - m0 : VNNI_MT;
-    vnni_pack(J, grp, m0, nmt, W->panel);
+    if (!J->pairs)
+        vnni_pack(J, grp, m0, nmt, W->panel);
 
     int64_t ldres = J->chunk;
     int64_t b0 = o0 / CPU_VNNI_BLOCK, b1 = (o1 + CPU_VNNI_BLOCK - 1) / CPU_VNNI_BLOCK;
@@ -842,9 +846,15 @@ static void vnni_tile(vjob *J, vworker *W, int64_t grp, int64_t tile, int64_t o0
                 int64_t real = reals[mt];
                 for (int l = 0; l < nl; l++) {
                     const int32_t *x = panel + ((mt * nl + l) * K2 + p0) * nc;
+                    int64_t ps = nc;
+                    if (J->pairs) {
+                        int64_t b = firsts[mt] / L->P, pos = firsts[mt] % L->P;
+                        x = J->pairs + l * J->pair_plane + ((b * L->g.group + grp) * K2 + p0) * L->P + pos;
+                        ps = L->P;
+                    }
                     int shift = J->plan.off[l];
                     /* the first limb of the first pair interval stores, the rest add */
-                    cpu_vnni_kernel((int)real, shift, p0 > 0 || l > 0, w, x, np, nc, rb + mt * nc * ldres, ldres);
+                    cpu_vnni_kernel((int)real, shift, p0 > 0 || l > 0, w, x, np, ps, rb + mt * nc * ldres, ldres);
                 }
             }
         }
@@ -918,6 +928,28 @@ static void vnni_digits_fn(void *arg, int id)
     }
 }
 
+/* Digit pairs (vjob.pairs), DIGIT_ROWS pair rows per task. */
+static void vnni_pairs_fn(void *arg, int id)
+{
+    vjob *J = ((vworker *)arg)->J;
+    const te_plugin_layer *L = J->L;
+    int64_t HW = L->P, K2 = L->K2, nrows = J->pair_plane / HW;
+    (void)id;
+    for (;;) {
+        long long t = atomic_fetch_add(&J->next, 1);
+        if (t >= J->ndig)
+            break;
+        int64_t r1 = ((int64_t)t + 1) * DIGIT_ROWS < nrows ? ((int64_t)t + 1) * DIGIT_ROWS : nrows;
+        for (int64_t r = (int64_t)t * DIGIT_ROWS; r < r1; r++) {
+            int64_t bg = r / K2, k = 2 * (r % K2);
+            int64_t b = bg / L->g.group, grp = bg % L->g.group;
+            const uint64_t *even = J->in + b * L->in_len + (grp * L->icg + k) * HW;
+            cpu_vnni_digit_pairs(&J->plan, even, k + 1 < L->icg ? even + HW : NULL, HW, J->pairs + r * HW,
+                                 J->pair_plane);
+        }
+    }
+}
+
 static void vnni_pool_fn(void *arg, int id)
 {
     vnni_worker_main((vworker *)arg + id);
@@ -967,8 +999,9 @@ static te_status run_vnni(te_plugin_ctx *ctx, const te_plugin_layer *L, unsigned
     te_linear_geom *eg = &J.g;
     /* A 1x1 conv with stride 1 and no pads reads input position pos for
      * output position pos: one long row per sample and channel. */
-    if (eg->kind == TE_LIN_CONV && eg->k_h == 1 && eg->k_w == 1 && eg->stride_h == 1 && eg->stride_w == 1 &&
-        eg->pad_t == 0 && eg->pad_l == 0 && eg->pad_b == 0 && eg->pad_r == 0) {
+    int pointwise = eg->kind == TE_LIN_CONV && eg->k_h == 1 && eg->k_w == 1 && eg->stride_h == 1 &&
+                    eg->stride_w == 1 && eg->pad_t == 0 && eg->pad_l == 0 && eg->pad_b == 0 && eg->pad_r == 0;
+    if (pointwise) {
         eg->in_w = eg->out_w = eg->in_h * eg->in_w;
         eg->in_h = eg->out_h = 1;
     }
@@ -1006,8 +1039,13 @@ static te_status run_vnni(te_plugin_ctx *ctx, const te_plugin_layer *L, unsigned
     /* Digit planes feed the row packing (row-aligned tiling, stride up to
      * CPU_VNNI_ROW_STRIDE_MAX); the other layers gather from the input directly. */
     int use_dig = J.nseg && eg->stride_w <= CPU_VNNI_ROW_STRIDE_MAX;
+    /* Row tiles of a 1x1 stride-1 layer read the digit pairs in place. */
+    int use_pairs = use_dig && pointwise;
     J.nin = (int64_t)batch * L->in_len;
-    size_t dig_bytes = use_dig ? align64((size_t)J.nin * (size_t)J.plan.nl * sizeof(int16_t)) : 0;
+    J.pair_plane = use_pairs ? (int64_t)batch * groups * L->K2 * L->P : 0;
+    size_t dig_bytes = use_pairs  ? align64((size_t)J.pair_plane * (size_t)J.plan.nl * sizeof(int32_t))
+                       : use_dig ? align64((size_t)J.nin * (size_t)J.plan.nl * sizeof(int16_t))
+                                 : 0;
     size_t need = dig_bytes + (size_t)nworkers * (panel_bytes + res_bytes) + (use_dig ? (size_t)eg->in_h : 0);
     vworker ws_local[8];
     vworker *ws = nworkers <= 8 ? ws_local : calloc((size_t)nworkers, sizeof *ws);
@@ -1028,7 +1066,12 @@ static te_status run_vnni(te_plugin_ctx *ctx, const te_plugin_layer *L, unsigned
         ws[i].panel = (int16_t *)(void *)p;
         ws[i].res = (uint64_t *)(void *)(p + panel_bytes);
     }
-    if (use_dig) {
+    if (use_pairs) {
+        J.pairs = (int32_t *)(void *)mem;
+        J.ndig = (J.pair_plane / L->P + DIGIT_ROWS - 1) / DIGIT_ROWS;
+        atomic_init(&J.next, 0);
+        pool_run(&ctx->pool, (int)(J.ndig < nworkers ? J.ndig : nworkers), vnni_pairs_fn, ws);
+    } else if (use_dig) {
         J.dig = (int16_t *)(void *)mem;
         unsigned char *used = (unsigned char *)(mem + dig_bytes + (size_t)nworkers * (panel_bytes + res_bytes));
         const te_linear_geom *g = eg;

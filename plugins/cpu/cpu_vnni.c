@@ -235,6 +235,22 @@ VNNI_TARGET void cpu_vnni_digit_planes(const cpu_vnni_plan *p, const uint64_t *i
     }
 }
 
+VNNI_TARGET void cpu_vnni_digit_pairs(const cpu_vnni_plan *p, const uint64_t *even, const uint64_t *odd, int64_t n,
+                                      int32_t *dst, int64_t plane)
+{
+    const __m512i lo16 = _mm512_set1_epi64(0xFFFF);
+    for (int64_t i = 0; i < n; i += 8) {
+        __mmask8 m = n - i >= 8 ? 0xFF : (__mmask8)((1u << (n - i)) - 1);
+        __m512i e = _mm512_maskz_loadu_epi64(m, (const void *)(even + i));
+        __m512i o = odd ? _mm512_maskz_loadu_epi64(m, (const void *)(odd + i)) : _mm512_setzero_si512();
+        for (int l = 0; l < p->nl; l++) {
+            __m512i de = digit8(&e, p->bits[l]), dd = digit8(&o, p->bits[l]);
+            __m512i q = _mm512_or_si512(_mm512_and_si512(de, lo16), _mm512_slli_epi64(_mm512_and_si512(dd, lo16), 16));
+            _mm512_mask_cvtepi64_storeu_epi32((void *)(dst + l * plane + i), m, q);
+        }
+    }
+}
+
 VNNI_TARGET void cpu_vnni_pack_tile(const cpu_vnni_plan *p, const cpu_vnni_im2col *g, const uint64_t *in,
                                     const int64_t *base, const int64_t *ih0, const int64_t *iw0, int real,
                                     int32_t *dst)
@@ -371,6 +387,12 @@ void cpu_vnni_digit_planes(const cpu_vnni_plan *p, const uint64_t *in, int64_t i
                            int64_t plane)
 {
     (void)p, (void)in, (void)i0, (void)i1, (void)dig, (void)plane;
+}
+
+void cpu_vnni_digit_pairs(const cpu_vnni_plan *p, const uint64_t *even, const uint64_t *odd, int64_t n,
+                          int32_t *dst, int64_t plane)
+{
+    (void)p, (void)even, (void)odd, (void)n, (void)dst, (void)plane;
 }
 
 void cpu_vnni_kernel(int nc, int shift, int add, const int16_t *w, const int32_t *x, int64_t np, int64_t pstride,

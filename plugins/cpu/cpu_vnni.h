@@ -49,6 +49,13 @@ typedef struct cpu_vnni_im2col {
 void cpu_vnni_digit_planes(const cpu_vnni_plan *p, const uint64_t *in, int64_t i0, int64_t i1, int16_t *dig,
                            int64_t plane);
 
+/* Digit pairs of two input rows (channels k = 2p and 2p + 1; odd NULL:
+ * zeros), the kernel's operand as it is for a 1x1 stride-1 layer:
+ * dst[l * plane + i] = limb l's digit of even[i] (low half) and of odd[i]
+ * (high half), i < n. */
+void cpu_vnni_digit_pairs(const cpu_vnni_plan *p, const uint64_t *even, const uint64_t *odd, int64_t n,
+                          int32_t *dst, int64_t plane);
+
 /* Pack one micro-tile of `real` <= CPU_VNNI_NC columns: column c reads input
  * in[base[c] + ci*HW + ih*W + iw], ih = ih0[c] + kh*dil_h, iw = iw0[c] + kw*dil_w
  * (0 outside the plane), and dst[(l * K2 + p) * CPU_VNNI_NC + c] receives

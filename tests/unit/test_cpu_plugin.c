@@ -354,6 +354,8 @@ static void test_vnni_row_tiles(void **state)
         conv(2, 8, 2, 3, 33, 1, 1, 0, 0, 0, 0, 1, 1),    /* 1x1, 6 positions: column tiles across samples */
         conv(1, 8, 9, 9, 32, 1, 1, 0, 0, 0, 0, 2, 1),    /* 1x1 with dilation 2 */
         conv(2, 9, 11, 13, 40, 1, 1, 0, 0, 0, 0, 1, 1),  /* 1x1, odd K */
+        conv(2, 18, 9, 9, 48, 1, 1, 0, 0, 0, 0, 1, 2),   /* 1x1, 2 groups of 9 channels */
+        conv(1, 600, 3, 4, 40, 1, 1, 0, 0, 0, 0, 1, 1),  /* 1x1, K past the widening interval */
         conv(2, 6, 38, 38, 40, 3, 1, 1, 1, 1, 1, 1, 1),  /* rows of 38: tiles 10, 10, 9, 9 */
         conv(1, 3, 9, 160, 32, 3, 2, 0, 0, 0, 0, 1, 1),  /* rows of 79, stride 2 (the FaceNet stem) */
         conv(1, 4, 6, 16, 32, 3, 1, 1, 1, 1, 1, 1, 1),   /* rows of 16: two tiles of 8 */
