@@ -76,6 +76,11 @@ typedef enum te_op {
     TE_OP_TOPK = 40,         /* axis; ints = k, largest, sorted, want: the k largest (smallest) along axis, the
                               * lower index first among equals, in order (also with sorted 0); want 0: the
                               * values, 1: their indices (as floats, exact below 2^24) */
+    TE_OP_NMS = 41,          /* NonMaxSuppression: in[0] boxes [B, N, 4], in[1] scores [B, C, N]; ints =
+                              * max_output_boxes_per_class, center_point_box, has_score_threshold;
+                              * alpha = iou_threshold, beta = score_threshold.  Output [num_selected, 3]
+                              * (batch, class, box as floats): its first dimension is data-dependent, the
+                              * value's shape is its maximum (te_op_desc.dyn_rows) */
     TE_OP_COUNT_
 } te_op;
 
@@ -243,6 +248,8 @@ typedef struct te_op_desc {
     double out_flops;    /* device FLOPs per output element */
     double in_flops;     /* device FLOPs per input element */
     const char *why;     /* why the op runs on the device */
+    int dyn_rows;        /* the output's first dimension is data-dependent (at most the declared one): only
+                          * a model output may have such a producer */
 } te_op_desc;
 
 /* The descriptor of op, or NULL for an unknown code. */

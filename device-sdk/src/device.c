@@ -336,7 +336,16 @@ int twinedge_output_count(const twinedge_device *dev, int *count)
 int twinedge_output_shape_at(const twinedge_device *dev, int k, int64_t dims[8], int *ndim)
 {
     int v = dev && dev->model ? te_model_output(dev->model, k) : -1;
-    return v < 0 ? TWINEDGE_EINVAL : shape_of(dev, v, dims, ndim);
+    te_shape s;
+    if (v < 0)
+        return TWINEDGE_EINVAL;
+    if (!te_exec_output_at(dev->exec, k, &s))
+        return shape_of(dev, v, dims, ndim);
+    /* after a successful inference: its shape (a data-dependent output's rows) */
+    *ndim = s.ndim;
+    for (int i = 0; i < s.ndim && i < 8; i++)
+        dims[i] = s.d[i];
+    return TWINEDGE_OK;
 }
 
 int twinedge_output_get(twinedge_device *dev, int k, float *out, size_t n)
@@ -548,8 +557,13 @@ static int infer_locked(twinedge_device *dev, twinedge_mode mode, const float *i
     te_transport_end(dev->transport);
     dev->report.widened_layers = dev->widened_layers;
     if (st == TE_OK) {
+        /* a data-dependent output (NonMaxSuppression's) may fill fewer rows
+         * than the buffer holds: twinedge_output_shape_at gives them */
         te_shape shape;
-        memcpy(output, te_exec_output(dev->exec, &shape), n_out * sizeof *output);
+        const float *y = te_exec_output(dev->exec, &shape);
+        size_t got = (size_t)te_shape_numel(&shape);
+        memcpy(output, y, got * sizeof *output);
+        memset(output + got, 0, (n_out - got) * sizeof *output);
         return TWINEDGE_OK;
     }
 #ifdef TE_NEGCTL_HOST_RETRY

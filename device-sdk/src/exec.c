@@ -14,6 +14,7 @@ struct te_exec {
     const float **in_ptrs; /* scratch: input pointers of one node */
     int max_in;
     int ran;               /* the buffers hold a successful run's results */
+    int64_t *rows;         /* [n_values]: the last run's first dimension of a data-dependent output, else -1 */
 };
 
 static const char *node_name(const te_node *nd)
@@ -67,6 +68,12 @@ static te_status validate(const te_model *m, te_err *err)
                              te_op_name(nd->op), k, v);
                 break;
             }
+            if (ready[v] == 2) {
+                st = te_errf(err, TE_EUNSUPPORTED,
+                             "node '%s' (%s): input '%s' has a data-dependent length (only a model output may)",
+                             node_name(nd), te_op_name(nd->op), m->values[v].name ? m->values[v].name : "?");
+                break;
+            }
             if (!m->values[v].data && !ready[v]) {
                 st = te_errf(err, TE_EINVAL, "node '%s' (%s): input '%s' is used before it is computed",
                              node_name(nd), te_op_name(nd->op), m->values[v].name ? m->values[v].name : "?");
@@ -93,7 +100,7 @@ static te_status validate(const te_model *m, te_err *err)
                 break;
             }
         }
-        ready[nd->out] = 1;
+        ready[nd->out] = te_op_info(nd->op)->dyn_rows ? 2 : 1;
     }
     for (int k = 0; st == TE_OK && k < te_model_n_outputs(m); k++) {
         int o = te_model_output(m, k);
@@ -124,7 +131,8 @@ te_status te_exec_new(const te_model *m, te_exec **exp, te_err *err)
         if (m->nodes[i].n_in > ex->max_in)
             ex->max_in = m->nodes[i].n_in;
     ex->in_ptrs = calloc((size_t)(ex->max_in > 0 ? ex->max_in : 1), sizeof *ex->in_ptrs);
-    if (!ex->buf || !ex->in_ptrs) {
+    ex->rows = malloc((size_t)m->n_values * sizeof *ex->rows);
+    if (!ex->buf || !ex->in_ptrs || !ex->rows) {
         te_exec_free(ex);
         return te_errf(err, TE_ENOMEM, "out of memory");
     }
@@ -152,6 +160,7 @@ void te_exec_free(te_exec *ex)
             free(ex->buf[i]);
     free(ex->buf);
     free(ex->in_ptrs);
+    free(ex->rows);
     free(ex);
 }
 
@@ -169,6 +178,8 @@ te_status te_exec_run(te_exec *ex, const float *input, size_t n_input, te_linear
                        te_shape_str(ish, a, sizeof a), (long long)want);
     }
     memcpy(ex->buf[m->input], input, n_input * sizeof(float));
+    for (int i = 0; i < m->n_values; i++)
+        ex->rows[i] = -1;
     for (int i = 0; i < m->n_nodes; i++) {
         const te_node *nd = &m->nodes[i];
         for (int k = 0; k < nd->n_in; k++) {
@@ -179,6 +190,8 @@ te_status te_exec_run(te_exec *ex, const float *input, size_t n_input, te_linear
         te_status st;
         if (nd->op == TE_OP_LINEAR)
             st = fn(fn_ctx, m, nd->layer, ex->in_ptrs[0], out, err);
+        else if (te_op_info(nd->op)->dyn_rows)
+            st = te_op_run_rows(m, nd, ex->in_ptrs, out, &ex->rows[nd->out], err);
         else
             st = te_op_run(m, nd, ex->in_ptrs, out, err);
         if (st != TE_OK) {
@@ -196,8 +209,11 @@ const float *te_exec_output_at(const te_exec *ex, int k, te_shape *shape)
     if (!ex || !ex->ran || o < 0)
         return NULL;
     const te_value *v = &ex->m->values[o];
-    if (shape)
+    if (shape) {
         *shape = v->shape;
+        if (ex->rows[o] >= 0)
+            shape->d[0] = ex->rows[o];
+    }
     return v->data ? v->data : ex->buf[o];
 }
 
@@ -224,8 +240,10 @@ size_t te_exec_outputs_copy(const te_exec *ex, float *dst)
     for (int k = 0; ex && ex->ran && k < te_model_n_outputs(ex->m); k++) {
         const float *y = te_exec_output_at(ex, k, &s);
         size_t n = (size_t)te_shape_numel(&s);
+        size_t slot = (size_t)te_shape_numel(&ex->m->values[te_model_output(ex->m, k)].shape);
         memcpy(dst + at, y, n * sizeof *dst);
-        at += n;
+        memset(dst + at + n, 0, (slot - n) * sizeof *dst); /* a data-dependent output's unused rows */
+        at += slot;
     }
     return at;
 }

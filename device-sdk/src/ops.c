@@ -1054,6 +1054,91 @@ static te_status run_topk(const te_node *nd, const te_shape *si, const float *x,
     return TE_OK;
 }
 
+/* NonMaxSuppression as onnxruntime runs it: per batch and class the boxes
+ * whose score passes the threshold (strictly greater), by score (the lower
+ * index first among equals), each kept unless its IoU with a box already
+ * kept for that class is above iou_threshold, at most max_output_boxes_per_class
+ * of them.  A box is any two opposite corners ([y1, x1, y2, x2] in either
+ * order) or [x_center, y_center, width, height] (center_point_box 1). */
+typedef struct nms_box {
+    float y1, x1, y2, x2, area;
+} nms_box;
+
+static nms_box nms_corners(const float *b, int center)
+{
+    nms_box r;
+    if (center) {
+        r.x1 = b[0] - b[2] / 2, r.x2 = b[0] + b[2] / 2;
+        r.y1 = b[1] - b[3] / 2, r.y2 = b[1] + b[3] / 2;
+    } else {
+        r.y1 = fminf(b[0], b[2]), r.y2 = fmaxf(b[0], b[2]);
+        r.x1 = fminf(b[1], b[3]), r.x2 = fmaxf(b[1], b[3]);
+    }
+    r.area = (r.y2 - r.y1) * (r.x2 - r.x1);
+    return r;
+}
+
+static int nms_suppress(const nms_box *a, const nms_box *b, float iou_threshold)
+{
+    if (a->area <= 0 || b->area <= 0)
+        return 0;
+    float iy1 = fmaxf(a->y1, b->y1), ix1 = fmaxf(a->x1, b->x1);
+    float iy2 = fminf(a->y2, b->y2), ix2 = fminf(a->x2, b->x2);
+    if (iy2 <= iy1 || ix2 <= ix1)
+        return 0;
+    float inter = (iy2 - iy1) * (ix2 - ix1);
+    return inter / (a->area + b->area - inter) > iou_threshold;
+}
+
+static te_status run_nms(const te_model *m, const te_node *nd, const float *boxes, const float *scores, float *y,
+                         int64_t *rows, te_err *err)
+{
+    const te_shape *sb = &m->values[nd->in[0]].shape, *ss = &m->values[nd->in[1]].shape;
+    const te_shape *so = &m->values[nd->out].shape;
+    if (sb->ndim != 3 || sb->d[2] != 4 || ss->ndim != 3 || ss->d[0] != sb->d[0] || ss->d[2] != sb->d[1])
+        return te_errf(err, TE_ESHAPE, "NonMaxSuppression: boxes must be [B, N, 4] and scores [B, C, N]");
+    if (nd->n_ints != 3 || !nd->ints || nd->ints[0] < 0)
+        return te_errf(err, TE_EINVAL, "NonMaxSuppression needs 3 ints (max boxes >= 0, center, has threshold)");
+    int64_t B = sb->d[0], N = sb->d[1], C = ss->d[1];
+    int64_t per = nd->ints[0] < N ? nd->ints[0] : N;
+    if (so->ndim != 2 || so->d[1] != 3 || so->d[0] < B * C * per)
+        return te_errf(err, TE_ESHAPE, "NonMaxSuppression: output must be [>= %lld, 3]", (long long)(B * C * per));
+    topk_item *it = malloc((size_t)(N ? N : 1) * sizeof *it);
+    nms_box *bx = malloc((size_t)(N ? N : 1) * sizeof *bx);
+    int64_t *kept = malloc((size_t)(per ? per : 1) * sizeof *kept);
+    if (!it || !bx || !kept) {
+        free(it), free(bx), free(kept);
+        return te_errf(err, TE_ENOMEM, "NonMaxSuppression: out of memory");
+    }
+    int64_t out = 0;
+    for (int64_t b = 0; b < B; b++) {
+        for (int64_t i = 0; i < N; i++)
+            bx[i] = nms_corners(boxes + (b * N + i) * 4, nd->ints[1] != 0);
+        for (int64_t c = 0; c < C && per > 0; c++) {
+            const float *sc = scores + (b * C + c) * N;
+            int64_t n = 0, nk = 0;
+            for (int64_t i = 0; i < N; i++)
+                if (!nd->ints[2] || sc[i] > nd->beta)
+                    it[n++] = (topk_item){sc[i], i};
+            qsort(it, (size_t)n, sizeof *it, topk_cmp_largest);
+            for (int64_t j = 0; j < n && nk < per; j++) {
+                int drop = 0;
+                for (int64_t q = 0; q < nk && !drop; q++)
+                    drop = nms_suppress(&bx[it[j].i], &bx[kept[q]], nd->alpha);
+                if (drop)
+                    continue;
+                kept[nk++] = it[j].i;
+                y[out * 3] = (float)b, y[out * 3 + 1] = (float)c, y[out * 3 + 2] = (float)it[j].i;
+                out++;
+            }
+        }
+    }
+    free(it), free(bx), free(kept);
+    if (rows)
+        *rows = out;
+    return TE_OK;
+}
+
 /* ---- dispatch ---------------------------------------------------------- */
 
 /* The executor's column of the op table (te_model.c has the rest): one
@@ -1066,6 +1151,7 @@ typedef struct op_call {
     float *out;
     const te_shape *s0, *so; /* first input's and output's shapes */
     te_err *err;
+    int64_t *rows;           /* a dyn_rows op's output rows (NULL: not wanted) */
 } op_call;
 typedef te_status (*op_runner)(const op_call *c);
 
@@ -1125,6 +1211,7 @@ static te_status r_resize(const op_call *c) { return run_resize(c->m, c->nd, c->
 static te_status r_matmul(const op_call *c) { return run_matmul(c->m, c->nd, c->in[0], c->in[1], c->out, c->err); }
 static te_status r_spread(const op_call *c) { return run_spread(c->nd, c->s0, c->in[0], c->so, c->out, c->err); }
 static te_status r_topk(const op_call *c) { return run_topk(c->nd, c->s0, c->in[0], c->so, c->out, c->err); }
+static te_status r_nms(const op_call *c) { return run_nms(c->m, c->nd, c->in[0], c->in[1], c->out, c->rows, c->err); }
 
 static const op_runner runners[TE_OP_COUNT_] = {
     [TE_OP_RELU] = r_unary,
@@ -1165,9 +1252,16 @@ static const op_runner runners[TE_OP_COUNT_] = {
     [TE_OP_SPREAD] = r_spread,
     [TE_OP_SOFTPLUS] = r_unary,
     [TE_OP_TOPK] = r_topk,
+    [TE_OP_NMS] = r_nms,
 };
 
 te_status te_op_run(const te_model *m, const te_node *node, const float *const *in, float *out, te_err *err)
+{
+    return te_op_run_rows(m, node, in, out, NULL, err);
+}
+
+te_status te_op_run_rows(const te_model *m, const te_node *node, const float *const *in, float *out, int64_t *rows,
+                         te_err *err)
 {
     if (!m || !node || !in || !out)
         return te_errf(err, TE_EINVAL, "te_op_run: NULL argument");
@@ -1185,7 +1279,9 @@ te_status te_op_run(const te_model *m, const te_node *node, const float *const *
         if (!in[k])
             return te_errf(err, TE_EINVAL, "input %d has no data", k);
     }
-    op_call c = {m, node, in, out, &m->values[node->in[0]].shape, &m->values[node->out].shape, err};
+    op_call c = {m, node, in, out, &m->values[node->in[0]].shape, &m->values[node->out].shape, err, rows};
+    if (rows)
+        *rows = c.so->ndim > 0 ? c.so->d[0] : 1;
     op_runner run = runners[node->op];
     if (!run)
         return te_errf(err, TE_EINVAL, "%s is not a non-linear op (run it through a te_linear_fn)",

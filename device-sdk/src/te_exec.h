@@ -30,17 +30,25 @@ const float *te_exec_output(const te_exec *ex, te_shape *shape);
 void te_exec_forget(te_exec *ex);
 /* The model ex runs. */
 const te_model *te_exec_model(const te_exec *ex);
-/* Output k (0 .. te_model_n_outputs - 1) of the last successful run, or NULL. */
+/* Output k (0 .. te_model_n_outputs - 1) of the last successful run, or
+ * NULL; its shape is the run's (a data-dependent output's rows). */
 const float *te_exec_output_at(const te_exec *ex, int k, te_shape *shape);
 /* All outputs copied into dst (te_model_outputs_numel floats) one after
- * the other in the model's order; returns the count copied (0 before a
- * successful run). */
+ * the other in the model's order, each in a slot of its declared size (a
+ * data-dependent output's unused rows zero: for measuring, not for
+ * returning); returns the count written (0 before a successful run). */
 size_t te_exec_outputs_copy(const te_exec *ex, float *dst);
 
 /* Run one non-linear node: in[k] points at the data of node->in[k] (with the
  * shapes in m->values), out at numel(out shape) floats.  Exposed for unit tests. */
 te_status te_op_run(const te_model *m, const te_node *node, const float *const *in, float *out,
                     te_err *err);
+
+/* The same; *rows (may be NULL) gets the output's first dimension, which
+ * for an op with te_op_desc.dyn_rows (NonMaxSuppression) is the run's,
+ * at most the declared one. */
+te_status te_op_run_rows(const te_model *m, const te_node *node, const float *const *in, float *out, int64_t *rows,
+                         te_err *err);
 
 /* Built-in linear functions (ctx unused). */
 /* Float weights (w_float) + bias: the owner's calibration and the local baseline. */

@@ -227,3 +227,53 @@ te_status te_imp_op_topk(imp *I, onode *n)
             return st;
     return TE_OK;
 }
+
+/* NonMaxSuppression (10+): boxes and scores may be activations or
+ * constants (anchors); max_output_boxes_per_class, iou_threshold and
+ * score_threshold must be constants.  The output, [num_selected, 3], has a
+ * data-dependent length: the device value is sized for the most boxes
+ * (B * C * min(max, N)) and the executor records how many rows a run
+ * selected.  Such a value can only be a model output (returned with its
+ * real length), not read by other nodes, whose shapes are static. */
+te_status te_imp_op_nms(imp *I, onode *n)
+{
+    ival *b, *s, *mx = NULL, *iou = NULL, *thr = NULL;
+    te_status st;
+    if ((st = te_imp_in_req(I, n, 0, &b)) || (st = te_imp_in_req(I, n, 1, &s)) ||
+        (st = te_imp_in_const(I, n, 2, 0, &mx, "max_output_boxes_per_class")) ||
+        (st = te_imp_in_const(I, n, 3, 0, &iou, "iou_threshold")) ||
+        (st = te_imp_in_const(I, n, 4, 0, &thr, "score_threshold")))
+        return st;
+    if (b->is_const && s->is_const)
+        return te_imp_bad(I, n, TE_EUNSUPPORTED, "boxes and scores are both constants");
+    if (b->shape.ndim != 3 || b->shape.d[2] != 4 || s->shape.ndim != 3 || s->shape.d[0] != b->shape.d[0] ||
+        s->shape.d[2] != b->shape.d[1])
+        return te_imp_bad(I, n, TE_ESHAPE, "boxes must be [B, N, 4] and scores [B, C, N]");
+    const char *oname = te_imp_out_name(n);
+    int graph_out = 0;
+    for (size_t k = 0; k < I->g->n_output; k++)
+        graph_out |= !strcmp(I->g->output[k]->name, oname);
+    if (te_imp_use_count(I, oname) > 2 * graph_out)
+        return te_imp_bad(I, n, TE_EUNSUPPORTED, "its output ('%s', [num_selected, 3]) has a data-dependent length "
+                          "and feeds other nodes; twinedge supports it only as a model output", oname);
+    int64_t max_out = mx && te_imp_numel(&mx->shape) ? te_imp_cget_i(mx, 0) : 0;
+    int64_t center = te_imp_attr_i(n, "center_point_box", 0);
+    if (max_out < 0 || (center != 0 && center != 1))
+        return te_imp_bad(I, n, TE_EINVAL, "max_output_boxes_per_class %lld or center_point_box %lld out of range",
+                          (long long)max_out, (long long)center);
+    int64_t N = b->shape.d[1], per = max_out < N ? max_out : N;
+    te_shape os = {.ndim = 2, .d = {b->shape.d[0] * s->shape.d[1] * per, 3}};
+    if (os.d[0] < 1)
+        os.d[0] = 1; /* room for none: a run selects no rows */
+    int64_t ints[3] = {max_out, center, thr && te_imp_numel(&thr->shape) > 0};
+    te_node t;
+    te_imp_node_init(&t, TE_OP_NMS, te_imp_nname(n));
+    t.ints = ints;
+    t.n_ints = 3;
+    t.alpha = iou && te_imp_numel(&iou->shape) ? (float)te_imp_cget(iou, 0) : 0.0f;
+    t.beta = ints[2] ? (float)te_imp_cget(thr, 0) : 0.0f;
+    int ids[2];
+    if ((st = te_imp_rt_id(I, b, &ids[0])) || (st = te_imp_rt_id(I, s, &ids[1])))
+        return st;
+    return te_imp_emit(I, &t, ids, 2, oname, &os, NULL);
+}

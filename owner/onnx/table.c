@@ -55,6 +55,7 @@ PLAIN(op_matmul_any)
 PLAIN(op_layer_norm)
 PLAIN(op_gather_any)
 PLAIN(op_topk)
+PLAIN(op_nms)
 static te_status h_squeeze(imp *I, onode *n, int unsq) { return te_imp_op_squeeze(I, n, unsq); }
 static te_status h_unary(imp *I, onode *n, int op) { return te_imp_op_unary(I, n, (te_op)op); }
 static te_status h_binary(imp *I, onode *n, int op) { return te_imp_op_binary(I, n, (te_op)op); }
@@ -140,6 +141,7 @@ static const op_entry op_entries[] = {
     {"Mod", NULL, 0, 2, EW_MOD, 0},
     {"Mul", h_binary, TE_OP_MUL, 2, EW_MUL, 0},
     {"Neg", h_neg, 0, 1, EW_NEG, 0},
+    {"NonMaxSuppression", h_op_nms, 0, 0, 0, 10},
     {"Not", NULL, 0, 1, EW_NOT, 0},
     {"Or", NULL, 0, 2, EW_OR, 0},
     {"PRelu", h_op_prelu, 0, 0, 0, 0},

@@ -124,6 +124,79 @@ def d_topk(opset, largest, axis):
     return make
 
 
+def ref_nms(boxes, scores, max_out, iou_thr, score_thr, center):
+    """ONNX NonMaxSuppression (float32 arithmetic, as onnxruntime): per batch
+    and class, by score (the lower index first among equals), a box kept
+    unless its IoU with a kept one is above iou_thr; [num_selected, 3]."""
+    f = np.float32
+    out = []
+    for b in range(boxes.shape[0]):
+        bx = boxes[b].astype(f)
+        if center:
+            c = np.stack([bx[:, 1] - bx[:, 3] / f(2), bx[:, 0] - bx[:, 2] / f(2),
+                          bx[:, 1] + bx[:, 3] / f(2), bx[:, 0] + bx[:, 2] / f(2)], 1)
+        else:
+            c = np.stack([np.minimum(bx[:, 0], bx[:, 2]), np.minimum(bx[:, 1], bx[:, 3]),
+                          np.maximum(bx[:, 0], bx[:, 2]), np.maximum(bx[:, 1], bx[:, 3])], 1)
+        area = (c[:, 2] - c[:, 0]) * (c[:, 3] - c[:, 1])
+        for k in range(scores.shape[1]):
+            sc = scores[b, k].astype(f)
+            cand = [i for i in range(len(sc)) if score_thr is None or sc[i] > f(score_thr)]
+            cand.sort(key=lambda i: (-sc[i], i))
+            kept = []
+            for i in cand:
+                if len(kept) >= max_out:
+                    break
+                drop = False
+                for j in kept:
+                    if area[i] <= 0 or area[j] <= 0:
+                        continue
+                    ih = min(c[i, 2], c[j, 2]) - max(c[i, 0], c[j, 0])
+                    iw = min(c[i, 3], c[j, 3]) - max(c[i, 1], c[j, 1])
+                    if ih <= 0 or iw <= 0:
+                        continue
+                    inter = f(ih) * f(iw)
+                    if inter / (area[i] + area[j] - inter) > f(iou_thr):
+                        drop = True
+                        break
+                if not drop:
+                    kept.append(i)
+                    out.append((b, k, i))
+    return np.array(out, np.float64).reshape(-1, 3)
+
+
+def d_ssd_nms(opset, center, score_thr):
+    """A small SSD-like detector: the heads of d_two_outputs, boxes decoded
+    against constant anchors (anchor + 0.5 * delta), scores transposed to
+    [B, C, N], and NonMaxSuppression; outputs: boxes, scores, selected."""
+    def make(rng, shape):
+        g = G(rng)
+        box, prob, fn = ssd_heads(g, rng, 3)
+        a = (shape[2] // 2) * (shape[3] // 2) * 2
+        ctr = rng.uniform(0, 1, (1, a, 2)).astype(np.float32)
+        size = rng.uniform(0.2, 0.6, (1, a, 2)).astype(np.float32)
+        anchors = np.concatenate([ctr, size], 2) if center else np.concatenate([ctr - size / 2, ctr + size / 2], 2)
+        dec = g.node("Add", [g.node("Mul", [box, g.init(np.array(0.5, np.float32))]), g.init(anchors)])
+        st = g.node("Transpose", [prob], perm=[0, 2, 1])
+        ins = [dec, st, g.init(np.array([4], np.int64)), g.init(np.array([0.45], np.float32))]
+        if score_thr is not None:
+            ins.append(g.init(np.array([score_thr], np.float32)))
+        sel = g.node("NonMaxSuppression", ins, center_point_box=center)
+        m = graph_model(g, shape, [(dec, (1, a, 4)), (prob, (1, a, 3)), (sel, (1, 3))], opset)
+        m.graph.output[2].type.tensor_type.elem_type = TensorProto.INT64
+        del m.graph.output[2].type.tensor_type.shape.dim[:]
+        m.graph.output[2].type.tensor_type.shape.dim.add().dim_param = "num_selected"
+        m.graph.output[2].type.tensor_type.shape.dim.add().dim_value = 3
+
+        def f(t):
+            b, s = fn(t)
+            d = (b * 0.5 + torch.from_numpy(anchors).double()).float().numpy().astype(np.float64)
+            sel = ref_nms(d.astype(np.float32), s.permute(0, 2, 1).float().numpy(), 4, 0.45, score_thr, center)
+            return [d, s.numpy(), sel]
+        return m, f
+    return make
+
+
 # name -> (make, per-sample input shape)
 MODELS = {
     "det_two_outputs_o11": (d_two_outputs, (3, 8, 10)),
@@ -131,6 +204,8 @@ MODELS = {
     "det_topk_o9": (d_topk(9, 1, -1), (3, 4, 5)),
     "det_topk_o11": (d_topk(11, 1, -1), (3, 4, 5)),
     "det_topk_smallest_o11": (d_topk(11, 0, 1), (3, 4, 5)),
+    "det_ssd_nms_o11": (d_ssd_nms(11, 0, 0.3), (3, 8, 10)),
+    "det_ssd_nms_center_o10": (d_ssd_nms(10, 1, None), (3, 8, 10)),
 }
 
 
@@ -142,8 +217,22 @@ def e_topk_k_large(rng, shape):
     return graph_model(g, shape, [(g.nodes[-1].output[0], (1, 4, shape[2], shape[3] + 1))], 11)
 
 
+def e_nms_feeds(rng, shape):
+    """NonMaxSuppression's selection read by another node (as exporters
+    gather the kept boxes): a data-dependent length inside the graph."""
+    g = G(rng)
+    c1, _ = g.conv("input", 3, 4)
+    b = g.node("Reshape", [c1, g.init(np.array([1, -1, 4], np.int64))])
+    s = g.node("Reshape", [c1, g.init(np.array([1, 1, -1], np.int64))])
+    s = g.node("Slice", [s, g.init(np.array([0], np.int64)), g.init(np.array([shape[2] * shape[3]], np.int64)),
+                         g.init(np.array([2], np.int64))])
+    sel = g.node("NonMaxSuppression", [b, s, g.init(np.array([2], np.int64))])
+    z = g.node("Cast", [sel], to=TensorProto.FLOAT)
+    return graph_model(g, shape, [(z, (1, 3))], 11)
+
+
 # must be refused (test_detect checks the messages name the op and node)
-ERRORS = {"e_topk_k_large": e_topk_k_large}
+ERRORS = {"e_topk_k_large": e_topk_k_large, "e_nms_feeds": e_nms_feeds}
 
 
 def ref_path(out, name, k):

@@ -452,6 +452,68 @@ static void test_topk_by_hand(void **state)
     assert_int_equal(te_op_run(&m, &nd, in, y, &err), TE_EINVAL);
 }
 
+/* NonMaxSuppression: suppression by IoU (above the threshold only),
+ * corners given in either order, center_point_box, the score threshold
+ * (strictly greater), max boxes per class, ties (the lower index first),
+ * an empty selection, and the rows reported. */
+static void test_nms_by_hand(void **state)
+{
+    (void)state;
+    te_value v[3];
+    memset(v, 0, sizeof v);
+    te_model m = {.values = v, .n_values = 3};
+    int ids[2] = {0, 1};
+    te_err err = {0};
+    float y[3 * 8];
+    /* 4 boxes [y1, x1, y2, x2]: 1 lies inside 0 with IoU 0.81 / 1 (box 1
+     * written with its corners swapped), 2 is apart, 3 is empty */
+    float boxes[16] = {0, 0, 1, 1, 1.0f, 1.0f, 0.1f, 0.1f, 2, 2, 3, 3, 5, 5, 5, 6};
+    float scores[8] = {0.9f, 0.95f, 0.5f, 0.99f, 0.2f, 0.2f, 0.1f, 0.0f};
+    const float *in[2] = {boxes, scores};
+    set_shape(&v[0].shape, 3, (int64_t[]){1, 4, 4});
+    set_shape(&v[1].shape, 3, (int64_t[]){1, 2, 4});
+    set_shape(&v[2].shape, 2, (int64_t[]){8, 3});
+    int64_t p[3] = {4, 0, 0};
+    te_node nd = {.op = TE_OP_NMS, .n_in = 2, .in = ids, .out = 2, .ints = p, .n_ints = 3, .alpha = 0.5f};
+    int64_t rows = -1;
+    assert_int_equal(te_op_run_rows(&m, &nd, in, y, &rows, &err), TE_OK);
+    /* class 0: 3 (empty box: never suppresses or is suppressed), 1, not 0
+     * (IoU 0.81 > 0.5 with 1), 2; class 1: 0 and 1 tie at 0.2 (0 first, 1
+     * suppressed), 2, 3 */
+    float want[] = {0, 0, 3, 0, 0, 1, 0, 0, 2, 0, 1, 0, 0, 1, 2, 0, 1, 3};
+    assert_int_equal(rows, 6);
+    assert_memory_equal(y, want, sizeof want);
+    /* an IoU threshold above 0.81 keeps box 0; max 2 boxes per class */
+    nd.alpha = 0.85f;
+    p[0] = 2;
+    assert_int_equal(te_op_run_rows(&m, &nd, in, y, &rows, &err), TE_OK);
+    float want2[] = {0, 0, 3, 0, 0, 1, 0, 1, 0, 0, 1, 1};
+    assert_int_equal(rows, 4);
+    assert_memory_equal(y, want2, sizeof want2);
+    /* a score threshold no box passes (0.99 is not greater than 0.99): no rows */
+    p[0] = 4, p[2] = 1;
+    nd.beta = 0.99f;
+    assert_int_equal(te_op_run_rows(&m, &nd, in, y, &rows, &err), TE_OK);
+    assert_int_equal(rows, 0);
+    /* center_point_box: [xc, yc, w, h]; boxes 0 and 1 the same square */
+    float cboxes[16] = {0.5f, 0.5f, 1, 1, 0.5f, 0.5f, 1, 1, 9, 9, 1, 1, 0, 0, 0, 0};
+    in[0] = cboxes;
+    p[1] = 1, p[2] = 0;
+    nd.alpha = 0.99f; /* IoU 1 > 0.99 */
+    assert_int_equal(te_op_run_rows(&m, &nd, in, y, &rows, &err), TE_OK);
+    assert_int_equal(rows, 6);
+    assert_true(y[0] == 0 && y[1] == 0 && y[2] == 3 && y[5] == 1 && y[8] == 2);
+    /* max 0: nothing; an output too small, a negative max: refused */
+    p[0] = 0;
+    assert_int_equal(te_op_run_rows(&m, &nd, in, y, &rows, &err), TE_OK);
+    assert_int_equal(rows, 0);
+    p[0] = 4;
+    set_shape(&v[2].shape, 2, (int64_t[]){7, 3});
+    assert_int_equal(te_op_run_rows(&m, &nd, in, y, &rows, &err), TE_ESHAPE);
+    p[0] = -1;
+    assert_int_equal(te_op_run_rows(&m, &nd, in, y, &rows, &err), TE_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -460,6 +522,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_new_ops_by_hand),
         cmocka_unit_test(test_topk_by_hand),
+        cmocka_unit_test(test_nms_by_hand),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
