@@ -24,3 +24,15 @@ if(TARGET twinedge-bench)
   te_add_unit_test(test_linkemu SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_linkemu.c
                    LIBS twinedge_linkemu TIMEOUT 60)
 endif()
+
+# twinedge-bench headroom on the reduced AlexNet and one generated PNG: the
+# JSON contract (the figures come from real photos, docs/benchmarks).
+if(TARGET twinedge-bench)
+  add_test(NAME bench_headroom_smoke
+           COMMAND ${CMAKE_COMMAND} -DBENCH=$<TARGET_FILE:twinedge-bench> -DMODELS=${TE_TEST_DATA}
+                   -DOUT=${CMAKE_CURRENT_BINARY_DIR}/bench_headroom_smoke -DPYTHON=${TE_PYTHON}
+                   -DIMAGE_REF=${CMAKE_CURRENT_SOURCE_DIR}/unit/image_ref.py
+                   -P ${PROJECT_SOURCE_DIR}/tools/bench/headroom_smoke.cmake)
+  set_tests_properties(bench_headroom_smoke PROPERTIES
+    ENVIRONMENT "TE_TEST_DATA=${TE_TEST_DATA}" FIXTURES_REQUIRED testdata TIMEOUT 300)
+endif()

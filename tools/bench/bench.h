@@ -50,6 +50,8 @@ te_status bench_layer_times(const te_plugin_ops *ops, te_plugin_ctx *ctx, te_plu
  * plugin but the CPU one, whose run_f32 is te_f32 itself. */
 int bench_plain_on_plugin(const te_plugin_ops *ops);
 
+/* twinedge-bench headroom ... PHOTO... (headroom.c) */
+int bench_headroom_main(int argc, char **argv);
 /* The whole suite: twinedge-bench [--quick] [--json FILE] [--report DIR] ... */
 int bench_suite_main(int argc, char **argv);
 

@@ -1884,7 +1884,7 @@ static void suite_usage(FILE *f)
 {
     fprintf(f,
             "usage: twinedge-bench [--quick] [--json FILE] [--report DIR] [options]\n"
-            "       twinedge-bench kernels|device ...   (single benchmarks; twinedge-bench kernels --help)\n"
+            "       twinedge-bench kernels|device|headroom|load ...   (single benchmarks; e.g. twinedge-bench kernels --help)\n"
             "\n"
             "  --quick              fewer repetitions and requests (under 10 minutes on 2 cores)\n"
             "  --json FILE          every figure as JSON (default REPORT_DIR/bench.json)\n"

@@ -291,8 +291,15 @@ static void dump_shapes(FILE *f, const char *model, const te_model *m)
     for (int i = 0; i < m->n_layers; i++) {
         const te_layer *L = &m->layers[i];
         const te_linear_geom *g = &L->geom;
+        /* fused layers are named "a+(2 more)": blanks would split the name
+         * when --shapes reads the file back */
+        char name[256];
+        snprintf(name, sizeof name, "%s", L->name ? L->name : "?");
+        for (char *c = name; *c; c++)
+            if (*c == ' ' || *c == '\t')
+                *c = '_';
         fprintf(f, "%s %s %s %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %d %d\n",
-                model, L->name ? L->name : "?", g->kind == TE_LIN_FC ? "fc" : "conv", (long long)g->in_c,
+                model, name, g->kind == TE_LIN_FC ? "fc" : "conv", (long long)g->in_c,
                 (long long)g->in_h, (long long)g->in_w, (long long)g->out_c, (long long)g->out_h, (long long)g->out_w,
                 (long long)g->k_h, (long long)g->k_w, (long long)g->stride_h, (long long)g->stride_w,
                 (long long)g->pad_t, (long long)g->pad_l, (long long)g->pad_b, (long long)g->pad_r, (long long)g->dil_h,
@@ -889,9 +896,12 @@ int main(int argc, char **argv)
         te_net_quiesce(TE_NET_QUIESCE_MS);
         return rc;
     }
+    if (strcmp(cmd, "headroom") == 0)
+        return bench_headroom_main(argc, argv); /* headroom.c */
     int is_kernels = strcmp(cmd, "kernels") == 0, is_device = strcmp(cmd, "device") == 0;
     if (!is_kernels && !is_device) {
-        fprintf(stderr, "twinedge-bench: unknown command '%s' (commands: kernels, device, load; none: the suite)\n", cmd);
+        fprintf(stderr, "twinedge-bench: unknown command '%s' (commands: kernels, device, headroom, load; none: the "
+                        "suite)\n", cmd);
         usage(stderr);
         return 2;
     }
