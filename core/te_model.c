@@ -275,6 +275,7 @@ static const te_op_desc op_table[TE_OP_COUNT_] = {
     [TE_OP_SOFTPLUS] = {"Softplus", 1, 1, 4, 0, NONLIN},
     [TE_OP_TOPK] = {"TopK", 1, 1, 0, 8, "data-dependent selection (a sort per slice)"},
     [TE_OP_NMS] = {"NonMaxSuppression", 2, 2, 0, 8, "data-dependent selection (sort and IoU per class)", 1},
+    [TE_OP_ROI_ALIGN] = {"RoiAlign", 3, 3, 16, 0, "bilinear sampling at data-dependent positions"},
 };
 
 const te_op_desc *te_op_info(te_op op)

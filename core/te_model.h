@@ -81,6 +81,10 @@ typedef enum te_op {
                               * alpha = iou_threshold, beta = score_threshold.  Output [num_selected, 3]
                               * (batch, class, box as floats): its first dimension is data-dependent, the
                               * value's shape is its maximum (te_op_desc.dyn_rows) */
+    TE_OP_ROI_ALIGN = 42,    /* RoiAlign: in[0] X [N, C, H, W], in[1] rois [R, 4] (x1, y1, x2, y2), in[2]
+                              * batch indices [R] (integral floats); ints = mode (0 avg, 1 max), output
+                              * height, output width, sampling_ratio (0: adaptive), half_pixel; alpha =
+                              * spatial_scale.  Output [R, C, oh, ow] */
     TE_OP_COUNT_
 } te_op;
 

@@ -1139,6 +1139,87 @@ static te_status run_nms(const te_model *m, const te_node *nd, const float *boxe
     return TE_OK;
 }
 
+/* RoiAlign as onnxruntime (and the ONNX reference) compute it: per output
+ * bin a grid of sampling points (sampling_ratio, or ceil(roi size / output
+ * size) when 0), each bilinearly interpolated (points more than one pixel
+ * outside give 0, points just outside clamp to the edge); avg averages the
+ * points, max takes the largest weighted corner of each point and the
+ * largest over the points.  output_half_pixel (half_pixel 0, opset 10)
+ * keeps roi coordinates as they are and makes each roi at least 1x1. */
+static float roi_sample(const float *plane, int64_t H, int64_t W, double y, double x, int max_mode)
+{
+    if (y < -1.0 || y > (double)H || x < -1.0 || x > (double)W)
+        return 0.0f;
+    y = y <= 0 ? 0 : y;
+    x = x <= 0 ? 0 : x;
+    int64_t yl = (int64_t)y, xl = (int64_t)x, yh, xh;
+    if (yl >= H - 1)
+        yh = yl = H - 1, y = (double)yl;
+    else
+        yh = yl + 1;
+    if (xl >= W - 1)
+        xh = xl = W - 1, x = (double)xl;
+    else
+        xh = xl + 1;
+    float ly = (float)(y - (double)yl), lx = (float)(x - (double)xl), hy = 1.0f - ly, hx = 1.0f - lx;
+    float v1 = hy * hx * plane[yl * W + xl], v2 = hy * lx * plane[yl * W + xh];
+    float v3 = ly * hx * plane[yh * W + xl], v4 = ly * lx * plane[yh * W + xh];
+    return max_mode ? fmaxf(fmaxf(fmaxf(v1, v2), v3), v4) : v1 + v2 + v3 + v4;
+}
+
+static te_status run_roi_align(const te_model *m, const te_node *nd, const float *const *in, float *y, te_err *err)
+{
+    const te_shape *sx = &m->values[nd->in[0]].shape, *sr = &m->values[nd->in[1]].shape;
+    const te_shape *sb = &m->values[nd->in[2]].shape, *so = &m->values[nd->out].shape;
+    if (nd->n_ints != 5 || !nd->ints || nd->ints[1] < 1 || nd->ints[2] < 1 || nd->ints[3] < 0)
+        return te_errf(err, TE_EINVAL, "RoiAlign needs 5 ints (mode, output size >= 1, sampling_ratio >= 0, "
+                       "half_pixel)");
+    int64_t R = sr->ndim == 2 ? sr->d[0] : -1, OH = nd->ints[1], OW = nd->ints[2];
+    if (sx->ndim != 4 || sr->ndim != 2 || sr->d[1] != 4 || te_shape_numel(sb) != R || so->ndim != 4 ||
+        so->d[0] != R || so->d[1] != sx->d[1] || so->d[2] != OH || so->d[3] != OW)
+        return te_errf(err, TE_ESHAPE, "RoiAlign: X must be [N, C, H, W], rois [R, 4], batch indices [R] and the "
+                       "output [R, C, %lld, %lld]", (long long)OH, (long long)OW);
+    int64_t N = sx->d[0], C = sx->d[1], H = sx->d[2], W = sx->d[3];
+    int max_mode = nd->ints[0] != 0;
+    double off = nd->ints[4] ? 0.5 : 0.0, scale = nd->alpha;
+    for (int64_t r = 0; r < R; r++) {
+        float bf = in[2][r];
+        if (!(bf >= 0 && bf < (float)N && bf == floorf(bf)))
+            return te_errf(err, TE_EINVAL, "RoiAlign: roi %lld has batch index %g (0..%lld)", (long long)r, bf,
+                           (long long)(N - 1));
+        const float *roi = in[1] + r * 4;
+        double x0 = roi[0] * scale - off, y0 = roi[1] * scale - off;
+        double rw = roi[2] * scale - off - x0, rh = roi[3] * scale - off - y0;
+        if (!nd->ints[4]) {
+            rw = rw > 1 ? rw : 1;
+            rh = rh > 1 ? rh : 1;
+        }
+        double bh = rh / (double)OH, bw = rw / (double)OW;
+        int64_t gh = nd->ints[3] ? nd->ints[3] : (int64_t)ceil(rh / (double)OH);
+        int64_t gw = nd->ints[3] ? nd->ints[3] : (int64_t)ceil(rw / (double)OW);
+        double count = (double)(gh * gw > 1 ? gh * gw : 1);
+        for (int64_t c = 0; c < C; c++) {
+            const float *plane = in[0] + ((int64_t)bf * C + c) * H * W;
+            float *out = y + (r * C + c) * OH * OW;
+            for (int64_t ph = 0; ph < OH; ph++)
+                for (int64_t pw = 0; pw < OW; pw++) {
+                    double acc = 0;
+                    float mx = 0;
+                    for (int64_t iy = 0; iy < gh; iy++)
+                        for (int64_t ix = 0; ix < gw; ix++) {
+                            double yy = y0 + (double)ph * bh + ((double)iy + 0.5) * bh / (double)gh;
+                            double xx = x0 + (double)pw * bw + ((double)ix + 0.5) * bw / (double)gw;
+                            float v = roi_sample(plane, H, W, yy, xx, max_mode);
+                            acc += v;
+                            mx = iy == 0 && ix == 0 ? v : fmaxf(mx, v);
+                        }
+                    out[ph * OW + pw] = max_mode ? mx : (float)(acc / count);
+                }
+        }
+    }
+    return TE_OK;
+}
+
 /* ---- dispatch ---------------------------------------------------------- */
 
 /* The executor's column of the op table (te_model.c has the rest): one
@@ -1212,6 +1293,7 @@ static te_status r_matmul(const op_call *c) { return run_matmul(c->m, c->nd, c->
 static te_status r_spread(const op_call *c) { return run_spread(c->nd, c->s0, c->in[0], c->so, c->out, c->err); }
 static te_status r_topk(const op_call *c) { return run_topk(c->nd, c->s0, c->in[0], c->so, c->out, c->err); }
 static te_status r_nms(const op_call *c) { return run_nms(c->m, c->nd, c->in[0], c->in[1], c->out, c->rows, c->err); }
+static te_status r_roi_align(const op_call *c) { return run_roi_align(c->m, c->nd, c->in, c->out, c->err); }
 
 static const op_runner runners[TE_OP_COUNT_] = {
     [TE_OP_RELU] = r_unary,
@@ -1253,6 +1335,7 @@ static const op_runner runners[TE_OP_COUNT_] = {
     [TE_OP_SOFTPLUS] = r_unary,
     [TE_OP_TOPK] = r_topk,
     [TE_OP_NMS] = r_nms,
+    [TE_OP_ROI_ALIGN] = r_roi_align,
 };
 
 te_status te_op_run(const te_model *m, const te_node *node, const float *const *in, float *out, te_err *err)

@@ -277,3 +277,49 @@ te_status te_imp_op_nms(imp *I, onode *n)
         return st;
     return te_imp_emit(I, &t, ids, 2, oname, &os, NULL);
 }
+
+/* RoiAlign (10+; coordinate_transformation_mode from 16, output_half_pixel
+ * before): the rois and batch indices may be activations or constants. */
+te_status te_imp_op_roi_align(imp *I, onode *n)
+{
+    ival *x, *rois, *bi;
+    te_status st;
+    if ((st = te_imp_rt_input(I, n, &x)) || (st = te_imp_in_req(I, n, 1, &rois)) ||
+        (st = te_imp_in_req(I, n, 2, &bi)))
+        return st;
+    if (x->shape.ndim != 4 || rois->shape.ndim != 2 || rois->shape.d[1] != 4 ||
+        te_imp_numel(&bi->shape) != rois->shape.d[0] || bi->shape.ndim != 1)
+        return te_imp_bad(I, n, TE_ESHAPE, "X must be [N, C, H, W], rois [R, 4] and batch_indices [R]");
+    int max_mode;
+    if (te_imp_attr_s_is(n, "mode", "avg", "avg"))
+        max_mode = 0;
+    else if (te_imp_attr_s_is(n, "mode", "avg", "max"))
+        max_mode = 1;
+    else
+        return te_imp_bad(I, n, TE_EUNSUPPORTED, "mode must be avg or max");
+    int half_pixel;
+    const char *def = I->opset >= 16 ? "half_pixel" : "output_half_pixel";
+    if (te_imp_attr_s_is(n, "coordinate_transformation_mode", def, "half_pixel"))
+        half_pixel = 1;
+    else if (te_imp_attr_s_is(n, "coordinate_transformation_mode", def, "output_half_pixel"))
+        half_pixel = 0;
+    else
+        return te_imp_bad(I, n, TE_EUNSUPPORTED, "coordinate_transformation_mode must be half_pixel or "
+                          "output_half_pixel");
+    int64_t oh = te_imp_attr_i(n, "output_height", 1), ow = te_imp_attr_i(n, "output_width", 1);
+    int64_t sr = te_imp_attr_i(n, "sampling_ratio", 0);
+    if (oh < 1 || ow < 1 || oh > GEOM_MAX || ow > GEOM_MAX || sr < 0 || sr > GEOM_MAX)
+        return te_imp_bad(I, n, TE_EINVAL, "output_height %lld, output_width %lld or sampling_ratio %lld out of "
+                          "range", (long long)oh, (long long)ow, (long long)sr);
+    int64_t ints[5] = {max_mode, oh, ow, sr, half_pixel};
+    te_node t;
+    te_imp_node_init(&t, TE_OP_ROI_ALIGN, te_imp_nname(n));
+    t.ints = ints;
+    t.n_ints = 5;
+    t.alpha = te_imp_attr_f(n, "spatial_scale", 1.0f);
+    te_shape os = {.ndim = 4, .d = {rois->shape.d[0], x->shape.d[1], oh, ow}};
+    int ids[3] = {x->id, 0, 0};
+    if ((st = te_imp_rt_id(I, rois, &ids[1])) || (st = te_imp_rt_id(I, bi, &ids[2])))
+        return st;
+    return te_imp_emit(I, &t, ids, 3, te_imp_out_name(n), &os, NULL);
+}

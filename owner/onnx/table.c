@@ -56,6 +56,7 @@ PLAIN(op_layer_norm)
 PLAIN(op_gather_any)
 PLAIN(op_topk)
 PLAIN(op_nms)
+PLAIN(op_roi_align)
 static te_status h_squeeze(imp *I, onode *n, int unsq) { return te_imp_op_squeeze(I, n, unsq); }
 static te_status h_unary(imp *I, onode *n, int op) { return te_imp_op_unary(I, n, (te_op)op); }
 static te_status h_binary(imp *I, onode *n, int op) { return te_imp_op_binary(I, n, (te_op)op); }
@@ -158,6 +159,7 @@ static const op_entry op_entries[] = {
     {"Relu", h_unary, TE_OP_RELU, 1, EW_RELU, 0},
     {"Reshape", h_op_reshape, 0, 0, 0, 0},
     {"Resize", h_op_resize, 0, 0, 0, 10},
+    {"RoiAlign", h_op_roi_align, 0, 0, 0, 10},
     {"Round", NULL, 0, 1, EW_ROUND, 0},
     {"Shape", h_op_shape, 0, 0, 0, 0},
     {"Sigmoid", h_unary, TE_OP_SIGMOID, 1, EW_SIGMOID, 0},

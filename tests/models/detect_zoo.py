@@ -14,6 +14,7 @@ its whole source) so that a new model here regenerates only this directory.
 """
 import hashlib
 import json
+import math
 import os
 import sys
 
@@ -197,6 +198,96 @@ def d_ssd_nms(opset, center, score_thr):
     return make
 
 
+def ref_roi_align(x, rois, bidx, oh, ow, sr, scale, half_pixel, max_mode):
+    """ONNX RoiAlign as its reference implementation and onnxruntime compute
+    it (float64 here)."""
+    n, c, h, w = x.shape
+    out = np.zeros((len(rois), c, oh, ow))
+    off = 0.5 if half_pixel else 0.0
+    for r, (roi, b) in enumerate(zip(rois, bidx)):
+        x0, y0 = roi[0] * scale - off, roi[1] * scale - off
+        rw, rh = roi[2] * scale - off - x0, roi[3] * scale - off - y0
+        if not half_pixel:
+            rw, rh = max(rw, 1.0), max(rh, 1.0)
+        bh, bw = rh / oh, rw / ow
+        gh = sr if sr > 0 else int(math.ceil(rh / oh))
+        gw = sr if sr > 0 else int(math.ceil(rw / ow))
+        for ph in range(oh):
+            for pw in range(ow):
+                vals = []
+                for iy in range(gh):
+                    for ix in range(gw):
+                        yy = y0 + ph * bh + (iy + 0.5) * bh / gh
+                        xx = x0 + pw * bw + (ix + 0.5) * bw / gw
+                        if yy < -1 or yy > h or xx < -1 or xx > w:
+                            vals.append(np.zeros(c))
+                            continue
+                        yy, xx = max(yy, 0.0), max(xx, 0.0)
+                        yl, xl = int(yy), int(xx)
+                        if yl >= h - 1:
+                            yl = yh = h - 1
+                            yy = float(yl)
+                        else:
+                            yh = yl + 1
+                        if xl >= w - 1:
+                            xl = xh = w - 1
+                            xx = float(xl)
+                        else:
+                            xh = xl + 1
+                        ly, lx = yy - yl, xx - xl
+                        p = x[int(b)]
+                        t = [(1 - ly) * (1 - lx) * p[:, yl, xl], (1 - ly) * lx * p[:, yl, xh],
+                             ly * (1 - lx) * p[:, yh, xl], ly * lx * p[:, yh, xh]]
+                        vals.append(np.max(t, 0) if max_mode else np.sum(t, 0))
+                v = np.array(vals)
+                out[r, :, ph, pw] = v.max(0) if max_mode else v.sum(0) / max(gh * gw, 1)
+    return out
+
+
+def d_roi_align(opset, mode, sr, ctm, roi_from_head):
+    """A conv feature map pooled by RoiAlign over fixed rois (some partly
+    outside the map, one inverted) or rois computed by a head (Sigmoid of a
+    conv, scaled to the image)."""
+    def make(rng, shape):
+        g = G(rng)
+        c1, f1 = g.conv("input", 3, 4)
+        r1 = g.node("Relu", [c1])
+        h, w = shape[2], shape[3]
+        scale = 0.5
+        attrs = dict(mode=mode, output_height=3, output_width=2, sampling_ratio=sr, spatial_scale=scale)
+        if ctm:
+            attrs["coordinate_transformation_mode"] = ctm
+        bidx = np.zeros(4, np.int64)
+        if roi_from_head:
+            hc, fh = g.conv(r1, 4, 4, k=1, pad=0)
+            pooled = g.node("GlobalAveragePool", [hc])
+            sig = g.node("Sigmoid", [g.node("Reshape", [pooled, g.init(np.array([1, 4], np.int64))])])
+            corners = g.node("Mul", [sig, g.init(np.array([w, h, 2 * w, 2 * h], np.float32))])
+            rois_in = g.node("Concat", [corners, g.init(np.array([[0, 0, 2 * w, 2 * h], [w, 1, 2 * w - 2, h],
+                                                                  [3, 2, 2 * w + 6, h + 3]], np.float32))], axis=0)
+        else:
+            rois_c = np.array([[0, 0, 2 * w, 2 * h], [w, 1, 2 * w - 2, h], [3, 2, 2 * w + 6, h + 3],
+                               [2 * w - 2, 2 * h - 2, 4, 3]], np.float32)
+            rois_in = g.init(rois_c)
+        y = g.node("RoiAlign", [r1, rois_in, g.init(bidx)], **attrs)
+        m = graph_model(g, shape, [(y, (4, 4, 3, 2))], opset)
+        m.graph.output[0].type.tensor_type.shape.dim[0].dim_value = 4
+        half = (ctm or ("half_pixel" if opset >= 16 else "output_half_pixel")) == "half_pixel"
+
+        def fn(t):
+            feat = F.relu(f1(t))
+            if roi_from_head:
+                pc = fh(feat).mean((2, 3)).reshape(1, 4)
+                cr = torch.sigmoid(pc) * torch.tensor([w, h, 2 * w, 2 * h], dtype=torch.float64)
+                rr = np.concatenate([cr.numpy(), np.array([[0, 0, 2 * w, 2 * h], [w, 1, 2 * w - 2, h],
+                                                           [3, 2, 2 * w + 6, h + 3]])], 0)
+            else:
+                rr = rois_c.astype(np.float64)
+            return [ref_roi_align(feat.numpy(), rr, bidx, 3, 2, sr, scale, half, mode == "max")]
+        return m, fn
+    return make
+
+
 # name -> (make, per-sample input shape)
 MODELS = {
     "det_two_outputs_o11": (d_two_outputs, (3, 8, 10)),
@@ -206,6 +297,9 @@ MODELS = {
     "det_topk_smallest_o11": (d_topk(11, 0, 1), (3, 4, 5)),
     "det_ssd_nms_o11": (d_ssd_nms(11, 0, 0.3), (3, 8, 10)),
     "det_ssd_nms_center_o10": (d_ssd_nms(10, 1, None), (3, 8, 10)),
+    "det_roialign_o16": (d_roi_align(16, "avg", 0, None, False), (3, 8, 10)),
+    "det_roialign_max_o10": (d_roi_align(10, "max", 2, None, False), (3, 8, 10)),
+    "det_roialign_head_o16": (d_roi_align(16, "avg", 2, "output_half_pixel", True), (3, 8, 10)),
 }
 
 

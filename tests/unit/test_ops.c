@@ -514,6 +514,61 @@ static void test_nms_by_hand(void **state)
     assert_int_equal(te_op_run_rows(&m, &nd, in, y, &rows, &err), TE_EINVAL);
 }
 
+/* RoiAlign on a 4x4 plane holding 0..15 (bilinear interpolation of it is
+ * exact: value = 4y + x): one sample at the centre, the adaptive grid
+ * (sampling_ratio 0), half_pixel's shift, max mode, a roi outside the
+ * image, and a batch index out of range. */
+static void test_roi_align_by_hand(void **state)
+{
+    (void)state;
+    te_value v[4];
+    memset(v, 0, sizeof v);
+    te_model m = {.values = v, .n_values = 4};
+    int ids[3] = {0, 1, 2};
+    te_err err = {0};
+    float x[16], y[4];
+    for (int i = 0; i < 16; i++)
+        x[i] = (float)i;
+    float roi[4] = {0, 0, 3, 3}, bi[1] = {0};
+    const float *in[3] = {x, roi, bi};
+    set_shape(&v[0].shape, 4, (int64_t[]){1, 1, 4, 4});
+    set_shape(&v[1].shape, 2, (int64_t[]){1, 4});
+    set_shape(&v[2].shape, 1, (int64_t[]){1});
+    set_shape(&v[3].shape, 4, (int64_t[]){1, 1, 1, 1});
+    int64_t p[5] = {0, 1, 1, 1, 0}; /* avg, 1x1, one sample, output_half_pixel */
+    te_node nd = {.op = TE_OP_ROI_ALIGN, .n_in = 3, .in = ids, .out = 3, .ints = p, .n_ints = 5, .alpha = 1.0f};
+    assert_int_equal(te_op_run(&m, &nd, in, y, &err), TE_OK);
+    assert_float_equal(y[0], 7.5f, 1e-6); /* (1.5, 1.5) */
+    p[4] = 1; /* half_pixel: the roi moves by -0.5 */
+    assert_int_equal(te_op_run(&m, &nd, in, y, &err), TE_OK);
+    assert_float_equal(y[0], 5.0f, 1e-6);
+    p[4] = 0, p[3] = 0; /* adaptive: 3x3 samples at 0.5, 1.5, 2.5; their mean is the centre's value */
+    assert_int_equal(te_op_run(&m, &nd, in, y, &err), TE_OK);
+    assert_float_equal(y[0], 7.5f, 1e-5);
+    p[0] = 1, p[3] = 1; /* max: the largest weighted corner, 0.25 * 10 */
+    assert_int_equal(te_op_run(&m, &nd, in, y, &err), TE_OK);
+    assert_float_equal(y[0], 2.5f, 1e-6);
+    /* 2x2 bins of the roi [0, 0, 2, 2], one sample each: (0.5, 0.5), (0.5, 1.5), ... */
+    p[0] = 0, p[1] = 2, p[2] = 2;
+    roi[2] = roi[3] = 2;
+    set_shape(&v[3].shape, 4, (int64_t[]){1, 1, 2, 2});
+    assert_int_equal(te_op_run(&m, &nd, in, y, &err), TE_OK);
+    float want[4] = {2.5f, 3.5f, 6.5f, 7.5f};
+    for (int i = 0; i < 4; i++)
+        assert_float_equal(y[i], want[i], 1e-6);
+    /* a roi beyond the image: every sample outside, 0 */
+    float far[4] = {10, 10, 12, 12};
+    in[1] = far;
+    assert_int_equal(te_op_run(&m, &nd, in, y, &err), TE_OK);
+    for (int i = 0; i < 4; i++)
+        assert_float_equal(y[i], 0.0f, 0);
+    bi[0] = 1; /* N is 1 */
+    assert_int_equal(te_op_run(&m, &nd, in, y, &err), TE_EINVAL);
+    bi[0] = 0;
+    set_shape(&v[3].shape, 4, (int64_t[]){1, 1, 3, 2}); /* not the output size */
+    assert_int_equal(te_op_run(&m, &nd, in, y, &err), TE_ESHAPE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -523,6 +578,7 @@ int main(void)
         cmocka_unit_test(test_new_ops_by_hand),
         cmocka_unit_test(test_topk_by_hand),
         cmocka_unit_test(test_nms_by_hand),
+        cmocka_unit_test(test_roi_align_by_hand),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
