@@ -7,22 +7,109 @@
 #include "te_ring.h"
 #include "wire.pb-c.h"
 
+/* One varint at buf[*i..len) (at most 10 bytes); 0 when it runs off the end
+ * or is longer. */
+static int get_varint(const uint8_t *buf, size_t len, size_t *i, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (unsigned k = 0; k < 10 && *i < len; k++) {
+        uint8_t b = buf[(*i)++];
+        x |= (uint64_t)(b & 0x7f) << (7 * k);
+        if (!(b & 0x80)) {
+            *v = x;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* A LayerResponse's fields, read in place (the data stays in buf): the
+ * values protobuf-c's unpack gives (the last of a repeated field, unknown
+ * fields skipped, uint32 the low 32 bits), and the same refusals (a field
+ * of the wrong wire type, groups, field 0, anything cut short), without
+ * copying the result into a message first.  0 when malformed. */
+typedef struct wire_response {
+    uint32_t status;
+    const uint8_t *error, *data;
+    size_t error_len, data_len;
+} wire_response;
+
+static int parse_response(const uint8_t *buf, size_t len, wire_response *r)
+{
+    memset(r, 0, sizeof *r);
+    size_t i = 0;
+    while (i < len) {
+        uint64_t key, v;
+        if (!get_varint(buf, len, &i, &key) || key >> 3 == 0 || key >> 3 > UINT32_MAX)
+            return 0;
+        uint64_t field = key >> 3;
+        unsigned type = (unsigned)(key & 7);
+        switch (type) {
+        case 0: /* varint */
+            if (!get_varint(buf, len, &i, &v) || (field == 2 || field == 3))
+                return 0;
+            if (field == 1)
+                r->status = (uint32_t)v;
+            break;
+        case 1: /* 64-bit */
+        case 5: /* 32-bit */
+            if (field <= 3 || len - i < (type == 1 ? 8u : 4u))
+                return 0;
+            i += type == 1 ? 8 : 4;
+            break;
+        case 2: /* length-delimited */
+            if (!get_varint(buf, len, &i, &v) || v > len - i || field == 1)
+                return 0;
+            if (field == 2)
+                r->error = buf + i, r->error_len = (size_t)v;
+            else if (field == 3)
+                r->data = buf + i, r->data_len = (size_t)v;
+            i += (size_t)v;
+            break;
+        default: /* groups (3, 4) and the unused types */
+            return 0;
+        }
+    }
+    return 1;
+}
+
+te_status te_wire_response_data(const uint8_t *buf, size_t len, const char *who, uint32_t layer, size_t n,
+                                unsigned l, const uint8_t **data, te_err *err)
+{
+    *data = NULL;
+    wire_response r;
+    if (!parse_response(buf, len, &r))
+        return te_errf(err, TE_EFORMAT, "%s sent a malformed response", who);
+    if (r.status != TE_OK) {
+        te_status code = r.status == TE_EAUTH || r.status == TE_EINTEGRITY ? (te_status)r.status : TE_ESERVER;
+        /* the message up to its first NUL, as a C string of it would read */
+        size_t ml = r.error ? strnlen((const char *)r.error, r.error_len) : 0;
+        return ml ? te_errf(err, code, "%s: %.*s", who, (int)(ml > TE_ERR_MSG_MAX ? TE_ERR_MSG_MAX : ml),
+                            (const char *)r.error)
+                  : te_errf(err, code, "%s: error", who);
+    }
+    /* te_unpack's checks: the exact length, and zero bits after the last
+     * element (all of them in the last byte) */
+    unsigned used = l >= 1 && l <= 64 ? (unsigned)(((uint64_t)(n % 8) * l) % 8) : 0;
+    if (l < 1 || l > 64 || r.data_len != te_pack_bytes(n, l) ||
+        (used && r.data_len && (r.data[r.data_len - 1] >> used) != 0))
+        return te_errf(err, TE_EINTEGRITY, "%s returned a malformed result for layer %u (%zu bytes for %zu elements "
+                       "of %u bits)", who, layer, r.data_len, n, l);
+    *data = r.data;
+    return TE_OK;
+}
+
 te_status te_wire_read_response(const uint8_t *buf, size_t len, const char *who, uint32_t layer, size_t n,
                                 unsigned l, uint64_t *out, te_err *err)
 {
-    Twinedge__LayerResponse *r = twinedge__layer_response__unpack(NULL, len, buf);
-    if (!r)
-        return te_errf(err, TE_EFORMAT, "%s sent a malformed response", who);
-    te_status st = TE_OK;
-    if (r->status != TE_OK) {
-        te_status code = r->status == TE_EAUTH || r->status == TE_EINTEGRITY ? (te_status)r->status : TE_ESERVER;
-        st = te_errf(err, code, "%s: %s", who, r->error && *r->error ? r->error : "error");
-    } else if (te_unpack(r->data.data, r->data.len, n, l, out, err) != TE_OK) {
-        st = te_errf(err, TE_EINTEGRITY, "%s returned a malformed result for layer %u (%zu bytes for %zu elements "
-                     "of %u bits)", who, layer, r->data.len, n, l);
-    }
-    twinedge__layer_response__free_unpacked(r, NULL);
-    return st;
+    const uint8_t *data;
+    te_status st = te_wire_response_data(buf, len, who, layer, n, l, &data, err);
+    if (st != TE_OK)
+        return st;
+    if (te_unpack(data, te_pack_bytes(n, l), n, l, out, err) != TE_OK)
+        return te_errf(err, TE_EINTEGRITY, "%s returned a malformed result for layer %u (%zu bytes for %zu elements "
+                       "of %u bits)", who, layer, te_pack_bytes(n, l), n, l);
+    return TE_OK;
 }
 
 /* Append the header of field `field` (length-delimited, len bytes) to tag. */

@@ -19,6 +19,12 @@
 te_status te_wire_read_response(const uint8_t *buf, size_t len, const char *who, uint32_t layer, size_t n,
                                 unsigned l, uint64_t *out, te_err *err);
 
+/* The same checks, without unpacking: *data points at the result's
+ * te_pack_bytes(n, l) bytes inside buf, their length and padding checked
+ * (for te_layer_finish_packed). */
+te_status te_wire_response_data(const uint8_t *buf, size_t len, const char *who, uint32_t layer, size_t n,
+                                unsigned l, const uint8_t **data, te_err *err);
+
 struct Twinedge__LayerRequest;
 
 /* Serialize q with a `data` field (8) of data_len bytes into *buf (grown as
