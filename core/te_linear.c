@@ -403,6 +403,27 @@ static int encode_fast(const float *x, size_t n, double scale, int64_t lo, int64
     return bad;
 }
 
+/* encode_fast for rings of at most 52 bits, in fewer steps: the range is
+ * checked on d itself (round half away from zero lands in [lo, hi] iff
+ * lo - 0.5 < d < hi + 0.5, both bounds exact below 2^53, NaN fails both),
+ * and round(d) = trunc(d + copysign(0.5, d)), exact here: d = x * 2^f has
+ * at most 24 significant bits and |d| <= 2^51, so d +- 0.5 is exact when
+ * |d| >= 0.25, and when |d| < 0.25 it stays inside (-0.75, 0.75), where
+ * the truncation is 0 either way. */
+static int encode_fast_narrow(const float *x, size_t n, double scale, int64_t lo, int64_t hi, int64_t *out)
+{
+    const double dlo = (double)lo - 0.5, dhi = (double)hi + 0.5;
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)x[i] * scale;
+        int ok = d > dlo && d < dhi;
+        double dd = ok ? d : 0.0;
+        out[i] = (int64_t)(dd + copysign(0.5, dd));
+        bad |= !ok;
+    }
+    return bad;
+}
+
 te_status te_layer_mask(const te_layer *L, unsigned l, const float *x, te_prf_stream *mask, uint8_t *packed,
                         uint64_t *rhs, te_err *err)
 {
@@ -421,7 +442,8 @@ te_status te_layer_mask(const te_layer *L, unsigned l, const float *x, te_prf_st
     uint64_t w[TE_FUSE_CHUNK];
     for (size_t c0 = 0; c0 < n; c0 += TE_FUSE_CHUNK) {
         const size_t cn = n - c0 < TE_FUSE_CHUNK ? n - c0 : TE_FUSE_CHUNK;
-        if (!fast || encode_fast(x + c0, cn, scale, lo, hi, v)) {
+        if (!fast || (l <= 52 ? encode_fast_narrow(x + c0, cn, scale, lo, hi, v)
+                              : encode_fast(x + c0, cn, scale, lo, hi, v))) {
             /* the reference decides and words the error (or, off the fast
              * path, computes the chunk) */
             uint64_t *tmp = w;
@@ -475,8 +497,23 @@ static void decode_run(const int64_t *y, size_t n, double scale, int fast, doubl
     }
 }
 
-te_status te_layer_finish(const te_layer *L, unsigned l, uint64_t *y, te_prf_stream *z, const uint64_t *share,
-                          const uint64_t *rhs, uint64_t max_abs_x, float *out, te_err *err)
+/* Elements [first, first + n) of a bit-packed array of width l, read bit by
+ * bit: only for a chunk that does not start on an 8-element boundary (a
+ * batch whose samples are not a multiple of 8 long). */
+static void unpack_at(const uint8_t *p, size_t first, size_t n, unsigned l, uint64_t *out)
+{
+    for (size_t k = 0; k < n; k++) {
+        uint64_t bit = (uint64_t)(first + k) * l, v = 0;
+        for (unsigned j = 0; j < l; j++, bit++)
+            v |= (uint64_t)((p[bit >> 3] >> (bit & 7)) & 1) << j;
+        out[k] = v;
+    }
+}
+
+/* te_layer_finish over y, or over the packed result yp (then y is not
+ * used): the same walk, with each chunk of yp unpacked into L1 first. */
+static te_status finish_impl(const te_layer *L, unsigned l, uint64_t *y, const uint8_t *yp, te_prf_stream *z,
+                             const uint64_t *share, const uint64_t *rhs, uint64_t max_abs_x, float *out, te_err *err)
 {
     const te_linear_geom *g = &L->geom;
     if (!L->r || !L->s || !L->w_l1)
@@ -490,16 +527,24 @@ te_status te_layer_finish(const te_layer *L, unsigned l, uint64_t *y, te_prf_str
     const size_t plane = g->kind == TE_LIN_FC ? 1 : (size_t)(g->out_h * g->out_w);
     if (layer_bound(L, max_abs_x) > TE_BOUND_MAX)
         return unbounded(L, max_abs_x, err);
-    uint64_t w[TE_FUSE_CHUNK];
+    uint64_t w[TE_FUSE_CHUNK], u[TE_FUSE_CHUNK];
     int64_t sv[TE_FUSE_CHUNK];
+    /* chunks start on whole bytes of yp when every sample does */
+    const int aligned = g->batch == 1 || n_s % 8 == 0;
     for (int64_t b = 0; b < g->batch; b++) {
         int bad = 0;
-        uint64_t *yb = y + (size_t)b * n_s;
         float *ob = out + (size_t)b * n_s;
         uint64_t lhs = 0;
         for (size_t c0 = 0; c0 < n_s; c0 += TE_FUSE_CHUNK) {
             const size_t cn = n_s - c0 < TE_FUSE_CHUNK ? n_s - c0 : TE_FUSE_CHUNK;
-            uint64_t *yc = yb + c0;
+            const size_t first = (size_t)b * n_s + c0;
+            uint64_t *yc = yp ? u : y + first;
+            if (yp && !aligned)
+                unpack_at(yp, first, cn, l, u);
+            else if (yp && te_unpack(yp + first / 8 * l, te_pack_bytes(cn, l), cn, l, u, err) != TE_OK) {
+                memset(out, 0, (size_t)g->batch * n_s * sizeof *out);
+                return te_err_wrap(err, "linear layer %s", lname(L));
+            }
             if (z) {
                 te_status st = te_prf_stream_read(z, w, cn, err);
                 if (st != TE_OK)
@@ -507,7 +552,7 @@ te_status te_layer_finish(const te_layer *L, unsigned l, uint64_t *y, te_prf_str
                 for (size_t k = 0; k < cn; k++)
                     yc[k] = (yc[k] + w[k]) & m;
             } else if (share) {
-                const uint64_t *sc = share + (size_t)b * n_s + c0;
+                const uint64_t *sc = share + first;
                 for (size_t k = 0; k < cn; k++)
                     yc[k] = (yc[k] - sc[k]) & m;
             } else {
@@ -534,4 +579,17 @@ te_status te_layer_finish(const te_layer *L, unsigned l, uint64_t *y, te_prf_str
         }
     }
     return TE_OK;
+}
+
+te_status te_layer_finish(const te_layer *L, unsigned l, uint64_t *y, te_prf_stream *z, const uint64_t *share,
+                          const uint64_t *rhs, uint64_t max_abs_x, float *out, te_err *err)
+{
+    return finish_impl(L, l, y, NULL, z, share, rhs, max_abs_x, out, err);
+}
+
+te_status te_layer_finish_packed(const te_layer *L, unsigned l, const uint8_t *yp, te_prf_stream *z,
+                                 const uint64_t *share, const uint64_t *rhs, uint64_t max_abs_x, float *out,
+                                 te_err *err)
+{
+    return finish_impl(L, l, NULL, yp, z, share, rhs, max_abs_x, out, err);
 }

@@ -90,5 +90,13 @@ te_status te_layer_mask(const te_layer *L, unsigned l, const float *x, te_prf_st
  * into out as te_layer_decode does.  On failure out is zeroed. */
 te_status te_layer_finish(const te_layer *L, unsigned l, uint64_t *y, te_prf_stream *z, const uint64_t *share,
                           const uint64_t *rhs, uint64_t max_abs_x, float *out, te_err *err);
+/* te_layer_finish on the result as it came, bit-packed (te_pack's layout,
+ * te_pack_bytes(batch * out_len, l) bytes whose length and padding the
+ * caller has checked: te_wire_response_data): each chunk is unpacked in the
+ * same pass that unmasks, checks and decodes it, so the result is never
+ * written out unpacked.  Same checks, same results, same errors. */
+te_status te_layer_finish_packed(const te_layer *L, unsigned l, const uint8_t *yp, te_prf_stream *z,
+                                 const uint64_t *share, const uint64_t *rhs, uint64_t max_abs_x, float *out,
+                                 te_err *err);
 
 #endif

@@ -75,7 +75,7 @@ struct twinedge_device {
      * inferences (freed by twinedge_close) */
     uint8_t *req_buf;            /* serialized request, packed A written in place */
     size_t req_cap;
-    uint64_t *yr, *share, *rhs;  /* result, EdgeB's share (mediated), s.x per sample */
+    uint64_t *yr, *share, *rhs;  /* EdgeA's and EdgeB's results (mediated), s.x per sample */
     size_t yr_cap, share_cap, rhs_cap;
 };
 
@@ -376,22 +376,20 @@ int twinedge_last_report(const twinedge_device *dev, twinedge_report *r)
     return TWINEDGE_OK;
 }
 
-/* One round trip with a serialized request; returns the unpacked response
- * data (n elements, width l). */
+/* One round trip with a serialized request; *resp (the caller frees it)
+ * holds the response, *data its result (n elements of width l, bit-packed,
+ * length and padding checked). */
 static te_status call_host_raw(twinedge_device *dev, te_party to, const uint8_t *buf, size_t len, uint32_t layer,
-                               size_t n, unsigned l, uint64_t *out, te_err *err)
+                               size_t n, unsigned l, uint8_t **resp, const uint8_t **data, te_err *err)
 {
-    uint8_t *resp = NULL;
     size_t resp_len = 0;
-    te_status st = te_transport_call(dev->transport, to, buf, len, &resp, &resp_len, err);
+    te_status st = te_transport_call(dev->transport, to, buf, len, resp, &resp_len, err);
     const char *who = to == TE_PARTY_EDGE_A ? "EdgeA" : "EdgeB";
     if (st != TE_OK)
         return te_err_wrap(err, "%s", who);
     dev->report.bytes_up += len;
     dev->report.bytes_down += resp_len;
-    st = te_wire_read_response(resp, resp_len, who, layer, n, l, out, err);
-    free(resp);
-    return st;
+    return te_wire_response_data(*resp, resp_len, who, layer, n, l, data, err);
 }
 
 /* Device-mediated mode: the masked input (already serialized, buf) to EdgeA
@@ -455,11 +453,12 @@ static te_status private_linear(void *ctx, const te_model *m, int layer, const f
     size_t n_in = (size_t)(L->geom.batch * te_geom_in_len(&L->geom));
     size_t n_out = (size_t)(L->geom.batch * te_geom_out_len(&L->geom));
     size_t batch = L->geom.batch > 0 ? (size_t)L->geom.batch : 1;
-    if ((st = scratch((void **)&dev->yr, &dev->yr_cap, n_out, sizeof *dev->yr, err)) != TE_OK ||
-        (st = scratch((void **)&dev->rhs, &dev->rhs_cap, batch, sizeof *dev->rhs, err)) != TE_OK)
+    if ((st = scratch((void **)&dev->rhs, &dev->rhs_cap, batch, sizeof *dev->rhs, err)) != TE_OK)
         return st;
+    /* relay mode reads EdgeA's result in place; mediated mode unpacks both */
     if (dev->mode != TWINEDGE_RELAY &&
-        (st = scratch((void **)&dev->share, &dev->share_cap, n_out, sizeof *dev->share, err)) != TE_OK)
+        ((st = scratch((void **)&dev->yr, &dev->yr_cap, n_out, sizeof *dev->yr, err)) != TE_OK ||
+         (st = scratch((void **)&dev->share, &dev->share_cap, n_out, sizeof *dev->share, err)) != TE_OK))
         return st;
     if (dev->hook)
         dev->hook(dev->hook_ctx, layer, dev->t);
@@ -493,13 +492,20 @@ static te_status private_linear(void *ctx, const te_model *m, int layer, const f
         return st;
     }
     if (dev->mode == TWINEDGE_RELAY) {
-        if ((st = call_host_raw(dev, TE_PARTY_EDGE_A, dev->req_buf, len, q.layer, n_out, l, dev->yr, err)) != TE_OK)
+        uint8_t *resp = NULL;
+        const uint8_t *ya = NULL;
+        if ((st = call_host_raw(dev, TE_PARTY_EDGE_A, dev->req_buf, len, q.layer, n_out, l, &resp, &ya, err)) !=
+            TE_OK) {
+            free(resp);
             return st;
-        /* EdgeA returned W.A - (W.M + Z) = W.x - Z: add Z, check, decode */
-        if ((st = te_prf_stream_open(&ps, dev->session_key, dev->t, (uint32_t)layer, TE_PRF_OUT, err)) != TE_OK)
-            return st;
-        st = te_layer_finish(L, l, dev->yr, &ps, NULL, dev->rhs, plan.max_abs_x, y, err);
-        te_prf_stream_close(&ps);
+        }
+        /* EdgeA returned W.A - (W.M + Z) = W.x - Z: unpack, add Z, check and
+         * decode in one pass over the response */
+        if ((st = te_prf_stream_open(&ps, dev->session_key, dev->t, (uint32_t)layer, TE_PRF_OUT, err)) == TE_OK) {
+            st = te_layer_finish_packed(L, l, ya, &ps, NULL, dev->rhs, plan.max_abs_x, y, err);
+            te_prf_stream_close(&ps);
+        }
+        free(resp);
     } else {
         /* W.A from EdgeA, W.M from EdgeB: W.x = W.A - W.M */
         if ((st = call_both(dev, dev->req_buf, len, &q, n_out, l, dev->yr, dev->share, err)) != TE_OK)

@@ -596,6 +596,33 @@ static void check_fused(layer_fix *f, unsigned l, const float *x, rng *r)
     te_prf_stream_close(&ps);
     assert_memory_equal(resp, y, no * 8);
     assert_memory_equal(dgot, dref, no * sizeof(float));
+    /* relay, on the result as it came, bit-packed (one pass from the
+     * response's bytes): the same floats; a batch of samples 5 long (fc)
+     * starts its samples inside bytes */
+    uint8_t *rp = malloc(te_pack_bytes(no, l) + 1);
+    float *dpk = malloc(no * sizeof(float));
+    assert_true(rp && dpk);
+    te_ring_vsub(resp, y, z, no, l);
+    te_pack(resp, no, l, rp);
+    assert_int_equal(te_prf_stream_open(&ps, key, 99, 5, TE_PRF_OUT, &err), TE_OK);
+    assert_int_equal(te_layer_finish_packed(L, l, rp, &ps, NULL, rhs, mx, dpk, &err), TE_OK);
+    te_prf_stream_close(&ps);
+    assert_memory_equal(dpk, dref, no * sizeof(float));
+    /* negative control: one bit of one element of the packed result flipped
+     * is caught by the fused check, and nothing is returned */
+    for (int rep = 0; rep < 4; rep++) {
+        uint64_t bit = rnd(r) % ((uint64_t)no * l);
+        rp[bit >> 3] ^= (uint8_t)(1u << (bit & 7));
+        assert_int_equal(te_prf_stream_open(&ps, key, 99, 5, TE_PRF_OUT, &err), TE_OK);
+        assert_int_equal(te_layer_finish_packed(L, l, rp, &ps, NULL, rhs, mx, dpk, &err), TE_EINTEGRITY);
+        te_prf_stream_close(&ps);
+        assert_non_null(strstr(err.msg, "integrity check failed at linear layer conv2"));
+        for (size_t i = 0; i < no; i++)
+            assert_true(dpk[i] == 0.0f);
+        rp[bit >> 3] ^= (uint8_t)(1u << (bit & 7));
+    }
+    free(rp);
+    free(dpk);
     /* mediated: y + share from EdgeA, share from EdgeB */
     for (size_t i = 0; i < no; i++) {
         share[i] = rnd(r) & te_ring_mask(l);
@@ -638,7 +665,7 @@ static void test_fused_passes(void **state)
         fc(3, 700, 5),
         conv(1, 2, 7, 9, 3, 2, 2, 1, 1, 0, 0, 0, 0, 1, 1, 1),
     };
-    const unsigned ls[] = {24, 33, 38, 50, 64};
+    const unsigned ls[] = {24, 33, 38, 50, 52, 53, 64}; /* 52, 53: both sides of the narrow encoder */
     const int fracs[] = {8, 0, -850};
     float *x = malloc(4096 * 8 * sizeof *x);
     assert_non_null(x);
@@ -697,6 +724,87 @@ static void test_fused_passes(void **state)
     free(x);
 }
 
+/* The mask pass's encoder against te_layer_encode, element by element, at
+ * the edges where a shortcut could differ: every exponent of float, exact
+ * halves, the values just inside and outside [lo - 0.5, hi + 0.5), -0.0,
+ * NaN and infinities, at ring widths 1..64.  A value the reference refuses
+ * must be refused with its message; any other must pack to the same bytes. */
+static void test_mask_encoder_edges(void **state)
+{
+    (void)state;
+    rng r = { 91 };
+    static layer_fix f;
+    enum { N = 600 };
+    const te_linear_geom g = fc(1, N, 1);
+    const unsigned ls[] = {1, 2, 8, 16, 31, 32, 33, 51, 52, 53, 63, 64};
+    const int fracs[] = {-3, 0, 5, 20};
+    float x[N];
+    uint64_t xe[N], mk[N];
+    uint8_t want[N * 8 + 8], got[N * 8 + 8];
+    uint8_t key[TE_KEY_BYTES] = {7};
+    int refused = 0, accepted = 0;
+    for (size_t li = 0; li < sizeof ls / sizeof ls[0]; li++)
+        for (size_t fi = 0; fi < sizeof fracs / sizeof fracs[0]; fi++) {
+            unsigned l = ls[li];
+            make_layer(&f, &g, fracs[fi], &r);
+            double hi = l >= 64 ? 0x1p63 : ldexp(1.0, (int)l - 1) - 1.0;
+            double lo = l >= 64 ? -0x1p63 : -ldexp(1.0, (int)l - 1);
+            const double edge[] = {hi + 0.5, lo - 0.5, hi, lo, 0.5, -0.5, 1.5, -1.5, 0.25, -0.25, 0.0};
+            for (int trial = 0; trial < 40; trial++) {
+                for (size_t i = 0; i < N; i++) {
+                    double e = ldexp(edge[i % (sizeof edge / sizeof edge[0])], -fracs[fi]);
+                    float v = (float)e;
+                    switch ((i + (size_t)trial) % 4) {
+                    case 0: v = nextafterf(v, INFINITY); break;
+                    case 1: v = nextafterf(v, -INFINITY); break;
+                    case 2: break;
+                    default: { /* any float bits but NaN and infinities, scaled into range */
+                        uint32_t b = (uint32_t)rnd(&r);
+                        memcpy(&v, &b, sizeof v);
+                        if (!isfinite(v))
+                            v = 0.0f;
+                        v = ldexpf(v, -(int)(rnd(&r) % 200));
+                    }
+                    }
+                    /* odd trials: only values the ring holds, so that they pass */
+                    double d = ldexp((double)v, fracs[fi]);
+                    if (trial % 2 && !(d > lo - 0.5 && d < hi + 0.5 && fabs(d) < 0x1p62))
+                        v = 0.0f;
+                    x[i] = v;
+                }
+                if (trial == 0)
+                    x[0] = -0.0f;
+                /* one value a half outside the ring among values inside it */
+                double half_out = ldexp(trial % 4 == 1 ? hi + 0.5 : lo - 0.5, -fracs[fi]);
+                if (trial % 4 >= 1 && trial % 2 && (double)(float)half_out == half_out)
+                    x[rnd(&r) % N] = (float)half_out;
+                /* a bad value placed late in a few trials (the rest refused early anyway) */
+                if (trial == 39)
+                    x[N - 1] = (rnd(&r) & 1) ? NAN : -INFINITY;
+                te_err e1, e2;
+                te_status s1 = te_layer_encode(&f.L, l, x, xe, &e1);
+                te_prf_stream ps;
+                uint64_t rhs[1];
+                assert_int_equal(te_prf_stream_open(&ps, key, 3, 1, TE_PRF_MASK, &e2), TE_OK);
+                te_status s2 = te_layer_mask(&f.L, l, x, &ps, got, rhs, &e2);
+                te_prf_stream_close(&ps);
+                assert_int_equal(s1, s2);
+                if (s1 != TE_OK) {
+                    assert_string_equal(e1.msg, e2.msg);
+                    refused++;
+                    continue;
+                }
+                accepted++;
+                assert_int_equal(te_prf_ring(key, 3, 1, TE_PRF_MASK, l, mk, N, &e1), TE_OK);
+                te_ring_vadd(mk, mk, xe, N, l);
+                te_pack(mk, N, l, want);
+                assert_memory_equal(got, want, te_pack_bytes(N, l));
+            }
+        }
+    /* both outcomes were exercised */
+    assert_true(refused > 0 && accepted > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -710,6 +818,7 @@ int main(void)
         cmocka_unit_test(test_plan_refuses_unverifiable_inputs),
         cmocka_unit_test(test_encode_overflow),
         cmocka_unit_test(test_fused_passes),
+        cmocka_unit_test(test_mask_encoder_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
