@@ -756,7 +756,7 @@ typedef struct vjob {
     cpu_vnni_plan plan;
     int16_t *dig;        /* digit planes of the input (row packing), or NULL */
     int32_t *pairs;      /* 1x1 stride-1 layers: digit pairs [limb][sample][group][K2][in_h*in_w],
-                          * read by the kernel in place (no packing), or NULL */
+                          * copied row by row into the panel (no interleaving), or NULL */
     int64_t pair_plane;  /* elements of one limb's pairs */
     int64_t nin;         /* batch * in_len */
     int64_t ndig;        /* digit tasks */
@@ -830,6 +830,15 @@ static void vnni_tile(vjob *J, vworker *W, int64_t grp, int64_t tile, int64_t o0
     int64_t nmt = J->nmtiles - m0 < VNNI_MT ? J->nmtiles - m0 : VNNI_MT;
     if (!J->pairs)
         vnni_pack(J, grp, m0, nmt, W->panel);
+    else
+        for (int64_t mt = 0; mt < nmt; mt++) {
+            /* contiguous in the panel: the channel blocks re-read it from L1 */
+            int64_t real, c0 = vnni_mtile(J, m0 + mt, &real);
+            int64_t b = c0 / L->P, pos = c0 % L->P;
+            for (int l = 0; l < nl; l++)
+                cpu_vnni_copy_pairs(J->pairs + l * J->pair_plane + (b * L->g.group + grp) * K2 * L->P + pos, L->P,
+                                    K2, (int)real, (int32_t *)(void *)(W->panel + (mt * nl + l) * K2 * nc * 2));
+        }
 
     int64_t ldres = J->chunk;
     int64_t b0 = o0 / CPU_VNNI_BLOCK, b1 = (o1 + CPU_VNNI_BLOCK - 1) / CPU_VNNI_BLOCK;
@@ -846,15 +855,9 @@ static void vnni_tile(vjob *J, vworker *W, int64_t grp, int64_t tile, int64_t o0
                 int64_t real = reals[mt];
                 for (int l = 0; l < nl; l++) {
                     const int32_t *x = panel + ((mt * nl + l) * K2 + p0) * nc;
-                    int64_t ps = nc;
-                    if (J->pairs) {
-                        int64_t b = firsts[mt] / L->P, pos = firsts[mt] % L->P;
-                        x = J->pairs + l * J->pair_plane + ((b * L->g.group + grp) * K2 + p0) * L->P + pos;
-                        ps = L->P;
-                    }
                     int shift = J->plan.off[l];
                     /* the first limb of the first pair interval stores, the rest add */
-                    cpu_vnni_kernel((int)real, shift, p0 > 0 || l > 0, w, x, np, ps, rb + mt * nc * ldres, ldres);
+                    cpu_vnni_kernel((int)real, shift, p0 > 0 || l > 0, w, x, np, nc, rb + mt * nc * ldres, ldres);
                 }
             }
         }
@@ -909,13 +912,28 @@ static void *vnni_worker_main(void *arg)
 
 #define DIGIT_ROWS 16 /* input rows per digit task */
 
-/* Digit planes, input row by input row; rows no output reads (a 1x1 layer
- * with stride 2 reads every other row) are skipped. */
+/* Digit row r: of the digit planes, input row by input row (rows no output
+ * reads, as every other row of a 1x1 layer with stride 2, are skipped), or
+ * of the digit pairs (vjob.pairs), pair row by pair row. */
+static void vnni_digit_row(const vjob *J, int64_t r)
+{
+    const te_plugin_layer *L = J->L;
+    if (J->pairs) {
+        int64_t HW = L->P, bg = r / L->K2, k = 2 * (r % L->K2);
+        int64_t b = bg / L->g.group, grp = bg % L->g.group;
+        const uint64_t *even = J->in + b * L->in_len + (grp * L->icg + k) * HW;
+        cpu_vnni_digit_pairs(&J->plan, even, k + 1 < L->icg ? even + HW : NULL, HW, J->pairs + r * HW,
+                             J->pair_plane);
+    } else if (J->row_used[r % J->g.in_h]) {
+        cpu_vnni_digit_planes(&J->plan, J->in, r * J->g.in_w, (r + 1) * J->g.in_w, J->dig, J->nin);
+    }
+}
+
+/* Digit rows, DIGIT_ROWS per task. */
 static void vnni_digits_fn(void *arg, int id)
 {
     vjob *J = ((vworker *)arg)->J;
-    const te_linear_geom *g = &J->g;
-    int64_t H = g->in_h, W = g->in_w, nrows = J->nin / W;
+    int64_t nrows = J->pairs ? J->pair_plane / J->L->P : J->nin / J->g.in_w;
     (void)id;
     for (;;) {
         long long t = atomic_fetch_add(&J->next, 1);
@@ -923,30 +941,7 @@ static void vnni_digits_fn(void *arg, int id)
             break;
         int64_t r1 = ((int64_t)t + 1) * DIGIT_ROWS < nrows ? ((int64_t)t + 1) * DIGIT_ROWS : nrows;
         for (int64_t r = (int64_t)t * DIGIT_ROWS; r < r1; r++)
-            if (J->row_used[r % H])
-                cpu_vnni_digit_planes(&J->plan, J->in, r * W, (r + 1) * W, J->dig, J->nin);
-    }
-}
-
-/* Digit pairs (vjob.pairs), DIGIT_ROWS pair rows per task. */
-static void vnni_pairs_fn(void *arg, int id)
-{
-    vjob *J = ((vworker *)arg)->J;
-    const te_plugin_layer *L = J->L;
-    int64_t HW = L->P, K2 = L->K2, nrows = J->pair_plane / HW;
-    (void)id;
-    for (;;) {
-        long long t = atomic_fetch_add(&J->next, 1);
-        if (t >= J->ndig)
-            break;
-        int64_t r1 = ((int64_t)t + 1) * DIGIT_ROWS < nrows ? ((int64_t)t + 1) * DIGIT_ROWS : nrows;
-        for (int64_t r = (int64_t)t * DIGIT_ROWS; r < r1; r++) {
-            int64_t bg = r / K2, k = 2 * (r % K2);
-            int64_t b = bg / L->g.group, grp = bg % L->g.group;
-            const uint64_t *even = J->in + b * L->in_len + (grp * L->icg + k) * HW;
-            cpu_vnni_digit_pairs(&J->plan, even, k + 1 < L->icg ? even + HW : NULL, HW, J->pairs + r * HW,
-                                 J->pair_plane);
-        }
+            vnni_digit_row(J, r);
     }
 }
 
@@ -1069,8 +1064,6 @@ static te_status run_vnni(te_plugin_ctx *ctx, const te_plugin_layer *L, unsigned
     if (use_pairs) {
         J.pairs = (int32_t *)(void *)mem;
         J.ndig = (J.pair_plane / L->P + DIGIT_ROWS - 1) / DIGIT_ROWS;
-        atomic_init(&J.next, 0);
-        pool_run(&ctx->pool, (int)(J.ndig < nworkers ? J.ndig : nworkers), vnni_pairs_fn, ws);
     } else if (use_dig) {
         J.dig = (int16_t *)(void *)mem;
         unsigned char *used = (unsigned char *)(mem + dig_bytes + (size_t)nworkers * (panel_bytes + res_bytes));
@@ -1084,6 +1077,8 @@ static te_status run_vnni(te_plugin_ctx *ctx, const te_plugin_layer *L, unsigned
             }
         J.row_used = used;
         J.ndig = (J.nin / g->in_w + DIGIT_ROWS - 1) / DIGIT_ROWS;
+    }
+    if (J.ndig) {
         atomic_init(&J.next, 0);
         pool_run(&ctx->pool, (int)(J.ndig < nworkers ? J.ndig : nworkers), vnni_digits_fn, ws);
     }

@@ -251,6 +251,13 @@ VNNI_TARGET void cpu_vnni_digit_pairs(const cpu_vnni_plan *p, const uint64_t *ev
     }
 }
 
+VNNI_TARGET void cpu_vnni_copy_pairs(const int32_t *src, int64_t sstride, int64_t np, int real, int32_t *dst)
+{
+    const __mmask16 m = (__mmask16)((1u << real) - 1);
+    for (int64_t p = 0; p < np; p++)
+        _mm512_mask_storeu_epi32(dst + p * CPU_VNNI_NC, m, _mm512_maskz_loadu_epi32(m, src + p * sstride));
+}
+
 VNNI_TARGET void cpu_vnni_pack_tile(const cpu_vnni_plan *p, const cpu_vnni_im2col *g, const uint64_t *in,
                                     const int64_t *base, const int64_t *ih0, const int64_t *iw0, int real,
                                     int32_t *dst)
@@ -393,6 +400,11 @@ void cpu_vnni_digit_pairs(const cpu_vnni_plan *p, const uint64_t *even, const ui
                           int32_t *dst, int64_t plane)
 {
     (void)p, (void)even, (void)odd, (void)n, (void)dst, (void)plane;
+}
+
+void cpu_vnni_copy_pairs(const int32_t *src, int64_t sstride, int64_t np, int real, int32_t *dst)
+{
+    (void)src, (void)sstride, (void)np, (void)real, (void)dst;
 }
 
 void cpu_vnni_kernel(int nc, int shift, int add, const int16_t *w, const int32_t *x, int64_t np, int64_t pstride,

@@ -50,11 +50,16 @@ void cpu_vnni_digit_planes(const cpu_vnni_plan *p, const uint64_t *in, int64_t i
                            int64_t plane);
 
 /* Digit pairs of two input rows (channels k = 2p and 2p + 1; odd NULL:
- * zeros), the kernel's operand as it is for a 1x1 stride-1 layer:
+ * zeros), the kernel's operand as it is for a 1x1 stride-1 layer (a tile
+ * copies its rows, see cpu_vnni_copy_pairs):
  * dst[l * plane + i] = limb l's digit of even[i] (low half) and of odd[i]
  * (high half), i < n. */
 void cpu_vnni_digit_pairs(const cpu_vnni_plan *p, const uint64_t *even, const uint64_t *odd, int64_t n,
                           int32_t *dst, int64_t plane);
+
+/* One limb's micro-tile of `real` columns from digit pairs (row stride
+ * sstride) into the panel layout: dst[p * CPU_VNNI_NC + c] = src[p * sstride + c]. */
+void cpu_vnni_copy_pairs(const int32_t *src, int64_t sstride, int64_t np, int real, int32_t *dst);
 
 /* Pack one micro-tile of `real` <= CPU_VNNI_NC columns: column c reads input
  * in[base[c] + ci*HW + ih*W + iw], ih = ih0[c] + kh*dil_h, iw = iw0[c] + kw*dil_w
