@@ -247,3 +247,55 @@ te_status te_onnx_import_opts(const char *path, const te_import_opts *opts, te_m
         te_err_wrap(err, "%s", path);
     return st;
 }
+
+/* If whose condition is a constant once shapes are fixed (exporters emit
+ * these for shape checks): the taken branch's nodes are lowered in place,
+ * its initializers loaded, and each of the If's outputs becomes an
+ * Identity of the branch's.  A condition computed from the input is
+ * data-dependent control flow, which the static graph cannot hold. */
+te_status te_imp_op_if(imp *I, onode *n)
+{
+    ival *c;
+    te_status st = te_imp_in_req(I, n, 0, &c);
+    if (st)
+        return st;
+    if (!c->is_const)
+        return te_imp_bad(I, n, TE_EUNSUPPORTED, "the condition ('%s') depends on the input: data-dependent "
+                          "control flow is not supported (only a condition that is constant once shapes are fixed)",
+                          c->name);
+    if (te_imp_numel(&c->shape) != 1)
+        return te_imp_bad(I, n, TE_EINVAL, "the condition has %lld elements (one needed)",
+                          (long long)te_imp_numel(&c->shape));
+    const Onnx__AttributeProto *a = te_imp_attr(n, te_imp_cget(c, 0) != 0 ? "then_branch" : "else_branch");
+    const Onnx__GraphProto *g = a ? a->g : NULL;
+    if (!g)
+        return te_imp_bad(I, n, TE_EFORMAT, "the %s branch is missing", te_imp_cget(c, 0) != 0 ? "then" : "else");
+    if (g->n_output != n->n_output)
+        return te_imp_bad(I, n, TE_EFORMAT, "the branch has %zu outputs, the node %zu", g->n_output, n->n_output);
+    for (size_t k = 0; k < g->n_initializer; k++) {
+        const Onnx__TensorProto *t = g->initializer[k];
+        if (!t->name || !t->name[0])
+            return te_imp_bad(I, n, TE_EFORMAT, "branch initializer %zu has no name", k);
+        if ((st = te_imp_load_tensor(I, t, t->name, NULL)))
+            return st;
+    }
+    for (size_t k = 0; k < g->n_node; k++)
+        if ((st = te_imp_lower(I, g->node[k])))
+            return st;
+    for (size_t k = 0; k < n->n_output; k++) {
+        if (!n->output[k][0])
+            continue;
+        Onnx__NodeProto id;
+        onnx__node_proto__init(&id);
+        char *in = g->output[k]->name, *out = n->output[k];
+        char nm[300];
+        snprintf(nm, sizeof nm, "%s/out%zu", te_imp_nname(n), k);
+        id.op_type = "Identity";
+        id.name = nm;
+        id.n_input = 1, id.input = &in;
+        id.n_output = 1, id.output = &out;
+        if ((st = te_imp_op_identity(I, &id)))
+            return st;
+    }
+    return TE_OK;
+}

@@ -154,6 +154,7 @@ te_status te_imp_op_softmax(imp *I, onode *n);
 te_status te_imp_op_topk(imp *I, onode *n);
 te_status te_imp_op_nms(imp *I, onode *n);
 te_status te_imp_op_roi_align(imp *I, onode *n);
+te_status te_imp_op_if(imp *I, onode *n);
 te_status te_imp_op_lrn(imp *I, onode *n);
 te_status te_imp_op_lpnorm(imp *I, onode *n);
 te_status te_imp_op_reduce(imp *I, onode *n, int op);

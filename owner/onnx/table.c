@@ -57,6 +57,7 @@ PLAIN(op_gather_any)
 PLAIN(op_topk)
 PLAIN(op_nms)
 PLAIN(op_roi_align)
+PLAIN(op_if)
 static te_status h_squeeze(imp *I, onode *n, int unsq) { return te_imp_op_squeeze(I, n, unsq); }
 static te_status h_unary(imp *I, onode *n, int op) { return te_imp_op_unary(I, n, (te_op)op); }
 static te_status h_binary(imp *I, onode *n, int op) { return te_imp_op_binary(I, n, (te_op)op); }
@@ -125,6 +126,7 @@ static const op_entry op_entries[] = {
     {"HardSigmoid", h_unary, TE_OP_HARD_SIGMOID, 0, 0, 0},
     {"HardSwish", h_unary, TE_OP_HARD_SWISH, 0, 0, 0},
     {"Identity", h_op_identity, 0, 0, 0, 0},
+    {"If", h_op_if, 0, 0, 0, 0},
     {"ImageScaler", h_op_image_scaler, 0, 0, 0, 0},
     {"LRN", h_op_lrn, 0, 0, 0, 0},
     {"LayerNormalization", h_op_layer_norm, 0, 0, 0, 0},

@@ -206,27 +206,35 @@ const char *te_imp_out_name(onode *n)
 /* A node's extra outputs must be unused. */
 static int name_used(imp *I, const char *name)
 {
-    if (!name[0])
-        return 0;
-    const Onnx__GraphProto *g = I->g;
-    for (size_t k = 0; k < g->n_node; k++)
-        for (size_t j = 0; j < g->node[k]->n_input; j++)
-            if (strcmp(g->node[k]->input[j], name) == 0)
-                return 1;
-    for (size_t k = 0; k < g->n_output; k++)
-        if (strcmp(g->output[k]->name, name) == 0)
-            return 1;
-    return 0;
+    return name[0] && te_imp_use_count(I, name) > 0;
+}
+
+/* Uses of name by the nodes of g and of the graphs in their attributes
+ * (If's branches, which may read any outer value), and by those graphs'
+ * outputs. */
+static int graph_uses(const Onnx__GraphProto *g, const char *name, int sub)
+{
+    int c = 0;
+    for (size_t k = 0; k < g->n_node; k++) {
+        const Onnx__NodeProto *n = g->node[k];
+        for (size_t j = 0; j < n->n_input; j++)
+            c += strcmp(n->input[j], name) == 0;
+        for (size_t a = 0; a < n->n_attribute; a++) {
+            if (n->attribute[a]->g)
+                c += graph_uses(n->attribute[a]->g, name, 1);
+            for (size_t j = 0; j < n->attribute[a]->n_graphs; j++)
+                c += graph_uses(n->attribute[a]->graphs[j], name, 1);
+        }
+    }
+    for (size_t k = 0; sub && k < g->n_output; k++)
+        c += strcmp(g->output[k]->name, name) == 0;
+    return c;
 }
 
 int te_imp_use_count(imp *I, const char *name)
 {
-    int c = 0;
+    int c = graph_uses(I->g, name, 0);
     const Onnx__GraphProto *g = I->g;
-    for (size_t k = 0; k < g->n_node; k++)
-        for (size_t j = 0; j < g->node[k]->n_input; j++)
-            if (strcmp(g->node[k]->input[j], name) == 0)
-                c++;
     for (size_t k = 0; k < g->n_output; k++)
         if (strcmp(g->output[k]->name, name) == 0)
             c += 2; /* a graph output is never folded away */

@@ -186,6 +186,8 @@ static void test_refused(void **state)
     (void)state;
     expect_refused("e_topk_k_large", "TopK node 'TopK_", "k 7: axis 3 has 6 elements");
     expect_refused("e_nms_feeds", "NonMaxSuppression node 'NonMaxSuppression_", "data-dependent length and feeds");
+    expect_refused("e_if_dynamic", "If node 'If_", "depends on the input: data-dependent control flow");
+    expect_refused("e_loop", "unsupported ONNX op 'Loop' in node 'Loop_", "");
 }
 
 int main(void)

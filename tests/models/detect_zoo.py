@@ -288,6 +288,43 @@ def d_roi_align(opset, mode, sr, ctm, roi_from_head):
     return make
 
 
+def d_if_shape(opset):
+    """Exporters' shape checks: If on Equal(Shape(x)[1], 4), constant once
+    the input's shape is fixed; the then branch (taken) reads outer values
+    and has an initializer of its own, and holds a nested If whose else
+    branch is taken; the outer else branch would fail."""
+    def make(rng, shape):
+        g = G(rng)
+        c1, f1 = g.conv("input", 3, 4)
+        dim = g.node("Gather", [g.node("Shape", [c1]), g.init(np.array(1, np.int64))], axis=0)
+        cond = g.node("Equal", [dim, g.init(np.array(4, np.int64))])
+        k = rng.standard_normal((1, 4, 1, 1)).astype(np.float32)
+        inner_then = helper.make_graph([helper.make_node("Neg", [c1], ["in_then"], name="inner_neg")], "inner_then",
+                                       [], [helper.make_tensor_value_info("in_then", TensorProto.FLOAT, None)])
+        inner_else = helper.make_graph([helper.make_node("Sigmoid", [c1], ["in_else"], name="inner_sig")],
+                                       "inner_else", [],
+                                       [helper.make_tensor_value_info("in_else", TensorProto.FLOAT, None)])
+        ncond = helper.make_node("Equal", [dim, "three"], ["ncond"], name="inner_eq")
+        three = onnx.numpy_helper.from_array(np.array(3, np.int64), "three")
+        then_b = helper.make_graph(
+            [ncond, helper.make_node("If", ["ncond"], ["inner_out"], name="inner_if", then_branch=inner_then,
+                                     else_branch=inner_else),
+             helper.make_node("Mul", ["inner_out", "then_k"], ["then_out"], name="then_mul")],
+            "then", [], [helper.make_tensor_value_info("then_out", TensorProto.FLOAT, None)],
+            [three, onnx.numpy_helper.from_array(k, "then_k")])
+        else_b = helper.make_graph([helper.make_node("Relu", [c1], ["else_out"], name="else_relu")], "else", [],
+                                   [helper.make_tensor_value_info("else_out", TensorProto.FLOAT, None)])
+        y = g.node("If", [cond], then_branch=then_b, else_branch=else_b)
+        z = g.node("Add", [y, c1])
+        m = graph_model(g, shape, [(z, (1, 4) + tuple(shape[2:]))], opset)
+
+        def fn(t):
+            c = f1(t)
+            return [(torch.sigmoid(c) * torch.from_numpy(k).double() + c).numpy()]
+        return m, fn
+    return make
+
+
 # name -> (make, per-sample input shape)
 MODELS = {
     "det_two_outputs_o11": (d_two_outputs, (3, 8, 10)),
@@ -300,6 +337,7 @@ MODELS = {
     "det_roialign_o16": (d_roi_align(16, "avg", 0, None, False), (3, 8, 10)),
     "det_roialign_max_o10": (d_roi_align(10, "max", 2, None, False), (3, 8, 10)),
     "det_roialign_head_o16": (d_roi_align(16, "avg", 2, "output_half_pixel", True), (3, 8, 10)),
+    "det_if_shape_o11": (d_if_shape(11), (3, 5, 6)),
 }
 
 
@@ -325,8 +363,37 @@ def e_nms_feeds(rng, shape):
     return graph_model(g, shape, [(z, (1, 3))], 11)
 
 
+def e_if_dynamic(rng, shape):
+    """If on a condition computed from the input: data-dependent control flow."""
+    g = G(rng)
+    c1, _ = g.conv("input", 3, 4)
+    cond = g.node("ReduceMax", [c1], keepdims=0)
+    br = [helper.make_graph([helper.make_node(op, [c1], [op.lower() + "_o"], name=op.lower())], op, [],
+                            [helper.make_tensor_value_info(op.lower() + "_o", TensorProto.FLOAT, None)])
+          for op in ("Relu", "Neg")]
+    y = g.node("If", [cond], then_branch=br[0], else_branch=br[1])
+    return graph_model(g, shape, [(y, (1, 4) + tuple(shape[2:]))], 11)
+
+
+def e_loop(rng, shape):
+    """Loop: refused naming the node."""
+    g = G(rng)
+    c1, _ = g.conv("input", 3, 4)
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"], name="b_id"),
+         helper.make_node("Relu", ["v_in"], ["v_out"], name="b_relu")], "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_in", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_out", TensorProto.FLOAT, None)])
+    y = g.node("Loop", [g.init(np.array(2, np.int64)), g.init(np.array(True)), c1], body=body)
+    return graph_model(g, shape, [(y, (1, 4) + tuple(shape[2:]))], 11)
+
+
 # must be refused (test_detect checks the messages name the op and node)
-ERRORS = {"e_topk_k_large": e_topk_k_large, "e_nms_feeds": e_nms_feeds}
+ERRORS = {"e_topk_k_large": e_topk_k_large, "e_nms_feeds": e_nms_feeds, "e_if_dynamic": e_if_dynamic,
+          "e_loop": e_loop}
 
 
 def ref_path(out, name, k):
