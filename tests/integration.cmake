@@ -76,7 +76,7 @@ endforeach()
 # End to end through the command-line tool.
 add_test(NAME cli_twinedge_run
          COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/cli_run_test.sh $<TARGET_FILE:twinedge-run> ${TE_TEST_DATA})
-set_tests_properties(cli_twinedge_run PROPERTIES FIXTURES_REQUIRED testdata TIMEOUT 600
+set_tests_properties(cli_twinedge_run PROPERTIES FIXTURES_REQUIRED "testdata;detect" TIMEOUT 600
   ENVIRONMENT "TWINEDGE_PLUGIN_DIR=${TE_PLUGIN_BUILD_DIR}")
 
 # Accuracy on real data: Fashion-MNIST LeNet-5, 10,000 private inferences.

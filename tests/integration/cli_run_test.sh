@@ -159,4 +159,24 @@ fi
 # unreachable host: deploy fails with a clear error
 if "$OWNER" deploy "$WORK/dep" --edge-a 127.0.0.1:1 2>"$WORK/err" >/dev/null; then fail "deploy to nowhere succeeded"; fi
 grep -q "127.0.0.1:1" "$WORK/err" || fail "deploy error unclear: $(cat "$WORK/err")"
+# a detector with three outputs (boxes, scores, NonMaxSuppression's
+# selection) through twinedge-infer: output k > 0 in OUT.k.npy, the
+# selection with its real length, equal to the float reference's
+D=$DATA/detect/det_ssd_nms_o11
+"$OWNER" compile "$D.onnx" -o "$WORK/dep" --calibration "$D.calib.npy" --quiet || fail "owner compile (detector)"
+"$OWNER" deploy "$WORK/dep" --edge-a "$A" --edge-b "$B" >/dev/null || fail "owner deploy (detector)"
+"$OWNER" provision "$WORK/dep" --device cam-4 -o "$WORK/cam4" --edge-b "$B" >/dev/null || fail "provision cam-4"
+"$INFER" "$WORK/cam4" "$D.input.npy" -o "$WORK/det.npy" --edge-a "$A" --edge-b "$B" >/dev/null \
+  || fail "twinedge-infer with three outputs"
+/usr/bin/python3 - "$WORK/det" "$D" <<'PY' || fail "detector outputs differ from the reference"
+import sys, numpy as np
+got, ref = sys.argv[1], sys.argv[2]
+for k, (g, r) in enumerate([("%s.npy", "%s.ref.npy"), ("%s.1.npy", "%s.ref.1.npy"), ("%s.2.npy", "%s.ref.2.npy")]):
+    a, b = np.load(g % got).astype(np.float64), np.load(r % ref).astype(np.float64)
+    if k == 2:
+        assert a.shape == b.shape and (a == b).all(), "selection %s, reference %s" % (a.tolist(), b.tolist())
+    else:
+        c = (a.ravel() @ b.ravel()) / np.linalg.norm(a) / np.linalg.norm(b)
+        assert a.shape == b.shape and c >= 0.999, "output %d: shape %s/%s cosine %g" % (k, a.shape, b.shape, c)
+PY
 echo "cli_twinedge_run: all checks passed"
