@@ -49,8 +49,9 @@ static int key_is(const ahead_key *k, const char *deployment, const char *device
 
 static int key_eq(const ahead_key *a, const ahead_key *b) { return key_is(a, b->deployment, b->device, b->session); }
 
-static void job_free(ahead_job *j)
+static void job_free(host_job *hj)
 {
+    ahead_job *j = (ahead_job *)hj;
     if (!j)
         return;
     free(j->k.device);
@@ -164,7 +165,8 @@ static void schedule(te_host *h, const ahead_seen *s)
     uint8_t *w = malloc((size_t)s->n_layers);
     if (!j || !w || !key_set(&j->k, s->k.deployment, s->k.device, s->k.session)) {
         free(w); /* an optimisation only: the next request asks EdgeB */
-        job_free(j);
+        if (j)
+            job_free(&j->base);
         return;
     }
     memcpy(w, s->widths, (size_t)s->n_layers);
@@ -179,18 +181,7 @@ static void schedule(te_host *h, const ahead_seen *s)
         else
             p = &(*p)->next;
     }
-    if (h->ahead_n_jobs >= AHEAD_MAX_JOBS) { /* drop the oldest */
-        ahead_job *old = h->ahead_queue;
-        h->ahead_queue = old->next;
-        h->ahead_n_jobs--;
-        job_free(old);
-    }
-    ahead_job **tail = &h->ahead_queue;
-    while (*tail)
-        tail = &(*tail)->next;
-    *tail = j;
-    h->ahead_n_jobs++;
-    pthread_cond_signal(&h->ahead_w.work);
+    host_worker_push(&h->ahead_w, &j->base);
 }
 
 /* After a relay request served: remember its layer's width, and after the
@@ -313,8 +304,9 @@ static int make_room(te_host *h, uint64_t need)
     return atomic_load(&h->ahead_bytes) + need <= h->ahead_cap;
 }
 
-static void run_job(te_host *h, ahead_job *j)
+static void run_job(te_host *h, host_job *hj)
 {
+    ahead_job *j = (ahead_job *)hj;
     size_t *outs = calloc((size_t)j->n_layers, sizeof *outs);
     if (!outs)
         return;
@@ -440,31 +432,10 @@ static void run_job(te_host *h, ahead_job *j)
     pthread_mutex_unlock(&h->ahead_w.mu);
 }
 
-static void *worker(void *arg)
-{
-    te_host *h = arg;
-    pthread_mutex_lock(&h->ahead_w.mu);
-    for (;;) {
-        while (!h->ahead_w.stop && !h->ahead_queue)
-            pthread_cond_wait(&h->ahead_w.work, &h->ahead_w.mu);
-        if (h->ahead_w.stop)
-            break;
-        ahead_job *j = h->ahead_queue;
-        h->ahead_queue = j->next;
-        h->ahead_n_jobs--;
-        pthread_mutex_unlock(&h->ahead_w.mu);
-        run_job(h, j);
-        job_free(j);
-        pthread_mutex_lock(&h->ahead_w.mu);
-    }
-    pthread_mutex_unlock(&h->ahead_w.mu);
-    return NULL;
-}
-
 te_status host_ahead_init(te_host *h, uint32_t kb, te_err *err)
 {
     h->ahead_cap = (uint64_t)kb << 10;
-    return host_worker_start(&h->ahead_w, "relay-ahead", worker, h, err);
+    return host_worker_start(&h->ahead_w, "relay-ahead", h, AHEAD_MAX_JOBS, run_job, job_free, err);
 }
 
 void host_ahead_fini(te_host *h)
@@ -474,11 +445,6 @@ void host_ahead_fini(te_host *h)
     host_worker_join(&h->ahead_w);
     while (h->ahead_entries)
         entry_drop(h, &h->ahead_entries, 0);
-    while (h->ahead_queue) {
-        ahead_job *j = h->ahead_queue;
-        h->ahead_queue = j->next;
-        job_free(j);
-    }
     while (h->ahead_seen) {
         ahead_seen *s = h->ahead_seen;
         h->ahead_seen = s->next;

@@ -120,8 +120,13 @@ typedef struct pre_entry {
     size_t bytes;       /* charged to te_host.pre_bytes */
 } pre_entry;
 
+/* A job of a worker's queue: the first member of each worker's job type. */
+typedef struct host_job {
+    struct host_job *next;
+} host_job;
+
 typedef struct pre_job {
-    struct pre_job *next;
+    host_job base;
     char deployment[33];
     char device[PRE_ID_LEN];
     uint64_t counter;
@@ -143,17 +148,26 @@ typedef struct pre_seen {
 
 /* A background worker (worker.c): one thread; mu guards its owner's queue
  * and entries; work: a job was queued, or stop; change: its owner's. */
+/* A background thread with its lock, conditions and job queue (worker.c);
+ * the queue, n_jobs and current are guarded by mu. */
 typedef struct host_worker {
     int ready;                  /* the primitives exist and the thread runs */
     int stop;                   /* under mu: the thread is to return */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t work, change;
+    host_job *queue;            /* oldest first */
+    int n_jobs, max_jobs;       /* beyond max_jobs the oldest job is dropped */
+    host_job *current;          /* the job running now (off the queue), or NULL */
+    struct te_host *h;
+    void (*run)(struct te_host *h, host_job *j);   /* called without mu */
+    void (*free_job)(host_job *j);
 } host_worker;
 
 /* EdgeA's relay-ahead cache (te_host_config.relay_ahead_kb): W.M + Z of
  * a device session's next request, fetched from EdgeB by one worker thread
- * once the current request has been served through its last layer.
+ * once the current request has been served through its last layer and the
+ * device's inference stream has ended.
  * Everything below is guarded by te_host.ahead_w.mu. */
 #define AHEAD_MAX_JOBS 64
 #define AHEAD_MAX_SEEN 4096     /* device sessions whose widths are remembered */
@@ -189,7 +203,7 @@ typedef struct ahead_entry {
 } ahead_entry;
 
 typedef struct ahead_job {
-    struct ahead_job *next;
+    host_job base;
     ahead_key k;
     uint64_t counter;
     uint64_t gen;
@@ -238,9 +252,6 @@ struct te_host {
     /* precompute (EdgeB): pre_w.change when an entry left PRE_COMPUTING */
     uint64_t pre_cap;               /* bytes */
     host_worker pre_w;
-    pre_job *pre_queue;             /* oldest first */
-    int pre_n_jobs;
-    pre_job *pre_current;           /* the job the worker is running */
     pre_entry *pre_entries;
     pre_seen *pre_seen;
     uint64_t pre_bytes;             /* entries plus the worker's scratch */
@@ -252,8 +263,6 @@ struct te_host {
     uint64_t ahead_cap;             /* bytes */
     host_worker ahead_w;
     int ahead_calling;              /* the worker is inside a call on h->peer */
-    ahead_job *ahead_queue;         /* oldest first */
-    int ahead_n_jobs;
     ahead_entry *ahead_entries;     /* oldest first */
     ahead_seen *ahead_seen;
     int ahead_n_seen;
@@ -278,7 +287,11 @@ typedef struct host_request {
 
 /* worker.c: start fn(arg) with the primitives (what names it in errors);
  * join asks it to stop and waits; destroy then frees the primitives */
-te_status host_worker_start(host_worker *w, const char *what, void *(*fn)(void *), void *arg, te_err *err);
+te_status host_worker_start(host_worker *w, const char *what, struct te_host *h, int max_jobs,
+                            void (*run)(struct te_host *h, host_job *j), void (*free_job)(host_job *j), te_err *err);
+/* Under mu: queue j last (dropping the oldest job beyond max_jobs) and wake the thread. */
+void host_worker_push(host_worker *w, host_job *j);
+/* Stop the thread (after its current job) and free the jobs still queued. */
 void host_worker_join(host_worker *w);
 void host_worker_destroy(host_worker *w);
 

@@ -10,8 +10,9 @@
 #include "te_ring.h"
 #include "te_wire.h"
 
-static void pre_job_free(pre_job *j)
+static void pre_job_free(host_job *hj)
 {
+    pre_job *j = (pre_job *)hj;
     if (!j)
         return;
     memset(j->key, 0, sizeof j->key);
@@ -80,17 +81,17 @@ static void pre_purge(te_host *h, const char *dep, const char *dev, int all, uin
             pre_entry_drop(h, p);
         }
     }
-    for (pre_job **p = &h->pre_queue; *p;) {
-        pre_job *j = *p;
+    for (host_job **p = &h->pre_w.queue; *p;) {
+        pre_job *j = (pre_job *)*p;
         if (!pre_is(j->deployment, j->device, dep, dev) || (!all && j->counter >= below)) {
-            p = &j->next;
+            p = &j->base.next;
         } else {
-            *p = j->next;
-            h->pre_n_jobs--;
-            pre_job_free(j);
+            *p = j->base.next;
+            h->pre_w.n_jobs--;
+            pre_job_free(&j->base);
         }
     }
-    pre_job *c = h->pre_current;
+    pre_job *c = (pre_job *)h->pre_w.current;
     if (c && pre_is(c->deployment, c->device, dep, dev) && (all || c->counter < below))
         c->stale = 1;
 }
@@ -145,10 +146,12 @@ static void pre_schedule(te_host *h, const pre_seen *r, const uint8_t key[TE_KEY
     for (const pre_entry *e = h->pre_entries; e; e = e->next)
         if (!e->stale && e->counter >= next && pre_is(e->deployment, e->device, r->deployment, r->device))
             return;
-    for (const pre_job *j = h->pre_queue; j; j = j->next)
+    for (const host_job *hj = h->pre_w.queue; hj; hj = hj->next) {
+        const pre_job *j = (const pre_job *)hj;
         if (j->counter >= next && pre_is(j->deployment, j->device, r->deployment, r->device))
             return;
-    const pre_job *c = h->pre_current;
+    }
+    const pre_job *c = (const pre_job *)h->pre_w.current;
     if (c && !c->stale && c->counter >= next && pre_is(c->deployment, c->device, r->deployment, r->device))
         return;
     pre_purge(h, r->deployment, r->device, 0, next); /* a device only moves forward */
@@ -167,18 +170,7 @@ static void pre_schedule(te_host *h, const pre_seen *r, const uint8_t key[TE_KEY
     j->widths = w;
     memcpy(w, r->widths, (size_t)r->n_layers);
     memcpy(j->key, key, TE_KEY_BYTES);
-    if (h->pre_n_jobs >= PRE_MAX_JOBS) { /* drop the oldest */
-        pre_job *old = h->pre_queue;
-        h->pre_queue = old->next;
-        h->pre_n_jobs--;
-        pre_job_free(old);
-    }
-    pre_job **tail = &h->pre_queue;
-    while (*tail)
-        tail = &(*tail)->next;
-    *tail = j;
-    h->pre_n_jobs++;
-    pthread_cond_signal(&h->pre_w.work);
+    host_worker_push(&h->pre_w, &j->base);
 }
 
 /* After a role-B request served (all checks passed): remember the width of
@@ -270,8 +262,9 @@ uint64_t *host_pre_take(te_host *h, const Twinedge__LayerRequest *q, unsigned l,
 }
 
 /* Compute one job, layer by layer; called without pre_w.mu. */
-static void pre_run_job(te_host *h, pre_job *j)
+static void pre_run_job(te_host *h, host_job *hj)
 {
+    pre_job *j = (pre_job *)hj;
     /* what the job needs: every output plus one input buffer (the widest) */
     size_t *outs = calloc((size_t)j->n_layers, sizeof *outs);
     if (!outs)
@@ -411,34 +404,10 @@ static void pre_run_job(te_host *h, pre_job *j)
     pthread_mutex_unlock(&h->pre_w.mu);
 }
 
-static void *pre_worker(void *arg)
-{
-    te_host *h = arg;
-    pthread_mutex_lock(&h->pre_w.mu);
-    for (;;) {
-        while (!h->pre_w.stop && !h->pre_queue)
-            pthread_cond_wait(&h->pre_w.work, &h->pre_w.mu);
-        if (h->pre_w.stop)
-            break;
-        pre_job *j = h->pre_queue;
-        h->pre_queue = j->next;
-        h->pre_n_jobs--;
-        j->next = NULL;
-        h->pre_current = j;
-        pthread_mutex_unlock(&h->pre_w.mu);
-        pre_run_job(h, j);
-        pthread_mutex_lock(&h->pre_w.mu);
-        h->pre_current = NULL;
-        pre_job_free(j);
-    }
-    pthread_mutex_unlock(&h->pre_w.mu);
-    return NULL;
-}
-
 te_status host_pre_init(te_host *h, uint32_t mb, te_err *err)
 {
     h->pre_cap = (uint64_t)mb << 20;
-    return host_worker_start(&h->pre_w, "precompute", pre_worker, h, err);
+    return host_worker_start(&h->pre_w, "precompute", h, PRE_MAX_JOBS, pre_run_job, pre_job_free, err);
 }
 
 void host_pre_fini(te_host *h)
@@ -448,11 +417,6 @@ void host_pre_fini(te_host *h)
     host_worker_join(&h->pre_w);
     while (h->pre_entries)
         pre_entry_drop(h, &h->pre_entries);
-    while (h->pre_queue) {
-        pre_job *j = h->pre_queue;
-        h->pre_queue = j->next;
-        pre_job_free(j);
-    }
     while (h->pre_seen) {
         pre_seen *r = h->pre_seen;
         h->pre_seen = r->next;
