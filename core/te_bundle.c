@@ -236,7 +236,8 @@ static te_status check_device_model(const te_model *m, te_err *err)
     }
     if (m->input < 0 || m->input >= m->n_values || m->output < 0 || m->output >= m->n_values)
         return te_errf(err, TE_EFORMAT, "model input %d or output %d is not a value id", m->input, m->output);
-    if (m->n_outputs < 0 || m->n_outputs > m->n_values || (m->n_outputs > 1 && (!m->outputs || m->outputs[0] != m->output)))
+    if (m->n_outputs < 0 || m->n_outputs > m->n_values ||
+        (m->n_outputs > 1 && (!m->outputs || m->outputs[0] != m->output)))
         return te_errf(err, TE_EFORMAT, "bad model output list (%d outputs)", m->n_outputs);
     for (int k = 0; k < te_model_n_outputs(m); k++)
         if (te_model_output(m, k) < 0 || te_model_output(m, k) >= m->n_values)
