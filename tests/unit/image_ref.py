@@ -137,4 +137,5 @@ def main():
                 struct.pack(">I", 12) + b"IDAT" + zlib.compress(b"\x00" * 64)[:12] + b"\0\0\0\0")
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -83,7 +83,8 @@ typedef struct hr_result {
     int ring_min, ring_max;
 } hr_result;
 
-static int hr_model(const char *dir, const char *name, char **images, int n_images, hr_result *R, FILE *log)
+static int hr_model(const char *dir, const char *name, int headroom, char **images, int n_images, hr_result *R,
+                    FILE *log)
 {
     te_err err;
     te_err_clear(&err);
@@ -95,7 +96,10 @@ static int hr_model(const char *dir, const char *name, char **images, int n_imag
     double cos[HR_MAX_IMAGES * HR_VARIANTS];
     int rc = 1;
     memset(R, 0, sizeof *R);
-    if (build_model(dir, name, NULL, &m, &err) != TE_OK || te_exec_new(m, &ex, &err) != TE_OK)
+    te_owner_options oo;
+    owner_defaults(&oo);
+    oo.headroom = headroom;
+    if (build_model(dir, name, &oo, &m, &err) != TE_OK || te_exec_new(m, &ex, &err) != TE_OK)
         goto out;
     const te_shape *is = &m->values[m->input].shape;
     if (is->ndim != 4 || is->d[0] != 1) {
@@ -187,11 +191,13 @@ out:
 
 static void hr_usage(FILE *f)
 {
-    fprintf(f, "usage: twinedge-bench headroom [--models-dir DIR] [--models A,B,...] [--json FILE] PHOTO...\n\n"
+    fprintf(f, "usage: twinedge-bench headroom [--models-dir DIR] [--models A,B,...] [--headroom N] [--json FILE] "
+               "PHOTO...\n\n"
                "Compiles each model at the owner's defaults (calibrated on MODEL.calib.npy) and runs every photo\n"
                "(PNG or JPEG; centre-cropped and stretched, each also mirrored) through the device's ring plan and\n"
                "the exact fixed-point reference: photos and layers the device widens to 64 bits, the bytes that\n"
-               "costs, and the output cosine to float32.  Photos: e.g. darknet's data/*.jpg (Debian: darknet).\n");
+               "costs, and the output cosine to float32.  --headroom N: the owner's ring headroom (default: its\n"
+               "default).  Photos: e.g. darknet's data/*.jpg (Debian: darknet).\n");
 }
 
 int bench_headroom_main(int argc, char **argv)
@@ -200,11 +206,13 @@ int bench_headroom_main(int argc, char **argv)
     const char *td = getenv("TE_TEST_DATA");
     snprintf(dir_buf, sizeof dir_buf, "%s/full", td && *td ? td : "testdata");
     const char *dir = dir_buf, *json = NULL;
+    int headroom = -1;
     char models_buf[256] = "alexnet,facenet,resnet18";
-    enum { O_DIR = 256, O_MODELS, O_JSON };
+    enum { O_DIR = 256, O_MODELS, O_JSON, O_HEADROOM };
     static const struct option lopts[] = {{"models-dir", required_argument, NULL, O_DIR},
                                           {"models", required_argument, NULL, O_MODELS},
                                           {"json", required_argument, NULL, O_JSON},
+                                          {"headroom", required_argument, NULL, O_HEADROOM},
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
     int o;
@@ -214,6 +222,13 @@ int bench_headroom_main(int argc, char **argv)
         case O_DIR: dir = optarg; break;
         case O_MODELS: snprintf(models_buf, sizeof models_buf, "%s", optarg); break;
         case O_JSON: json = optarg; break;
+        case O_HEADROOM:
+            headroom = atoi(optarg);
+            if (headroom < 0 || headroom > 32) {
+                fprintf(stderr, "twinedge-bench headroom: --headroom must be in 0..32\n");
+                return 2;
+            }
+            break;
         case 'h': hr_usage(stdout); return 0;
         default: hr_usage(stderr); return 2;
         }
@@ -230,10 +245,16 @@ int bench_headroom_main(int argc, char **argv)
         fprintf(stderr, "twinedge-bench headroom: --models needs 1..8 comma-separated names\n");
         return 2;
     }
+    if (headroom < 0) { /* the owner's default, named in the output */
+        te_owner_options oo;
+        owner_defaults(&oo);
+        headroom = oo.headroom;
+    }
+    printf("headroom %d bit%s\n", headroom, headroom == 1 ? "" : "s");
     hr_result R[8];
     for (int i = 0; i < n_models; i++) {
         printf("%s:\n", models[i]);
-        if (hr_model(dir, models[i], argv + optind, n_images, &R[i], stdout) != 0)
+        if (hr_model(dir, models[i], headroom, argv + optind, n_images, &R[i], stdout) != 0)
             return 1;
     }
     printf("\n%-10s %7s %15s %15s %12s %10s %10s %8s\n", "model", "inputs", "inputs widened", "layers widened",
@@ -248,7 +269,8 @@ int bench_headroom_main(int argc, char **argv)
             fprintf(stderr, "twinedge-bench headroom: cannot write %s\n", json);
             return 1;
         }
-        fprintf(f, "{\n  \"photos\": %d,\n  \"variants_per_photo\": %d,\n  \"models\": {", n_images, HR_VARIANTS);
+        fprintf(f, "{\n  \"photos\": %d,\n  \"variants_per_photo\": %d,\n  \"headroom\": %d,\n  \"models\": {", n_images,
+                HR_VARIANTS, headroom);
         for (int i = 0; i < n_models; i++)
             fprintf(f,
                     "%s\n    \"%s\": {\"inputs\": %d, \"inputs_widened\": %d, \"layers\": %d, \"layers_widened\": %d, "
