@@ -22,8 +22,10 @@
 #include "te_exec.h"
 #include "te_image.h"
 #include "te_linear.h"
-#include "te_ring.h"
+#include "runlib.h"
 #include "te_bundle.h"
+#include "te_npy.h"
+#include "te_ring.h"
 
 #define HR_MAX_IMAGES 64
 #define HR_VARIANTS 4
@@ -76,6 +78,65 @@ static void mirror(float *x, int64_t c, int64_t h, int64_t w)
         }
 }
 
+/* The preprocessing photos get: the deployment's own, else ImageNet's
+ * statistics for colour inputs (as the test models' calibration images),
+ * 0.5 / 0.5 otherwise. */
+static te_preprocess photo_pre(const te_preprocess *own, int channels)
+{
+    static const float mean3[3] = {0.485f, 0.456f, 0.406f}, std3[3] = {0.229f, 0.224f, 0.225f};
+    te_preprocess pre;
+    if (own && own->present)
+        return *own;
+    memset(&pre, 0, sizeof pre);
+    pre.present = 1;
+    pre.channels = channels;
+    for (int k = 0; k < channels && k < 4; k++) {
+        pre.mean[k] = channels == 3 ? mean3[k] : 0.5f;
+        pre.std[k] = channels == 3 ? std3[k] : 0.5f;
+    }
+    return pre;
+}
+
+/* Variant v (0..HR_VARIANTS-1) of a photo as a (1, c, h, w) tensor in *x
+ * (malloc'd): centre-cropped or stretched, each also mirrored. */
+static te_status photo_tensor(const char *path, int v, int64_t c, int64_t h, int64_t w, const te_preprocess *pre,
+                              float **x, te_err *err)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    te_status st = te_file_read(path, TE_IMAGE_MAX_BYTES, &buf, &len, err);
+    if (st == TE_OK)
+        st = te_image_to_tensor(buf, len, (int)c, (int)h, (int)w, pre, v < 2 ? TE_FIT_CROP : TE_FIT_STRETCH, x, err);
+    free(buf);
+    if (st != TE_OK)
+        return te_err_wrap(err, "%s", path);
+    if (v & 1)
+        mirror(*x, c, h, w);
+    return TE_OK;
+}
+
+/* Every variant of the photos, stacked, as DIR/calib.npy for the owner. */
+static te_status photo_calibration(char **photos, int n, const te_shape *sample, const char *path, te_err *err)
+{
+    int64_t c = sample->d[1], h = sample->d[2], w = sample->d[3], per = c * h * w;
+    float *all = malloc((size_t)(n * HR_VARIANTS * per) * sizeof *all);
+    if (!all)
+        return te_errf(err, TE_ENOMEM, "out of memory");
+    te_preprocess pre = photo_pre(NULL, (int)c);
+    te_status st = TE_OK;
+    for (int i = 0; i < n * HR_VARIANTS && st == TE_OK; i++) {
+        float *x = NULL;
+        if ((st = photo_tensor(photos[i / HR_VARIANTS], i % HR_VARIANTS, c, h, w, &pre, &x, err)) == TE_OK)
+            memcpy(all + i * per, x, (size_t)per * sizeof *x);
+        free(x);
+    }
+    te_shape s = {4, {n * HR_VARIANTS, c, h, w}};
+    if (st == TE_OK)
+        st = te_npy_write(path, &s, all, err);
+    free(all);
+    return st;
+}
+
 typedef struct hr_result {
     int inputs, inputs_widened, layers, widened_layers;
     double extra_bytes_share; /* widening's bytes over all inputs' linear-layer bytes */
@@ -83,8 +144,8 @@ typedef struct hr_result {
     int ring_min, ring_max;
 } hr_result;
 
-static int hr_model(const char *dir, const char *name, int headroom, char **images, int n_images, hr_result *R,
-                    FILE *log)
+static int hr_model(const char *dir, const char *name, int headroom, char **calib, int n_calib, char **images,
+                    int n_images, hr_result *R, FILE *log)
 {
     te_err err;
     te_err_clear(&err);
@@ -99,7 +160,35 @@ static int hr_model(const char *dir, const char *name, int headroom, char **imag
     te_owner_options oo;
     owner_defaults(&oo);
     oo.headroom = headroom;
-    if (build_model(dir, name, &oo, &m, &err) != TE_OK || te_exec_new(m, &ex, &err) != TE_OK)
+    if (n_calib > 0) {
+        /* calibrate on photos: the sample shape from MODEL.calib.npy */
+        char onnx[4096], cal[4096], tmp[] = "/tmp/te-headroom-XXXXXX", path[64];
+        te_shape cs;
+        float *cd = NULL;
+        te_status st = TE_OK;
+        if (snprintf(onnx, sizeof onnx, "%s/%s.onnx", dir, name) >= (int)sizeof onnx ||
+            snprintf(cal, sizeof cal, "%s/%s.calib.npy", dir, name) >= (int)sizeof cal)
+            st = te_errf(&err, TE_EINVAL, "model path too long");
+        if (st == TE_OK)
+            st = te_npy_read(cal, &cs, &cd, &err);
+        free(cd);
+        if (st == TE_OK && cs.ndim != 4)
+            st = te_errf(&err, TE_ESHAPE, "%s is not a stack of NCHW images", cal);
+        int made = st == TE_OK && mkdtemp(tmp) != NULL;
+        if (st == TE_OK && !made)
+            st = te_errf(&err, TE_EIO, "cannot create a temporary directory");
+        snprintf(path, sizeof path, "%s/calib.npy", tmp);
+        if (st == TE_OK && (st = photo_calibration(calib, n_calib, &cs, path, &err)) == TE_OK)
+            st = te_owner_build(onnx, path, &oo, &m, &err);
+        te_err scratch;
+        if (made)
+            te_rm_rf(tmp, &scratch);
+        if (st != TE_OK)
+            goto out;
+    } else if (build_model(dir, name, &oo, &m, &err) != TE_OK) {
+        goto out;
+    }
+    if (te_exec_new(m, &ex, &err) != TE_OK)
         goto out;
     const te_shape *is = &m->values[m->input].shape;
     if (is->ndim != 4 || is->d[0] != 1) {
@@ -111,59 +200,32 @@ static int hr_model(const char *dir, const char *name, int headroom, char **imag
         te_errf(&err, TE_ENOMEM, "out of memory");
         goto out;
     }
-    /* ImageNet's statistics for colour models (as the test models' calibration
-     * images), 0.5 / 0.5 otherwise: a deployment's own preprocessing wins */
-    te_preprocess pre = m->pre;
-    if (!pre.present) {
-        static const float mean3[3] = {0.485f, 0.456f, 0.406f}, std3[3] = {0.229f, 0.224f, 0.225f};
-        pre.present = 1;
-        pre.channels = (int)is->d[1];
-        for (int k = 0; k < pre.channels && k < 4; k++) {
-            pre.mean[k] = pre.channels == 3 ? mean3[k] : 0.5f;
-            pre.std[k] = pre.channels == 3 ? std3[k] : 0.5f;
-        }
-    }
+    te_preprocess pre = photo_pre(&m->pre, (int)is->d[1]);
     R->ring_min = 64;
     for (int i = 0; i < m->n_layers; i++) {
         R->ring_min = m->layers[i].ring_bits < R->ring_min ? m->layers[i].ring_bits : R->ring_min;
         R->ring_max = m->layers[i].ring_bits > R->ring_max ? m->layers[i].ring_bits : R->ring_max;
     }
     for (int im = 0; im < n_images; im++) {
-        uint8_t *buf = NULL;
-        size_t len = 0;
-        if (te_file_read(images[im], TE_IMAGE_MAX_BYTES, &buf, &len, &err) != TE_OK)
-            goto out;
         for (int v = 0; v < HR_VARIANTS; v++) {
             free(x);
             x = NULL;
-            te_status st = te_image_to_tensor(buf, len, (int)is->d[1], (int)is->d[2], (int)is->d[3], &pre,
-                                              v < 2 ? TE_FIT_CROP : TE_FIT_STRETCH, &x, &err);
-            if (st != TE_OK) {
-                free(buf);
-                te_err_wrap(&err, "%s", images[im]);
+            if (photo_tensor(images[im], v, is->d[1], is->d[2], is->d[3], &pre, &x, &err) != TE_OK)
                 goto out;
-            }
-            if (v & 1)
-                mirror(x, is->d[1], is->d[2], is->d[3]);
             size_t n_in = (size_t)te_shape_numel(is);
             te_shape osh;
             c.input_widened = 0;
-            if ((st = te_exec_run(ex, x, n_in, hr_linear, &c, &err)) != TE_OK) {
-                free(buf);
+            if (te_exec_run(ex, x, n_in, hr_linear, &c, &err) != TE_OK)
                 goto out;
-            }
             memcpy(yfix, te_exec_output(ex, &osh), n_out * sizeof *yfix);
-            if ((st = te_exec_run(ex, x, n_in, blas_linear, &bc, &err)) != TE_OK) {
-                free(buf);
+            if (te_exec_run(ex, x, n_in, blas_linear, &bc, &err) != TE_OK)
                 goto out;
-            }
             cos[R->inputs] = cosine(yfix, te_exec_output(ex, &osh), n_out);
             fprintf(log, "  %s %s%s: cosine %.6f%s\n", images[im], v < 2 ? "crop" : "stretch", v & 1 ? " mirrored" : "",
                     cos[R->inputs], c.input_widened ? ", widened" : "");
             R->inputs_widened += c.input_widened;
             R->inputs++;
         }
-        free(buf);
     }
     for (int i = 0; i < m->n_layers; i++) {
         R->widened_layers += c.widened[i];
@@ -191,13 +253,14 @@ out:
 
 static void hr_usage(FILE *f)
 {
-    fprintf(f, "usage: twinedge-bench headroom [--models-dir DIR] [--models A,B,...] [--headroom N] [--json FILE] "
-               "PHOTO...\n\n"
+    fprintf(f, "usage: twinedge-bench headroom [--models-dir DIR] [--models A,B,...] [--headroom N]\n"
+               "                                [--calibrate-photos N] [--json FILE] PHOTO...\n\n"
                "Compiles each model at the owner's defaults (calibrated on MODEL.calib.npy) and runs every photo\n"
                "(PNG or JPEG; centre-cropped and stretched, each also mirrored) through the device's ring plan and\n"
                "the exact fixed-point reference: photos and layers the device widens to 64 bits, the bytes that\n"
                "costs, and the output cosine to float32.  --headroom N: the owner's ring headroom (default: its\n"
-               "default).  Photos: e.g. darknet's data/*.jpg (Debian: darknet).\n");
+               "default).  --calibrate-photos N: calibrate on the first N photos (every variant) instead of\n"
+               "MODEL.calib.npy, and measure on the others.  Photos: e.g. darknet's data/*.jpg (Debian: darknet).\n");
 }
 
 int bench_headroom_main(int argc, char **argv)
@@ -206,13 +269,14 @@ int bench_headroom_main(int argc, char **argv)
     const char *td = getenv("TE_TEST_DATA");
     snprintf(dir_buf, sizeof dir_buf, "%s/full", td && *td ? td : "testdata");
     const char *dir = dir_buf, *json = NULL;
-    int headroom = -1;
+    int headroom = -1, n_calib = 0;
     char models_buf[256] = "alexnet,facenet,resnet18";
-    enum { O_DIR = 256, O_MODELS, O_JSON, O_HEADROOM };
+    enum { O_DIR = 256, O_MODELS, O_JSON, O_HEADROOM, O_CALIB };
     static const struct option lopts[] = {{"models-dir", required_argument, NULL, O_DIR},
                                           {"models", required_argument, NULL, O_MODELS},
                                           {"json", required_argument, NULL, O_JSON},
                                           {"headroom", required_argument, NULL, O_HEADROOM},
+                                          {"calibrate-photos", required_argument, NULL, O_CALIB},
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
     int o;
@@ -222,6 +286,13 @@ int bench_headroom_main(int argc, char **argv)
         case O_DIR: dir = optarg; break;
         case O_MODELS: snprintf(models_buf, sizeof models_buf, "%s", optarg); break;
         case O_JSON: json = optarg; break;
+        case O_CALIB:
+            n_calib = atoi(optarg);
+            if (n_calib < 1 || n_calib > HR_MAX_IMAGES) {
+                fprintf(stderr, "twinedge-bench headroom: --calibrate-photos must be in 1..%d\n", HR_MAX_IMAGES);
+                return 2;
+            }
+            break;
         case O_HEADROOM:
             headroom = atoi(optarg);
             if (headroom < 0 || headroom > 32) {
@@ -233,9 +304,10 @@ int bench_headroom_main(int argc, char **argv)
         default: hr_usage(stderr); return 2;
         }
     }
-    int n_images = argc - optind;
+    int n_images = argc - optind - n_calib;
     if (n_images < 1 || n_images > HR_MAX_IMAGES) {
-        fprintf(stderr, "twinedge-bench headroom: give 1..%d photos\n", HR_MAX_IMAGES);
+        fprintf(stderr, "twinedge-bench headroom: give 1..%d photos to measure (after the calibration photos)\n",
+                HR_MAX_IMAGES);
         hr_usage(stderr);
         return 2;
     }
@@ -250,11 +322,13 @@ int bench_headroom_main(int argc, char **argv)
         owner_defaults(&oo);
         headroom = oo.headroom;
     }
-    printf("headroom %d bit%s\n", headroom, headroom == 1 ? "" : "s");
+    printf("headroom %d bit%s; calibration: %s\n", headroom, headroom == 1 ? "" : "s",
+           n_calib ? "the first photos" : "MODEL.calib.npy");
     hr_result R[8];
     for (int i = 0; i < n_models; i++) {
         printf("%s:\n", models[i]);
-        if (hr_model(dir, models[i], headroom, argv + optind, n_images, &R[i], stdout) != 0)
+        if (hr_model(dir, models[i], headroom, argv + optind, n_calib, argv + optind + n_calib, n_images, &R[i],
+                     stdout) != 0)
             return 1;
     }
     printf("\n%-10s %7s %15s %15s %12s %10s %10s %8s\n", "model", "inputs", "inputs widened", "layers widened",
@@ -269,8 +343,8 @@ int bench_headroom_main(int argc, char **argv)
             fprintf(stderr, "twinedge-bench headroom: cannot write %s\n", json);
             return 1;
         }
-        fprintf(f, "{\n  \"photos\": %d,\n  \"variants_per_photo\": %d,\n  \"headroom\": %d,\n  \"models\": {", n_images,
-                HR_VARIANTS, headroom);
+        fprintf(f, "{\n  \"photos\": %d,\n  \"calibration_photos\": %d,\n  \"variants_per_photo\": %d,\n"
+                   "  \"headroom\": %d,\n  \"models\": {", n_images, n_calib, HR_VARIANTS, headroom);
         for (int i = 0; i < n_models; i++)
             fprintf(f,
                     "%s\n    \"%s\": {\"inputs\": %d, \"inputs_widened\": %d, \"layers\": %d, \"layers_widened\": %d, "

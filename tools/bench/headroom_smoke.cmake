@@ -1,15 +1,17 @@
 # ctest script (cmake -P): `twinedge-bench headroom` on the reduced AlexNet
-# with one PNG written by tests/unit/image_ref.py's encoder; checks the JSON
-# contract: four inputs (crop, stretch, each mirrored), counts within range,
-# cosines in (0, 1] (no figure asserted: they are what the command measures).
+# with PNGs written by tests/unit/image_ref.py's encoder, calibrated on
+# MODEL.calib.npy and then on one of the PNGs (--calibrate-photos); checks
+# the JSON contract: four inputs (crop, stretch, each mirrored), counts
+# within range, cosines in (0, 1] (no figure asserted: they are what the
+# command measures).
 # Inputs: -DBENCH=<twinedge-bench> -DMODELS=<testdata dir> -DOUT=<dir>
 #         -DPYTHON=<python3 with numpy> -DIMAGE_REF=<tests/unit/image_ref.py>
 file(REMOVE_RECURSE ${OUT})
 file(MAKE_DIRECTORY ${OUT})
 get_filename_component(ref_dir ${IMAGE_REF} DIRECTORY)
 execute_process(COMMAND ${PYTHON} -c
-  "import sys; sys.path.insert(0, sys.argv[1]); import image_ref as r; r.png(sys.argv[2], r.pattern(300, 400, 3, 7))"
-  ${ref_dir} ${OUT}/photo.png RESULT_VARIABLE rc)
+  "import sys; sys.path.insert(0, sys.argv[1]); import image_ref as r; r.png(sys.argv[2], r.pattern(300, 400, 3, 7)); r.png(sys.argv[3], r.pattern(240, 200, 3, 8))"
+  ${ref_dir} ${OUT}/photo.png ${OUT}/photo2.png RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "could not write the test PNG (${rc})")
 endif()
@@ -37,3 +39,17 @@ foreach(key cosine_min cosine_median)
     message(FATAL_ERROR "${key} ${c} out of (0, 1]")
   endif()
 endforeach()
+
+execute_process(COMMAND ${BENCH} headroom --models-dir ${MODELS} --models alexnet --calibrate-photos 1
+                        --json ${OUT}/calibrated.json ${OUT}/photo2.png ${OUT}/photo.png
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+message("${out}${err}")
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "twinedge-bench headroom --calibrate-photos failed (${rc})")
+endif()
+file(READ ${OUT}/calibrated.json json)
+string(JSON nc GET "${json}" calibration_photos)
+string(JSON n GET "${json}" models alexnet inputs)
+if(NOT nc EQUAL 1 OR NOT n EQUAL 4)
+  message(FATAL_ERROR "--calibrate-photos 1 of 2 photos: expected 1 calibration photo and 4 inputs, got ${nc}, ${n}")
+endif()
