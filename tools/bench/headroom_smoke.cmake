@@ -15,13 +15,17 @@ execute_process(COMMAND ${PYTHON} -c
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "could not write the test PNG (${rc})")
 endif()
-execute_process(COMMAND ${BENCH} headroom --models-dir ${MODELS} --models alexnet --json ${OUT}/headroom.json
-                        ${OUT}/photo.png
-                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-message("${out}${err}")
-if(NOT rc EQUAL 0)
-  message(FATAL_ERROR "twinedge-bench headroom failed (${rc})")
-endif()
+# Run `twinedge-bench headroom ARGS...`; fail naming WHAT when it fails.
+function(run_headroom what)
+  execute_process(COMMAND ${BENCH} headroom --models-dir ${MODELS} --models alexnet ${ARGN}
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  message("${out}${err}")
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "twinedge-bench headroom ${what} failed (${rc})")
+  endif()
+endfunction()
+
+run_headroom("" --json ${OUT}/headroom.json ${OUT}/photo.png)
 file(READ ${OUT}/headroom.json json)
 string(JSON n ERROR_VARIABLE jerr GET "${json}" models alexnet inputs)
 if(jerr OR NOT n EQUAL 4)
@@ -40,13 +44,7 @@ foreach(key cosine_min cosine_median)
   endif()
 endforeach()
 
-execute_process(COMMAND ${BENCH} headroom --models-dir ${MODELS} --models alexnet --calibrate-photos 1
-                        --json ${OUT}/calibrated.json ${OUT}/photo2.png ${OUT}/photo.png
-                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-message("${out}${err}")
-if(NOT rc EQUAL 0)
-  message(FATAL_ERROR "twinedge-bench headroom --calibrate-photos failed (${rc})")
-endif()
+run_headroom(--calibrate-photos --calibrate-photos 1 --json ${OUT}/calibrated.json ${OUT}/photo2.png ${OUT}/photo.png)
 file(READ ${OUT}/calibrated.json json)
 string(JSON nc GET "${json}" calibration_photos)
 string(JSON n GET "${json}" models alexnet inputs)
