@@ -293,18 +293,33 @@ te_status te_layer_plan_input(const te_layer *L, const float *x, te_layer_plan *
         return te_errf(err, TE_EINVAL, "linear layer %s has no weight bounds: result could not be verified",
                        lname(L));
     const size_t n = (size_t)(L->geom.batch * lin_in_len(&L->geom));
+    /* eight running maxima, each a select between floats, which GCC
+     * vectorises (a float max reduction needs -ffast-math); a NaN never
+     * wins a comparison, so non-finite elements are flagged apart */
+    float am[8] = {0}, bad[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (size_t j = 0; j < 8; j++) {
+            float a = fabsf(x[i + j]);
+            am[j] = a > am[j] ? a : am[j];
+            bad[j] = a <= FLT_MAX ? bad[j] : 1.0f; /* false for NaN and infinities */
+        }
+    for (; i < n; i++) {
+        float a = fabsf(x[i]);
+        am[0] = a > am[0] ? a : am[0];
+        bad[0] = a <= FLT_MAX ? bad[0] : 1.0f;
+    }
     float amax = 0.0f;
     int finite = 1;
-    for (size_t i = 0; i < n; i++) {
-        float a = fabsf(x[i]);
-        finite &= a <= FLT_MAX; /* false for NaN and infinities */
-        amax = a > amax ? a : amax;
+    for (size_t j = 0; j < 8; j++) {
+        amax = am[j] > amax ? am[j] : amax;
+        finite &= bad[j] == 0.0f;
     }
     if (!finite) {
-        for (size_t i = 0; i < n; i++)
-            if (!isfinite(x[i]))
+        for (size_t k = 0; k < n; k++)
+            if (!isfinite(x[k]))
                 return te_errf(err, TE_EOVERFLOW, "input of linear layer %s: element %zu is %g, not a finite number",
-                               lname(L), i, (double)x[i]);
+                               lname(L), k, (double)x[k]);
     }
     /* rounding is monotone: the largest |round(x * 2^f)| is round(max|x| * 2^f) */
     double m = round(ldexp((double)amax, L->frac_bits));
@@ -403,25 +418,149 @@ static int encode_fast(const float *x, size_t n, double scale, int64_t lo, int64
     return bad;
 }
 
-/* encode_fast for rings of at most 52 bits, in fewer steps: the range is
- * checked on d itself (round half away from zero lands in [lo, hi] iff
- * lo - 0.5 < d < hi + 0.5, both bounds exact below 2^53, NaN fails both),
- * and round(d) = trunc(d + copysign(0.5, d)), exact here: d = x * 2^f has
- * at most 24 significant bits and |d| <= 2^51, so d +- 0.5 is exact when
- * |d| >= 0.25, and when |d| < 0.25 it stays inside (-0.75, 0.75), where
- * the truncation is 0 either way. */
-static int encode_fast_narrow(const float *x, size_t n, double scale, int64_t lo, int64_t hi, int64_t *out)
+/* ---- exact element kernels for rings of at most 52 bits ----
+ *
+ * Every value they handle is an integer of magnitude at most 2^51, and
+ * for those the conversions between int64 and double go through the bits
+ * of TE_MAGIC = 1.5 * 2^52: M + v lies in [2^52, 2^53), where doubles are
+ * exactly the integers, so bits(M + v) - bits(M) = v, and adding M to a
+ * double d rounds d to the nearest integer, ties to even.  Only 64-bit
+ * integer adds, logic and double arithmetic remain, which the compilers
+ * vectorise (packed int64 <-> double conversions are not in SSE2 or NEON
+ * before ARMv8).  The loops take blocks of TE_BLOCK elements so that even
+ * GCC's -O2 cost model vectorises them, and a scalar tail of the same
+ * element function. */
+#define TE_MAGIC 0x1.8p52
+#define TE_MAGIC_BITS ((uint64_t)0x4338000000000000ULL)
+#define TE_BLOCK 8
+/* The rounding by adding M needs double arithmetic evaluated in double (not
+ * x87's extended precision); elsewhere the generic loops run. */
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
+#define TE_DOUBLE_EVAL 1
+#else
+#define TE_DOUBLE_EVAL 0
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define TE_ELEM static inline __attribute__((always_inline))
+#else
+#define TE_ELEM static inline
+#endif
+
+TE_ELEM uint64_t dbits(double d)
+{
+    uint64_t b;
+    memcpy(&b, &d, sizeof b);
+    return b;
+}
+
+TE_ELEM double bitsd(uint64_t b)
+{
+    double d;
+    memcpy(&d, &b, sizeof d);
+    return d;
+}
+
+/* One element of the mask pass for l <= 52: v = round(x * 2^f) (half away
+ * from zero) and a = v + mask mod 2^l; returns nonzero when x * 2^f is
+ * outside (lo - 0.5, hi + 0.5) or NaN (round half away from zero lands in
+ * [lo, hi] iff it is inside, both bounds exact below 2^53).  r, the nearest
+ * integer (ties to even), differs from the wanted rounding only at exact
+ * ties on the side towards zero: fr = d - r is exact (|fr| <= 0.5, d and r
+ * within a factor of 2 or r = 0), and such a tie (fr = 0.5 towards d's
+ * sign) moves r one away from zero.  Conditions are selects between
+ * doubles, the form GCC 12 if-converts and vectorises. */
+TE_ELEM uint64_t mask_elem(double d, double dlo, double dhi, uint64_t mask, uint64_t m, int64_t *v, uint64_t *a)
+{
+    /* no select keeps NaN or huge d out: its v and a are garbage but
+     * computed without undefined behaviour, and the element is refused */
+    uint64_t bad = dbits(d > dlo ? 0.0 : 1.0) | dbits(d < dhi ? 0.0 : 1.0); /* NaN fails both */
+    double r = (d + TE_MAGIC) - TE_MAGIC;
+    double sg = d < 0.0 ? -1.0 : 1.0;
+    r += (d - r) * sg == 0.5 ? sg : 0.0;
+    uint64_t k = dbits(r + TE_MAGIC) - TE_MAGIC_BITS;
+    *v = (int64_t)k;
+    *a = (mask + k) & m;
+    return bad;
+}
+
+/* The mask pass's encoder and mask addition over n elements (l <= 52, f
+ * with |f| <= TE_FAST_EXP); nonzero if some element is refused (v and a are
+ * then garbage). */
+static uint64_t mask_narrow(const float *restrict x, size_t n, double scale, int64_t lo, int64_t hi, unsigned l,
+                            const uint64_t *restrict mask, int64_t *restrict v, uint64_t *restrict a)
 {
     const double dlo = (double)lo - 0.5, dhi = (double)hi + 0.5;
-    int bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)x[i] * scale;
-        int ok = d > dlo && d < dhi;
-        double dd = ok ? d : 0.0;
-        out[i] = (int64_t)(dd + copysign(0.5, dd));
-        bad |= !ok;
+    const uint64_t m = te_ring_mask(l);
+    uint64_t bad = 0;
+    size_t i = 0;
+    double d[TE_BLOCK]; /* x * 2^f first: a loop mixing floats and 64-bit lanes does not vectorise */
+    for (; i + TE_BLOCK <= n; i += TE_BLOCK) {
+        for (size_t j = 0; j < TE_BLOCK; j++)
+            d[j] = (double)x[i + j] * scale;
+        for (size_t j = 0; j < TE_BLOCK; j++)
+            bad |= mask_elem(d[j], dlo, dhi, mask[i + j], m, &v[i + j], &a[i + j]);
     }
+    for (; i < n; i++)
+        bad |= mask_elem((double)x[i] * scale, dlo, dhi, mask[i], m, &v[i], &a[i]);
     return bad;
+}
+
+/* One element of the finish pass for l <= 52: y = y + w mod 2^l, lifted to
+ * the signed s (into sv) and decoded as te_layer_decode does; returns
+ * nonzero when |s| > the bound bd.  u = y ^ 2^(l-1) is s + 2^(l-1) in
+ * [0, 2^l), so u + bits(M) - 2^(l-1) are the bits of M + s. */
+TE_ELEM uint64_t finish_elem(uint64_t *y, uint64_t w, uint64_t m, uint64_t half, double bd, double scale, double pw,
+                             int has_bias, double bv, int64_t *sv, float *out)
+{
+    uint64_t u = ((*y + w) & m) ^ half;
+    *y = u ^ half;
+    *sv = (int64_t)(u - half);
+    double d = bitsd(u + (TE_MAGIC_BITS - half)) - TE_MAGIC;
+    /* the expressions of decode_run's fast path, bias or not (x + 0 would
+     * turn -0 into +0) */
+    *out = has_bias ? (float)(d * scale * pw + bv) : (float)(d * scale * pw);
+    return dbits(fabs(d) > bd ? 1.0 : 0.0); /* a select between doubles vectorises (see mask_elem) */
+}
+
+TE_ELEM uint64_t finish_loop(uint64_t *restrict y, const uint64_t *restrict w, size_t n, unsigned l, double bd,
+                             double scale, double pw, int has_bias, double bv, int64_t *restrict sv,
+                             float *restrict out)
+{
+    const uint64_t m = te_ring_mask(l), half = (uint64_t)1 << (l - 1);
+    uint64_t bad = 0;
+    size_t i = 0;
+    for (; i + TE_BLOCK <= n; i += TE_BLOCK)
+        for (size_t j = i; j < i + TE_BLOCK; j++)
+            bad |= finish_elem(&y[j], w[j], m, half, bd, scale, pw, has_bias, bv, &sv[j], &out[j]);
+    for (; i < n; i++)
+        bad |= finish_elem(&y[i], w[i], m, half, bd, scale, pw, has_bias, bv, &sv[i], &out[i]);
+    return bad;
+}
+
+/* The finish pass over one run of output channel o (l <= 52, |f| <=
+ * TE_FAST_EXP): y = y + w, lifted into sv, decoded with o's scale and bias
+ * into out; nonzero if some |y| exceeds bd. */
+static uint64_t finish_narrow(uint64_t *restrict y, const uint64_t *restrict w, size_t n, unsigned l, double bd,
+                              double scale, double pw, const float *bias, int64_t *restrict sv, float *restrict out)
+{
+    if (bias)
+        return finish_loop(y, w, n, l, bd, scale, pw, 1, (double)*bias, sv, out);
+    return finish_loop(y, w, n, l, bd, scale, pw, 0, 0.0, sv, out);
+}
+
+/* A channel's bound for finish_narrow, as a double compared with |y| <=
+ * 2^51: exact up to 2^52, and any larger bound holds every such y.  The
+ * negative-control build of the attack tests (TE_NEGCTL_NO_BOUND) checks
+ * nothing, as out_of_bound. */
+static double bound_double(uint64_t bound)
+{
+#ifdef TE_NEGCTL_NO_BOUND
+    (void)bound;
+    return INFINITY;
+#else
+    return bound > ((uint64_t)1 << 52) ? 0x1p52 : (double)bound;
+#endif
 }
 
 te_status te_layer_mask(const te_layer *L, unsigned l, const float *x, te_prf_stream *mask, uint8_t *packed,
@@ -439,22 +578,31 @@ te_status te_layer_mask(const te_layer *L, unsigned l, const float *x, te_prf_st
     for (int64_t b = 0; b < g->batch; b++)
         rhs[b] = 0;
     int64_t v[TE_FUSE_CHUNK];
-    uint64_t w[TE_FUSE_CHUNK];
+    uint64_t w[TE_FUSE_CHUNK], a[TE_FUSE_CHUNK];
     for (size_t c0 = 0; c0 < n; c0 += TE_FUSE_CHUNK) {
         const size_t cn = n - c0 < TE_FUSE_CHUNK ? n - c0 : TE_FUSE_CHUNK;
-        if (!fast || (l <= 52 ? encode_fast_narrow(x + c0, cn, scale, lo, hi, v)
-                              : encode_fast(x + c0, cn, scale, lo, hi, v))) {
+        /* M first, so that rings of up to 52 bits encode and add it in one
+         * loop (A = x + M into a) */
+        te_status st = te_prf_stream_read(mask, w, cn, err);
+        if (st != TE_OK)
+            return st;
+        int added = TE_DOUBLE_EVAL && fast && l <= 52;
+        if (!fast || (added ? mask_narrow(x + c0, cn, scale, lo, hi, l, w, v, a)
+                            : (uint64_t)encode_fast(x + c0, cn, scale, lo, hi, v))) {
             /* the reference decides and words the error (or, off the fast
              * path, computes the chunk) */
-            uint64_t *tmp = w;
-            te_status st = encode_ref(L, l, x + c0, 0, cn, tmp, err);
+            st = encode_ref(L, l, x + c0, 0, cn, a, err);
             if (st != TE_OK) {
                 /* re-run from the chunk's start for the message's element index */
                 return encode_ref(L, l, x, c0, n, NULL, err);
             }
             for (size_t k = 0; k < cn; k++)
-                v[k] = te_ring_to_signed(tmp[k], l);
+                v[k] = te_ring_to_signed(a[k], l);
+            added = 0;
         }
+        if (!added)
+            for (size_t k = 0; k < cn; k++)
+                a[k] = (w[k] + (uint64_t)v[k]) & m;
         /* rhs = s . x per sample (x fits in l bits signed) */
         if (L->s) {
             for (size_t k = 0; k < cn;) {
@@ -464,13 +612,7 @@ te_status te_layer_mask(const te_layer *L, unsigned l, const float *x, te_prf_st
                 k += seg;
             }
         }
-        /* A = x + M */
-        te_status st = te_prf_stream_read(mask, w, cn, err);
-        if (st != TE_OK)
-            return st;
-        for (size_t k = 0; k < cn; k++)
-            w[k] = (w[k] + (uint64_t)v[k]) & m;
-        te_pack(w, cn, l, packed + c0 / 8 * l);
+        te_pack(a, cn, l, packed + c0 / 8 * l);
     }
     return TE_OK;
 }
@@ -529,10 +671,12 @@ static te_status finish_impl(const te_layer *L, unsigned l, uint64_t *y, const u
         return unbounded(L, max_abs_x, err);
     uint64_t w[TE_FUSE_CHUNK], u[TE_FUSE_CHUNK];
     int64_t sv[TE_FUSE_CHUNK];
+    /* rings of up to 52 bits take the exact double kernels */
+    const int narrow = TE_DOUBLE_EVAL && fast && l <= 52;
     /* chunks start on whole bytes of yp when every sample does */
     const int aligned = g->batch == 1 || n_s % 8 == 0;
     for (int64_t b = 0; b < g->batch; b++) {
-        int bad = 0;
+        uint64_t bad = 0;
         float *ob = out + (size_t)b * n_s;
         uint64_t lhs = 0;
         for (size_t c0 = 0; c0 < n_s; c0 += TE_FUSE_CHUNK) {
@@ -549,28 +693,36 @@ static te_status finish_impl(const te_layer *L, unsigned l, uint64_t *y, const u
                 te_status st = te_prf_stream_read(z, w, cn, err);
                 if (st != TE_OK)
                     return st;
-                for (size_t k = 0; k < cn; k++)
-                    yc[k] = (yc[k] + w[k]) & m;
             } else if (share) {
                 const uint64_t *sc = share + first;
                 for (size_t k = 0; k < cn; k++)
-                    yc[k] = (yc[k] - sc[k]) & m;
+                    w[k] = 0 - sc[k];
             } else {
-                for (size_t k = 0; k < cn; k++)
-                    yc[k] &= m;
+                memset(w, 0, cn * sizeof *w);
             }
-            for (size_t k = 0; k < cn; k++)
-                sv[k] = (int64_t)((yc[k] ^ half) - half);
-            lhs = te_fp_add(lhs, te_fp_dot_small(L->r + c0, sv, cn, l));
-            /* decode in runs of one output channel */
+            /* y = y + Z, y - share or y mod 2^l, lifted into sv, then each
+             * run of one output channel bounded and decoded */
+            if (!narrow) {
+                for (size_t k = 0; k < cn; k++)
+                    yc[k] = (yc[k] + w[k]) & m;
+                for (size_t k = 0; k < cn; k++)
+                    sv[k] = (int64_t)((yc[k] ^ half) - half);
+            }
             for (size_t k = 0; k < cn;) {
                 size_t i = c0 + k, o = i / plane % (size_t)g->out_c;
                 size_t run = plane - i % plane < cn - k ? plane - i % plane : cn - k;
                 double scale = L->w_scale ? (double)L->w_scale[o] : 1.0;
-                bad |= out_of_bound(sv + k, run, chan_bound(L, (int64_t)o, max_abs_x));
-                decode_run(sv + k, run, scale, fast, pw, L->frac_bits, L->bias ? L->bias + o : NULL, ob + c0 + k);
+                uint64_t cb = chan_bound(L, (int64_t)o, max_abs_x);
+                if (narrow) {
+                    bad |= finish_narrow(yc + k, w + k, run, l, bound_double(cb), scale, pw, L->bias ? L->bias + o : NULL,
+                                         sv + k, ob + c0 + k);
+                } else {
+                    bad |= out_of_bound(sv + k, run, cb);
+                    decode_run(sv + k, run, scale, fast, pw, L->frac_bits, L->bias ? L->bias + o : NULL, ob + c0 + k);
+                }
                 k += run;
             }
+            lhs = te_fp_add(lhs, te_fp_dot_small(L->r + c0, sv, cn, l));
         }
         if (bad || lhs != rhs[b]) {
             /* nothing from a rejected result leaves this function */

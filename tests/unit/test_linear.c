@@ -633,15 +633,14 @@ static void check_fused(layer_fix *f, unsigned l, const float *x, rng *r)
     /* any wrong element of any sample is caught, and nothing is returned */
     for (int rep = 0; rep < 4; rep++) {
         size_t bad = (size_t)(rnd(r) % no);
-        for (size_t i = 0; i < no; i++)
-            resp[i] = te_ring_add(y[i], share[i], l);
-        resp[bad] = te_ring_add(resp[bad], (uint64_t)1 << (rnd(r) % l), l);
+        memcpy(z, y, no * 8); /* z: the wrong result */
+        z[bad] = te_ring_add(z[bad], (uint64_t)1 << (rnd(r) % l), l);
+        te_ring_vadd(resp, z, share, no, l);
         assert_int_equal(te_layer_finish(L, l, resp, NULL, share, rhs, mx, dgot, &err), TE_EINTEGRITY);
         assert_non_null(strstr(err.msg, "integrity check failed at linear layer conv2"));
         for (size_t i = 0; i < no; i++)
             assert_true(dgot[i] == 0.0f);
-        te_ring_vsub(resp, resp, share, no, l);
-        assert_int_equal(te_layer_verify(L, l, xe, resp, &err), TE_EINTEGRITY);
+        assert_int_equal(te_layer_verify(L, l, xe, z, &err), TE_EINTEGRITY);
     }
     free(xe);
     free(mk);
@@ -805,6 +804,175 @@ static void test_mask_encoder_edges(void **state)
     assert_true(refused > 0 && accepted > 0);
 }
 
+/* Input for the sweeps below: n floats whose encodings at frac_bits 8 lie in
+ * [-K, K] (l = 1: in {-1, 0}), with fractions and exact halves from 4 bits
+ * on, so that with weights in {-1, 0, 1} every honest output fits the ring
+ * and the bound stays far below it (K <= 2^(l-3)). */
+static void ring_inputs(float *x, size_t n, unsigned l, rng *r)
+{
+    int64_t K = l >= 61 ? ((int64_t)1 << 58) : l >= 3 ? ((int64_t)1 << (l - 3)) : 1;
+    for (size_t i = 0; i < n; i++) {
+        int64_t k = l == 1 ? -(int64_t)(rnd(r) & 1) : (int64_t)(rnd(r) % (uint64_t)(2 * K + 1)) - K;
+        double u = 0.0;
+        if (l >= 4 && k > -K && k < K)
+            u = i % 3 == 0 ? (rnd(r) & 1 ? 0.5 : -0.5) : ((double)(rnd(r) >> 11) * 0x1p-53 - 0.5) * 0.99;
+        x[i] = (float)(((double)k + u) / 256.0);
+    }
+}
+
+/* A 1x1 convolution of one input channel into two output channels of n
+ * elements each, weights in {-1, 0, 1} ({0, 1} at l = 1). */
+static void small_layer(layer_fix *f, int64_t n, unsigned l, rng *r)
+{
+    const te_linear_geom g = conv(1, 1, 1, n, 2, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1);
+    make_layer(f, &g, 8, r);
+    for (int o = 0; o < 2; o++)
+        f->w[o] = (int32_t)(rnd(r) % (l == 1 ? 2 : 3)) - (l == 1 ? 0 : 1);
+    layer_keys(f);
+}
+
+/* te_layer_mask refuses x (n elements) with te_layer_encode's status and
+ * message. */
+static void encode_refused_alike(const te_layer *L, unsigned l, const float *x, size_t n)
+{
+    uint64_t *xe = malloc(n * 8);
+    uint8_t *pk = malloc(te_pack_bytes(n, l));
+    assert_true(xe && pk);
+    uint8_t key[TE_KEY_BYTES] = { 9 };
+    te_err e1, e2;
+    uint64_t rhs[1];
+    te_prf_stream ps;
+    assert_int_equal(te_layer_encode(L, l, x, xe, &e1), TE_EOVERFLOW);
+    assert_int_equal(te_prf_stream_open(&ps, key, 1, 1, TE_PRF_MASK, &e2), TE_OK);
+    assert_int_equal(te_layer_mask(L, l, x, &ps, pk, rhs, &e2), TE_EOVERFLOW);
+    te_prf_stream_close(&ps);
+    assert_string_equal(e1.msg, e2.msg);
+    free(xe);
+    free(pk);
+}
+
+/* The fused passes (element kernels, blocks and tails, the narrow and the
+ * wide paths) against the reference steps at every ring width 1..64, every
+ * length 1..67 and a few long ones (several chunks, a partial last block),
+ * with the input and the packed buffers at odd addresses; check_fused also
+ * flips bits of the result and expects a refusal. */
+static void test_fused_every_width(void **state)
+{
+    (void)state;
+    rng r = { 4242 };
+    static layer_fix f;
+    static const int64_t longer[] = { 511, 512, 513, 1031, 2048 };
+    const size_t n_len = 67 + sizeof longer / sizeof longer[0];
+    float *xb = malloc((2048 + 1) * sizeof *xb);
+    assert_non_null(xb);
+    float *x = xb + 1; /* not 8- or 16-byte aligned */
+    for (unsigned l = 1; l <= 64; l++)
+        for (size_t li = 0; li < n_len; li++) {
+            int64_t n = li < 67 ? (int64_t)li + 1 : longer[li - 67];
+            if (li >= 67 && l % 4 != 1 && l != 52 && l != 53 && l != 64)
+                continue; /* long lengths at every fourth width and at the edges of the narrow path */
+            small_layer(&f, n, l, &r);
+            ring_inputs(x, (size_t)n, l, &r);
+            check_fused(&f, l, x, &r);
+            /* one element outside the ring, anywhere (a block or the tail):
+             * refused as te_layer_encode refuses it */
+            const float out_of_ring[] = { NAN, -INFINITY, ldexpf(1.0f, (int)l - 1 - 8), -ldexpf(1.0f, (int)l - 8) };
+            size_t pos = (size_t)(rnd(&r) % (uint64_t)n);
+            x[pos] = out_of_ring[rnd(&r) % 4];
+            encode_refused_alike(&f.L, l, x, (size_t)n);
+        }
+    /* an empty layer: nothing packed, s.x = 0, accepted */
+    small_layer(&f, 0, 32, &r);
+    uint64_t rhs[1] = { 7 };
+    uint8_t pk[1] = { 0xAB };
+    te_err err;
+    uint8_t key[TE_KEY_BYTES] = { 3 };
+    te_prf_stream ps;
+    assert_int_equal(te_prf_stream_open(&ps, key, 1, 1, TE_PRF_MASK, &err), TE_OK);
+    assert_int_equal(te_layer_mask(&f.L, 32, x, &ps, pk, rhs, &err), TE_OK);
+    te_prf_stream_close(&ps);
+    assert_true(rhs[0] == 0 && pk[0] == 0xAB);
+    assert_int_equal(te_layer_finish_packed(&f.L, 32, pk, NULL, NULL, rhs, 0, x, &err), TE_OK);
+    free(xb);
+}
+
+/* One output over its channel's bound, at every position, with the r . y
+ * == s . x check satisfied (every r_k equal, and the excess taken back from
+ * another element of the same sum), so that only the bound can refuse it:
+ * te_layer_finish, te_layer_finish_packed (at an odd address) and the
+ * reference te_layer_verify must all refuse, and nothing be returned.
+ * Widths 4..64 (the bound and the excess fit the ring there). */
+static void test_bound_every_position(void **state)
+{
+    (void)state;
+    rng r = { 5151 };
+    static layer_fix f;
+    static const int64_t lens[] = { 1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33, 67, 300 };
+    float *x = malloc(300 * sizeof *x), *out = malloc(600 * sizeof *out);
+    uint64_t *xe = malloc(300 * 8), *y = malloc(600 * 8), *yb = malloc(600 * 8);
+    uint8_t *pb = malloc(600 * 8 + 1);
+    assert_true(x && out && xe && y && yb && pb);
+    uint8_t *pk = pb + 1;
+    te_err err;
+    int refused = 0;
+    for (unsigned l = 4; l <= 64; l++)
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+            const int64_t n = lens[li];
+            const size_t no = 2 * (size_t)n;
+            small_layer(&f, n, l, &r);
+            f.w[0] = 1; /* both channels with a nonzero bound: -1 or 1 */
+            f.w[1] = rnd(&r) & 1 ? 1 : -1;
+            uint64_t c = rnd(&r) % TE_P61;
+            for (size_t k = 0; k < no; k++)
+                f.r[k] = c;
+            layer_keys(&f);
+            ring_inputs(x, (size_t)n, l, &r);
+            assert_int_equal(te_layer_encode(&f.L, l, x, xe, &err), TE_OK);
+            uint64_t mx = 0;
+            for (int64_t i = 0; i < n; i++) {
+                int64_t v = te_ring_to_signed(xe[i], l);
+                mx = (uint64_t)llabs((long long)v) > mx ? (uint64_t)llabs((long long)v) : mx;
+            }
+            uint64_t rhs[1] = { te_fp_dot_ring(f.L.s, xe, (size_t)n, l) };
+            te_linear_ref_ring(&f.L.geom, f.L.w, l, xe, y);
+            /* the honest result passes both ways */
+            memcpy(yb, y, no * 8);
+            assert_int_equal(te_layer_finish(&f.L, l, yb, NULL, NULL, rhs, mx, out, &err), TE_OK);
+            te_pack(y, no, l, pk);
+            assert_int_equal(te_layer_finish_packed(&f.L, l, pk, NULL, NULL, rhs, mx, out, &err), TE_OK);
+            for (size_t pos = 0; pos < no; pos++) {
+                size_t q = (pos + 1) % no, o = pos / (size_t)n;
+                int64_t bound = (int64_t)(f.l1[o] * mx);
+                int64_t target = rnd(&r) & 1 ? bound + 1 : -bound - 1;
+                int64_t d = target - te_ring_to_signed(y[pos], l);
+                memcpy(yb, y, no * 8);
+                yb[pos] = te_ring_from_signed(target, l);
+                yb[q] = te_ring_from_signed(te_ring_to_signed(y[q], l) - d, l);
+                /* only the bound can tell: the sum, and so r . y, is unchanged */
+                assert_true(te_fp_dot_ring(f.L.r, yb, no, l) == te_fp_dot_ring(f.L.r, y, no, l));
+                assert_int_equal(te_layer_verify(&f.L, l, xe, yb, &err), TE_EINTEGRITY);
+                te_pack(yb, no, l, pk);
+                assert_int_equal(te_layer_finish(&f.L, l, yb, NULL, NULL, rhs, mx, out, &err), TE_EINTEGRITY);
+                for (size_t k = 0; k < no; k++)
+                    assert_true(out[k] == 0.0f);
+                out[0] = 1.0f;
+                assert_int_equal(te_layer_finish_packed(&f.L, l, pk, NULL, NULL, rhs, mx, out, &err),
+                                 TE_EINTEGRITY);
+                assert_non_null(strstr(err.msg, "integrity check failed at linear layer conv2"));
+                for (size_t k = 0; k < no; k++)
+                    assert_true(out[k] == 0.0f);
+                refused++;
+            }
+        }
+    assert_true(refused > 0);
+    free(x);
+    free(out);
+    free(xe);
+    free(y);
+    free(yb);
+    free(pb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -819,6 +987,8 @@ int main(void)
         cmocka_unit_test(test_encode_overflow),
         cmocka_unit_test(test_fused_passes),
         cmocka_unit_test(test_mask_encoder_edges),
+        cmocka_unit_test(test_fused_every_width),
+        cmocka_unit_test(test_bound_every_position),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
