@@ -555,6 +555,21 @@ static void *sleep_call(void *arg)
     return NULL;
 }
 
+/* Start a server of its own for one test and a client channel to it. */
+static te_net_channel *server_and_channel(env *e, const te_net_server_config *sc, te_net_server **srv)
+{
+    te_err err;
+    if (te_net_server_start(sc, srv, &err) != TE_OK)
+        fail_msg("server: %s", err.msg);
+    char target[64];
+    snprintf(target, sizeof target, "127.0.0.1:%d", te_net_server_port(*srv));
+    te_net_channel_config cc = {target, &e->cli_creds, "edge-b", 0};
+    te_net_channel *ch = NULL;
+    if (te_net_channel_new(&cc, &ch, &err) != TE_OK)
+        fail_msg("channel: %s", err.msg);
+    return ch;
+}
+
 /* The asynchronous server: with one worker, 64 streams are open at once
  * and all answered (an open stream holds no thread); with the worker busy
  * and its queue (1) full, a message is refused unserved with
@@ -570,13 +585,8 @@ static void test_async_streams_and_overload(void **state)
                                {"/t.S/Health", TE_NET_UNARY, echo_fn, NULL, 1, NULL}};
     te_net_server_config sc = {"127.0.0.1:0", &e->srv_creds, methods, 3, 1, 0, 0, 0, NULL, NULL, 0, 1, 0};
     te_net_server *srv = NULL;
+    te_net_channel *ch = server_and_channel(e, &sc, &srv);
     te_err err;
-    assert_int_equal(te_net_server_start(&sc, &srv, &err), TE_OK);
-    char target[64];
-    snprintf(target, sizeof target, "127.0.0.1:%d", te_net_server_port(srv));
-    te_net_channel_config cc = {target, &e->cli_creds, "edge-b", 0};
-    te_net_channel *ch = NULL;
-    assert_int_equal(te_net_channel_new(&cc, &ch, &err), TE_OK);
     uint8_t *resp = NULL;
     size_t len = 0;
 
@@ -653,6 +663,62 @@ static void test_async_streams_and_overload(void **state)
     te_net_server_stop(srv, 1000);
 }
 
+/* Messages of every size class the transport settings touch
+ * (host/daemon/README.md, Transport settings): at and around the HTTP/2
+ * frame size, the TLS record, the TCP read chunk and the stream window,
+ * up to 9 MiB, on one bidi stream and as unary calls, each echoed reversed
+ * and compared byte for byte, so a message cut short, reordered or read
+ * past its end fails here (under ASan: a read outside a buffer). */
+static void test_large_messages(void **state)
+{
+    env *e = *state;
+    te_net_method methods[] = {{"/t.S/Unary", TE_NET_UNARY, echo_fn, NULL, 0, NULL},
+                               {"/t.S/Bidi", TE_NET_BIDI, echo_fn, NULL, 0, NULL}};
+    te_net_server_config sc = {"127.0.0.1:0", &e->srv_creds, methods, 2, 2, 0, 0, 0, NULL, NULL, 0, 0, 0};
+    te_net_server *srv = NULL;
+    te_net_channel *ch = server_and_channel(e, &sc, &srv);
+    te_err err;
+    static const size_t sizes[] = {1, 16383, 16384, 16385, 65535, 65536, 65537, 262143, 262144, 262145,
+                                   (1u << 20) + 3, (4u << 20) + 7, (9u << 20) + 1};
+    size_t n_sizes = sizeof sizes / sizeof sizes[0], max = sizes[n_sizes - 1];
+    const char *peer = "device:d1|";
+    size_t pl = strlen(peer);
+    uint8_t *buf = malloc(max);
+    assert_non_null(buf);
+    uint32_t x = 12345;
+    for (size_t i = 0; i < max; i++) {
+        x = x * 1664525u + 1013904223u;
+        buf[i] = (uint8_t)(x >> 24);
+    }
+    te_net_stream *s = NULL;
+    assert_int_equal(te_net_stream_open(ch, "/t.S/Bidi", 30000, &s, &err), TE_OK);
+    for (int unary = 0; unary < 2; unary++)
+        for (size_t k = 0; k < n_sizes; k++) {
+            /* a different window of the pattern each time */
+            const uint8_t *msg = buf + (max - sizes[k]) / (k + 2);
+            uint8_t *resp = NULL;
+            size_t len = 0;
+            te_status st = unary ? te_net_unary(ch, "/t.S/Unary", msg, sizes[k], &resp, &len, 30000, &err)
+                                 : te_net_stream_exchange(s, msg, sizes[k], &resp, &len, &err);
+            if (st != TE_OK)
+                fail_msg("%s of %zu bytes: %s", unary ? "unary" : "exchange", sizes[k], err.msg);
+            assert_int_equal(len, pl + sizes[k]);
+            assert_memory_equal(resp, peer, pl);
+            size_t bad = sizes[k];
+            for (size_t j = 0; j < sizes[k] && bad == sizes[k]; j++)
+                if (resp[pl + j] != msg[sizes[k] - 1 - j])
+                    bad = j;
+            if (bad != sizes[k])
+                fail_msg("%zu bytes: byte %zu of the echo differs", sizes[k], bad);
+            free(resp);
+        }
+    assert_int_equal(te_net_stream_close(s, &err), TE_OK);
+    te_net_stream_free(s);
+    free(buf);
+    te_net_channel_free(ch);
+    te_net_server_stop(srv, 1000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -663,6 +729,7 @@ int main(void)
         cmocka_unit_test(test_error_kinds),
         cmocka_unit_test(test_waits_for_connection),
         cmocka_unit_test(test_async_streams_and_overload),
+        cmocka_unit_test(test_large_messages),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
