@@ -65,7 +65,8 @@ typedef enum te_op {
                               * constants of numel = product of dims axis.. */
     TE_OP_SLICE = 34,        /* ints = start_0, step_0, start_1, step_1, ... (one pair per dim);
                               * out[i_0, ...] = in[start_0 + i_0*step_0, ...] */
-    TE_OP_GATHER = 35,       /* axis; in[1] = indices (constant, each in [0, dim)) */
+    TE_OP_GATHER = 35,       /* axis; in[1] = indices (a constant, or a data-dependent value, te_dyn.h), each
+                              * in [0, dim): checked when the node runs */
     TE_OP_RESIZE = 36,       /* in[1] = scales (constant, one per dim); ints = mode, coordinate
                               * transformation, nearest mode (te_resize_*), [exclude_outside] */
     TE_OP_MATMUL = 37,       /* numpy matmul of two ranks >= 2 operands (batch dims broadcast) */
@@ -252,8 +253,8 @@ typedef struct te_op_desc {
     double out_flops;    /* device FLOPs per output element */
     double in_flops;     /* device FLOPs per input element */
     const char *why;     /* why the op runs on the device */
-    int dyn_rows;        /* the output's first dimension is data-dependent (at most the declared one): only
-                          * a model output may have such a producer */
+    int dyn_rows;        /* the output's first dimension is data-dependent (at most the declared one); which
+                          * nodes may read such a value te_model_dyn decides (te_dyn.h) */
 } te_op_desc;
 
 /* The descriptor of op, or NULL for an unknown code. */

@@ -94,18 +94,24 @@ foreach(m ${TE_DETECT_MODELS})
   set_tests_properties(ort_${m} PROPERTIES LABELS ort FIXTURES_REQUIRED detect TIMEOUT 300
     ENVIRONMENT "TWINEDGE_PLUGIN_DIR=${TE_PLUGIN_BUILD_DIR};TE_ORT_MODULES=${TE_ORT_MODULES}")
 endforeach()
-# an integer output (NonMaxSuppression's selection) with two rows swapped
-# must fail the comparison (exit status 1, not a tool failure)
-if(TE_ORT_PROBLEM)
-  add_test(NAME ort_negative_indices COMMAND sh -c "echo \"$0\" >&2; exit 1"
-           "ort_negative_indices: no onnxruntime to compare with: ${TE_ORT_PROBLEM} (scripts/install-deps.sh)")
-else()
-  add_test(NAME ort_negative_indices COMMAND env TE_SWAP_RUN=$<TARGET_FILE:twinedge-run> TE_SWAP_OUTPUT=2
-           sh -c "\"$0\" \"$@\"; test $? -eq 1" ${TE_PYTHON} ${TE_ORT_DIR}/ort_check.py --node ${TE_NODE}
-           --run ${TE_ORT_DIR}/swap_run.py --data ${TE_TEST_DATA}/detect det_ssd_nms_o11)
-endif()
-set_tests_properties(ort_negative_indices PROPERTIES LABELS ort FIXTURES_REQUIRED detect TIMEOUT 120
-  ENVIRONMENT "TWINEDGE_PLUGIN_DIR=${TE_PLUGIN_BUILD_DIR};TE_ORT_MODULES=${TE_ORT_MODULES}")
+# an integer output with two rows swapped must fail the comparison (exit
+# status 1, not a tool failure): NonMaxSuppression's selection, and the box
+# indices gathered from it by an exported post-processing tail
+foreach(neg "ort_negative_indices;det_ssd_nms_o11;2" "ort_negative_tail_indices;det_torch_ssd_tail_o11;1")
+  list(GET neg 0 name)
+  list(GET neg 1 model)
+  list(GET neg 2 out)
+  if(TE_ORT_PROBLEM)
+    add_test(NAME ${name} COMMAND sh -c "echo \"$0\" >&2; exit 1"
+             "${name}: no onnxruntime to compare with: ${TE_ORT_PROBLEM} (scripts/install-deps.sh)")
+  else()
+    add_test(NAME ${name} COMMAND env TE_SWAP_RUN=$<TARGET_FILE:twinedge-run> TE_SWAP_OUTPUT=${out}
+             sh -c "\"$0\" \"$@\"; test $? -eq 1" ${TE_PYTHON} ${TE_ORT_DIR}/ort_check.py --node ${TE_NODE}
+             --run ${TE_ORT_DIR}/swap_run.py --data ${TE_TEST_DATA}/detect ${model})
+  endif()
+  set_tests_properties(${name} PROPERTIES LABELS ort FIXTURES_REQUIRED detect TIMEOUT 120
+    ENVIRONMENT "TWINEDGE_PLUGIN_DIR=${TE_PLUGIN_BUILD_DIR};TE_ORT_MODULES=${TE_ORT_MODULES}")
+endforeach()
 # the comparison fails when it should: altered copies of a model
 if(TE_ORT_PROBLEM)
   add_test(NAME ort_negative COMMAND sh -c "echo \"$0\" >&2; exit 1"

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "te_dyn.h"
 #include "te_linear.h"
 
 struct te_exec {
@@ -14,7 +15,10 @@ struct te_exec {
     const float **in_ptrs; /* scratch: input pointers of one node */
     int max_in;
     int ran;               /* the buffers hold a successful run's results */
-    int64_t *rows;         /* [n_values]: the last run's first dimension of a data-dependent output, else -1 */
+    int64_t *rows;         /* [n_values]: the last run's length of a data-dependent value, else -1 */
+    te_dyn *dyn;           /* [n_values]: te_model_dyn's plan */
+    te_value *view;        /* [n_values]: m->values with the run's lengths, what the ops are handed */
+    te_model vm;           /* m with values = view */
 };
 
 static const char *node_name(const te_node *nd)
@@ -68,12 +72,6 @@ static te_status validate(const te_model *m, te_err *err)
                              te_op_name(nd->op), k, v);
                 break;
             }
-            if (ready[v] == 2) {
-                st = te_errf(err, TE_EUNSUPPORTED,
-                             "node '%s' (%s): input '%s' has a data-dependent length (only a model output may)",
-                             node_name(nd), te_op_name(nd->op), m->values[v].name ? m->values[v].name : "?");
-                break;
-            }
             if (!m->values[v].data && !ready[v]) {
                 st = te_errf(err, TE_EINVAL, "node '%s' (%s): input '%s' is used before it is computed",
                              node_name(nd), te_op_name(nd->op), m->values[v].name ? m->values[v].name : "?");
@@ -100,7 +98,7 @@ static te_status validate(const te_model *m, te_err *err)
                 break;
             }
         }
-        ready[nd->out] = te_op_info(nd->op)->dyn_rows ? 2 : 1;
+        ready[nd->out] = 1;
     }
     for (int k = 0; st == TE_OK && k < te_model_n_outputs(m); k++) {
         int o = te_model_output(m, k);
@@ -132,10 +130,18 @@ te_status te_exec_new(const te_model *m, te_exec **exp, te_err *err)
             ex->max_in = m->nodes[i].n_in;
     ex->in_ptrs = calloc((size_t)(ex->max_in > 0 ? ex->max_in : 1), sizeof *ex->in_ptrs);
     ex->rows = malloc((size_t)m->n_values * sizeof *ex->rows);
-    if (!ex->buf || !ex->in_ptrs || !ex->rows) {
+    ex->dyn = malloc((size_t)m->n_values * sizeof *ex->dyn);
+    ex->view = malloc((size_t)m->n_values * sizeof *ex->view);
+    if (!ex->buf || !ex->in_ptrs || !ex->rows || !ex->dyn || !ex->view) {
         te_exec_free(ex);
         return te_errf(err, TE_ENOMEM, "out of memory");
     }
+    if ((st = te_model_dyn(m, ex->dyn, err)) != TE_OK) {
+        te_exec_free(ex);
+        return st;
+    }
+    ex->vm = *m;
+    ex->vm.values = ex->view;
     for (int i = 0; i < m->n_values; i++) {
         if (m->values[i].data)
             continue;
@@ -161,6 +167,8 @@ void te_exec_free(te_exec *ex)
     free(ex->buf);
     free(ex->in_ptrs);
     free(ex->rows);
+    free(ex->dyn);
+    free(ex->view);
     free(ex);
 }
 
@@ -178,6 +186,10 @@ te_status te_exec_run(te_exec *ex, const float *input, size_t n_input, te_linear
                        te_shape_str(ish, a, sizeof a), (long long)want);
     }
     memcpy(ex->buf[m->input], input, n_input * sizeof(float));
+    /* the ops see every value with its run's length (te_dyn.h), so none
+     * reads or writes past it; a data-dependent value fills the first
+     * elements of its buffer, in its run shape */
+    memcpy(ex->view, m->values, (size_t)m->n_values * sizeof *ex->view);
     for (int i = 0; i < m->n_values; i++)
         ex->rows[i] = -1;
     for (int i = 0; i < m->n_nodes; i++) {
@@ -187,13 +199,25 @@ te_status te_exec_run(te_exec *ex, const float *input, size_t n_input, te_linear
             ex->in_ptrs[k] = m->values[v].data ? m->values[v].data : ex->buf[v];
         }
         float *out = ex->buf[nd->out];
+        const te_dyn *dy = &ex->dyn[nd->out];
         te_status st;
-        if (nd->op == TE_OP_LINEAR)
+        if (nd->op == TE_OP_LINEAR) {
             st = fn(fn_ctx, m, nd->layer, ex->in_ptrs[0], out, err);
-        else if (te_op_info(nd->op)->dyn_rows)
-            st = te_op_run_rows(m, nd, ex->in_ptrs, out, &ex->rows[nd->out], err);
-        else
-            st = te_op_run(m, nd, ex->in_ptrs, out, err);
+        } else if (dy->src == nd->out) {
+            int64_t r = -1;
+            st = te_op_run_rows(&ex->vm, nd, ex->in_ptrs, out, &r, err);
+            if (st == TE_OK && (r < 0 || r > m->values[nd->out].shape.d[dy->axis]))
+                st = te_errf(err, TE_EINVAL, "%lld rows out of 0..%lld", (long long)r,
+                             (long long)m->values[nd->out].shape.d[dy->axis]);
+            else if (st == TE_OK)
+                ex->rows[nd->out] = ex->view[nd->out].shape.d[dy->axis] = r;
+        } else {
+            if (dy->axis >= 0) {
+                int64_t r = ex->rows[dy->src], cap = m->values[nd->out].shape.d[dy->axis];
+                ex->rows[nd->out] = ex->view[nd->out].shape.d[dy->axis] = r < cap ? r : cap;
+            }
+            st = te_op_run(&ex->vm, nd, ex->in_ptrs, out, err);
+        }
         if (st != TE_OK) {
             te_err_wrap(err, "node '%s' (%s)", node_name(nd), te_op_name(nd->op));
             return st;
@@ -212,7 +236,7 @@ const float *te_exec_output_at(const te_exec *ex, int k, te_shape *shape)
     if (shape) {
         *shape = v->shape;
         if (ex->rows[o] >= 0)
-            shape->d[0] = ex->rows[o];
+            shape->d[ex->dyn[o].axis] = ex->rows[o];
     }
     return v->data ? v->data : ex->buf[o];
 }

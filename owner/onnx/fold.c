@@ -7,6 +7,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "te_dyn.h"
+
+/* Shape and Size read a value's declared shape: refused where a dimension
+ * in [lo, hi) is data-dependent (the declared one is only its maximum). */
+static te_status fixed_dims(imp *I, onode *n, const ival *x, int lo, int hi)
+{
+    if (x->is_const)
+        return TE_OK;
+    te_dyn d = te_model_dyn_of(I->m, x->id);
+    if (d.axis >= lo && d.axis < hi)
+        return te_imp_bad(I, n, TE_EUNSUPPORTED, "dimension %d of '%s' has a data-dependent length (from '%s'): "
+                          "its size is not known before the run", d.axis, x->name, I->m->values[d.src].name);
+    return TE_OK;
+}
+
 te_status te_imp_op_shape(imp *I, onode *n)
 {
     ival *x;
@@ -22,6 +37,8 @@ te_status te_imp_op_shape(imp *I, onode *n)
     s0 = s0 < 0 ? 0 : s0 > r ? r : s0;
     e0 = e0 < 0 ? 0 : e0 > r ? r : e0;
     int64_t k = e0 > s0 ? e0 - s0 : 0;
+    if ((st = fixed_dims(I, n, x, (int)s0, (int)e0)))
+        return st;
     int64_t *iv = malloc((size_t)(k ? k : 1) * sizeof *iv);
     if (!iv)
         return te_imp_nomem(I);
@@ -91,7 +108,8 @@ te_status te_imp_op_cast(imp *I, onode *n)
     int64_t to = te_imp_attr_i(n, "to", 1);
     int to_float = to == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT || to == ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE;
     if (!x->is_const) {
-        if (!to_float)
+        /* integers held as floats (NonMaxSuppression's indices and moves of them) cast to integers unchanged */
+        if (!to_float && !te_model_dyn_of(I->m, x->id).integral)
             return te_imp_bad(I, n, TE_EUNSUPPORTED, "casting an activation to data type %lld", (long long)to);
         return te_imp_reshape_to(I, n, x, &x->shape);
     }
@@ -422,7 +440,7 @@ te_status te_imp_op_size(imp *I, onode *n)
 {
     ival *x;
     te_status st;
-    if ((st = te_imp_in_req(I, n, 0, &x)))
+    if ((st = te_imp_in_req(I, n, 0, &x)) || (st = fixed_dims(I, n, x, 0, TE_MAX_DIMS)))
         return st;
     int64_t *iv = malloc(sizeof *iv);
     if (!iv)

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "te_bundle.h"
+#include "te_dyn.h"
 
 #define OPSET_MIN 7
 
@@ -176,7 +177,14 @@ static te_status import_graph(imp *I, const Onnx__ModelProto *mp)
     }
     if (te_model_set_outputs(I->m, ids, (int)g->n_output) != 0)
         return te_errf(I->err, TE_ENOMEM, "out of memory");
-    return TE_OK;
+    /* what reads a data-dependent length is refused here, naming the node,
+     * rather than when the device loads the bundle */
+    te_dyn *dyn = malloc((size_t)I->m->n_values * sizeof *dyn);
+    if (!dyn)
+        return te_errf(I->err, TE_ENOMEM, "out of memory");
+    st = te_model_dyn(I->m, dyn, I->err);
+    free(dyn);
+    return st;
 }
 
 te_status te_onnx_import_buffer(const uint8_t *buf, size_t len, const char *model_name, te_model **out,

@@ -233,8 +233,8 @@ te_status te_imp_op_topk(imp *I, onode *n)
  * score_threshold must be constants.  The output, [num_selected, 3], has a
  * data-dependent length: the device value is sized for the most boxes
  * (B * C * min(max, N)) and the executor records how many rows a run
- * selected.  Such a value can only be a model output (returned with its
- * real length), not read by other nodes, whose shapes are static. */
+ * selected.  Which nodes may read it (an exporter's gathering of the kept
+ * boxes) te_model_dyn decides (core/te_dyn.h). */
 te_status te_imp_op_nms(imp *I, onode *n)
 {
     ival *b, *s, *mx = NULL, *iou = NULL, *thr = NULL;
@@ -250,12 +250,6 @@ te_status te_imp_op_nms(imp *I, onode *n)
         s->shape.d[2] != b->shape.d[1])
         return te_imp_bad(I, n, TE_ESHAPE, "boxes must be [B, N, 4] and scores [B, C, N]");
     const char *oname = te_imp_out_name(n);
-    int graph_out = 0;
-    for (size_t k = 0; k < I->g->n_output; k++)
-        graph_out |= !strcmp(I->g->output[k]->name, oname);
-    if (te_imp_use_count(I, oname) > 2 * graph_out)
-        return te_imp_bad(I, n, TE_EUNSUPPORTED, "its output ('%s', [num_selected, 3]) has a data-dependent length "
-                          "and feeds other nodes; twinedge supports it only as a model output", oname);
     int64_t max_out = mx && te_imp_numel(&mx->shape) ? te_imp_cget_i(mx, 0) : 0;
     int64_t center = te_imp_attr_i(n, "center_point_box", 0);
     if (max_out < 0 || (center != 0 && center != 1))

@@ -741,9 +741,9 @@ te_status te_imp_op_gather_any(imp *I, onode *n)
 {
     ival *x, *ix;
     te_status st;
-    if ((st = te_imp_in_req(I, n, 0, &x)) || (st = te_imp_in_const(I, n, 1, 1, &ix, "Gather indices")))
+    if ((st = te_imp_in_req(I, n, 0, &x)) || (st = te_imp_in_req(I, n, 1, &ix)))
         return st;
-    if (x->is_const)
+    if (x->is_const && ix->is_const)
         return te_imp_op_gather(I, n);
     int64_t axis = te_imp_attr_i(n, "axis", 0);
     if (te_imp_norm_axis(&axis, x->shape.ndim))
@@ -757,6 +757,17 @@ te_status te_imp_op_gather_any(imp *I, onode *n)
         os.d[os.ndim++] = ix->shape.d[j];
     for (int j = (int)axis + 1; j < x->shape.ndim; j++)
         os.d[os.ndim++] = x->shape.d[j];
+    te_node t;
+    te_imp_node_init(&t, TE_OP_GATHER, te_imp_nname(n));
+    t.axis = axis;
+    if (!ix->is_const) {
+        /* indices computed on the device (NonMaxSuppression's selection):
+         * each is checked against the axis when the node runs */
+        int rt[2];
+        if ((st = te_imp_rt_id(I, x, &rt[0])) || (st = te_imp_rt_id(I, ix, &rt[1])))
+            return st;
+        return te_imp_emit(I, &t, rt, 2, te_imp_out_name(n), &os, NULL);
+    }
     int64_t ni = te_imp_numel(&ix->shape), dim = x->shape.d[axis];
     float *f = malloc((size_t)(ni ? ni : 1) * sizeof *f);
     if (!f)
@@ -778,8 +789,5 @@ te_status te_imp_op_gather_any(imp *I, onode *n)
         free(f);
         return te_imp_nomem(I);
     }
-    te_node t;
-    te_imp_node_init(&t, TE_OP_GATHER, te_imp_nname(n));
-    t.axis = axis;
     return te_imp_emit(I, &t, ids, 2, te_imp_out_name(n), &os, NULL);
 }

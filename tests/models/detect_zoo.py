@@ -166,19 +166,28 @@ def ref_nms(boxes, scores, max_out, iou_thr, score_thr, center):
     return np.array(out, np.float64).reshape(-1, 3)
 
 
+def ssd_decoded(g, rng, shape, center):
+    """ssd_heads with the boxes decoded against constant anchors (anchor +
+    0.5 * delta) and the scores transposed to [B, C, N]: NonMaxSuppression's
+    inputs and the class scores [B, N, C] (names), the anchors and the
+    heads' torch function."""
+    box, prob, fn = ssd_heads(g, rng, 3)
+    a = (shape[2] // 2) * (shape[3] // 2) * 2
+    ctr = rng.uniform(0, 1, (1, a, 2)).astype(np.float32)
+    size = rng.uniform(0.2, 0.6, (1, a, 2)).astype(np.float32)
+    anchors = np.concatenate([ctr, size], 2) if center else np.concatenate([ctr - size / 2, ctr + size / 2], 2)
+    dec = g.node("Add", [g.node("Mul", [box, g.init(np.array(0.5, np.float32))]), g.init(anchors)])
+    return dec, g.node("Transpose", [prob], perm=[0, 2, 1]), prob, anchors, fn
+
+
 def d_ssd_nms(opset, center, score_thr):
     """A small SSD-like detector: the heads of d_two_outputs, boxes decoded
     against constant anchors (anchor + 0.5 * delta), scores transposed to
     [B, C, N], and NonMaxSuppression; outputs: boxes, scores, selected."""
     def make(rng, shape):
         g = G(rng)
-        box, prob, fn = ssd_heads(g, rng, 3)
-        a = (shape[2] // 2) * (shape[3] // 2) * 2
-        ctr = rng.uniform(0, 1, (1, a, 2)).astype(np.float32)
-        size = rng.uniform(0.2, 0.6, (1, a, 2)).astype(np.float32)
-        anchors = np.concatenate([ctr, size], 2) if center else np.concatenate([ctr - size / 2, ctr + size / 2], 2)
-        dec = g.node("Add", [g.node("Mul", [box, g.init(np.array(0.5, np.float32))]), g.init(anchors)])
-        st = g.node("Transpose", [prob], perm=[0, 2, 1])
+        dec, st, prob, anchors, fn = ssd_decoded(g, rng, shape, center)
+        a = anchors.shape[1]
         ins = [dec, st, g.init(np.array([4], np.int64)), g.init(np.array([0.45], np.float32))]
         if score_thr is not None:
             ins.append(g.init(np.array([score_thr], np.float32)))
@@ -194,6 +203,114 @@ def d_ssd_nms(opset, center, score_thr):
             d = (b * 0.5 + torch.from_numpy(anchors).double()).float().numpy().astype(np.float64)
             sel = ref_nms(d.astype(np.float32), s.permute(0, 2, 1).float().numpy(), 4, 0.45, score_thr, center)
             return [d, s.numpy(), sel]
+        return m, f
+    return make
+
+
+class _NMS(torch.autograd.Function):
+    """NonMaxSuppression for torch.onnx.export (torchvision's nms symbolic,
+    which this machine lacks, emits the same node): boxes [1, N, 4], scores
+    [1, C, N] -> selected [K, 3] int64."""
+
+    @staticmethod
+    def forward(ctx, boxes, scores, max_out, iou):
+        sel = ref_nms(boxes.float().numpy(), scores.float().numpy(), max_out, iou, None, 0)
+        return torch.from_numpy(sel).long()
+
+    @staticmethod
+    def symbolic(g, boxes, scores, max_out, iou):
+        return g.op("NonMaxSuppression", boxes, scores, g.op("Constant", value_t=torch.tensor([max_out])),
+                    g.op("Constant", value_t=torch.tensor([iou], dtype=torch.float32)))
+
+
+class _TorchSSD(torch.nn.Module):
+    """An SSD-like detector with the post-processing exporters write after
+    NMS: the box column of the selection, the kept boxes and their class
+    scores gathered, the class cast to float, all concatenated."""
+
+    def __init__(self, rng, n_cls, anchors):
+        super().__init__()
+        self.c1 = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.c2 = torch.nn.Conv2d(8, 8, 3, padding=1, stride=2)
+        self.hb = torch.nn.Conv2d(8, 8, 1)
+        self.hs = torch.nn.Conv2d(8, 2 * n_cls, 1)
+        for p in self.parameters():
+            p.data = torch.from_numpy(rng.standard_normal(tuple(p.shape)).astype(np.float32) * 0.2)
+        self.n_cls = n_cls
+        self.register_buffer("anchors", torch.from_numpy(anchors))
+
+    def forward(self, x):
+        y = F.relu(self.c2(F.relu(self.c1(x))))
+        b = self.hb(y).permute(0, 2, 3, 1).reshape(x.shape[0], -1, 4)
+        p = torch.softmax(self.hs(y).permute(0, 2, 3, 1).reshape(x.shape[0], -1, self.n_cls), 2)
+        dec = b * 0.5 + self.anchors
+        sel = _NMS.apply(dec, p.transpose(1, 2), 3, 0.45)
+        idx, cls = sel[:, 2], sel[:, 1]
+        det = torch.cat([dec[0][idx], p[0][idx], cls.unsqueeze(1).to(dec.dtype)], 1)
+        return det, idx
+
+
+def d_torch_ssd_tail(opset):
+    """_TorchSSD exported by torch.onnx.export with an open batch and an open
+    number of detections; outputs: the detections [K, 4 + C + 1] and the
+    kept box indices [K] (int64)."""
+    def make(rng, shape):
+        a = (shape[2] // 2) * (shape[3] // 2) * 2
+        ctr = rng.uniform(0, 1, (1, a, 2)).astype(np.float32)
+        size = rng.uniform(0.2, 0.6, (1, a, 2)).astype(np.float32)
+        net = _TorchSSD(rng, 3, np.concatenate([ctr - size / 2, ctr + size / 2], 2)).eval()
+        import io
+        import warnings
+        buf = io.BytesIO()
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's notes on _NMS.forward's NumPy round trip
+            torch.onnx.export(net, torch.zeros(shape), buf, opset_version=opset, input_names=["input"],
+                              output_names=["det", "idx"],
+                              dynamic_axes={"input": {0: "N"}, "det": {0: "K"}, "idx": {0: "K"}})
+        m = onnx.load_from_string(buf.getvalue())
+        net = net.double()
+        return m, lambda t: [v.numpy() for v in net(t)]
+    return make
+
+
+def d_nms_tail(opset):
+    """Hand-built, as older exporters write it: Slice [:, 2:3] and Squeeze of
+    the selection, Gather of the boxes [1, N, 4] on axis 1 and of the
+    scores [1, C, N] on axis 2 (the data-dependent length on another
+    axis), Transpose and Squeeze, the class column cast to float, Concat,
+    a scale per column; outputs: detections and the box indices (int64)."""
+    def make(rng, shape):
+        g = G(rng)
+        dec, st, _, anchors, fn = ssd_decoded(g, rng, shape, 0)
+        sel = g.node("NonMaxSuppression", [dec, st, g.init(np.array([3], np.int64)),
+                                           g.init(np.array([0.45], np.float32)), g.init(np.array([0.1], np.float32))])
+        i64 = lambda v: g.init(np.array(v, np.int64))
+        col = lambda c: g.node("Slice", [sel, i64([c]), i64([c + 1]), i64([1])])
+        idx = g.node("Squeeze", [col(2)], axes=[1])
+        kb = g.node("Squeeze", [g.node("Gather", [dec, idx], axis=1)], axes=[0])
+        ks = g.node("Squeeze", [g.node("Transpose", [g.node("Gather", [st, idx], axis=2)], perm=[0, 2, 1])], axes=[0])
+        cls = g.node("Cast", [col(1)], to=TensorProto.FLOAT)
+        scale = (rng.uniform(0.5, 2, (1, 8))).astype(np.float32)
+        det = g.node("Mul", [g.node("Concat", [kb, ks, cls], axis=1), g.init(scale)])
+        m = graph_model(g, shape, [(det, (1, 8)), (idx, (1,))], opset)
+        for k, dims in ((0, ["K", 8]), (1, ["K"])):
+            t = m.graph.output[k].type.tensor_type
+            del t.shape.dim[:]
+            for d in dims:
+                if isinstance(d, str):
+                    t.shape.dim.add().dim_param = d
+                else:
+                    t.shape.dim.add().dim_value = d
+        m.graph.output[1].type.tensor_type.elem_type = TensorProto.INT64
+
+        def f(t):
+            b, s = fn(t)
+            d = (b * 0.5 + torch.from_numpy(anchors).double()).float().numpy().astype(np.float64)
+            sp = s.permute(0, 2, 1).numpy()
+            sel = ref_nms(d.astype(np.float32), sp.astype(np.float32), 3, 0.45, 0.1, 0)
+            i = sel[:, 2].astype(np.int64)
+            det = np.concatenate([d[0][i], sp[0][:, i].T, sel[:, 1:2]], 1) * scale
+            return [det, i.astype(np.float64)]
         return m, f
     return make
 
@@ -338,6 +455,9 @@ MODELS = {
     "det_roialign_max_o10": (d_roi_align(10, "max", 2, None, False), (3, 8, 10)),
     "det_roialign_head_o16": (d_roi_align(16, "avg", 2, "output_half_pixel", True), (3, 8, 10)),
     "det_if_shape_o11": (d_if_shape(11), (3, 5, 6)),
+    "det_torch_ssd_tail_o11": (d_torch_ssd_tail(11), (3, 8, 10)),
+    "det_nms_tail_o10": (d_nms_tail(10), (3, 8, 10)),
+    "det_nms_tail_o12": (d_nms_tail(12), (3, 8, 10)),
 }
 
 
@@ -349,18 +469,42 @@ def e_topk_k_large(rng, shape):
     return graph_model(g, shape, [(g.nodes[-1].output[0], (1, 4, shape[2], shape[3] + 1))], 11)
 
 
-def e_nms_feeds(rng, shape):
-    """NonMaxSuppression's selection read by another node (as exporters
-    gather the kept boxes): a data-dependent length inside the graph."""
-    g = G(rng)
+def _nms_sel(g, shape):
     c1, _ = g.conv("input", 3, 4)
     b = g.node("Reshape", [c1, g.init(np.array([1, -1, 4], np.int64))])
     s = g.node("Reshape", [c1, g.init(np.array([1, 1, -1], np.int64))])
     s = g.node("Slice", [s, g.init(np.array([0], np.int64)), g.init(np.array([shape[2] * shape[3]], np.int64)),
                          g.init(np.array([2], np.int64))])
-    sel = g.node("NonMaxSuppression", [b, s, g.init(np.array([2], np.int64))])
-    z = g.node("Cast", [sel], to=TensorProto.FLOAT)
-    return graph_model(g, shape, [(z, (1, 3))], 11)
+    return b, g.node("NonMaxSuppression", [b, s, g.init(np.array([2], np.int64))])
+
+
+def e_nms_feeds(rng, shape):
+    """The kept boxes (a data-dependent number of rows) into a Gemm: an
+    outsourced layer has a fixed input length."""
+    g = G(rng)
+    b, sel = _nms_sel(g, shape)
+    idx = g.node("Squeeze", [g.node("Slice", [sel, g.init(np.array([2], np.int64)), g.init(np.array([3], np.int64)),
+                                              g.init(np.array([1], np.int64))])], axes=[1])
+    kb = g.node("Gather", [g.node("Squeeze", [b], axes=[0]), idx])
+    y = g.node("Gemm", [kb, g.init(np.ones((4, 2), np.float32))])
+    return graph_model(g, shape, [(y, (1, 2))], 11)
+
+
+def e_nms_shape(rng, shape):
+    """Shape of the selection: its size is only known once the device ran."""
+    g = G(rng)
+    _, sel = _nms_sel(g, shape)
+    n = g.node("Cast", [g.node("Shape", [sel])], to=TensorProto.FLOAT)
+    y = g.node("Add", [g.node("ReduceMax", [sel], axes=[1], keepdims=0), n])
+    return graph_model(g, shape, [(y, (1, 2))], 11)
+
+
+def e_nms_reduce(rng, shape):
+    """A sum over the selected rows (the data-dependent dimension)."""
+    g = G(rng)
+    _, sel = _nms_sel(g, shape)
+    y = g.node("ReduceSum", [g.node("Cast", [sel], to=TensorProto.FLOAT)], axes=[0], keepdims=0)
+    return graph_model(g, shape, [(y, (3,))], 11)
 
 
 def e_if_dynamic(rng, shape):
@@ -392,7 +536,8 @@ def e_loop(rng, shape):
 
 
 # must be refused (test_detect checks the messages name the op and node)
-ERRORS = {"e_topk_k_large": e_topk_k_large, "e_nms_feeds": e_nms_feeds, "e_if_dynamic": e_if_dynamic,
+ERRORS = {"e_topk_k_large": e_topk_k_large, "e_nms_feeds": e_nms_feeds, "e_nms_shape": e_nms_shape,
+          "e_nms_reduce": e_nms_reduce, "e_if_dynamic": e_if_dynamic,
           "e_loop": e_loop}
 
 

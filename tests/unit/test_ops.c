@@ -569,6 +569,189 @@ static void test_roi_align_by_hand(void **state)
     assert_int_equal(te_op_run(&m, &nd, in, y, &err), TE_ESHAPE);
 }
 
+/* A detector's post-processing on a data-dependent number of rows (the
+ * executor, te_dyn.h): NonMaxSuppression over 4 boxes [1, 4, 4] (the model
+ * input) and 2 classes, the box column gathered, the kept boxes gathered on
+ * axis 1 ([1, K, 4]), reshaped, scaled, concatenated with the column, the
+ * first 2 rows sliced off, and the box column gathering a constant [3, 4]
+ * (box 3 is out of its range).  bad: one more node that must be refused. */
+enum { DYN_OK, DYN_REDUCE, DYN_CONCAT_STATIC, DYN_GATHER_ROWS, DYN_TWO_NMS };
+
+static int add_v(te_model *m, const char *name, int nd, const int64_t *d, const float *data)
+{
+    te_shape s;
+    set_shape(&s, nd, d);
+    float *c = NULL;
+    if (data) {
+        size_t n = (size_t)te_shape_numel(&s);
+        c = malloc(n * sizeof *c);
+        assert_non_null(c);
+        memcpy(c, data, n * sizeof *c);
+    }
+    int id = te_model_add_value(m, name, &s, c);
+    assert_true(id >= 0);
+    return id;
+}
+
+static void add_n(te_model *m, te_op op, const char *name, int n_in, const int *in, int out, int64_t axis,
+                  int n_ints, const int64_t *ints)
+{
+    te_node t = {.op = op, .name = (char *)name, .n_in = n_in, .in = (int *)in, .out = out, .axis = axis,
+                 .n_ints = n_ints, .ints = (int64_t *)ints, .keepdims = 1};
+    assert_true(te_model_add_node(m, &t) >= 0);
+}
+
+static te_model *dyn_model(int bad)
+{
+    te_model *m = te_model_new();
+    assert_non_null(m);
+    static const float scores[8] = {0.9f, 0.8f, 0.7f, 0.6f, 0.5f, 0.4f, 0.3f, 0.2f};
+    static const float scale[4] = {1, 10, 100, 1000}, col[1] = {2}, table[12] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+    int bx = add_v(m, "boxes", 3, (int64_t[]){1, 4, 4}, NULL);
+    int sc = add_v(m, "scores", 3, (int64_t[]){1, 2, 4}, scores);
+    int sel = add_v(m, "sel", 2, (int64_t[]){8, 3}, NULL);
+    int c2 = add_v(m, "col2", 1, (int64_t[]){1}, col);
+    int icol = add_v(m, "icol", 2, (int64_t[]){8, 1}, NULL);
+    int idx = add_v(m, "idx", 1, (int64_t[]){8}, NULL);
+    int kb3 = add_v(m, "kb3", 3, (int64_t[]){1, 8, 4}, NULL);
+    int kb = add_v(m, "kb", 2, (int64_t[]){8, 4}, NULL);
+    int sca = add_v(m, "scale", 2, (int64_t[]){1, 4}, scale);
+    int kbs = add_v(m, "kbs", 2, (int64_t[]){8, 4}, NULL);
+    int det = add_v(m, "det", 2, (int64_t[]){8, 5}, NULL);
+    int top = add_v(m, "top", 2, (int64_t[]){2, 5}, NULL);
+    int tab = add_v(m, "table", 2, (int64_t[]){3, 4}, table);
+    int rows = add_v(m, "rows", 2, (int64_t[]){8, 4}, NULL);
+    m->input = bx;
+    int64_t nms[3] = {4, 0, 1}, sl[4] = {0, 1, 0, 1};
+    add_n(m, TE_OP_NMS, "nms", 2, (int[]){bx, sc}, sel, 0, 3, nms);
+    m->nodes[0].alpha = 0.5f;
+    add_n(m, TE_OP_GATHER, "col", 2, (int[]){sel, c2}, icol, 1, 0, NULL);
+    add_n(m, TE_OP_RESHAPE, "squeeze", 1, (int[]){icol}, idx, 0, 0, NULL);
+    add_n(m, TE_OP_GATHER, "keep", 2, (int[]){bx, idx}, kb3, 1, 0, NULL);
+    add_n(m, TE_OP_RESHAPE, "flat", 1, (int[]){kb3}, kb, 0, 0, NULL);
+    add_n(m, TE_OP_MUL, "scale", 2, (int[]){kb, sca}, kbs, 0, 0, NULL);
+    add_n(m, TE_OP_CONCAT, "cat", 2, (int[]){kbs, icol}, det, 1, 0, NULL);
+    add_n(m, TE_OP_SLICE, "top2", 1, (int[]){det}, top, 0, 4, sl);
+    add_n(m, TE_OP_GATHER, "table", 2, (int[]){tab, idx}, rows, 0, 0, NULL);
+    int outs[5] = {det, top, idx, rows}, n_out = 4;
+    int extra = -1;
+    if (bad == DYN_REDUCE) {
+        extra = add_v(m, "sum", 1, (int64_t[]){5}, NULL);
+        int64_t ax[1] = {0};
+        add_n(m, TE_OP_REDUCE_SUM, "bad", 1, (int[]){det}, extra, 0, 1, ax);
+        m->nodes[m->n_nodes - 1].keepdims = 0;
+    } else if (bad == DYN_CONCAT_STATIC) {
+        extra = add_v(m, "cat2", 2, (int64_t[]){8, 5}, NULL);
+        int st = add_v(m, "static", 2, (int64_t[]){8, 1}, NULL);
+        add_n(m, TE_OP_RELU, "relu", 1, (int[]){tab}, st, 0, 0, NULL); /* fixed rows (the shape is what counts) */
+        add_n(m, TE_OP_CONCAT, "bad", 2, (int[]){kbs, st}, extra, 1, 0, NULL);
+    } else if (bad == DYN_GATHER_ROWS) {
+        extra = add_v(m, "row0", 2, (int64_t[]){1, 5}, NULL);
+        int z = add_v(m, "zero", 1, (int64_t[]){1}, (const float[]){0});
+        add_n(m, TE_OP_GATHER, "bad", 2, (int[]){det, z}, extra, 0, 0, NULL);
+    } else if (bad == DYN_TWO_NMS) {
+        int sel2 = add_v(m, "sel2", 2, (int64_t[]){8, 3}, NULL);
+        add_n(m, TE_OP_NMS, "nms2", 2, (int[]){bx, sc}, sel2, 0, 3, nms);
+        extra = add_v(m, "sum2", 2, (int64_t[]){8, 3}, NULL);
+        add_n(m, TE_OP_ADD, "bad", 2, (int[]){sel, sel2}, extra, 0, 0, NULL);
+    }
+    if (extra >= 0)
+        outs[n_out++] = extra;
+    assert_int_equal(te_model_set_outputs(m, outs, n_out), 0);
+    return m;
+}
+
+static void check_out(const te_exec *ex, int k, int nd, const int64_t *dims, const float *want)
+{
+    te_shape s;
+    const float *y = te_exec_output_at(ex, k, &s);
+    assert_non_null(y);
+    assert_int_equal(s.ndim, nd);
+    for (int i = 0; i < nd; i++)
+        assert_int_equal(s.d[i], dims[i]);
+    if (te_shape_numel(&s))
+        assert_memory_equal(y, want, (size_t)te_shape_numel(&s) * sizeof *y);
+}
+
+static void test_dyn_rows_tail(void **state)
+{
+    (void)state;
+    te_err err = {0};
+    te_exec *ex = NULL;
+    te_model *m = dyn_model(DYN_OK);
+    assert_int_equal(te_exec_new(m, &ex, &err), TE_OK);
+    /* 4 boxes apart from each other: nothing suppressed */
+    const float boxes[16] = {0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7};
+    float copy[8 * 5 + 2 * 5 + 8 + 8 * 4];
+    /* a threshold of 0.65: class 0's boxes 0, 1, 2 only */
+    m->nodes[0].beta = 0.65f;
+    assert_int_equal(te_exec_run(ex, boxes, 16, te_linear_fn_float, NULL, &err), TE_OK);
+    const float det3[15] = {0, 0, 100, 1000, 0, 2, 20, 300, 3000, 1, 4, 40, 500, 5000, 2};
+    check_out(ex, 0, 2, (int64_t[]){3, 5}, det3);
+    check_out(ex, 1, 2, (int64_t[]){2, 5}, det3);
+    check_out(ex, 2, 1, (int64_t[]){3}, (const float[]){0, 1, 2});
+    check_out(ex, 3, 2, (int64_t[]){3, 4}, (const float[]){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11});
+    /* every box of both classes: the declared maximum, 8 rows; box 3
+     * indexes the [3, 4] table out of its range: refused, not read */
+    m->nodes[0].beta = 0.0f;
+    assert_int_equal(te_exec_run(ex, boxes, 16, te_linear_fn_float, NULL, &err), TE_EINVAL);
+    printf("index out of range: %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "node 'table' (Gather): Gather: index 3 out of range 0..2"));
+    assert_null(te_exec_output_at(ex, 0, NULL));
+    te_exec_free(ex);
+    te_model_free(m);
+    /* the same without the table: 8 rows */
+    m = dyn_model(DYN_OK);
+    m->n_nodes--;
+    int outs[3] = {m->outputs[0], m->outputs[1], m->outputs[2]};
+    assert_int_equal(te_model_set_outputs(m, outs, 3), 0);
+    assert_int_equal(te_exec_new(m, &ex, &err), TE_OK);
+    assert_int_equal(te_exec_run(ex, boxes, 16, te_linear_fn_float, NULL, &err), TE_OK);
+    te_shape s;
+    const float *y = te_exec_output_at(ex, 0, &s);
+    assert_int_equal(s.d[0], 8);
+    for (int r = 0; r < 8; r++) {
+        float box = (float)(r % 4);
+        const float want[5] = {2 * box, 20 * box, 200 * box + 100, 2000 * box + 1000, box};
+        assert_memory_equal(y + r * 5, want, sizeof want);
+    }
+    check_out(ex, 2, 1, (int64_t[]){8}, (const float[]){0, 1, 2, 3, 0, 1, 2, 3});
+    /* no box passes: no rows, and nothing of the run before in the copy */
+    m->nodes[0].beta = 0.95f;
+    assert_int_equal(te_exec_run(ex, boxes, 16, te_linear_fn_float, NULL, &err), TE_OK);
+    check_out(ex, 0, 2, (int64_t[]){0, 5}, NULL);
+    check_out(ex, 1, 2, (int64_t[]){0, 5}, NULL);
+    check_out(ex, 2, 1, (int64_t[]){0}, NULL);
+    memset(copy, 0xff, sizeof copy);
+    size_t n = te_exec_outputs_copy(ex, copy);
+    assert_int_equal(n, 8 * 5 + 2 * 5 + 8);
+    for (size_t i = 0; i < n; i++)
+        assert_true(copy[i] == 0.0f);
+    te_exec_free(ex);
+    te_model_free(m);
+    /* what the executor cannot follow is refused when the model is loaded, naming the node */
+    static const struct {
+        int bad;
+        const char *why;
+    } refused[] = {
+        {DYN_REDUCE, "ReduceSum node 'bad' reads 'det', whose length is data-dependent (from 'sel'), and it "
+                     "reduces over the data-dependent dimension"},
+        {DYN_CONCAT_STATIC, "Concat node 'bad' reads 'kbs'"},
+        {DYN_GATHER_ROWS, "Gather node 'bad' reads 'det', whose length is data-dependent (from 'sel'), and it "
+                          "indexes along the data-dependent dimension with fixed indices"},
+        {DYN_TWO_NMS, "Add node 'bad': inputs 'sel' and 'sel2' have data-dependent lengths from different nodes"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        m = dyn_model(refused[i].bad);
+        ex = NULL;
+        assert_int_equal(te_exec_new(m, &ex, &err), TE_EUNSUPPORTED);
+        assert_null(ex);
+        if (!strstr(err.msg, refused[i].why))
+            fail_msg("refusal %zu: '%s' lacks '%s'", i, err.msg, refused[i].why);
+        te_model_free(m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -579,6 +762,7 @@ int main(void)
         cmocka_unit_test(test_topk_by_hand),
         cmocka_unit_test(test_nms_by_hand),
         cmocka_unit_test(test_roi_align_by_hand),
+        cmocka_unit_test(test_dyn_rows_tail),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
