@@ -123,9 +123,10 @@ TWINEDGE_API int twinedge_output_shape(const twinedge_device *dev, int64_t dims[
  * (n: its element count, the product of twinedge_output_shape_at's dims;
  * TWINEDGE_EINVAL before a successful inference or after a failed one).
  * A model with one output has count 1.  A data-dependent output (the
- * selected boxes of NonMaxSuppression, [num_selected, 3]) has its largest
- * shape before an inference, which sizes the buffers, and that inference's
- * shape after it (twinedge_infer zeroes output 0's unused rows). */
+ * selected boxes of NonMaxSuppression, [num_selected, 3], or what the
+ * model computes from them, e.g. the kept boxes [num_selected, 4]) has its
+ * largest shape before an inference, which sizes the buffers, and that
+ * inference's shape after it (twinedge_infer zeroes output 0's unused rows). */
 TWINEDGE_API int twinedge_output_count(const twinedge_device *dev, int *count);
 TWINEDGE_API int twinedge_output_shape_at(const twinedge_device *dev, int k, int64_t dims[8], int *ndim);
 TWINEDGE_API int twinedge_output_get(twinedge_device *dev, int k, float *out, size_t n);
