@@ -185,6 +185,27 @@ void te_linear_transpose_fp(const te_linear_geom *g, const int32_t *w, const uin
     }
 }
 
+#if defined(__GNUC__) || defined(__clang__)
+#define TE_ELEM static inline __attribute__((always_inline))
+#else
+#define TE_ELEM static inline
+#endif
+
+/* With GCC on x86-64 and glibc's ifunc the device's element loops are
+ * compiled twice, for AVX2 (four doubles a vector instead of SSE2's two)
+ * and for the baseline, and the loader picks one for the CPU.  The same C
+ * either way, and AVX2 brings no FMA, so the results are the same bits.
+ * (clang 14 exports the resolvers of static functions: not used there.)
+ * TE_NO_CLONES builds the baseline alone (test_linear_generic runs it). */
+#if defined(__has_attribute) && !defined(__clang__)
+#if __has_attribute(target_clones) && defined(__x86_64__) && defined(__GLIBC__) && !defined(TE_NO_CLONES)
+#define TE_CLONES __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef TE_CLONES
+#define TE_CLONES
+#endif
+
 static const char *lname(const te_layer *L)
 {
     return L->name ? L->name : "(unnamed)";
@@ -286,16 +307,12 @@ static te_status unbounded(const te_layer *L, uint64_t max_abs_x, te_err *err)
                    lname(L), (unsigned long long)max_abs_x);
 }
 
-te_status te_layer_plan_input(const te_layer *L, const float *x, te_layer_plan *plan, te_err *err)
+/* max |x[i]| over n floats, and whether all are finite: eight running
+ * maxima, each a select between floats, which GCC vectorises (a float max
+ * reduction needs -ffast-math); a NaN never wins a comparison, so
+ * non-finite elements are flagged apart. */
+TE_CLONES static float max_abs(const float *x, size_t n, int *finite)
 {
-    memset(plan, 0, sizeof *plan);
-    if (!L->w_l1)
-        return te_errf(err, TE_EINVAL, "linear layer %s has no weight bounds: result could not be verified",
-                       lname(L));
-    const size_t n = (size_t)(L->geom.batch * lin_in_len(&L->geom));
-    /* eight running maxima, each a select between floats, which GCC
-     * vectorises (a float max reduction needs -ffast-math); a NaN never
-     * wins a comparison, so non-finite elements are flagged apart */
     float am[8] = {0}, bad[8] = {0};
     size_t i = 0;
     for (; i + 8 <= n; i += 8)
@@ -310,11 +327,23 @@ te_status te_layer_plan_input(const te_layer *L, const float *x, te_layer_plan *
         bad[0] = a <= FLT_MAX ? bad[0] : 1.0f;
     }
     float amax = 0.0f;
-    int finite = 1;
+    *finite = 1;
     for (size_t j = 0; j < 8; j++) {
         amax = am[j] > amax ? am[j] : amax;
-        finite &= bad[j] == 0.0f;
+        *finite &= bad[j] == 0.0f;
     }
+    return amax;
+}
+
+te_status te_layer_plan_input(const te_layer *L, const float *x, te_layer_plan *plan, te_err *err)
+{
+    memset(plan, 0, sizeof *plan);
+    if (!L->w_l1)
+        return te_errf(err, TE_EINVAL, "linear layer %s has no weight bounds: result could not be verified",
+                       lname(L));
+    const size_t n = (size_t)(L->geom.batch * lin_in_len(&L->geom));
+    int finite;
+    float amax = max_abs(x, n, &finite);
     if (!finite) {
         for (size_t k = 0; k < n; k++)
             if (!isfinite(x[k]))
@@ -441,11 +470,6 @@ static int encode_fast(const float *x, size_t n, double scale, int64_t lo, int64
 #define TE_DOUBLE_EVAL 0
 #endif
 
-#if defined(__GNUC__) || defined(__clang__)
-#define TE_ELEM static inline __attribute__((always_inline))
-#else
-#define TE_ELEM static inline
-#endif
 
 TE_ELEM uint64_t dbits(double d)
 {
@@ -487,8 +511,9 @@ TE_ELEM uint64_t mask_elem(double d, double dlo, double dhi, uint64_t mask, uint
 /* The mask pass's encoder and mask addition over n elements (l <= 52, f
  * with |f| <= TE_FAST_EXP); nonzero if some element is refused (v and a are
  * then garbage). */
-static uint64_t mask_narrow(const float *restrict x, size_t n, double scale, int64_t lo, int64_t hi, unsigned l,
-                            const uint64_t *restrict mask, int64_t *restrict v, uint64_t *restrict a)
+TE_CLONES static uint64_t mask_narrow(const float *restrict x, size_t n, double scale, int64_t lo, int64_t hi,
+                                      unsigned l, const uint64_t *restrict mask, int64_t *restrict v,
+                                      uint64_t *restrict a)
 {
     const double dlo = (double)lo - 0.5, dhi = (double)hi + 0.5;
     const uint64_t m = te_ring_mask(l);
@@ -541,8 +566,9 @@ TE_ELEM uint64_t finish_loop(uint64_t *restrict y, const uint64_t *restrict w, s
 /* The finish pass over one run of output channel o (l <= 52, |f| <=
  * TE_FAST_EXP): y = y + w, lifted into sv, decoded with o's scale and bias
  * into out; nonzero if some |y| exceeds bd. */
-static uint64_t finish_narrow(uint64_t *restrict y, const uint64_t *restrict w, size_t n, unsigned l, double bd,
-                              double scale, double pw, const float *bias, int64_t *restrict sv, float *restrict out)
+TE_CLONES static uint64_t finish_narrow(uint64_t *restrict y, const uint64_t *restrict w, size_t n, unsigned l,
+                                        double bd, double scale, double pw, const float *bias, int64_t *restrict sv,
+                                        float *restrict out)
 {
     if (bias)
         return finish_loop(y, w, n, l, bd, scale, pw, 1, (double)*bias, sv, out);
@@ -713,12 +739,12 @@ static te_status finish_impl(const te_layer *L, unsigned l, uint64_t *y, const u
                 size_t run = plane - i % plane < cn - k ? plane - i % plane : cn - k;
                 double scale = L->w_scale ? (double)L->w_scale[o] : 1.0;
                 uint64_t cb = chan_bound(L, (int64_t)o, max_abs_x);
+                const float *bo = L->bias ? L->bias + o : NULL;
                 if (narrow) {
-                    bad |= finish_narrow(yc + k, w + k, run, l, bound_double(cb), scale, pw, L->bias ? L->bias + o : NULL,
-                                         sv + k, ob + c0 + k);
+                    bad |= finish_narrow(yc + k, w + k, run, l, bound_double(cb), scale, pw, bo, sv + k, ob + c0 + k);
                 } else {
                     bad |= out_of_bound(sv + k, run, cb);
-                    decode_run(sv + k, run, scale, fast, pw, L->frac_bits, L->bias ? L->bias + o : NULL, ob + c0 + k);
+                    decode_run(sv + k, run, scale, fast, pw, L->frac_bits, bo, ob + c0 + k);
                 }
                 k += run;
             }

@@ -1,6 +1,12 @@
 # Linear-layer reference math, the plugin loader and the CPU plugin.
 
 te_add_unit_test(test_linear SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_linear.c LIBS twinedge_core)
+# The same tests against te_linear.c without the per-CPU clones of its
+# element loops (the baseline x86-64 code, which AVX2 machines never run).
+te_add_unit_test(test_linear_generic SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_linear.c
+                 ${PROJECT_SOURCE_DIR}/core/te_linear.c LIBS twinedge_core)
+target_include_directories(test_linear_generic PRIVATE ${PROJECT_SOURCE_DIR}/core)
+target_compile_definitions(test_linear_generic PRIVATE TE_NO_CLONES)
 
 # Test-only plugins: refused, one built against ABI version 0, one with a NULL
 # function in its table, one with a too short struct_size; loaded, one from
