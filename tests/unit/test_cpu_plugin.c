@@ -365,6 +365,9 @@ static void test_vnni_row_tiles(void **state)
         conv(1, 4, 12, 90, 32, 3, 5, 1, 1, 1, 1, 1, 1),  /* stride 5: the widest row packing */
         conv(1, 4, 14, 100, 32, 3, 6, 1, 1, 1, 1, 1, 1), /* stride 6: row tiles, gathered */
         conv(1, 2, 5, 64, 32, 3, 4, 0, 3, 0, 3, 2, 1),   /* stride 4, dilation 2, pads past the row's end */
+        conv(16, 64, 5, 7, 80, 1, 1, 0, 0, 0, 0, 1, 1),  /* 1x1 at batch 16: 35 positions, pairs in 16s and a tail */
+        conv(16, 7, 4, 8, 40, 1, 1, 0, 0, 0, 0, 1, 1),   /* 1x1 at batch 16, odd K, 32 positions: no tail */
+        conv(16, 3, 9, 40, 32, 3, 2, 1, 1, 1, 1, 1, 1),  /* K = 27, stride 2, pads, batch 16 (the FaceNet stem) */
     };
     static const unsigned ls[] = { 1, 16, 25, 29, 32, 33, 34, 35, 40, 47, 48, 57, 64 };
     for (size_t gi = 0; gi < sizeof gs / sizeof gs[0]; gi++)
