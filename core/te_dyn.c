@@ -4,7 +4,7 @@
 
 /* How an op treats an input with a data-dependent dimension (te_dyn.h). */
 typedef enum dyn_rule {
-    DYN_REFUSE = 0, /* the default: every op not listed below */
+    DYN_REFUSE = 0, /* every op whose te_ops.def row says REFUSE */
     DYN_SAME,       /* element-wise: the output has the input's shape */
     DYN_BINARY,     /* broadcasting: the other operand broadcasts along the dimension */
     DYN_RESHAPE,    /* a move that keeps the dimension whole (Reshape, Squeeze, Unsqueeze, Cast, Identity) */
@@ -17,15 +17,9 @@ typedef enum dyn_rule {
 } dyn_rule;
 
 static const dyn_rule rules[TE_OP_COUNT_] = {
-    [TE_OP_RELU] = DYN_SAME,       [TE_OP_LEAKY_RELU] = DYN_SAME, [TE_OP_CLIP] = DYN_SAME,
-    [TE_OP_SIGMOID] = DYN_SAME,    [TE_OP_TANH] = DYN_SAME,       [TE_OP_HARD_SIGMOID] = DYN_SAME,
-    [TE_OP_HARD_SWISH] = DYN_SAME, [TE_OP_SQRT] = DYN_SAME,       [TE_OP_ERF] = DYN_SAME,
-    [TE_OP_EXP] = DYN_SAME,        [TE_OP_SOFTPLUS] = DYN_SAME,   [TE_OP_PRELU] = DYN_BINARY,
-    [TE_OP_ADD] = DYN_BINARY,      [TE_OP_SUB] = DYN_BINARY,      [TE_OP_MUL] = DYN_BINARY,
-    [TE_OP_DIV] = DYN_BINARY,      [TE_OP_POW] = DYN_BINARY,      [TE_OP_RESHAPE] = DYN_RESHAPE,
-    [TE_OP_TRANSPOSE] = DYN_TRANSPOSE, [TE_OP_SLICE] = DYN_SLICE, [TE_OP_GATHER] = DYN_GATHER,
-    [TE_OP_CONCAT] = DYN_CONCAT,   [TE_OP_REDUCE_MEAN] = DYN_REDUCE, [TE_OP_REDUCE_SUM] = DYN_REDUCE,
-    [TE_OP_REDUCE_MAX] = DYN_REDUCE, [TE_OP_REDUCE_L2] = DYN_REDUCE, [TE_OP_SOFTMAX] = DYN_AXIS,
+#define TE_OP(ID, code, name, min_in, max_in, out_flops, in_flops, why, dyn_rows, dyn, run) [TE_OP_##ID] = DYN_##dyn,
+#include "te_ops.def"
+#undef TE_OP
 };
 
 static const char *vname(const te_model *m, int v)

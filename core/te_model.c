@@ -229,53 +229,12 @@ int te_model_add_layer(te_model *m, const te_layer *t)
     return m->n_layers++;
 }
 
-/* Indexed by te_op.  Costs are estimates per element (docs/owner.md). */
-#define NONLIN "non-linear"
-#define MOVE "data movement"
 static const te_op_desc op_table[TE_OP_COUNT_] = {
     [TE_OP_INVALID] = {"Invalid", 0, 0, 0, 0, "", 0},
-    [TE_OP_LINEAR] = {"Linear", 1, 1, 0, 0, "outsourced", 0},
-    [TE_OP_RELU] = {"Relu", 1, 1, 1, 0, NONLIN, 0},
-    [TE_OP_LEAKY_RELU] = {"LeakyRelu", 1, 1, 2, 0, NONLIN, 0},
-    [TE_OP_PRELU] = {"PRelu", 2, 2, 2, 0, NONLIN, 0},
-    [TE_OP_CLIP] = {"Clip", 1, 1, 2, 0, NONLIN, 0},
-    [TE_OP_SIGMOID] = {"Sigmoid", 1, 1, 4, 0, NONLIN, 0},
-    [TE_OP_TANH] = {"Tanh", 1, 1, 4, 0, NONLIN, 0},
-    [TE_OP_HARD_SIGMOID] = {"HardSigmoid", 1, 1, 3, 0, NONLIN, 0},
-    [TE_OP_HARD_SWISH] = {"HardSwish", 1, 1, 4, 0, NONLIN, 0},
-    [TE_OP_MAXPOOL] = {"MaxPool", 1, 1, 0, 0, NONLIN " (max)", 0},
-    [TE_OP_AVGPOOL] = {"AveragePool", 1, 1, 0, 0, "cheap (k*k adds per output)", 0},
-    [TE_OP_GLOBAL_AVGPOOL] = {"GlobalAveragePool", 1, 1, 0, 1, "cheap (one add per input)", 0},
-    [TE_OP_LRN] = {"LRN", 1, 1, 0, 0, NONLIN, 0},
-    [TE_OP_RESHAPE] = {"Reshape", 1, 1, 0, 0, MOVE, 0},
-    [TE_OP_CONCAT] = {"Concat", 1, 65536, 0, 0, MOVE, 0},
-    [TE_OP_ADD] = {"Add", 2, 2, 1, 0, "cheap (one op per element)", 0},
-    [TE_OP_SUB] = {"Sub", 2, 2, 1, 0, "cheap (one op per element)", 0},
-    [TE_OP_MUL] = {"Mul", 2, 2, 1, 0, "cheap, or a product of two activations", 0},
-    [TE_OP_DIV] = {"Div", 2, 2, 1, 0, NONLIN, 0},
-    [TE_OP_SOFTMAX] = {"Softmax", 1, 1, 5, 0, NONLIN, 0},
-    [TE_OP_PAD] = {"Pad", 1, 1, 0, 0, MOVE, 0},
-    [TE_OP_LPNORM] = {"LpNormalization", 1, 1, 3, 0, NONLIN, 0},
-    [TE_OP_REDUCE_L2] = {"ReduceL2", 1, 1, 0, 2, NONLIN, 0},
-    [TE_OP_TRANSPOSE] = {"Transpose", 1, 1, 0, 0, MOVE, 0},
-    [TE_OP_FLOAT_LINEAR] = {"FloatLinear", 1, 1, 0, 0, "reserved", 0},
-    [TE_OP_SQRT] = {"Sqrt", 1, 1, 1, 0, NONLIN, 0},
-    [TE_OP_REDUCE_MEAN] = {"ReduceMean", 1, 1, 0, 1, "cheap (one add per input)", 0},
-    [TE_OP_REDUCE_SUM] = {"ReduceSum", 1, 1, 0, 1, "cheap (one add per input)", 0},
-    [TE_OP_REDUCE_MAX] = {"ReduceMax", 1, 1, 0, 1, NONLIN " (max)", 0},
-    [TE_OP_POW] = {"Pow", 2, 2, 4, 0, NONLIN, 0},
-    [TE_OP_ERF] = {"Erf", 1, 1, 8, 0, NONLIN, 0},
-    [TE_OP_EXP] = {"Exp", 1, 1, 4, 0, NONLIN, 0},
-    [TE_OP_LAYER_NORM] = {"LayerNormalization", 2, 3, 8, 0, NONLIN " (normalisation)", 0},
-    [TE_OP_SLICE] = {"Slice", 1, 1, 0, 0, MOVE, 0},
-    [TE_OP_GATHER] = {"Gather", 2, 2, 0, 0, MOVE, 0},
-    [TE_OP_RESIZE] = {"Resize", 2, 2, 4, 0, "cheap interpolation (data movement for nearest)", 0},
-    [TE_OP_MATMUL] = {"MatMul", 2, 2, 0, 0, "product of two activations (not outsourced)", 0},
-    [TE_OP_SPREAD] = {"Spread", 1, 1, 0, 0, MOVE " (ConvTranspose's zero insertion)", 0},
-    [TE_OP_SOFTPLUS] = {"Softplus", 1, 1, 4, 0, NONLIN, 0},
-    [TE_OP_TOPK] = {"TopK", 1, 1, 0, 8, "data-dependent selection (a sort per slice)", 0},
-    [TE_OP_NMS] = {"NonMaxSuppression", 2, 2, 0, 8, "data-dependent selection (sort and IoU per class)", 1},
-    [TE_OP_ROI_ALIGN] = {"RoiAlign", 3, 3, 16, 0, "bilinear sampling at data-dependent positions", 0},
+#define TE_OP(ID, code, name, min_in, max_in, out_flops, in_flops, why, dyn_rows, dyn, run)                          \
+    [TE_OP_##ID] = {name, min_in, max_in, out_flops, in_flops, why, dyn_rows},
+#include "te_ops.def"
+#undef TE_OP
 };
 
 const te_op_desc *te_op_info(te_op op)

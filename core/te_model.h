@@ -26,66 +26,13 @@ int64_t te_shape_numel(const te_shape *s);
 /* "[1,3,224,224]" into buf (truncated to len); returns buf. */
 const char *te_shape_str(const te_shape *s, char *buf, size_t len);
 
+/* The device ops: codes, descriptors, rules and run functions are one row
+ * each in te_ops.def. */
 typedef enum te_op {
     TE_OP_INVALID = 0,
-    TE_OP_LINEAR = 1,        /* Conv / Gemm / MatMul: node.layer indexes model.layers */
-    TE_OP_RELU = 2,
-    TE_OP_LEAKY_RELU = 3,    /* alpha */
-    TE_OP_PRELU = 4,         /* in[1] = slope (constant, broadcast like ONNX) */
-    TE_OP_CLIP = 5,          /* fmin, fmax */
-    TE_OP_SIGMOID = 6,
-    TE_OP_TANH = 7,
-    TE_OP_HARD_SIGMOID = 8,  /* alpha, beta */
-    TE_OP_HARD_SWISH = 9,
-    TE_OP_MAXPOOL = 10,      /* kernel, stride, pads, dilation, ceil_mode (output shape already computed) */
-    TE_OP_AVGPOOL = 11,      /* kernel, stride, pads, count_include_pad, ceil_mode */
-    TE_OP_GLOBAL_AVGPOOL = 12,
-    TE_OP_LRN = 13,          /* size, alpha, beta, bias */
-    TE_OP_RESHAPE = 14,      /* Flatten, Reshape, Identity, Dropout, Squeeze, Unsqueeze: copy data, new shape */
-    TE_OP_CONCAT = 15,       /* axis, n_in inputs */
-    TE_OP_ADD = 16,          /* binary ops: numpy-style broadcasting, either input may be constant */
-    TE_OP_SUB = 17,
-    TE_OP_MUL = 18,
-    TE_OP_DIV = 19,
-    TE_OP_SOFTMAX = 20,      /* axis (ONNX opset >= 13 semantics: along one axis) */
-    TE_OP_PAD = 21,          /* ints = pads in ONNX order (begin..., end...), pad_mode, pad_value */
-    TE_OP_LPNORM = 22,       /* axis, p (1 or 2): x / ||x||_p along axis */
-    TE_OP_REDUCE_L2 = 23,    /* ints = axes (normalised, >= 0), keepdims */
-    TE_OP_TRANSPOSE = 24,    /* ints = perm */
-    TE_OP_FLOAT_LINEAR = 25, /* reserved: a linear op kept on the device in float (unused for now) */
-    TE_OP_SQRT = 26,
-    /* bundle readers before these codes refuse them as unknown ops */
-    TE_OP_REDUCE_MEAN = 27,  /* ints = axes (normalised, sorted), keepdims */
-    TE_OP_REDUCE_SUM = 28,   /* as REDUCE_MEAN */
-    TE_OP_REDUCE_MAX = 29,   /* as REDUCE_MEAN */
-    TE_OP_POW = 30,          /* binary, broadcasting like ADD */
-    TE_OP_ERF = 31,
-    TE_OP_EXP = 32,
-    TE_OP_LAYER_NORM = 33,   /* axis (>= 0), alpha = epsilon; in[1] scale, in[2] bias (optional):
-                              * constants of numel = product of dims axis.. */
-    TE_OP_SLICE = 34,        /* ints = start_0, step_0, start_1, step_1, ... (one pair per dim);
-                              * out[i_0, ...] = in[start_0 + i_0*step_0, ...] */
-    TE_OP_GATHER = 35,       /* axis; in[1] = indices (a constant, or a data-dependent value, te_dyn.h), each
-                              * in [0, dim): checked when the node runs */
-    TE_OP_RESIZE = 36,       /* in[1] = scales (constant, one per dim); ints = mode, coordinate
-                              * transformation, nearest mode (te_resize_*), [exclude_outside] */
-    TE_OP_MATMUL = 37,       /* numpy matmul of two ranks >= 2 operands (batch dims broadcast) */
-    TE_OP_SPREAD = 38,       /* ints = stride_h, stride_w, off_t, off_l: 4-D zero insertion,
-                              * out[n][c][off_t + i*stride_h][off_l + j*stride_w] = in[n][c][i][j]
-                              * where inside the output, zero elsewhere (ConvTranspose's input) */
-    TE_OP_SOFTPLUS = 39,     /* log(1 + exp(x)) */
-    TE_OP_TOPK = 40,         /* axis; ints = k, largest, sorted, want: the k largest (smallest) along axis, the
-                              * lower index first among equals, in order (also with sorted 0); want 0: the
-                              * values, 1: their indices (as floats, exact below 2^24) */
-    TE_OP_NMS = 41,          /* NonMaxSuppression: in[0] boxes [B, N, 4], in[1] scores [B, C, N]; ints =
-                              * max_output_boxes_per_class, center_point_box, has_score_threshold;
-                              * alpha = iou_threshold, beta = score_threshold.  Output [num_selected, 3]
-                              * (batch, class, box as floats): its first dimension is data-dependent, the
-                              * value's shape is its maximum (te_op_desc.dyn_rows) */
-    TE_OP_ROI_ALIGN = 42,    /* RoiAlign: in[0] X [N, C, H, W], in[1] rois [R, 4] (x1, y1, x2, y2), in[2]
-                              * batch indices [R] (integral floats); ints = mode (0 avg, 1 max), output
-                              * height, output width, sampling_ratio (0: adaptive), half_pixel; alpha =
-                              * spatial_scale.  Output [R, C, oh, ow] */
+#define TE_OP(ID, code, ...) TE_OP_##ID = code,
+#include "te_ops.def"
+#undef TE_OP
     TE_OP_COUNT_
 } te_op;
 
@@ -244,9 +191,9 @@ int64_t te_model_outputs_numel(const te_model *m);
 /* Set the outputs (n >= 1 value ids, copied; output = ids[0]); -1 on ENOMEM. */
 int te_model_set_outputs(te_model *m, const int *ids, int n);
 
-/* What every part of twinedge knows about one op, in one table (te_model.c):
- * the bundle reader and the executor check input counts against it, the
- * owner's report takes the device cost and the reason from it. */
+/* An op's row of te_ops.def: the bundle reader and the executor check input
+ * counts against it, the owner's report takes the device cost and the
+ * reason from it. */
 typedef struct te_op_desc {
     const char *name;
     int min_in, max_in;  /* accepted input counts */

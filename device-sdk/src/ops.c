@@ -1295,48 +1295,13 @@ static te_status r_topk(const op_call *c) { return run_topk(c->nd, c->s0, c->in[
 static te_status r_nms(const op_call *c) { return run_nms(c->m, c->nd, c->in[0], c->in[1], c->out, c->rows, c->err); }
 static te_status r_roi_align(const op_call *c) { return run_roi_align(c->m, c->nd, c->in, c->out, c->err); }
 
+#define r_none NULL /* te_ops.def: not run here (Linear: the caller's) */
 static const op_runner runners[TE_OP_COUNT_] = {
-    [TE_OP_RELU] = r_unary,
-    [TE_OP_LEAKY_RELU] = r_unary,
-    [TE_OP_PRELU] = r_prelu,
-    [TE_OP_CLIP] = r_unary,
-    [TE_OP_SIGMOID] = r_unary,
-    [TE_OP_TANH] = r_unary,
-    [TE_OP_HARD_SIGMOID] = r_unary,
-    [TE_OP_HARD_SWISH] = r_unary,
-    [TE_OP_MAXPOOL] = r_pool,
-    [TE_OP_AVGPOOL] = r_pool,
-    [TE_OP_GLOBAL_AVGPOOL] = r_gap,
-    [TE_OP_LRN] = r_lrn,
-    [TE_OP_RESHAPE] = r_reshape,
-    [TE_OP_CONCAT] = r_concat,
-    [TE_OP_ADD] = r_binary,
-    [TE_OP_SUB] = r_binary,
-    [TE_OP_MUL] = r_binary,
-    [TE_OP_DIV] = r_binary,
-    [TE_OP_SOFTMAX] = r_softmax,
-    [TE_OP_PAD] = r_pad,
-    [TE_OP_LPNORM] = r_lpnorm,
-    [TE_OP_REDUCE_L2] = r_reduce,
-    [TE_OP_TRANSPOSE] = r_transpose,
-    [TE_OP_SQRT] = r_unary,
-    [TE_OP_REDUCE_MEAN] = r_reduce,
-    [TE_OP_REDUCE_SUM] = r_reduce,
-    [TE_OP_REDUCE_MAX] = r_reduce,
-    [TE_OP_POW] = r_binary,
-    [TE_OP_ERF] = r_unary,
-    [TE_OP_EXP] = r_unary,
-    [TE_OP_LAYER_NORM] = r_layer_norm,
-    [TE_OP_SLICE] = r_slice,
-    [TE_OP_GATHER] = r_gather,
-    [TE_OP_RESIZE] = r_resize,
-    [TE_OP_MATMUL] = r_matmul,
-    [TE_OP_SPREAD] = r_spread,
-    [TE_OP_SOFTPLUS] = r_unary,
-    [TE_OP_TOPK] = r_topk,
-    [TE_OP_NMS] = r_nms,
-    [TE_OP_ROI_ALIGN] = r_roi_align,
+#define TE_OP(ID, code, name, min_in, max_in, out_flops, in_flops, why, dyn_rows, dyn, run) [TE_OP_##ID] = run,
+#include "te_ops.def"
+#undef TE_OP
 };
+#undef r_none
 
 te_status te_op_run(const te_model *m, const te_node *node, const float *const *in, float *out, te_err *err)
 {
