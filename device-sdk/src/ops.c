@@ -746,12 +746,18 @@ static te_status run_gather(const te_model *m, const te_node *nd, const float *x
     }
     int64_t outer = prod_range(si, 0, ax), dim = si->d[ax], inner = shape_numel_from(si, ax + 1);
     int64_t ni = te_shape_numel(sx);
+    /* indices computed on the device: ONNX's range [-dim, dim), negative
+     * ones counting from the end */
     for (int64_t q = 0; q < ni; q++)
-        if (!(ix[q] >= 0 && ix[q] < (float)dim && ix[q] == floorf(ix[q])))
-            return te_errf(err, TE_EINVAL, "Gather: index %g out of range 0..%lld", (double)ix[q], (long long)dim - 1);
+        if (!(ix[q] >= -(float)dim && ix[q] < (float)dim && ix[q] == floorf(ix[q])))
+            return te_errf(err, TE_EINVAL, "Gather: index %g out of range %lld..%lld", (double)ix[q],
+                           -(long long)dim, (long long)dim - 1);
     for (int64_t o = 0; o < outer; o++)
-        for (int64_t q = 0; q < ni; q++)
-            memcpy(y + (o * ni + q) * inner, x + (o * dim + (int64_t)ix[q]) * inner, (size_t)inner * sizeof(float));
+        for (int64_t q = 0; q < ni; q++) {
+            int64_t i = (int64_t)ix[q];
+            i += i < 0 ? dim : 0;
+            memcpy(y + (o * ni + q) * inner, x + (o * dim + i) * inner, (size_t)inner * sizeof(float));
+        }
     return TE_OK;
 }
 

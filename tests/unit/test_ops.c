@@ -673,6 +673,34 @@ static void check_out(const te_exec *ex, int k, int nd, const int64_t *dims, con
         assert_memory_equal(y, want, (size_t)te_shape_numel(&s) * sizeof *y);
 }
 
+/* Gather with indices computed on the device: ONNX's [-dim, dim), the
+ * negative ones from the end; anything else refused, never read. */
+static void test_gather_device_indices(void **state)
+{
+    (void)state;
+    te_model *m = te_model_new();
+    assert_non_null(m);
+    static const float table[6] = {10, 11, 20, 21, 30, 31};
+    int ix = add_v(m, "ix", 1, (int64_t[]){4}, NULL);
+    int tab = add_v(m, "table", 2, (int64_t[]){3, 2}, table);
+    int out = add_v(m, "rows", 2, (int64_t[]){4, 2}, NULL);
+    m->input = ix;
+    add_n(m, TE_OP_GATHER, "g", 2, (int[]){tab, ix}, out, 0, 0, NULL);
+    assert_int_equal(te_model_set_outputs(m, &out, 1), 0);
+    te_err err = {0};
+    te_exec *ex = NULL;
+    assert_int_equal(te_exec_new(m, &ex, &err), TE_OK);
+    assert_int_equal(te_exec_run(ex, (const float[]){0, -1, 2, -3}, 4, te_linear_fn_float, NULL, &err), TE_OK);
+    check_out(ex, 0, 2, (int64_t[]){4, 2}, (const float[]){10, 11, 30, 31, 30, 31, 10, 11});
+    const float bad[][4] = {{0, 3, 0, 0}, {-4, 0, 0, 0}, {0, 0, 0.5f, 0}, {0, 0, 0, NAN}};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        assert_int_equal(te_exec_run(ex, bad[k], 4, te_linear_fn_float, NULL, &err), TE_EINVAL);
+        assert_non_null(strstr(err.msg, "out of range -3..2"));
+    }
+    te_exec_free(ex);
+    te_model_free(m);
+}
+
 static void test_dyn_rows_tail(void **state)
 {
     (void)state;
@@ -696,7 +724,7 @@ static void test_dyn_rows_tail(void **state)
     m->nodes[0].beta = 0.0f;
     assert_int_equal(te_exec_run(ex, boxes, 16, te_linear_fn_float, NULL, &err), TE_EINVAL);
     printf("index out of range: %s\n", err.msg);
-    assert_non_null(strstr(err.msg, "node 'table' (Gather): Gather: index 3 out of range 0..2"));
+    assert_non_null(strstr(err.msg, "node 'table' (Gather): Gather: index 3 out of range -3..2"));
     assert_null(te_exec_output_at(ex, 0, NULL));
     te_exec_free(ex);
     te_model_free(m);
@@ -766,6 +794,7 @@ int main(void)
         cmocka_unit_test(test_nms_by_hand),
         cmocka_unit_test(test_roi_align_by_hand),
         cmocka_unit_test(test_dyn_rows_tail),
+        cmocka_unit_test(test_gather_device_indices),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
