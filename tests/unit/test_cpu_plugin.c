@@ -373,6 +373,16 @@ static void test_vnni_row_tiles(void **state)
     for (size_t gi = 0; gi < sizeof gs / sizeof gs[0]; gi++)
         for (size_t li = 0; li < sizeof ls / sizeof ls[0]; li++)
             check_one(f, &gs[gi], ls[li], (gi + li) % 2 ? 16 : 9, &r);
+    /* inputs whose digits pass a run's bound (VNNI_DIG_CHUNK_BYTES): for
+     * l > 16 the samples run in chunks of 2 and 1, or one by one */
+    te_linear_geom big[] = {
+        conv(3, 8, 60, 100, 32, 3, 2, 1, 1, 1, 1, 1, 1),
+        conv(3, 64, 40, 40, 40, 1, 1, 0, 0, 0, 0, 1, 1),
+    };
+    static const unsigned bls[] = { 16, 32, 33, 64 };
+    for (size_t gi = 0; gi < sizeof big / sizeof big[0]; gi++)
+        for (size_t li = 0; li < sizeof bls / sizeof bls[0]; li++)
+            check_one(f, &big[gi], bls[li], 15, &r);
     /* every micro-tile width 1..12 at the end of the column tiling */
     for (int64_t rows = 1; rows <= 25; rows++) {
         te_linear_geom g = fc(rows, 37, 40);
