@@ -554,10 +554,11 @@ static te_status run_reduce(const te_node *nd, const te_shape *si, const float *
     double *acc = calloc((size_t)(nout > 0 ? nout : 1), sizeof *acc);
     if (!acc)
         return te_errf(err, TE_ENOMEM, "%s: out of memory", opn);
-    int is_max = nd->op == TE_OP_REDUCE_MAX, is_l2 = nd->op == TE_OP_REDUCE_L2;
-    if (is_max)
+    int is_max = nd->op == TE_OP_REDUCE_MAX, is_min = nd->op == TE_OP_REDUCE_MIN, is_prod = nd->op == TE_OP_REDUCE_PROD;
+    int is_l2 = nd->op == TE_OP_REDUCE_L2;
+    if (is_max || is_min || is_prod)
         for (int64_t k = 0; k < nout; k++)
-            acc[k] = -INFINITY;
+            acc[k] = is_max ? -INFINITY : is_min ? INFINITY : 1;
     int64_t ost[TE_MAX_DIMS], idx[TE_MAX_DIMS] = {0}, stride = 1;
     for (int d = r - 1; d >= 0; d--) {
         ost[d] = reduced[d] ? 0 : stride;
@@ -569,6 +570,10 @@ static te_status run_reduce(const te_node *nd, const te_shape *si, const float *
         double v = x[i];
         if (is_max)
             acc[o] = v > acc[o] || v != v ? v : acc[o];
+        else if (is_min)
+            acc[o] = v < acc[o] || v != v ? v : acc[o];
+        else if (is_prod)
+            acc[o] *= v;
         else
             acc[o] += is_l2 ? v * v : v;
         for (int d = r - 1; d >= 0; d--) {

@@ -228,9 +228,10 @@ te_status te_imp_fold_reduce(imp *I, onode *n, int op, ival *x, const int *mark,
         free(iacc);
         return te_imp_nomem(I);
     }
+    int is_prod = op == TE_OP_REDUCE_PROD, is_max = op == TE_OP_REDUCE_MAX, is_min = op == TE_OP_REDUCE_MIN;
     for (int64_t k = 0; k < nout; k++) {
-        acc[k] = op == REDUCE_PROD ? 1 : op == TE_OP_REDUCE_MAX ? -INFINITY : op == REDUCE_MIN ? INFINITY : 0;
-        iacc[k] = op == REDUCE_PROD ? 1 : op == TE_OP_REDUCE_MAX ? INT64_MIN : op == REDUCE_MIN ? INT64_MAX : 0;
+        acc[k] = is_prod ? 1 : is_max ? -INFINITY : is_min ? INFINITY : 0;
+        iacc[k] = is_prod ? 1 : is_max ? INT64_MIN : is_min ? INT64_MAX : 0;
     }
     for (int d = r - 1; d >= 0; d--) {
         ost[d] = mark[d] ? 0 : stride;
@@ -242,8 +243,8 @@ te_status te_imp_fold_reduce(imp *I, onode *n, int op, ival *x, const int *mark,
         double v = te_imp_cget(x, i);
         int64_t iv = isint ? x->i[i] : 0;
         switch (op) {
-        case REDUCE_PROD: acc[o] *= v; iacc[o] = (int64_t)((uint64_t)iacc[o] * (uint64_t)iv); break;
-        case REDUCE_MIN: acc[o] = fmin(acc[o], v); iacc[o] = iv < iacc[o] ? iv : iacc[o]; break;
+        case TE_OP_REDUCE_PROD: acc[o] *= v; iacc[o] = (int64_t)((uint64_t)iacc[o] * (uint64_t)iv); break;
+        case TE_OP_REDUCE_MIN: acc[o] = fmin(acc[o], v); iacc[o] = iv < iacc[o] ? iv : iacc[o]; break;
         case TE_OP_REDUCE_MAX: acc[o] = fmax(acc[o], v); iacc[o] = iv > iacc[o] ? iv : iacc[o]; break;
         case TE_OP_REDUCE_L2: acc[o] += v * v; break;
         default: acc[o] += v; iacc[o] = (int64_t)((uint64_t)iacc[o] + (uint64_t)iv);

@@ -37,9 +37,6 @@ typedef struct imp {
 
 typedef const Onnx__NodeProto onode;
 
-/* ReduceProd and ReduceMin beside the te_op reduction codes (op_reduce). */
-#define REDUCE_PROD (-1) /* constants only: no device op */
-#define REDUCE_MIN (-2)
 
 /* Element-wise ops evaluated on constants (fold_ew). */
 typedef enum ew_code {

@@ -87,11 +87,6 @@ te_status te_imp_op_reduce(imp *I, onode *n, int op)
     te_status st;
     if ((st = te_imp_in_req(I, n, 0, &x)) || (st = te_imp_get_axes(I, n, 1, axes, &na)))
         return st;
-    if (!x->is_const && op < 0)
-        return te_errf(I->err, TE_EUNSUPPORTED,
-                       "unsupported ONNX op '%s' in node '%s': it is folded on constants only, and an input is an "
-                       "activation",
-                       n->op_type, te_imp_nname(n));
     int r = x->shape.ndim;
     int keep = (int)te_imp_attr_i(n, "keepdims", 1);
     if (na <= 0) {

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 # mirror of te_op in core/te_model.h
 OP = dict(RELU=2, LEAKY_RELU=3, PRELU=4, CLIP=5, SIGMOID=6, TANH=7, HARD_SIGMOID=8, HARD_SWISH=9,
           MAXPOOL=10, AVGPOOL=11, GLOBAL_AVGPOOL=12, LRN=13, RESHAPE=14, CONCAT=15, ADD=16, SUB=17,
-          MUL=18, DIV=19, SOFTMAX=20, PAD=21, LPNORM=22, REDUCE_L2=23, TRANSPOSE=24, SQRT=26)
+          MUL=18, DIV=19, SOFTMAX=20, PAD=21, LPNORM=22, REDUCE_L2=23, TRANSPOSE=24, SQRT=26, REDUCE_MIN=43,
+          REDUCE_PROD=44)
 PAD_MODE = dict(constant=0, reflect=1, edge=2)
 
 rng = np.random.default_rng(1234)
@@ -194,6 +195,10 @@ case("reduce_l2_hw_keep", "REDUCE_L2", [xn], torch.sqrt((t(xn) ** 2).sum(dim=(2,
      ints=[2, 3], keepdims=1)
 case("reduce_l2_c", "REDUCE_L2", [xn], torch.sqrt((t(xn) ** 2).sum(dim=1)), ints=[1], keepdims=0)
 case("reduce_l2_all", "REDUCE_L2", [xn], torch.sqrt((t(xn) ** 2).sum()).reshape(1, 1, 1, 1), ints=[], keepdims=1)
+case("reduce_min_hw_keep", "REDUCE_MIN", [xn], t(xn).amin(dim=(2, 3), keepdim=True), ints=[2, 3], keepdims=1)
+case("reduce_min_all", "REDUCE_MIN", [xn], t(xn).amin().reshape(1, 1, 1, 1), ints=[], keepdims=1)
+case("reduce_prod_w", "REDUCE_PROD", [xn], t(xn).prod(dim=3), ints=[3], keepdims=0)
+case("reduce_prod_c_keep", "REDUCE_PROD", [xn], t(xn).prod(dim=1, keepdim=True), ints=[1], keepdims=1)
 
 case("transpose_nhwc", "TRANSPOSE", [xn], t(xn).permute(0, 2, 3, 1), ints=[0, 2, 3, 1])
 case("transpose_mix", "TRANSPOSE", [xn], t(xn).permute(3, 1, 0, 2), ints=[3, 1, 0, 2])
