@@ -14,9 +14,7 @@
  * (a second thread waits).  Each handle masks under its own random session
  * (drawn again in a forked child), so any number of handles, threads and
  * processes may use one device directory at once; the directory is only
- * read, never written.  Each handle runs one worker thread, which makes the
- * next keystream while the hosts work (8 bytes per element of one layer's
- * output and of the next layer's input, kept until twinedge_close).
+ * read, never written.
  * Every linear layer's result is verified before it is used; an inference
  * that fails returns an error and writes nothing to the output buffer. */
 #ifndef TWINEDGE_DEVICE_H
