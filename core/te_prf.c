@@ -38,7 +38,6 @@ te_status te_prf_stream_open(te_prf_stream *s, const uint8_t key[TE_KEY_BYTES], 
                              te_prf_purpose purpose, te_err *err)
 {
     s->ctx = NULL;
-    s->words = NULL;
     s->left = 0;
     te_status st = check_args(key, layer, purpose, err);
     if (st != TE_OK)
@@ -87,18 +86,11 @@ static te_status stream_chunk(EVP_CIPHER_CTX *ctx, uint64_t *out, size_t n, te_e
 
 te_status te_prf_stream_read(te_prf_stream *s, uint64_t *out, size_t n, te_err *err)
 {
-    if ((!s->ctx && !s->words) || (!out && n))
+    if (!s->ctx || (!out && n))
         return te_errf(err, TE_EINVAL, "prf: stream not open or null buffer");
     if ((uint64_t)n > s->left)
-        return te_errf(err, TE_EINVAL, "prf: %zu more elements exceed the %s", n,
-                       s->words ? "words generated ahead" : "per-stream limit");
+        return te_errf(err, TE_EINVAL, "prf: %zu more elements exceed the per-stream limit", n);
     s->left -= (uint64_t)n;
-    if (s->words) {
-        if (n)
-            memcpy(out, s->words, n * sizeof *out);
-        s->words += n;
-        return TE_OK;
-    }
     for (size_t off = 0; off < n; off += TE_PRF_CHUNK_WORDS) {
         size_t c = n - off < TE_PRF_CHUNK_WORDS ? n - off : TE_PRF_CHUNK_WORDS;
         te_status st = stream_chunk(s->ctx, out + off, c, err);
@@ -110,20 +102,11 @@ te_status te_prf_stream_read(te_prf_stream *s, uint64_t *out, size_t n, te_err *
 
 void te_prf_stream_close(te_prf_stream *s)
 {
-    if (!s)
-        return;
-    if (s->ctx)
+    if (s && s->ctx) {
         EVP_CIPHER_CTX_free(s->ctx);
-    s->ctx = NULL;
-    s->words = NULL;
-    s->left = 0;
-}
-
-void te_prf_stream_open_words(te_prf_stream *s, const uint64_t *words, size_t n)
-{
-    s->ctx = NULL;
-    s->words = words;
-    s->left = (uint64_t)n;
+        s->ctx = NULL;
+        s->left = 0;
+    }
 }
 
 te_status te_prf_ring(const uint8_t key[TE_KEY_BYTES], uint64_t counter, uint32_t layer,

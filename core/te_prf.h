@@ -50,9 +50,8 @@ te_status te_prf_ring(const uint8_t key[TE_KEY_BYTES], uint64_t counter, uint32_
  * layer, purpose); reduce them mod 2^l to get the l-bit elements.
  * Close every opened stream (also after an error). */
 typedef struct te_prf_stream {
-    void *ctx;              /* EVP_CIPHER_CTX (NULL for a stream over words) */
-    const uint64_t *words;  /* te_prf_stream_open_words: the words still to read */
-    uint64_t left;          /* words still allowed under the per-stream limit */
+    void *ctx;          /* EVP_CIPHER_CTX */
+    uint64_t left;      /* words still allowed under the per-stream limit */
 } te_prf_stream;
 
 te_status te_prf_stream_open(te_prf_stream *s, const uint8_t key[TE_KEY_BYTES], uint64_t counter, uint32_t layer,
@@ -60,11 +59,6 @@ te_status te_prf_stream_open(te_prf_stream *s, const uint8_t key[TE_KEY_BYTES], 
 /* The next n 64-bit words of the stream (unreduced). */
 te_status te_prf_stream_read(te_prf_stream *s, uint64_t *out, size_t n, te_err *err);
 void te_prf_stream_close(te_prf_stream *s);
-/* A stream over n words generated earlier (the first n words of a stream
- * opened with te_prf_stream_open, read elsewhere: device-sdk's prefetch):
- * reads return them in order, and reading past them is an error.  The words
- * stay the caller's and must outlive the stream. */
-void te_prf_stream_open_words(te_prf_stream *s, const uint64_t *words, size_t n);
 
 /* Fill buf with n bytes from the OS CSPRNG (OpenSSL RAND_bytes). */
 te_status te_random_bytes(uint8_t *buf, size_t n, te_err *err);

@@ -26,7 +26,3 @@ add_test(NAME input_report COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/input
          $<TARGET_FILE:twinedge-run> $<TARGET_FILE:twinedge-infer>)
 set_tests_properties(input_report PROPERTIES FIXTURES_REQUIRED testdata TIMEOUT 600 ENVIRONMENT "${TE_ATTACK_ENV}")
 te_add_unit_test(test_input SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_input.c LIBS twinedge_core)
-
-# The device's keystream prefetch: the stream's words, for their own stream only, once.
-te_add_unit_test(test_prefetch SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_prefetch.c LIBS twinedge_device_static)
-target_include_directories(test_prefetch PRIVATE ${PROJECT_SOURCE_DIR}/device-sdk/src)

@@ -14,7 +14,6 @@
 #include "te_exec.h"
 #include "te_linear.h"
 #include "te_prf.h"
-#include "prefetch.h"
 #include "te_ring.h"
 #include "te_transport.h"
 #include "te_wire.h"
@@ -78,7 +77,6 @@ struct twinedge_device {
     size_t req_cap;
     uint64_t *yr, *share, *rhs;  /* EdgeA's and EdgeB's results (mediated), s.x per sample */
     size_t yr_cap, share_cap, rhs_cap;
-    te_prefetch *pf;             /* keystream made while waiting for the hosts (NULL: none) */
 };
 
 /* Grow *buf to hold n elements of size sz (contents not kept). */
@@ -174,7 +172,6 @@ int twinedge_open(const char *dir, twinedge_device **out)
         return st;
     if ((st = te_exec_new(dev->model, &dev->exec, &dev->err)) != TE_OK)
         return st;
-    dev->pf = te_prefetch_new(); /* NULL (no thread): every stream is made when used */
 #ifdef TE_NEGCTL_HOST_RETRY
     if (!(dev->widened = calloc((size_t)dev->model->n_layers + 1, 1)))
         return te_errf(&dev->err, TE_ENOMEM, "out of memory");
@@ -186,7 +183,6 @@ void twinedge_close(twinedge_device *dev)
 {
     if (!dev)
         return;
-    te_prefetch_free(dev->pf);
     te_exec_free(dev->exec);
     te_model_free(dev->model);
 #ifdef TE_NEGCTL_HOST_RETRY
@@ -436,15 +432,6 @@ static te_status request_layout(twinedge_device *dev, Twinedge__LayerRequest *q,
     return te_wire_request_layout(q, data_len, &dev->req_buf, &dev->req_cap, data, len, err);
 }
 
-/* The stream of (t, layer, purpose) for n words: made ahead in slot, or now. */
-static te_status prf_stream(twinedge_device *dev, int slot, uint32_t layer, te_prf_purpose purpose, size_t n,
-                            te_prf_stream *ps, te_err *err)
-{
-    if (te_prefetch_take(dev->pf, slot, dev->session_key, dev->t, layer, purpose, n, ps))
-        return TE_OK;
-    return te_prf_stream_open(ps, dev->session_key, dev->t, layer, purpose, err);
-}
-
 /* The private linear layer: y = W.x via the two hosts, verified. */
 static te_status private_linear(void *ctx, const te_model *m, int layer, const float *x, float *y, te_err *err)
 {
@@ -495,7 +482,7 @@ static te_status private_linear(void *ctx, const te_model *m, int layer, const f
      * in Z_2^l to EdgeA since M is a fresh PRF output.  s.x is taken on the
      * way for the check. */
     te_prf_stream ps;
-    if ((st = prf_stream(dev, TE_PREFETCH_M, (uint32_t)layer, TE_PRF_MASK, n_in, &ps, err)) != TE_OK)
+    if ((st = te_prf_stream_open(&ps, dev->session_key, dev->t, (uint32_t)layer, TE_PRF_MASK, err)) != TE_OK)
         return st;
     st = te_layer_mask(L, l, x, &ps, packed, dev->rhs, err);
     te_prf_stream_close(&ps);
@@ -503,15 +490,6 @@ static te_status private_linear(void *ctx, const te_model *m, int layer, const f
         if (st == TE_EOVERFLOW)
             dev->failed_layer = layer;
         return st;
-    }
-    /* While the hosts work: this layer's Z (relay) and the next layer's M.
-     * The words are the ones the streams would give (prefetch.h). */
-    if (dev->mode == TWINEDGE_RELAY)
-        te_prefetch_post(dev->pf, TE_PREFETCH_Z, dev->session_key, dev->t, (uint32_t)layer, TE_PRF_OUT, n_out);
-    if (layer + 1 < m->n_layers) {
-        const te_linear_geom *g = &m->layers[layer + 1].geom;
-        te_prefetch_post(dev->pf, TE_PREFETCH_M, dev->session_key, dev->t, (uint32_t)layer + 1, TE_PRF_MASK,
-                         (size_t)(g->batch * te_geom_in_len(g)));
     }
     if (dev->mode == TWINEDGE_RELAY) {
         uint8_t *resp = NULL;
@@ -523,7 +501,7 @@ static te_status private_linear(void *ctx, const te_model *m, int layer, const f
         }
         /* EdgeA returned W.A - (W.M + Z) = W.x - Z: unpack, add Z, check and
          * decode in one pass over the response */
-        if ((st = prf_stream(dev, TE_PREFETCH_Z, (uint32_t)layer, TE_PRF_OUT, n_out, &ps, err)) == TE_OK) {
+        if ((st = te_prf_stream_open(&ps, dev->session_key, dev->t, (uint32_t)layer, TE_PRF_OUT, err)) == TE_OK) {
             st = te_layer_finish_packed(L, l, ya, &ps, NULL, dev->rhs, plan.max_abs_x, y, err);
             te_prf_stream_close(&ps);
         }
@@ -562,14 +540,9 @@ static int infer_locked(twinedge_device *dev, twinedge_mode mode, const float *i
     dev->mode = mode;
     dev->report.linear_layers = dev->model->n_layers;
     te_status st;
-    /* a forked child must not continue its parent's session, and has no
-     * prefetch worker (the thread stayed in the parent) */
-    if (dev->session_pid != getpid()) {
-        te_prefetch_free(dev->pf);
-        dev->pf = te_prefetch_new();
-        if ((st = new_session(dev, &dev->err)) != TE_OK)
-            return st;
-    }
+    /* a forked child must not continue its parent's session */
+    if (dev->session_pid != getpid() && (st = new_session(dev, &dev->err)) != TE_OK)
+        return st;
     if (dev->next_t == UINT64_MAX && (st = new_session(dev, &dev->err)) != TE_OK)
         return st;
 #ifdef TE_NEGCTL_HOST_RETRY
