@@ -546,7 +546,7 @@ def h_reduce(opset):
         ax_in = lambda name: (opset >= 13) if name == "ReduceSum" else (opset >= 18)
         outs = []
         for name, axes, keep in (("ReduceMean", [2, 3], 1), ("ReduceSum", [1], 0), ("ReduceMax", [-1], 1),
-                                 ("ReduceL2", [1, 2], 1), ("ReduceMin", [1], 1), ("ReduceProd", [1], 0)):
+                                 ("ReduceL2", [1, 2], 1), ("ReduceMin", [1], 1)):
             if ax_in(name):
                 r = g.node(name, [y, g.init(np.array(axes, np.int64))], keepdims=keep)
             else:
@@ -558,7 +558,7 @@ def h_reduce(opset):
             a = f0(t)
             return torch.cat([a.mean((2, 3), keepdim=True).flatten(1), a.sum(1).flatten(1),
                               a.amax(-1, keepdim=True).flatten(1), a.pow(2).sum((1, 2), keepdim=True).sqrt().flatten(1),
-                              a.amin(1, keepdim=True).flatten(1), a.prod(1).flatten(1)], 1).numpy()
+                              a.amin(1, keepdim=True).flatten(1)], 1).numpy()
         return onnx_model(g, "input", z, shape, opset), ref
     return make
 
