@@ -133,10 +133,11 @@ static int out_axis(const te_model *m, const te_node *nd, const te_dyn *dyn, int
     }
 }
 
+/* The rules that only move values (no arithmetic): integers stay integers. */
 static int keeps_integers(te_op op)
 {
-    return op == TE_OP_RESHAPE || op == TE_OP_TRANSPOSE || op == TE_OP_SLICE || op == TE_OP_GATHER ||
-           op == TE_OP_CONCAT;
+    dyn_rule r = rules[op];
+    return r == DYN_RESHAPE || r == DYN_TRANSPOSE || r == DYN_SLICE || r == DYN_GATHER || r == DYN_CONCAT;
 }
 
 te_status te_model_dyn(const te_model *m, te_dyn *dyn, te_err *err)
